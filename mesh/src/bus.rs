@@ -1,0 +1,36 @@
+//! Connecting to NATS. Jifen refuses servers older than 2.11 at connect, with a clear error,
+//! because they silently ignore features it relies on (`filter_subjects`, `+TERM <reason>`).
+
+use crate::nats_server::{MIN_VERSION, parse_version};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error("NATS at {url} runs nats-server {found}; Jifen needs >= {}.{}", MIN_VERSION.0, MIN_VERSION.1)]
+    ServerTooOld { url: String, found: String },
+}
+
+/// Connects and checks the server version.
+pub async fn connect(url: &str) -> Result<async_nats::Client, BusError> {
+    let client = async_nats::ConnectOptions::new()
+        .name("jifen")
+        .connect(url)
+        .await
+        .map_err(|source| BusError::Connect {
+            url: url.to_owned(),
+            source,
+        })?;
+    let found = client.server_info().version;
+    match parse_version(&found) {
+        Some(version) if version >= MIN_VERSION => Ok(client),
+        _ => Err(BusError::ServerTooOld {
+            url: url.to_owned(),
+            found,
+        }),
+    }
+}

@@ -1,0 +1,25 @@
+//! Jifen's shared runtime: what every system (portal, channel, mall) and the `jifen` command
+//! stand on.
+//!
+//! - [`domain`]: the validated newtypes (`OrderId`, `Points`, …) a request is parsed into at
+//!   the edge, so nothing past it re-checks.
+//! - [`config`] and [`telemetry`]: flags and `JIFEN_*` variables shared by every service, and
+//!   the tracing subscriber.
+//! - [`grpc`]: the server bootstrap every service uses — health, reflection, and a graceful
+//!   shutdown driven by a [`CancellationToken`](tokio_util::sync::CancellationToken).
+//! - [`storage`]: opens SQLite or PostgreSQL through sqlx and runs the system's migrations.
+//! - [`barrier`]: the idempotency ledger (DESIGN §3) shared by the channel and the portal.
+//! - [`bus`] and [`nats_server`]: connecting to NATS JetStream (with the server version
+//!   check) and running a local `nats-server` child for `jifen dev` and the tests.
+//! - [`shutdown`]: turns SIGINT/SIGTERM into a cancellation token.
+
+pub mod barrier;
+pub mod bus;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod nats_server;
+pub mod shutdown;
+pub mod storage;
+pub mod telemetry;
+pub mod time;
