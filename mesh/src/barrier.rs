@@ -1,21 +1,24 @@
 //! The idempotency barrier of DESIGN §3, shared by the channel (points) and the portal (quota).
 //!
-//! A [`Ledger`] keeps one row per key `(order_id, party)` — the party is the user at a
-//! channel, the channel at the portal. Its methods only move the ledger row; the caller
-//! changes the balance *in the same transaction*, so a crash between the two lines leaves
-//! neither. Claims start with an insert, which makes every transaction a writer from its
-//! first statement: concurrent claims of one key queue on the key (PostgreSQL's unique index,
-//! SQLite's write lock) instead of both reading "absent" and both acting.
+//! A [`Barrier`] keeps one ledger row per key `(order_id, party)` — the party is the user at
+//! a channel, the channel at the portal — and moves the party's [`Balance`] *in the same
+//! transaction*, so a crash between two statements leaves neither. Every transaction starts
+//! with an insert of the key, which makes it a writer from its first statement: concurrent
+//! calls for one key queue on it (PostgreSQL's unique index, SQLite's write lock) instead of
+//! both reading "absent" and both acting.
 //!
-//! - deduct, key absent → [`DeductClaim::Claimed`]: the caller takes the points, or calls
-//!   [`Ledger::reject`] when it cannot;
-//! - deduct, key present → [`DeductClaim::Recorded`]: the caller replays the recorded outcome
-//!   (a refunded key refuses the deduct: it would hang);
-//! - refund, key absent → [`RefundClaim::NullCompensation`], a refunded row of 0 points;
-//! - refund of a deducted key → [`RefundClaim::Restore`]: the caller gives the points back;
-//! - any other refund → [`RefundClaim::Recorded`], nothing to do.
+//! - deduct, key absent: take the points, or record a [`Rejection`] when the balance is short
+//!   or the party unknown;
+//! - deduct, key present: the recorded outcome, unchanged; a refunded key refuses the deduct
+//!   (it would hang), a different amount is a conflict;
+//! - refund, key absent: record a refund of 0 points (null compensation);
+//! - refund of a deducted key: give the points back, once;
+//! - any other refund: the recorded row, unchanged.
 
 use sqlx::{Any, AnyConnection, Executor, Row, any::AnyRow};
+
+use crate::storage::Database;
+use crate::time::now_unix_ms;
 
 /// Where one key stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +67,7 @@ pub struct LedgerEntry {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum DeductClaim {
+enum DeductClaim {
     /// The key was free and is now recorded as deducted: take the points or reject.
     Claimed,
     /// The key was already recorded.
@@ -72,7 +75,7 @@ pub enum DeductClaim {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum RefundClaim {
+enum RefundClaim {
     /// Nothing was ever deducted: a 0-point refund is recorded so a late deduct is refused.
     NullCompensation(LedgerEntry),
     /// The deduction is now refunded: give `points` back.
@@ -84,7 +87,7 @@ pub enum RefundClaim {
 /// SQL for one ledger table with columns `order_id`, `<party>`, `points`, `state`,
 /// `rejection`, `created_at_ms`, `updated_at_ms` and primary key `(order_id, <party>)`.
 #[derive(Debug, Clone)]
-pub struct Ledger {
+struct Ledger {
     select: String,
     insert: String,
     reject: String,
@@ -92,8 +95,7 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// `table` and `party` are compile-time names, never input.
-    pub fn new(table: &'static str, party: &'static str) -> Self {
+    fn new(table: &'static str, party: &'static str) -> Self {
         let columns = format!(
             "order_id, {party} AS party, points, state, rejection, updated_at_ms"
         );
@@ -116,7 +118,7 @@ impl Ledger {
         }
     }
 
-    pub async fn get<'e, E>(
+    async fn get<'e, E>(
         &self,
         executor: E,
         order_id: &str,
@@ -136,7 +138,7 @@ impl Ledger {
 
     /// Records the key as deducted if it is free. Call inside the transaction that moves the
     /// balance.
-    pub async fn claim_deduct(
+    async fn claim_deduct(
         &self,
         tx: &mut AnyConnection,
         order_id: &str,
@@ -164,7 +166,7 @@ impl Ledger {
 
     /// Turns a just-claimed deduct into a recorded rejection, so that a redelivery gets the
     /// same answer.
-    pub async fn reject(
+    async fn reject(
         &self,
         tx: &mut AnyConnection,
         order_id: &str,
@@ -183,7 +185,7 @@ impl Ledger {
     }
 
     /// Records the refund of a key. Call inside the transaction that gives the points back.
-    pub async fn claim_refund(
+    async fn claim_refund(
         &self,
         tx: &mut AnyConnection,
         order_id: &str,
@@ -233,5 +235,188 @@ fn entry(row: &AnyRow) -> Result<LedgerEntry, sqlx::Error> {
         state: LedgerState::parse(row.try_get("state")?)?,
         rejection: row.try_get("rejection")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
+
+/// Why a deduct was refused; recorded in the ledger row so a redelivery gets the same answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// The balance was smaller than the amount.
+    Insufficient,
+    /// The party (user, channel) does not exist.
+    UnknownParty,
+}
+
+impl Rejection {
+    fn code(self) -> &'static str {
+        match self {
+            Self::Insufficient => "insufficient",
+            Self::UnknownParty => "unknown_party",
+        }
+    }
+
+    fn from_code(code: &str) -> Result<Self, sqlx::Error> {
+        match code {
+            "insufficient" => Ok(Self::Insufficient),
+            "unknown_party" => Ok(Self::UnknownParty),
+            other => Err(sqlx::Error::Decode(
+                format!("unknown rejection {other:?}").into(),
+            )),
+        }
+    }
+}
+
+impl LedgerEntry {
+    /// The rejection of a rejected entry.
+    pub fn rejection(&self) -> Option<Rejection> {
+        (self.state == LedgerState::Rejected)
+            .then(|| Rejection::from_code(&self.rejection).ok())
+            .flatten()
+    }
+}
+
+/// What a deduct came to, first time or replayed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeductOutcome {
+    Deducted(LedgerEntry),
+    Rejected(LedgerEntry, Rejection),
+    /// The key was refunded before this deduct: nothing is taken.
+    RefundedBefore(LedgerEntry),
+    /// The key was recorded with another amount.
+    Conflict(LedgerEntry),
+}
+
+/// The balance a barrier guards, as SQL over the system's own table. Parameters: `$1` the
+/// points, `$2` the time (ms), `$3` the party; `exists` takes the party as `$1`.
+#[derive(Debug, Clone, Copy)]
+pub struct Balance {
+    /// Takes `$1` from the party's balance; must change no row when the balance is short.
+    pub take: &'static str,
+    /// Gives `$1` back to the party's balance.
+    pub restore: &'static str,
+    /// Selects a row when the party exists.
+    pub exists: &'static str,
+}
+
+/// A ledger and the balance it guards.
+#[derive(Debug, Clone)]
+pub struct Barrier {
+    ledger: Ledger,
+    balance: Balance,
+}
+
+impl Barrier {
+    /// `table` (with a `party` column) is a compile-time name, never input.
+    pub fn new(table: &'static str, party: &'static str, balance: Balance) -> Self {
+        Self {
+            ledger: Ledger::new(table, party),
+            balance,
+        }
+    }
+
+    pub async fn get(
+        &self,
+        db: &Database,
+        order_id: &str,
+        party: &str,
+    ) -> Result<Option<LedgerEntry>, sqlx::Error> {
+        self.ledger.get(db.pool(), order_id, party).await
+    }
+
+    /// Deducts `points` for the key once; see the module docs for every case.
+    pub async fn deduct(
+        &self,
+        db: &Database,
+        order_id: &str,
+        party: &str,
+        points: i64,
+    ) -> Result<DeductOutcome, sqlx::Error> {
+        let now = now_unix_ms();
+        let mut tx = db.begin().await?;
+        let claim = self
+            .ledger
+            .claim_deduct(&mut tx, order_id, party, points, now)
+            .await?;
+        if let DeductClaim::Recorded(entry) = claim {
+            tx.commit().await?;
+            return replay(entry, points);
+        }
+        let taken = sqlx::query(self.balance.take)
+            .bind(points)
+            .bind(now)
+            .bind(party)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if taken {
+            tx.commit().await?;
+            return Ok(DeductOutcome::Deducted(LedgerEntry {
+                order_id: order_id.to_owned(),
+                party: party.to_owned(),
+                points,
+                state: LedgerState::Deducted,
+                rejection: String::new(),
+                updated_at_ms: now,
+            }));
+        }
+        let known = sqlx::query(self.balance.exists)
+            .bind(party)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        let rejection = if known {
+            Rejection::Insufficient
+        } else {
+            Rejection::UnknownParty
+        };
+        let entry = self
+            .ledger
+            .reject(&mut tx, order_id, party, rejection.code(), now)
+            .await?;
+        tx.commit().await?;
+        Ok(DeductOutcome::Rejected(entry, rejection))
+    }
+
+    /// Refunds the key once and returns its ledger row.
+    pub async fn refund(
+        &self,
+        db: &Database,
+        order_id: &str,
+        party: &str,
+    ) -> Result<LedgerEntry, sqlx::Error> {
+        let now = now_unix_ms();
+        let mut tx = db.begin().await?;
+        let entry = match self.ledger.claim_refund(&mut tx, order_id, party, now).await? {
+            RefundClaim::Restore(entry) => {
+                let restored = sqlx::query(self.balance.restore)
+                    .bind(entry.points)
+                    .bind(now)
+                    .bind(party)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if restored != 1 {
+                    // The party held these points a moment ago; without it they would be lost.
+                    return Err(sqlx::Error::RowNotFound);
+                }
+                entry
+            }
+            RefundClaim::NullCompensation(entry) | RefundClaim::Recorded(entry) => entry,
+        };
+        tx.commit().await?;
+        Ok(entry)
+    }
+}
+
+fn replay(entry: LedgerEntry, points: i64) -> Result<DeductOutcome, sqlx::Error> {
+    Ok(match entry.state {
+        LedgerState::Refunded => DeductOutcome::RefundedBefore(entry),
+        _ if entry.points != points => DeductOutcome::Conflict(entry),
+        LedgerState::Deducted => DeductOutcome::Deducted(entry),
+        LedgerState::Rejected => {
+            let rejection = Rejection::from_code(&entry.rejection)?;
+            DeductOutcome::Rejected(entry, rejection)
+        }
     })
 }

@@ -11,7 +11,8 @@
 //! - [`barrier`]: the idempotency ledger (DESIGN §3) shared by the channel and the portal.
 //! - [`bus`] and [`nats_server`]: connecting to NATS JetStream (with the server version
 //!   check) and running a local `nats-server` child for `jifen dev` and the tests.
-//! - [`shutdown`]: turns SIGINT/SIGTERM into a cancellation token.
+//! - [`shutdown`]: turns SIGINT/SIGTERM into a cancellation token; [`startup`] and [`status`]:
+//!   the errors every service shares at start and at its gRPC edge.
 
 pub mod barrier;
 pub mod bus;
@@ -20,6 +21,8 @@ pub mod domain;
 pub mod grpc;
 pub mod nats_server;
 pub mod shutdown;
+pub mod startup;
+pub mod status;
 pub mod storage;
 pub mod telemetry;
 pub mod time;

@@ -1,0 +1,84 @@
+//! Starting a channel: configuration, then [`ChannelApp::build`] (open and migrate the
+//! database, bind the listener), then [`ChannelApp::run_until`] a shutdown token.
+
+use std::net::SocketAddr;
+
+use jifen_mesh::config::ShutdownArgs;
+use jifen_mesh::domain::ChannelId;
+use jifen_mesh::grpc::{GrpcError, GrpcServer};
+use jifen_mesh::startup::StartError;
+use jifen_mesh::storage::{Database, Migrations};
+use jifen_proto::v1::channel_service_server::ChannelServiceServer;
+use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+
+use crate::ledger::PointsLedger;
+
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The channel's migrations, per backend.
+pub const MIGRATIONS: Migrations = Migrations {
+    sqlite: &SQLITE,
+    postgres: &POSTGRES,
+};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChannelConfig {
+    /// The channel this process serves (letters, digits, `-`, `_`).
+    #[arg(long, env = "JIFEN_CHANNEL_ID")]
+    pub channel_id: String,
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "JIFEN_LISTEN", default_value = "127.0.0.1:50061")]
+    pub listen: SocketAddr,
+    /// `sqlite://path` or `postgres://…`; migrated at start.
+    #[arg(long, env = "JIFEN_DATABASE_URL", default_value = "sqlite://jifen-channel.db")]
+    pub database_url: String,
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
+}
+
+/// A channel that is bound and migrated, ready to serve.
+pub struct ChannelApp {
+    server: GrpcServer,
+    ledger: PointsLedger,
+    config: ChannelConfig,
+}
+
+impl ChannelApp {
+    pub async fn build(config: ChannelConfig) -> Result<Self, StartError> {
+        let channel_id = ChannelId::parse("channel_id", config.channel_id.clone())?;
+        let db = Database::open(&config.database_url, &MIGRATIONS).await?;
+        let server = GrpcServer::bind(config.listen).await?;
+        Ok(Self {
+            server,
+            ledger: PointsLedger::new(db, channel_id),
+            config,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    pub fn ledger(&self) -> &PointsLedger {
+        &self.ledger
+    }
+
+    pub async fn run_until(self, shutdown: CancellationToken) -> Result<(), GrpcError> {
+        let mut routes = RoutesBuilder::default();
+        routes.add_service(ChannelServiceServer::new(self.ledger.clone()));
+        let result = self
+            .server
+            .serve(
+                routes,
+                &[ChannelServiceServer::<PointsLedger>::NAME],
+                shutdown,
+                self.config.shutdown.grace(),
+            )
+            .await;
+        self.ledger.database().close().await;
+        result
+    }
+}

@@ -1,0 +1,79 @@
+//! Starting the portal: configuration, then [`PortalApp::build`] (open and migrate the
+//! database, bind the listener), then [`PortalApp::run_until`] a shutdown token.
+
+use std::net::SocketAddr;
+
+use jifen_mesh::config::ShutdownArgs;
+use jifen_mesh::grpc::{GrpcError, GrpcServer};
+use jifen_mesh::startup::StartError;
+use jifen_mesh::storage::{Database, Migrations};
+use jifen_proto::v1::portal_service_server::PortalServiceServer;
+use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+
+use crate::quota::QuotaBook;
+
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The portal's migrations, per backend.
+pub const MIGRATIONS: Migrations = Migrations {
+    sqlite: &SQLITE,
+    postgres: &POSTGRES,
+};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PortalConfig {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "JIFEN_LISTEN", default_value = "127.0.0.1:50052")]
+    pub listen: SocketAddr,
+    /// `sqlite://path` or `postgres://…`; migrated at start.
+    #[arg(long, env = "JIFEN_DATABASE_URL", default_value = "sqlite://jifen-portal.db")]
+    pub database_url: String,
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
+}
+
+/// The portal, bound and migrated, ready to serve.
+pub struct PortalApp {
+    server: GrpcServer,
+    quotas: QuotaBook,
+    config: PortalConfig,
+}
+
+impl PortalApp {
+    pub async fn build(config: PortalConfig) -> Result<Self, StartError> {
+        let db = Database::open(&config.database_url, &MIGRATIONS).await?;
+        let server = GrpcServer::bind(config.listen).await?;
+        Ok(Self {
+            server,
+            quotas: QuotaBook::new(db),
+            config,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    pub fn quotas(&self) -> &QuotaBook {
+        &self.quotas
+    }
+
+    pub async fn run_until(self, shutdown: CancellationToken) -> Result<(), GrpcError> {
+        let mut routes = RoutesBuilder::default();
+        routes.add_service(PortalServiceServer::new(self.quotas.clone()));
+        let result = self
+            .server
+            .serve(
+                routes,
+                &[PortalServiceServer::<QuotaBook>::NAME],
+                shutdown,
+                self.config.shutdown.grace(),
+            )
+            .await;
+        self.quotas.database().close().await;
+        result
+    }
+}
