@@ -33,7 +33,11 @@ pub struct ChannelConfig {
     #[arg(long, env = "JIFEN_LISTEN", default_value = "127.0.0.1:50061")]
     pub listen: SocketAddr,
     /// `sqlite://path` or `postgres://…`; migrated at start.
-    #[arg(long, env = "JIFEN_DATABASE_URL", default_value = "sqlite://jifen-channel.db")]
+    #[arg(
+        long,
+        env = "JIFEN_DATABASE_URL",
+        default_value = "sqlite://jifen-channel.db"
+    )]
     pub database_url: String,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,

@@ -23,7 +23,7 @@ pub enum ChannelError {
     RefundedBefore { order_id: String, user_id: String },
     #[error("{0}")]
     Conflict(String),
-    #[error("storage error: {0}")]
+    #[error("storage error")]
     Storage(#[from] sqlx::Error),
 }
 

@@ -50,8 +50,8 @@ impl ChannelService for PointsLedger {
         &self,
         request: Request<GetUserPointsRequest>,
     ) -> Result<Response<GetUserPointsResponse>, Status> {
-        let user_id = UserId::parse("user_id", request.into_inner().user_id)
-            .map_err(ChannelError::from)?;
+        let user_id =
+            UserId::parse("user_id", request.into_inner().user_id).map_err(ChannelError::from)?;
         let balance = self.balance(&user_id).await?;
         Ok(Response::new(GetUserPointsResponse {
             user_id: user_id.into_string(),

@@ -96,13 +96,10 @@ struct Ledger {
 
 impl Ledger {
     fn new(table: &'static str, party: &'static str) -> Self {
-        let columns = format!(
-            "order_id, {party} AS party, points, state, rejection, updated_at_ms"
-        );
+        let columns =
+            format!("order_id, {party} AS party, points, state, rejection, updated_at_ms");
         Self {
-            select: format!(
-                "SELECT {columns} FROM {table} WHERE order_id = $1 AND {party} = $2"
-            ),
+            select: format!("SELECT {columns} FROM {table} WHERE order_id = $1 AND {party} = $2"),
             insert: format!(
                 "INSERT INTO {table} (order_id, {party}, points, state, rejection, created_at_ms, updated_at_ms) \
                  VALUES ($1, $2, $3, $4, '', $5, $5) ON CONFLICT (order_id, {party}) DO NOTHING"
@@ -387,7 +384,11 @@ impl Barrier {
     ) -> Result<LedgerEntry, sqlx::Error> {
         let now = now_unix_ms();
         let mut tx = db.begin().await?;
-        let entry = match self.ledger.claim_refund(&mut tx, order_id, party, now).await? {
+        let entry = match self
+            .ledger
+            .claim_refund(&mut tx, order_id, party, now)
+            .await?
+        {
             RefundClaim::Restore(entry) => {
                 let restored = sqlx::query(self.balance.restore)
                     .bind(entry.points)

@@ -5,7 +5,7 @@ use crate::nats_server::{MIN_VERSION, parse_version};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    #[error("cannot connect to NATS at {url}: {source}")]
+    #[error("cannot connect to NATS at {url}")]
     Connect {
         url: String,
         #[source]

@@ -175,7 +175,10 @@ impl Endpoint {
         if raw.len() > MAX_ENDPOINT_LEN {
             return Err(InvalidField::new(
                 field,
-                format!("must be at most {MAX_ENDPOINT_LEN} bytes, got {}", raw.len()),
+                format!(
+                    "must be at most {MAX_ENDPOINT_LEN} bytes, got {}",
+                    raw.len()
+                ),
             ));
         }
         let uri: tonic::codegen::http::Uri = raw

@@ -18,15 +18,15 @@ use tonic_health::ServingStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GrpcError {
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot build the reflection service: {0}")]
+    #[error("cannot build the reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
-    #[error("gRPC server failed: {0}")]
+    #[error("gRPC server failed")]
     Serve(#[from] tonic::transport::Error),
 }
 
@@ -63,21 +63,27 @@ impl GrpcServer {
     ) -> Result<(), GrpcError> {
         let (health, health_service) = tonic_health::server::health_reporter();
         for name in services {
-            health.set_service_status(*name, ServingStatus::Serving).await;
+            health
+                .set_service_status(*name, ServingStatus::Serving)
+                .await;
         }
         routes
             .add_service(health_service)
-            .add_service(reflection().build_v1()?)
-            .add_service(reflection().build_v1alpha()?);
+            .add_service(reflection(services).build_v1()?)
+            .add_service(reflection(services).build_v1alpha()?);
 
         let names: Vec<&'static str> = services.to_vec();
         let addr = self.local_addr;
         let stopping = async move {
             shutdown.cancelled().await;
             tracing::info!(%addr, "gRPC server stopping: health reports NOT_SERVING");
-            health.set_service_status("", ServingStatus::NotServing).await;
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
             for name in names {
-                health.set_service_status(name, ServingStatus::NotServing).await;
+                health
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
             }
             tokio::time::sleep(grace).await;
         };
@@ -91,10 +97,16 @@ impl GrpcServer {
     }
 }
 
-/// Reflection over every service a Jifen server may carry, so clients need no proto files.
-fn reflection() -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
+/// Reflection that knows every Jifen message, so clients need no proto files, and lists only
+/// the services this server really carries.
+fn reflection(services: &[&'static str]) -> tonic_reflection::server::Builder<'static> {
+    let builder = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(jifen_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1.ServerReflection");
+    services
+        .iter()
+        .fold(builder, |builder, name| builder.with_service_name(*name))
 }

@@ -23,13 +23,13 @@ pub enum NatsServerError {
     NotFound,
     #[error("{path}: nats-server {found} is too old, Jifen needs >= {}.{}: {INSTALL_HINT}", MIN_VERSION.0, MIN_VERSION.1)]
     TooOld { path: PathBuf, found: String },
-    #[error("cannot run {path}: {source}")]
+    #[error("cannot run {path}")]
     Spawn {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot prepare {path}: {source}")]
+    #[error("cannot prepare {path}")]
     Store {
         path: PathBuf,
         #[source]

@@ -6,7 +6,7 @@ use crate::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("bad configuration: {0}")]
+    #[error("bad configuration")]
     Config(#[from] InvalidField),
     #[error(transparent)]
     Storage(#[from] StorageError),

@@ -29,7 +29,11 @@ pub struct PortalConfig {
     #[arg(long, env = "JIFEN_LISTEN", default_value = "127.0.0.1:50052")]
     pub listen: SocketAddr,
     /// `sqlite://path` or `postgres://…`; migrated at start.
-    #[arg(long, env = "JIFEN_DATABASE_URL", default_value = "sqlite://jifen-portal.db")]
+    #[arg(
+        long,
+        env = "JIFEN_DATABASE_URL",
+        default_value = "sqlite://jifen-portal.db"
+    )]
     pub database_url: String,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,

@@ -9,21 +9,29 @@ pub enum PortalError {
     Invalid(#[from] InvalidField),
     #[error("unknown channel {channel_id}")]
     UnknownChannel { channel_id: String },
-    #[error("channel {channel_id} has too little quota left for {points} points of order {order_id}")]
+    #[error(
+        "channel {channel_id} has too little quota left for {points} points of order {order_id}"
+    )]
     InsufficientQuota {
         order_id: String,
         channel_id: String,
         points: i64,
     },
     #[error("no quota deduction recorded for order {order_id} and channel {channel_id}")]
-    NoDeduction { order_id: String, channel_id: String },
+    NoDeduction {
+        order_id: String,
+        channel_id: String,
+    },
     #[error(
         "order {order_id} was already refunded for channel {channel_id}; a deduct after its refund is refused"
     )]
-    RefundedBefore { order_id: String, channel_id: String },
+    RefundedBefore {
+        order_id: String,
+        channel_id: String,
+    },
     #[error("{0}")]
     Conflict(String),
-    #[error("storage error: {0}")]
+    #[error("storage error")]
     Storage(#[from] sqlx::Error),
 }
 

@@ -2,7 +2,9 @@
 //! DESIGN §3: every deduct and refund moves `used` in one transaction with its ledger row.
 
 use jifen_mesh::barrier::{Balance, Barrier, DeductOutcome, LedgerEntry, Rejection};
-use jifen_mesh::domain::{ChannelId, DisplayName, Endpoint, InvalidField, OrderId, Points, RequestId};
+use jifen_mesh::domain::{
+    ChannelId, DisplayName, Endpoint, InvalidField, OrderId, Points, RequestId,
+};
 use jifen_mesh::storage::Database;
 use jifen_mesh::time::now_unix_ms;
 use sqlx::Row;
@@ -173,7 +175,9 @@ impl QuotaBook {
                 if known {
                     Err(InvalidField::new(
                         "points",
-                        format!("granting {points} would overflow the quota of channel {channel_id}"),
+                        format!(
+                            "granting {points} would overflow the quota of channel {channel_id}"
+                        ),
                     )
                     .into())
                 } else {
@@ -196,7 +200,12 @@ impl QuotaBook {
     ) -> Result<LedgerEntry, PortalError> {
         let outcome = self
             .barrier
-            .deduct(&self.db, order_id.as_str(), channel_id.as_str(), points.get())
+            .deduct(
+                &self.db,
+                order_id.as_str(),
+                channel_id.as_str(),
+                points.get(),
+            )
             .await?;
         match outcome {
             DeductOutcome::Deducted(entry) => Ok(entry),
