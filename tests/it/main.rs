@@ -1,1 +1,30 @@
-fn main() {}
+//! One integration-test binary (it links once) with a module per area. Every test runs real
+//! services on a real database — SQLite, or PostgreSQL when `JIFEN_TEST_DATABASE_URL` is set —
+//! and, where the bus is involved, a real nats-server.
+
+#![allow(clippy::unwrap_used)]
+
+mod bad_input;
+mod channel_barrier;
+mod concurrency;
+mod harness;
+mod health;
+mod portal_barrier;
+
+use tonic::Code;
+
+/// Asserts that `result` failed with `code` and a message containing `needle`.
+#[track_caller]
+fn assert_status<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, needle: &str) {
+    match result {
+        Ok(value) => panic!("expected {code:?} ({needle}), got Ok({value:?})"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "{status:?}");
+            assert!(
+                status.message().contains(needle),
+                "expected {needle:?} in {:?}",
+                status.message()
+            );
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Every server answers the health service and server reflection (v1 and v1alpha), and stops
+//! gracefully: NOT_SERVING first, then closed.
+
+use std::time::Duration;
+
+use jifen_tests::{TestChannel, TestPortal};
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+async fn health(endpoint: String, service: &str) -> ServingStatus {
+    let channel = Channel::from_shared(endpoint).unwrap().connect().await.unwrap();
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .unwrap();
+    response.into_inner().status()
+}
+
+async fn listed_services_v1(endpoint: String) -> Vec<String> {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let channel = Channel::from_shared(endpoint).unwrap().connect().await.unwrap();
+    let mut client = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("not a service list: {response:?}");
+    };
+    let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    names
+}
+
+async fn symbol_is_known_v1alpha(endpoint: String, symbol: &str) -> bool {
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+
+    let channel = Channel::from_shared(endpoint).unwrap().connect().await.unwrap();
+    let mut client = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(symbol.to_owned())),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = stream.message().await.unwrap().unwrap();
+    matches!(
+        response.message_response,
+        Some(MessageResponse::FileDescriptorResponse(files)) if !files.file_descriptor_proto.is_empty()
+    )
+}
+
+#[tokio::test]
+async fn the_portal_reports_serving_and_lists_its_services() {
+    let portal = TestPortal::start().await;
+    let endpoint = portal.server.endpoint();
+    assert_eq!(health(endpoint.clone(), "").await, ServingStatus::Serving);
+    assert_eq!(
+        health(endpoint.clone(), "jifen.v1.PortalService").await,
+        ServingStatus::Serving
+    );
+    assert_eq!(
+        listed_services_v1(endpoint.clone()).await,
+        [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "jifen.v1.PortalService"
+        ]
+    );
+    assert!(symbol_is_known_v1alpha(endpoint, "jifen.v1.PortalService").await);
+}
+
+#[tokio::test]
+async fn a_channel_reports_serving_and_lists_its_services() {
+    let channel = TestChannel::start("alpha").await;
+    let endpoint = channel.server.endpoint();
+    assert_eq!(
+        health(endpoint.clone(), "jifen.v1.ChannelService").await,
+        ServingStatus::Serving
+    );
+    assert_eq!(
+        listed_services_v1(endpoint.clone()).await,
+        [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "jifen.v1.ChannelService"
+        ]
+    );
+    assert!(symbol_is_known_v1alpha(endpoint, "jifen.v1.DeductPointsRequest").await);
+}
+
+#[tokio::test]
+async fn a_stopping_server_reports_not_serving_before_it_closes() {
+    let mut channel = TestChannel::start_with_grace("alpha", Duration::from_secs(2)).await;
+    let endpoint = channel.server.endpoint();
+    let conn = Channel::from_shared(endpoint).unwrap().connect().await.unwrap();
+    let client = HealthClient::new(conn);
+    channel.server.shutdown_token().cancel();
+    let status = jifen_tests::eventually("NOT_SERVING", Duration::from_secs(2), || {
+        let mut client = client.clone();
+        async move {
+            let response = client
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: "jifen.v1.ChannelService".into(),
+                })
+                .await
+                .ok()?;
+            let status = response.into_inner().status();
+            (status == ServingStatus::NotServing).then_some(status)
+        }
+    })
+    .await;
+    assert_eq!(status, ServingStatus::NotServing);
+    channel.server.stop().await;
+}

@@ -1,0 +1,117 @@
+//! A fresh database per service per test: SQLite by default, PostgreSQL when
+//! `JIFEN_TEST_DATABASE_URL` is set (e.g. `postgres://postgres@127.0.0.1:5432/test`; the
+//! named database is only used to create and drop the test's own).
+
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+use tempfile::TempDir;
+
+use crate::unique_name;
+
+/// The environment variable naming a PostgreSQL server for the tests.
+pub const DATABASE_URL_VAR: &str = "JIFEN_TEST_DATABASE_URL";
+
+#[derive(Debug)]
+pub struct TestDatabase {
+    url: String,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Sqlite(#[allow(dead_code)] TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDatabase {
+    /// Creates an empty database for one system of one test.
+    pub async fn create(system: &str) -> Self {
+        match std::env::var(DATABASE_URL_VAR) {
+            Ok(admin_url) if !admin_url.is_empty() => Self::postgres(admin_url, system).await,
+            _ => Self::sqlite(system),
+        }
+    }
+
+    fn sqlite(system: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("jifen-test-")
+            .tempdir()
+            .expect("a temp folder");
+        let url = format!("sqlite://{}", dir.path().join(format!("{system}.db")).display());
+        Self {
+            url,
+            kind: Kind::Sqlite(dir),
+        }
+    }
+
+    async fn postgres(admin_url: String, system: &str) -> Self {
+        let name = unique_name(&format!("jifen_{system}")).to_lowercase();
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {DATABASE_URL_VAR}: {e}"));
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+        let _ = admin.close().await;
+        let url = with_database(&admin_url, &name);
+        Self {
+            url,
+            kind: Kind::Postgres { admin_url, name },
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.kind, Kind::Postgres { .. })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Kind::Postgres { admin_url, name } = &self.kind else {
+            return;
+        };
+        let (admin_url, name) = (admin_url.clone(), name.clone());
+        // Drop runs inside the test's runtime, which cannot block on async work: use a
+        // thread with its own small runtime.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&admin_url).await.ok()?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await
+                    .ok()?;
+                admin.close().await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("warning: test database was not dropped");
+        }
+    }
+}
+
+/// `postgres://u@h:5432/test?sslmode=disable` with the database part replaced by `name`.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}

@@ -1,0 +1,158 @@
+//! The real services, started in-process on port 0 the way `main` starts them, with a gRPC
+//! client each. Dropping one cancels its shutdown token.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use jifen_channel::ledger::PointsLedger;
+use jifen_channel::{ChannelApp, ChannelConfig};
+use jifen_mesh::config::ShutdownArgs;
+use jifen_mesh::grpc::GrpcError;
+use jifen_portal::quota::QuotaBook;
+use jifen_portal::{PortalApp, PortalConfig};
+use jifen_proto::v1::channel_service_client::ChannelServiceClient;
+use jifen_proto::v1::portal_service_client::PortalServiceClient;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::TestDatabase;
+
+const ANY_PORT: &str = "127.0.0.1:0";
+
+/// A server task and the token that stops it.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<Result<(), GrpcError>>>,
+}
+
+impl Running {
+    fn spawn<F>(addr: SocketAddr, run: impl FnOnce(CancellationToken) -> F) -> Self
+    where
+        F: Future<Output = Result<(), GrpcError>> + Send + 'static,
+    {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(shutdown.clone()));
+        Self {
+            addr,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Cancels the token and waits for the server to finish.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let result = task.await.expect("the server task does not panic");
+            result.expect("the server stops cleanly");
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(self.endpoint())
+            .expect("a valid endpoint")
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .expect("the server accepts connections")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn quick_shutdown(grace: Duration) -> ShutdownArgs {
+    ShutdownArgs {
+        shutdown_grace_secs: grace.as_secs(),
+    }
+}
+
+/// A running portal on its own database.
+#[derive(Debug)]
+pub struct TestPortal {
+    pub server: Running,
+    pub client: PortalServiceClient<Channel>,
+    pub quotas: QuotaBook,
+    // Dropped last: the server must stop before its database goes.
+    pub db: TestDatabase,
+}
+
+impl TestPortal {
+    pub async fn start() -> Self {
+        Self::start_with_grace(Duration::ZERO).await
+    }
+
+    pub async fn start_with_grace(grace: Duration) -> Self {
+        crate::init_logs();
+        let db = TestDatabase::create("portal").await;
+        let app = PortalApp::build(PortalConfig {
+            listen: ANY_PORT.parse().expect("an address"),
+            database_url: db.url().to_owned(),
+            shutdown: quick_shutdown(grace),
+        })
+        .await
+        .expect("the portal starts");
+        let quotas = app.quotas().clone();
+        let server = Running::spawn(app.local_addr(), |token| app.run_until(token));
+        let client = PortalServiceClient::new(server.channel().await);
+        Self {
+            server,
+            client,
+            quotas,
+            db,
+        }
+    }
+}
+
+/// A running reference channel on its own database.
+#[derive(Debug)]
+pub struct TestChannel {
+    pub channel_id: String,
+    pub server: Running,
+    pub client: ChannelServiceClient<Channel>,
+    pub ledger: PointsLedger,
+    pub db: TestDatabase,
+}
+
+impl TestChannel {
+    pub async fn start(channel_id: &str) -> Self {
+        Self::start_with_grace(channel_id, Duration::ZERO).await
+    }
+
+    pub async fn start_with_grace(channel_id: &str, grace: Duration) -> Self {
+        crate::init_logs();
+        let db = TestDatabase::create(&format!("channel_{channel_id}")).await;
+        let app = ChannelApp::build(ChannelConfig {
+            channel_id: channel_id.to_owned(),
+            listen: ANY_PORT.parse().expect("an address"),
+            database_url: db.url().to_owned(),
+            shutdown: quick_shutdown(grace),
+        })
+        .await
+        .expect("the channel starts");
+        let ledger = app.ledger().clone();
+        let server = Running::spawn(app.local_addr(), |token| app.run_until(token));
+        let client = ChannelServiceClient::new(server.channel().await);
+        Self {
+            channel_id: channel_id.to_owned(),
+            server,
+            client,
+            ledger,
+            db,
+        }
+    }
+}
