@@ -43,7 +43,10 @@ async fn the_channel_refuses_bad_fields_and_writes_nothing() {
         (channel_barrier::deduct("o-1", "alice", -5), "points"),
         (channel_barrier::deduct("o-1", "alice", i64::MIN), "points"),
         (channel_barrier::deduct("o-1", "alice", i64::MAX), "points"),
-        (channel_barrier::deduct("o-1", "alice", MAX_POINTS + 1), "points"),
+        (
+            channel_barrier::deduct("o-1", "alice", MAX_POINTS + 1),
+            "points",
+        ),
     ];
     for (request, field) in deducts {
         assert_status(c.deduct_points(request).await, Code::InvalidArgument, field);
@@ -64,7 +67,10 @@ async fn the_channel_refuses_bad_fields_and_writes_nothing() {
         "user_id",
     );
     assert_status(
-        c.get_user_points(GetUserPointsRequest { user_id: String::new() }).await,
+        c.get_user_points(GetUserPointsRequest {
+            user_id: String::new(),
+        })
+        .await,
         Code::InvalidArgument,
         "user_id",
     );
@@ -111,7 +117,10 @@ async fn a_credit_that_would_overflow_a_balance_is_refused_and_not_recorded() {
         Code::InvalidArgument,
         "invalid points: crediting 11 would overflow",
     );
-    assert_eq!(channel_barrier::balance(&mut channel, "alice").await, i64::MAX - 10);
+    assert_eq!(
+        channel_barrier::balance(&mut channel, "alice").await,
+        i64::MAX - 10
+    );
     assert_eq!(count(&pool, "credits").await, 1);
 }
 
@@ -134,7 +143,11 @@ async fn the_portal_refuses_bad_fields_and_writes_nothing() {
             name: name.into(),
             endpoint: endpoint.into(),
         };
-        assert_status(p.register_channel(request).await, Code::InvalidArgument, field);
+        assert_status(
+            p.register_channel(request).await,
+            Code::InvalidArgument,
+            field,
+        );
     }
     for (request_id, channel_id, points, field) in [
         ("", "alpha", 1, "request_id"),
@@ -154,12 +167,16 @@ async fn the_portal_refuses_bad_fields_and_writes_nothing() {
         (portal_barrier::deduct("", "alpha", 1), "order_id"),
         (portal_barrier::deduct("o-1", "*", 1), "channel_id"),
         (portal_barrier::deduct("o-1", "alpha", -1), "points"),
-        (portal_barrier::deduct("o-1", "alpha", MAX_POINTS + 1), "points"),
+        (
+            portal_barrier::deduct("o-1", "alpha", MAX_POINTS + 1),
+            "points",
+        ),
     ] {
         assert_status(p.deduct_quota(request).await, Code::InvalidArgument, field);
     }
     assert_status(
-        p.refund_quota(portal_barrier::refund(&long_id(), "alpha")).await,
+        p.refund_quota(portal_barrier::refund(&long_id(), "alpha"))
+            .await,
         Code::InvalidArgument,
         "order_id",
     );
@@ -173,7 +190,10 @@ async fn the_portal_refuses_bad_fields_and_writes_nothing() {
         "channel_id",
     );
     assert_status(
-        p.get_channel_quota(GetChannelQuotaRequest { channel_id: String::new() }).await,
+        p.get_channel_quota(GetChannelQuotaRequest {
+            channel_id: String::new(),
+        })
+        .await,
         Code::InvalidArgument,
         "channel_id",
     );
@@ -206,6 +226,9 @@ async fn a_grant_that_would_overflow_the_quota_is_refused_and_not_recorded() {
         Code::InvalidArgument,
         "invalid points: granting 11 would overflow",
     );
-    assert_eq!(portal_barrier::quota(&mut portal, "alpha").await.total, i64::MAX - 10);
+    assert_eq!(
+        portal_barrier::quota(&mut portal, "alpha").await.total,
+        i64::MAX - 10
+    );
     assert_eq!(count(&pool, "grants").await, 1);
 }

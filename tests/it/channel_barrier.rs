@@ -56,12 +56,20 @@ async fn a_deduct_takes_points_once_and_a_repeat_returns_the_recorded_outcome() 
     let mut channel = TestChannel::start("alpha").await;
     credit(&mut channel, "alice", 1_000).await;
 
-    let first = channel.client.deduct_points(deduct("o-1", "alice", 300)).await.unwrap();
+    let first = channel
+        .client
+        .deduct_points(deduct("o-1", "alice", 300))
+        .await
+        .unwrap();
     let first = first.into_inner().deduction.unwrap();
     assert_eq!(first.state(), DeductionState::Deducted);
     assert_eq!((first.channel_id.as_str(), first.points), ("alpha", 300));
 
-    let again = channel.client.deduct_points(deduct("o-1", "alice", 300)).await.unwrap();
+    let again = channel
+        .client
+        .deduct_points(deduct("o-1", "alice", 300))
+        .await
+        .unwrap();
     assert_eq!(again.into_inner().deduction.unwrap(), first);
     assert_eq!(balance(&mut channel, "alice").await, 700);
     assert_channel_consistent(&channel.ledger).await;
@@ -71,15 +79,27 @@ async fn a_deduct_takes_points_once_and_a_repeat_returns_the_recorded_outcome() 
 async fn a_refund_restores_once_and_repeats_return_the_recorded_refund() {
     let mut channel = TestChannel::start("alpha").await;
     credit(&mut channel, "alice", 1_000).await;
-    channel.client.deduct_points(deduct("o-1", "alice", 300)).await.unwrap();
+    channel
+        .client
+        .deduct_points(deduct("o-1", "alice", 300))
+        .await
+        .unwrap();
 
-    let refunded = channel.client.refund_points(refund("o-1", "alice")).await.unwrap();
+    let refunded = channel
+        .client
+        .refund_points(refund("o-1", "alice"))
+        .await
+        .unwrap();
     let refunded = refunded.into_inner().deduction.unwrap();
     assert_eq!(refunded.state(), DeductionState::Refunded);
     assert_eq!(refunded.points, 300);
     assert_eq!(balance(&mut channel, "alice").await, 1_000);
 
-    let again = channel.client.refund_points(refund("o-1", "alice")).await.unwrap();
+    let again = channel
+        .client
+        .refund_points(refund("o-1", "alice"))
+        .await
+        .unwrap();
     assert_eq!(again.into_inner().deduction.unwrap(), refunded);
     assert_eq!(balance(&mut channel, "alice").await, 1_000);
     assert_channel_consistent(&channel.ledger).await;
@@ -90,19 +110,30 @@ async fn a_refund_before_any_deduct_is_a_null_compensation_and_the_late_deduct_i
     let mut channel = TestChannel::start("alpha").await;
     credit(&mut channel, "alice", 1_000).await;
 
-    let null = channel.client.refund_points(refund("o-1", "alice")).await.unwrap();
+    let null = channel
+        .client
+        .refund_points(refund("o-1", "alice"))
+        .await
+        .unwrap();
     let null = null.into_inner().deduction.unwrap();
     assert_eq!((null.state(), null.points), (DeductionState::Refunded, 0));
 
     assert_status(
-        channel.client.deduct_points(deduct("o-1", "alice", 300)).await,
+        channel
+            .client
+            .deduct_points(deduct("o-1", "alice", 300))
+            .await,
         Code::Aborted,
         "already refunded",
     );
     assert_eq!(balance(&mut channel, "alice").await, 1_000);
 
     // A refund of a user who does not exist is still recorded: the key is what matters.
-    let ghost = channel.client.refund_points(refund("o-2", "nobody")).await.unwrap();
+    let ghost = channel
+        .client
+        .refund_points(refund("o-2", "nobody"))
+        .await
+        .unwrap();
     assert_eq!(ghost.into_inner().deduction.unwrap().points, 0);
     assert_channel_consistent(&channel.ledger).await;
 }
@@ -111,11 +142,22 @@ async fn a_refund_before_any_deduct_is_a_null_compensation_and_the_late_deduct_i
 async fn a_deduct_after_its_refund_is_aborted_and_takes_nothing() {
     let mut channel = TestChannel::start("alpha").await;
     credit(&mut channel, "alice", 1_000).await;
-    channel.client.deduct_points(deduct("o-1", "alice", 300)).await.unwrap();
-    channel.client.refund_points(refund("o-1", "alice")).await.unwrap();
+    channel
+        .client
+        .deduct_points(deduct("o-1", "alice", 300))
+        .await
+        .unwrap();
+    channel
+        .client
+        .refund_points(refund("o-1", "alice"))
+        .await
+        .unwrap();
 
     assert_status(
-        channel.client.deduct_points(deduct("o-1", "alice", 300)).await,
+        channel
+            .client
+            .deduct_points(deduct("o-1", "alice", 300))
+            .await,
         Code::Aborted,
         "o-1",
     );
@@ -128,7 +170,10 @@ async fn a_rejection_is_recorded_and_replayed_even_after_the_balance_grows() {
     credit(&mut channel, "alice", 100).await;
 
     assert_status(
-        channel.client.deduct_points(deduct("o-1", "alice", 300)).await,
+        channel
+            .client
+            .deduct_points(deduct("o-1", "alice", 300))
+            .await,
         Code::FailedPrecondition,
         "too few points",
     );
@@ -148,14 +193,21 @@ async fn a_rejection_is_recorded_and_replayed_even_after_the_balance_grows() {
 
     credit(&mut channel, "alice", 1_000).await;
     assert_status(
-        channel.client.deduct_points(deduct("o-1", "alice", 300)).await,
+        channel
+            .client
+            .deduct_points(deduct("o-1", "alice", 300))
+            .await,
         Code::FailedPrecondition,
         "too few points",
     );
     assert_eq!(balance(&mut channel, "alice").await, 1_100);
 
     // Refunding a rejected key gives nothing back and keeps the rejection.
-    let refunded = channel.client.refund_points(refund("o-1", "alice")).await.unwrap();
+    let refunded = channel
+        .client
+        .refund_points(refund("o-1", "alice"))
+        .await
+        .unwrap();
     let refunded = refunded.into_inner().deduction.unwrap();
     assert_eq!(refunded.state(), DeductionState::Rejected);
     assert_eq!(balance(&mut channel, "alice").await, 1_100);
@@ -166,13 +218,19 @@ async fn a_rejection_is_recorded_and_replayed_even_after_the_balance_grows() {
 async fn an_unknown_user_is_not_found_and_stays_so_for_that_key() {
     let mut channel = TestChannel::start("alpha").await;
     assert_status(
-        channel.client.deduct_points(deduct("o-1", "nobody", 5)).await,
+        channel
+            .client
+            .deduct_points(deduct("o-1", "nobody", 5))
+            .await,
         Code::NotFound,
         "unknown user nobody",
     );
     credit(&mut channel, "nobody", 100).await;
     assert_status(
-        channel.client.deduct_points(deduct("o-1", "nobody", 5)).await,
+        channel
+            .client
+            .deduct_points(deduct("o-1", "nobody", 5))
+            .await,
         Code::NotFound,
         "unknown user nobody",
     );
@@ -193,9 +251,16 @@ async fn an_unknown_user_is_not_found_and_stays_so_for_that_key() {
 async fn a_repeated_deduct_with_another_amount_is_a_conflict() {
     let mut channel = TestChannel::start("alpha").await;
     credit(&mut channel, "alice", 1_000).await;
-    channel.client.deduct_points(deduct("o-1", "alice", 300)).await.unwrap();
+    channel
+        .client
+        .deduct_points(deduct("o-1", "alice", 300))
+        .await
+        .unwrap();
     assert_status(
-        channel.client.deduct_points(deduct("o-1", "alice", 301)).await,
+        channel
+            .client
+            .deduct_points(deduct("o-1", "alice", 301))
+            .await,
         Code::AlreadyExists,
         "300 points",
     );
@@ -226,8 +291,26 @@ async fn credits_are_idempotent_by_request_id() {
         user_id: "alice".into(),
         points: 500,
     };
-    assert_eq!(channel.client.credit_points(request.clone()).await.unwrap().into_inner().balance, 500);
-    assert_eq!(channel.client.credit_points(request.clone()).await.unwrap().into_inner().balance, 500);
+    assert_eq!(
+        channel
+            .client
+            .credit_points(request.clone())
+            .await
+            .unwrap()
+            .into_inner()
+            .balance,
+        500
+    );
+    assert_eq!(
+        channel
+            .client
+            .credit_points(request.clone())
+            .await
+            .unwrap()
+            .into_inner()
+            .balance,
+        500
+    );
     assert_status(
         channel
             .client
@@ -247,7 +330,11 @@ async fn credits_are_idempotent_by_request_id() {
 async fn the_ledger_survives_a_restart_on_the_same_database() {
     let mut channel = TestChannel::start("alpha").await;
     credit(&mut channel, "alice", 1_000).await;
-    channel.client.deduct_points(deduct("o-1", "alice", 300)).await.unwrap();
+    channel
+        .client
+        .deduct_points(deduct("o-1", "alice", 300))
+        .await
+        .unwrap();
     channel.server.stop().await;
 
     let app = jifen_channel::ChannelApp::build(jifen_channel::ChannelConfig {

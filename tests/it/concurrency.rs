@@ -24,7 +24,10 @@ async fn fifty_concurrent_identical_deducts_deduct_once() {
         answers.push(answer.unwrap().unwrap().into_inner().deduction.unwrap());
     }
     assert_eq!(answers.len(), 50);
-    assert!(answers.iter().all(|d| d == &answers[0]), "one recorded outcome for all");
+    assert!(
+        answers.iter().all(|d| d == &answers[0]),
+        "one recorded outcome for all"
+    );
     assert_eq!(answers[0].state(), DeductionState::Deducted);
     assert_eq!(balance(&mut channel, "alice").await, 970);
     assert_channel_consistent(&channel.ledger).await;
@@ -44,8 +47,16 @@ async fn fifty_concurrent_identical_quota_deducts_deduct_once() {
         });
     }
     while let Some(answer) = calls.join_next().await {
-        let answer = answer.unwrap().unwrap().into_inner().quota_deduction.unwrap();
-        assert_eq!((answer.state(), answer.points), (QuotaDeductionState::Deducted, 30));
+        let answer = answer
+            .unwrap()
+            .unwrap()
+            .into_inner()
+            .quota_deduction
+            .unwrap();
+        assert_eq!(
+            (answer.state(), answer.points),
+            (QuotaDeductionState::Deducted, 30)
+        );
     }
     assert_eq!(quota(&mut portal, "alpha").await.used, 30);
     assert_portal_consistent(&portal.quotas).await;
@@ -61,8 +72,18 @@ async fn racing_deduct_and_refund_always_end_refunded_with_the_balance_whole() {
         let mut deducter = channel.client.clone();
         let mut refunder = channel.client.clone();
         let (o1, o2) = (order.clone(), order);
-        calls.spawn(async move { deducter.deduct_points(deduct(&o1, "alice", 7)).await.map(|_| ()) });
-        calls.spawn(async move { refunder.refund_points(refund(&o2, "alice")).await.map(|_| ()) });
+        calls.spawn(async move {
+            deducter
+                .deduct_points(deduct(&o1, "alice", 7))
+                .await
+                .map(|_| ())
+        });
+        calls.spawn(async move {
+            refunder
+                .refund_points(refund(&o2, "alice"))
+                .await
+                .map(|_| ())
+        });
     }
     while let Some(answer) = calls.join_next().await {
         match answer.unwrap() {
@@ -96,7 +117,11 @@ async fn concurrent_orders_never_overdraw_a_balance() {
     let mut calls = JoinSet::new();
     for i in 0..25 {
         let mut client = channel.client.clone();
-        calls.spawn(async move { client.deduct_points(deduct(&format!("o-{i}"), "alice", 100)).await });
+        calls.spawn(async move {
+            client
+                .deduct_points(deduct(&format!("o-{i}"), "alice", 100))
+                .await
+        });
     }
     let (mut deducted, mut rejected) = (0, 0);
     while let Some(answer) = calls.join_next().await {
@@ -182,7 +207,10 @@ async fn random_interleavings_of_deducts_refunds_and_duplicates_keep_the_ledger_
                 let result = if is_refund {
                     client.refund_points(refund(&order, user)).await.map(|_| ())
                 } else {
-                    client.deduct_points(deduct(&order, user, points)).await.map(|_| ())
+                    client
+                        .deduct_points(deduct(&order, user, points))
+                        .await
+                        .map(|_| ())
                 };
                 (result, is_refund)
             });

@@ -42,7 +42,10 @@ async fn the_test_nats_server_is_recent_enough() {
     let nats = TestNats::start().await;
     let client = nats.connect().await;
     let version = jifen_mesh::nats_server::parse_version(&client.server_info().version).unwrap();
-    assert!(version >= jifen_mesh::nats_server::MIN_VERSION, "{version:?}");
+    assert!(
+        version >= jifen_mesh::nats_server::MIN_VERSION,
+        "{version:?}"
+    );
     client.flush().await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), client.drain())
         .await
@@ -74,7 +77,10 @@ async fn an_unsupported_database_url_is_refused_with_a_clear_error() {
     )
     .await
     .unwrap_err();
-    assert!(error.to_string().contains("sqlite: or postgres:"), "{error}");
+    assert!(
+        error.to_string().contains("sqlite: or postgres:"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -87,5 +93,8 @@ fn the_postgres_database_name_is_replaced_in_the_url() {
         with_database("postgres://u:p@h/db?sslmode=disable", "x"),
         "postgres://u:p@h/x?sslmode=disable"
     );
-    assert_eq!(with_database("postgres://h:5432", "x"), "postgres://h:5432/x");
+    assert_eq!(
+        with_database("postgres://h:5432", "x"),
+        "postgres://h:5432/x"
+    );
 }

@@ -5,12 +5,16 @@ use std::time::Duration;
 
 use jifen_tests::{TestChannel, TestPortal};
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 async fn health(endpoint: String, service: &str) -> ServingStatus {
-    let channel = Channel::from_shared(endpoint).unwrap().connect().await.unwrap();
+    let channel = Channel::from_shared(endpoint)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let response = HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: service.to_owned(),
@@ -21,12 +25,16 @@ async fn health(endpoint: String, service: &str) -> ServingStatus {
 }
 
 async fn listed_services_v1(endpoint: String) -> Vec<String> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
 
-    let channel = Channel::from_shared(endpoint).unwrap().connect().await.unwrap();
+    let channel = Channel::from_shared(endpoint)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut client = ServerReflectionClient::new(channel);
     let request = ServerReflectionRequest {
         host: String::new(),
@@ -47,12 +55,16 @@ async fn listed_services_v1(endpoint: String) -> Vec<String> {
 }
 
 async fn symbol_is_known_v1alpha(endpoint: String, symbol: &str) -> bool {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
 
-    let channel = Channel::from_shared(endpoint).unwrap().connect().await.unwrap();
+    let channel = Channel::from_shared(endpoint)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut client = ServerReflectionClient::new(channel);
     let request = ServerReflectionRequest {
         host: String::new(),
@@ -113,7 +125,11 @@ async fn a_channel_reports_serving_and_lists_its_services() {
 async fn a_stopping_server_reports_not_serving_before_it_closes() {
     let mut channel = TestChannel::start_with_grace("alpha", Duration::from_secs(2)).await;
     let endpoint = channel.server.endpoint();
-    let conn = Channel::from_shared(endpoint).unwrap().connect().await.unwrap();
+    let conn = Channel::from_shared(endpoint)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let client = HealthClient::new(conn);
     channel.server.shutdown_token().cancel();
     let status = jifen_tests::eventually("NOT_SERVING", Duration::from_secs(2), || {

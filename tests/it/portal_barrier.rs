@@ -1,9 +1,9 @@
 //! The portal's registry, grants and quota barrier (DESIGN §3) observed over gRPC.
 
 use jifen_proto::v1::{
-    DeductQuotaRequest, GetChannelQuotaRequest, GetChannelQuotaResponse,
-    GetQuotaDeductionRequest, GrantQuotaRequest, ListChannelsRequest, QuotaDeductionState,
-    RefundQuotaRequest, RegisterChannelRequest,
+    DeductQuotaRequest, GetChannelQuotaRequest, GetChannelQuotaResponse, GetQuotaDeductionRequest,
+    GrantQuotaRequest, ListChannelsRequest, QuotaDeductionState, RefundQuotaRequest,
+    RegisterChannelRequest,
 };
 use jifen_tests::TestPortal;
 use jifen_tests::invariants::assert_portal_consistent;
@@ -88,7 +88,14 @@ async fn registered_channels_are_listed_with_their_quota_and_can_be_updated() {
         .channels;
     let listed: Vec<_> = channels
         .iter()
-        .map(|c| (c.channel_id.as_str(), c.endpoint.as_str(), c.total, c.remaining))
+        .map(|c| {
+            (
+                c.channel_id.as_str(),
+                c.endpoint.as_str(),
+                c.total,
+                c.remaining,
+            )
+        })
         .collect();
     assert_eq!(
         listed,
@@ -109,7 +116,12 @@ async fn grants_are_idempotent_by_request_id() {
         points: 700,
     };
     for _ in 0..3 {
-        let after = portal.client.grant_quota(grant.clone()).await.unwrap().into_inner();
+        let after = portal
+            .client
+            .grant_quota(grant.clone())
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!((after.total, after.used, after.remaining), (700, 0, 700));
     }
     assert_status(
@@ -143,28 +155,50 @@ async fn quota_deducts_once_refunds_once_and_refuses_a_hanging_deduct() {
     let mut portal = TestPortal::start().await;
     register(&mut portal, "alpha", 1_000).await;
 
-    let first = portal.client.deduct_quota(deduct("o-1", "alpha", 400)).await.unwrap();
+    let first = portal
+        .client
+        .deduct_quota(deduct("o-1", "alpha", 400))
+        .await
+        .unwrap();
     let first = first.into_inner().quota_deduction.unwrap();
     assert_eq!(first.state(), QuotaDeductionState::Deducted);
-    let again = portal.client.deduct_quota(deduct("o-1", "alpha", 400)).await.unwrap();
+    let again = portal
+        .client
+        .deduct_quota(deduct("o-1", "alpha", 400))
+        .await
+        .unwrap();
     assert_eq!(again.into_inner().quota_deduction.unwrap(), first);
     let q = quota(&mut portal, "alpha").await;
     assert_eq!((q.total, q.used, q.remaining), (1_000, 400, 600));
 
     for _ in 0..2 {
-        let refunded = portal.client.refund_quota(refund("o-1", "alpha")).await.unwrap();
+        let refunded = portal
+            .client
+            .refund_quota(refund("o-1", "alpha"))
+            .await
+            .unwrap();
         let refunded = refunded.into_inner().quota_deduction.unwrap();
-        assert_eq!((refunded.state(), refunded.points), (QuotaDeductionState::Refunded, 400));
+        assert_eq!(
+            (refunded.state(), refunded.points),
+            (QuotaDeductionState::Refunded, 400)
+        );
     }
     assert_eq!(quota(&mut portal, "alpha").await.used, 0);
     assert_status(
-        portal.client.deduct_quota(deduct("o-1", "alpha", 400)).await,
+        portal
+            .client
+            .deduct_quota(deduct("o-1", "alpha", 400))
+            .await,
         Code::Aborted,
         "already refunded",
     );
 
     // Null compensation, then the late deduct.
-    let null = portal.client.refund_quota(refund("o-2", "alpha")).await.unwrap();
+    let null = portal
+        .client
+        .refund_quota(refund("o-2", "alpha"))
+        .await
+        .unwrap();
     assert_eq!(null.into_inner().quota_deduction.unwrap().points, 0);
     assert_status(
         portal.client.deduct_quota(deduct("o-2", "alpha", 1)).await,
@@ -181,7 +215,10 @@ async fn short_quota_and_unknown_channels_are_rejected_and_recorded() {
     register(&mut portal, "alpha", 100).await;
 
     assert_status(
-        portal.client.deduct_quota(deduct("o-1", "alpha", 101)).await,
+        portal
+            .client
+            .deduct_quota(deduct("o-1", "alpha", 101))
+            .await,
         Code::FailedPrecondition,
         "too little quota",
     );
@@ -215,7 +252,11 @@ async fn short_quota_and_unknown_channels_are_rejected_and_recorded() {
         "ghost",
     );
     // Exactly the remaining quota fits.
-    portal.client.deduct_quota(deduct("o-2", "alpha", 100)).await.unwrap();
+    portal
+        .client
+        .deduct_quota(deduct("o-2", "alpha", 100))
+        .await
+        .unwrap();
     let q = quota(&mut portal, "alpha").await;
     assert_eq!((q.used, q.remaining), (100, 0));
     assert_status(

@@ -37,7 +37,10 @@ impl TestDatabase {
             .prefix("jifen-test-")
             .tempdir()
             .expect("a temp folder");
-        let url = format!("sqlite://{}", dir.path().join(format!("{system}.db")).display());
+        let url = format!(
+            "sqlite://{}",
+            dir.path().join(format!("{system}.db")).display()
+        );
         Self {
             url,
             kind: Kind::Sqlite(dir),

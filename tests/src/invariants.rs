@@ -68,7 +68,10 @@ pub async fn assert_portal_consistent(quotas: &QuotaBook) {
         let total: i64 = row.try_get("total").expect("total");
         let used: i64 = row.try_get("used").expect("used");
         let held: i64 = row.try_get("held").expect("held");
-        assert_eq!(used, held, "portal channel {channel_id}: used != live deductions");
+        assert_eq!(
+            used, held,
+            "portal channel {channel_id}: used != live deductions"
+        );
         assert!(
             (0..=total).contains(&used),
             "portal channel {channel_id}: used {used} outside 0..={total}"
