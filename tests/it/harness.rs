@@ -27,7 +27,7 @@ async fn a_test_nats_server_runs_jetstream_and_keeps_file_streams_across_a_resta
         .unwrap();
     assert_eq!(ack.sequence, 1);
 
-    nats.server().restart().await.unwrap();
+    nats.restart().await;
     let client = nats.connect().await;
     let js = jetstream::new(client);
     let mut stream = js.get_stream("HARNESS").await.unwrap();

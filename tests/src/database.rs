@@ -20,12 +20,28 @@ pub struct TestDatabase {
 #[derive(Debug)]
 enum Kind {
     Sqlite(#[allow(dead_code)] TempDir),
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
+    #[cfg(feature = "containers")]
+    Container(
+        #[allow(dead_code)] Box<testcontainers::ContainerAsync<testcontainers::GenericImage>>,
+    ),
 }
 
 impl TestDatabase {
     /// Creates an empty database for one system of one test.
     pub async fn create(system: &str) -> Self {
+        #[cfg(feature = "containers")]
+        if crate::containers::enabled() {
+            // A server of its own: the database in it needs no dropping.
+            let (container, admin_url) = crate::containers::postgres().await;
+            let mut db = Self::postgres(admin_url, system).await;
+            db.kind = Kind::Container(Box::new(container));
+            return db;
+        }
+        refuse_containers_without_feature();
         match std::env::var(DATABASE_URL_VAR) {
             Ok(admin_url) if !admin_url.is_empty() => Self::postgres(admin_url, system).await,
             _ => Self::sqlite(system),
@@ -69,7 +85,7 @@ impl TestDatabase {
     }
 
     pub fn is_postgres(&self) -> bool {
-        matches!(self.kind, Kind::Postgres { .. })
+        !matches!(self.kind, Kind::Sqlite(_))
     }
 }
 
@@ -117,4 +133,15 @@ pub fn with_database(url: &str, name: &str) -> String {
         Some(query) => format!("{base}/{name}?{query}"),
         None => format!("{base}/{name}"),
     }
+}
+
+/// `JIFEN_TEST_CONTAINERS=1` in a build without the `containers` feature would silently test
+/// something else: say so instead.
+pub(crate) fn refuse_containers_without_feature() {
+    #[cfg(not(feature = "containers"))]
+    assert!(
+        std::env::var("JIFEN_TEST_CONTAINERS").map_or(true, |v| v != "1"),
+        "JIFEN_TEST_CONTAINERS=1 needs the containers feature: \
+         cargo nextest run --workspace --features jifen-tests/containers"
+    );
 }

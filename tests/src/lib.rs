@@ -7,11 +7,15 @@
 //!   (binary from `JIFEN_NATS_SERVER` or `PATH`).
 //! - [`TestPortal`] and [`TestChannel`]: the real services started in-process on port 0
 //!   through the same `build` + `run_until` that `main` uses, with gRPC clients attached.
+//! - With `JIFEN_TEST_CONTAINERS=1` and the `containers` feature, both come from containers
+//!   instead (testcontainers; needs Docker).
 //! - [`invariants`]: the ledger invariants of DESIGN §2, checked against the databases.
 //! - [`eventually`]: polling with a deadline, instead of fixed sleeps.
 //!
 //! Logs are quiet unless `TEST_LOG` is set.
 
+#[cfg(feature = "containers")]
+pub mod containers;
 pub mod database;
 pub mod invariants;
 pub mod nats;

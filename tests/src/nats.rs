@@ -1,17 +1,36 @@
-//! A `nats-server` child per test, with JetStream on a free port and a temp store.
+//! A nats-server per test with JetStream: a child process on a free port with a temp store,
+//! or, with `JIFEN_TEST_CONTAINERS=1`, a NATS container.
 
 use jifen_mesh::nats_server::{NatsServer, NatsServerConfig};
 use tempfile::TempDir;
 
 #[derive(Debug)]
 pub struct TestNats {
-    server: NatsServer,
-    // Dropped after the server, which is killed when dropped.
-    _dir: TempDir,
+    backing: Backing,
+    url: String,
+}
+
+// One per test: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum Backing {
+    // The server is declared first so it is killed before its folder goes.
+    Child(NatsServer, #[allow(dead_code)] TempDir),
+    #[cfg(feature = "containers")]
+    Container(Box<testcontainers::ContainerAsync<testcontainers::GenericImage>>),
 }
 
 impl TestNats {
     pub async fn start() -> Self {
+        #[cfg(feature = "containers")]
+        if crate::containers::enabled() {
+            let (container, url) = crate::containers::nats().await;
+            return Self {
+                backing: Backing::Container(Box::new(container)),
+                url,
+            };
+        }
+        crate::database::refuse_containers_without_feature();
         let dir = tempfile::Builder::new()
             .prefix("jifen-nats-")
             .tempdir()
@@ -23,20 +42,36 @@ impl TestNats {
         })
         .await
         .unwrap_or_else(|e| panic!("cannot start nats-server: {e}"));
-        Self { server, _dir: dir }
+        let url = server.url();
+        Self {
+            backing: Backing::Child(server, dir),
+            url,
+        }
     }
 
     pub fn url(&self) -> String {
-        self.server.url()
+        self.url.clone()
     }
 
     pub async fn connect(&self) -> async_nats::Client {
-        jifen_mesh::bus::connect(&self.url())
+        jifen_mesh::bus::connect(&self.url)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to the test nats-server: {e}"))
     }
 
-    pub fn server(&mut self) -> &mut NatsServer {
-        &mut self.server
+    /// Kills the server and starts it again on the same store, as after a crash.
+    pub async fn restart(&mut self) {
+        match &mut self.backing {
+            Backing::Child(server, _) => {
+                server
+                    .restart()
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot restart nats-server: {e}"));
+            }
+            #[cfg(feature = "containers")]
+            Backing::Container(container) => {
+                self.url = crate::containers::restart_nats(container).await;
+            }
+        }
     }
 }
