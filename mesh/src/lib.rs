@@ -11,12 +11,15 @@
 //! - [`barrier`]: the idempotency ledger (DESIGN §3) shared by the channel and the portal.
 //! - [`bus`] and [`nats_server`]: connecting to NATS JetStream (with the server version
 //!   check) and running a local `nats-server` child for `jifen dev` and the tests.
+//! - [`connector`]: drives a ledger endpoint from its commands on the bus (check-back,
+//!   status classification, outcome events).
 //! - [`shutdown`]: turns SIGINT/SIGTERM into a cancellation token; [`startup`] and [`status`]:
 //!   the errors every service shares at start and at its gRPC edge.
 
 pub mod barrier;
 pub mod bus;
 pub mod config;
+pub mod connector;
 pub mod domain;
 pub mod grpc;
 pub mod nats_server;

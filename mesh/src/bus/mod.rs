@@ -1,5 +1,14 @@
-//! Connecting to NATS. Jifen refuses servers older than 2.11 at connect, with a clear error,
-//! because they silently ignore features it relies on (`filter_subjects`, `+TERM <reason>`).
+//! NATS JetStream with RocketMQ's semantics (DESIGN §5): [`subjects`] names everything,
+//! [`topology`] creates the streams, [`publish`] stores messages with their headers, and
+//! [`consume`] runs durable consumer groups with back-off, max deliveries and poison handling.
+//!
+//! Jifen refuses servers older than 2.11 at connect, with a clear error, because they silently
+//! ignore features it relies on (`filter_subjects`, `+TERM <reason>`).
+
+pub mod consume;
+pub mod publish;
+pub mod subjects;
+pub mod topology;
 
 use crate::nats_server::{MIN_VERSION, parse_version};
 
@@ -13,6 +22,14 @@ pub enum BusError {
     },
     #[error("NATS at {url} runs nats-server {found}; Jifen needs >= {}.{}", MIN_VERSION.0, MIN_VERSION.1)]
     ServerTooOld { url: String, found: String },
+    #[error("cannot create or update stream {stream}: {reason}")]
+    Stream { stream: String, reason: String },
+    #[error("cannot create consumer {consumer}: {reason}")]
+    Consumer { consumer: String, reason: String },
+    #[error("cannot publish to {subject}: {reason}")]
+    Publish { subject: String, reason: String },
+    #[error("not sent: an earlier message of the batch failed")]
+    NotSent,
 }
 
 /// Connects and checks the server version.

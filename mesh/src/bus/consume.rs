@@ -1,0 +1,293 @@
+//! The durable pull-consumer loop every handler runs on (RocketMQ's consumer group, DESIGN §5).
+//!
+//! It fetches batches and hands each message to a [`Handler`], several at a time. The handler
+//! decides: [`Disposition::Ack`] once its effect is durable and its outcome event stored;
+//! [`Disposition::Retry`] for a transient failure — nak'ed with the back-off delay for the
+//! delivery count, until the server's max deliveries; [`Disposition::Poison`] for a message
+//! that can never succeed — terminated with its reason (`+TERM <reason>`).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, consumer::pull};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::BusError;
+
+/// RocketMQ's retry delay levels, DESIGN §5.
+pub const DEFAULT_BACKOFF: [u64; 16] = [
+    1, 5, 10, 30, 60, 120, 180, 240, 300, 360, 420, 480, 540, 600, 1200, 1800,
+];
+
+/// A consumer group and how it retries.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    pub stream: String,
+    pub durable: String,
+    pub filter: String,
+    /// Delay before each redelivery; the last one repeats. At most `max_deliver` long.
+    pub backoff: Vec<Duration>,
+    pub max_deliver: i64,
+    /// Messages fetched at once.
+    pub batch: usize,
+    /// Messages handled at once.
+    pub concurrency: usize,
+    /// How long a delivered message may stay unacked before the server redelivers it.
+    pub ack_wait: Duration,
+}
+
+impl ConsumerSpec {
+    pub fn new(stream: &str, durable: &str, filter: &str, retry: &RetryPolicy) -> Self {
+        Self {
+            stream: stream.to_owned(),
+            durable: durable.to_owned(),
+            filter: filter.to_owned(),
+            backoff: retry.backoff.clone(),
+            max_deliver: retry.max_deliver,
+            batch: 64,
+            concurrency: 16,
+            ack_wait: Duration::from_secs(30),
+        }
+    }
+
+    fn config(&self) -> pull::Config {
+        let mut backoff = self.backoff.clone();
+        backoff.truncate(usize::try_from(self.max_deliver).unwrap_or(usize::MAX));
+        pull::Config {
+            durable_name: Some(self.durable.clone()),
+            filter_subject: self.filter.clone(),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: self.ack_wait,
+            max_deliver: self.max_deliver,
+            backoff,
+            max_ack_pending: 10_000,
+            ..Default::default()
+        }
+    }
+
+    /// The delay before the next delivery, after `delivered` deliveries.
+    pub fn delay_after(&self, delivered: i64) -> Duration {
+        let index = usize::try_from(delivered.saturating_sub(1)).unwrap_or(0);
+        self.backoff
+            .get(index)
+            .or(self.backoff.last())
+            .copied()
+            .unwrap_or(Duration::from_secs(1))
+    }
+}
+
+/// Back-off and max deliveries of a consumer group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub backoff: Vec<Duration>,
+    pub max_deliver: i64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            backoff: DEFAULT_BACKOFF.iter().map(|s| Duration::from_secs(*s)).collect(),
+            max_deliver: 16,
+        }
+    }
+}
+
+/// One delivered message, as a handler sees it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub subject: String,
+    pub payload: Bytes,
+    pub headers: Option<HeaderMap>,
+    /// 1 on the first delivery.
+    pub delivered: i64,
+    pub stream_sequence: u64,
+}
+
+impl Delivery {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str())
+    }
+
+    pub fn msg_id(&self) -> Option<&str> {
+        self.header(async_nats::header::NATS_MESSAGE_ID.as_ref())
+    }
+}
+
+/// What became of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Handled: its effect is durable.
+    Ack,
+    /// A transient failure: deliver it again after the back-off.
+    Retry(String),
+    /// It can never succeed: stop delivering it.
+    Poison(String),
+}
+
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, delivery: &Delivery) -> impl Future<Output = Disposition> + Send;
+}
+
+/// Creates (or updates) the durable consumer, then handles its messages until `shutdown`.
+/// Losing the server is not fatal: the loop waits and tries again.
+pub async fn run<H: Handler>(
+    js: jetstream::Context,
+    spec: ConsumerSpec,
+    handler: Arc<H>,
+    shutdown: CancellationToken,
+) {
+    let consumer = loop {
+        match create(&js, &spec).await {
+            Ok(consumer) => break consumer,
+            Err(error) => {
+                tracing::warn!(consumer = %spec.durable, %error, "cannot create the consumer; retrying");
+                if pause(&shutdown, Duration::from_secs(1)).await {
+                    return;
+                }
+            }
+        }
+    };
+    tracing::info!(consumer = %spec.durable, filter = %spec.filter, "consumer running");
+    let client = js.client();
+    while !shutdown.is_cancelled() {
+        let fetched = tokio::select! {
+            () = shutdown.cancelled() => break,
+            fetched = consumer
+                .fetch()
+                .max_messages(spec.batch)
+                .expires(Duration::from_secs(1))
+                .messages() => fetched,
+        };
+        let batch = match fetched {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::warn!(consumer = %spec.durable, %error, "fetch failed; retrying");
+                if pause(&shutdown, Duration::from_millis(500)).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        let messages: Vec<_> = batch.collect().await;
+        futures_util::stream::iter(messages)
+            .for_each_concurrent(spec.concurrency, |message| {
+                let (handler, spec, client) = (&handler, &spec, &client);
+                async move {
+                    match message {
+                        Ok(message) => settle(handler.as_ref(), spec, client, message).await,
+                        Err(error) => {
+                            tracing::warn!(consumer = %spec.durable, %error, "bad message in batch")
+                        }
+                    }
+                }
+            })
+            .await;
+    }
+    tracing::info!(consumer = %spec.durable, "consumer stopped");
+}
+
+async fn create(
+    js: &jetstream::Context,
+    spec: &ConsumerSpec,
+) -> Result<jetstream::consumer::Consumer<pull::Config>, BusError> {
+    let consumer_error = |e: &dyn std::fmt::Display| BusError::Consumer {
+        consumer: spec.durable.clone(),
+        reason: e.to_string(),
+    };
+    let stream = js
+        .get_stream(&spec.stream)
+        .await
+        .map_err(|e| consumer_error(&e))?;
+    stream
+        .create_consumer(spec.config())
+        .await
+        .map_err(|e| consumer_error(&e))
+}
+
+/// Sleeps for `delay`; true when shutdown came first.
+async fn pause(shutdown: &CancellationToken, delay: Duration) -> bool {
+    tokio::select! {
+        () = shutdown.cancelled() => true,
+        () = tokio::time::sleep(delay) => false,
+    }
+}
+
+async fn settle<H: Handler>(
+    handler: &H,
+    spec: &ConsumerSpec,
+    client: &async_nats::Client,
+    message: jetstream::Message,
+) {
+    let (delivered, stream_sequence) = match message.info() {
+        Ok(info) => (info.delivered, info.stream_sequence),
+        Err(error) => {
+            tracing::warn!(consumer = %spec.durable, %error, "message without delivery info");
+            (1, 0)
+        }
+    };
+    let delivery = Delivery {
+        subject: message.subject.to_string(),
+        payload: message.payload.clone(),
+        headers: message.headers.clone(),
+        delivered,
+        stream_sequence,
+    };
+    let disposition = handler.handle(&delivery).await;
+    let result = match &disposition {
+        Disposition::Ack => message.ack().await,
+        Disposition::Retry(why) => {
+            let delay = spec.delay_after(delivered);
+            tracing::info!(consumer = %spec.durable, subject = %delivery.subject, delivered, ?delay, %why, "retrying later");
+            message.ack_with(AckKind::Nak(Some(delay))).await
+        }
+        Disposition::Poison(reason) => {
+            tracing::error!(consumer = %spec.durable, subject = %delivery.subject, %reason, "poison message terminated");
+            // async-nats has no term-with-reason: send the protocol's `+TERM <reason>` itself.
+            match &message.reply {
+                Some(reply) => client
+                    .publish(reply.clone(), Bytes::from(format!("+TERM {reason}")))
+                    .await
+                    .map_err(Into::into),
+                None => message.ack_with(AckKind::Term).await,
+            }
+        }
+    };
+    if let Err(error) = result {
+        // The server redelivers after ack_wait; the handlers are idempotent.
+        tracing::warn!(consumer = %spec.durable, %error, ?disposition, "cannot settle a message");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_delay_follows_the_backoff_and_repeats_its_last_step() {
+        let retry = RetryPolicy {
+            backoff: vec![Duration::from_secs(1), Duration::from_secs(5)],
+            max_deliver: 4,
+        };
+        let spec = ConsumerSpec::new("S", "d", "f", &retry);
+        assert_eq!(spec.delay_after(1), Duration::from_secs(1));
+        assert_eq!(spec.delay_after(2), Duration::from_secs(5));
+        assert_eq!(spec.delay_after(9), Duration::from_secs(5));
+        assert_eq!(RetryPolicy::default().backoff.len(), 16);
+    }
+
+    #[test]
+    fn the_backoff_never_exceeds_max_deliveries() {
+        let retry = RetryPolicy {
+            backoff: vec![Duration::from_secs(1); 5],
+            max_deliver: 3,
+        };
+        assert_eq!(ConsumerSpec::new("S", "d", "f", &retry).config().backoff.len(), 3);
+    }
+}

@@ -1,0 +1,125 @@
+//! Names on the bus (DESIGN §5): streams, subjects, consumers, headers and message ids.
+//!
+//! Commands: `jifen.cmd.channel.<id>.deduct|refund`, `jifen.cmd.portal.deduct|refund`.
+//! Events: `jifen.evt.channel.<id>.<outcome>`, `jifen.evt.portal.<outcome>`, where the outcome
+//! is the ledger state the command left (`deducted`, `rejected`, `refunded`).
+
+use crate::barrier::LedgerState;
+
+pub const CMD_STREAM: &str = "JIFEN_CMD";
+pub const EVT_STREAM: &str = "JIFEN_EVT";
+pub const CMD_SUBJECTS: &str = "jifen.cmd.>";
+pub const EVT_SUBJECTS: &str = "jifen.evt.>";
+
+/// The consumer group of the mall's saga.
+pub const SAGA_CONSUMER: &str = "mall-saga";
+/// The consumer group of the portal connector.
+pub const PORTAL_CONSUMER: &str = "portal";
+
+/// Header naming the order a message belongs to.
+pub const ORDER_ID_HEADER: &str = "Jifen-Order-Id";
+/// W3C trace context.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
+/// Whether a command takes or gives back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    Deduct,
+    Refund,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deduct => "deduct",
+            Self::Refund => "refund",
+        }
+    }
+
+    pub fn parse(token: &str) -> Option<Self> {
+        match token {
+            "deduct" => Some(Self::Deduct),
+            "refund" => Some(Self::Refund),
+            _ => None,
+        }
+    }
+}
+
+pub fn channel_command(channel_id: &str, step: Step) -> String {
+    format!("jifen.cmd.channel.{channel_id}.{}", step.as_str())
+}
+
+pub fn portal_command(step: Step) -> String {
+    format!("jifen.cmd.portal.{}", step.as_str())
+}
+
+/// Every command for one channel: what its connector's consumer filters on.
+pub fn channel_commands(channel_id: &str) -> String {
+    format!("jifen.cmd.channel.{channel_id}.*")
+}
+
+pub const PORTAL_COMMANDS: &str = "jifen.cmd.portal.*";
+
+/// The consumer group of a channel's connector.
+pub fn channel_consumer(channel_id: &str) -> String {
+    format!("channel-{channel_id}")
+}
+
+pub fn outcome_token(state: LedgerState) -> &'static str {
+    match state {
+        LedgerState::Deducted => "deducted",
+        LedgerState::Refunded => "refunded",
+        LedgerState::Rejected => "rejected",
+    }
+}
+
+pub fn channel_event(channel_id: &str, state: LedgerState) -> String {
+    format!("jifen.evt.channel.{channel_id}.{}", outcome_token(state))
+}
+
+pub fn portal_event(state: LedgerState) -> String {
+    format!("jifen.evt.portal.{}", outcome_token(state))
+}
+
+/// The step a command subject asks for: its last token.
+pub fn command_step(subject: &str) -> Option<Step> {
+    subject.rsplit('.').next().and_then(Step::parse)
+}
+
+/// Deterministic message id of a points command: `<order>:<step>:<channel>:<user>`, so a relay
+/// that publishes one outbox row twice is deduplicated by the server. Ids never contain `:`.
+pub fn points_message_id(order_id: &str, step: Step, channel_id: &str, user_id: &str) -> String {
+    format!("{order_id}:{}:{channel_id}:{user_id}", step.as_str())
+}
+
+/// Deterministic message id of a quota command: `<order>:quota-<step>:<channel>`.
+pub fn quota_message_id(order_id: &str, step: Step, channel_id: &str) -> String {
+    format!("{order_id}:quota-{}:{channel_id}", step.as_str())
+}
+
+/// The id of the event answering a command: the command's id and the outcome.
+pub fn event_message_id(command_id: &str, state: LedgerState) -> String {
+    format!("{command_id}:{}", outcome_token(state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_and_ids_follow_the_design() {
+        assert_eq!(channel_command("alpha", Step::Deduct), "jifen.cmd.channel.alpha.deduct");
+        assert_eq!(portal_command(Step::Refund), "jifen.cmd.portal.refund");
+        assert_eq!(
+            channel_event("alpha", LedgerState::Rejected),
+            "jifen.evt.channel.alpha.rejected"
+        );
+        assert_eq!(command_step("jifen.cmd.portal.refund"), Some(Step::Refund));
+        assert_eq!(command_step("jifen.cmd.portal.other"), None);
+        assert_eq!(
+            points_message_id("o-1", Step::Deduct, "alpha", "alice"),
+            "o-1:deduct:alpha:alice"
+        );
+        assert_eq!(quota_message_id("o-1", Step::Refund, "alpha"), "o-1:quota-refund:alpha");
+    }
+}

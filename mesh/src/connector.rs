@@ -1,0 +1,180 @@
+//! A connector drives one ledger endpoint (a channel's `ChannelService`, the portal's
+//! `PortalService`) from its commands on the bus, and publishes what the ledger recorded.
+//!
+//! The policy is the same for both, so it lives here; each side supplies a [`LedgerEndpoint`]
+//! (decode a command, call the endpoint, encode the outcome event). Status codes decide, as
+//! DESIGN §4 says: `FAILED_PRECONDITION` and `NOT_FOUND` are business rejections (published,
+//! acked), `ABORTED` means the key was refunded first (the recorded state is published),
+//! `INVALID_ARGUMENT` and `ALREADY_EXISTS` can never succeed (poison), anything else is
+//! transient (retried with back-off). Before calling again a command whose first call may
+//! have happened (a redelivery), the connector asks the endpoint what it recorded (check-back).
+
+use std::future::Future;
+
+use tonic::{Code, Status};
+
+use crate::barrier::LedgerState;
+use crate::bus::consume::{Delivery, Disposition, Handler};
+use crate::bus::publish::{Outgoing, Publisher};
+use crate::bus::subjects::{
+    Step, TRACEPARENT_HEADER, command_step, event_message_id, points_message_id, quota_message_id,
+};
+
+/// A command for one ledger key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerCommand {
+    pub step: Step,
+    pub order_id: String,
+    pub channel_id: String,
+    /// The user at a channel; empty at the portal.
+    pub user_id: String,
+    /// Points to deduct; 0 for a refund.
+    pub points: i64,
+}
+
+/// What a ledger recorded for a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub state: LedgerState,
+    pub points: i64,
+    pub reason: String,
+}
+
+/// One ledger endpoint as a connector drives it.
+pub trait LedgerEndpoint: Send + Sync + 'static {
+    /// Decodes a command from its payload; the step comes from the subject.
+    fn decode(&self, step: Step, payload: &[u8]) -> Result<LedgerCommand, String>;
+    fn deduct(&self, command: &LedgerCommand)
+    -> impl Future<Output = Result<Recorded, Status>> + Send;
+    fn refund(&self, command: &LedgerCommand)
+    -> impl Future<Output = Result<Recorded, Status>> + Send;
+    /// The recorded entry; `NOT_FOUND` when there is none.
+    fn get(&self, command: &LedgerCommand)
+    -> impl Future<Output = Result<Recorded, Status>> + Send;
+    /// The outcome event of a command: subject and payload.
+    fn event(&self, command: &LedgerCommand, recorded: &Recorded) -> (String, Vec<u8>);
+}
+
+/// The consumer handler of a connector.
+#[derive(Debug)]
+pub struct Connector<E> {
+    endpoint: E,
+    publisher: Publisher,
+}
+
+impl<E: LedgerEndpoint> Connector<E> {
+    pub fn new(endpoint: E, publisher: Publisher) -> Self {
+        Self {
+            endpoint,
+            publisher,
+        }
+    }
+
+    async fn outcome(&self, command: &LedgerCommand, delivered: i64) -> Result<Recorded, Disposition> {
+        if delivered > 1 {
+            // Check-back: the earlier call may have happened before its answer was lost.
+            match self.endpoint.get(command).await {
+                Ok(recorded) if answers(command.step, &recorded) => return Ok(recorded),
+                Ok(_) => {}
+                Err(status) if status.code() == Code::NotFound => {}
+                Err(status) => return Err(classify_failure(command, status)),
+            }
+        }
+        let called = match command.step {
+            Step::Deduct => self.endpoint.deduct(command).await,
+            Step::Refund => self.endpoint.refund(command).await,
+        };
+        match called {
+            Ok(recorded) => Ok(recorded),
+            Err(status) => match status.code() {
+                Code::FailedPrecondition | Code::NotFound if command.step == Step::Deduct => {
+                    Ok(Recorded {
+                        state: LedgerState::Rejected,
+                        points: command.points,
+                        reason: status.message().to_owned(),
+                    })
+                }
+                // Refunding something the endpoint never heard of gives nothing back.
+                Code::NotFound => Ok(Recorded {
+                    state: LedgerState::Refunded,
+                    points: 0,
+                    reason: status.message().to_owned(),
+                }),
+                Code::Aborted => match self.endpoint.get(command).await {
+                    Ok(recorded) => Ok(recorded),
+                    Err(status) if status.code() == Code::NotFound => Ok(Recorded {
+                        state: LedgerState::Refunded,
+                        points: 0,
+                        reason: status.message().to_owned(),
+                    }),
+                    Err(status) => Err(classify_failure(command, status)),
+                },
+                _ => Err(classify_failure(command, status)),
+            },
+        }
+    }
+}
+
+/// Whether a recorded entry is the answer to a command: any record answers a deduct; a refund
+/// is answered once the key is no longer deducted.
+fn answers(step: Step, recorded: &Recorded) -> bool {
+    match step {
+        Step::Deduct => true,
+        Step::Refund => recorded.state != LedgerState::Deducted,
+    }
+}
+
+fn classify_failure(command: &LedgerCommand, status: Status) -> Disposition {
+    let what = format!(
+        "{} {} for order {}: {:?} {}",
+        command.step.as_str(),
+        command.channel_id,
+        command.order_id,
+        status.code(),
+        status.message()
+    );
+    match status.code() {
+        Code::InvalidArgument | Code::AlreadyExists | Code::FailedPrecondition => {
+            Disposition::Poison(what)
+        }
+        _ => Disposition::Retry(what),
+    }
+}
+
+impl<E: LedgerEndpoint> Handler for Connector<E> {
+    async fn handle(&self, delivery: &Delivery) -> Disposition {
+        let Some(step) = command_step(&delivery.subject) else {
+            return Disposition::Poison(format!("unknown command subject {}", delivery.subject));
+        };
+        let command = match self.endpoint.decode(step, &delivery.payload) {
+            Ok(command) => command,
+            Err(reason) => return Disposition::Poison(format!("undecodable command: {reason}")),
+        };
+        let recorded = match self.outcome(&command, delivery.delivered).await {
+            Ok(recorded) => recorded,
+            Err(disposition) => return disposition,
+        };
+        let (subject, payload) = self.endpoint.event(&command, &recorded);
+        let command_id = if command.user_id.is_empty() {
+            quota_message_id(&command.order_id, command.step, &command.channel_id)
+        } else {
+            points_message_id(
+                &command.order_id,
+                command.step,
+                &command.channel_id,
+                &command.user_id,
+            )
+        };
+        let event = Outgoing {
+            subject,
+            msg_id: event_message_id(&command_id, recorded.state),
+            order_id: command.order_id.clone(),
+            traceparent: delivery.header(TRACEPARENT_HEADER).map(str::to_owned),
+            payload: payload.into(),
+        };
+        match self.publisher.publish(&event).await {
+            Ok(()) => Disposition::Ack,
+            Err(error) => Disposition::Retry(error.to_string()),
+        }
+    }
+}
