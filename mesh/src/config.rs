@@ -29,3 +29,88 @@ impl ShutdownArgs {
         Duration::from_secs(self.shutdown_grace_secs)
     }
 }
+
+/// Where NATS is and how the streams are replicated.
+#[derive(Debug, Clone, Args)]
+pub struct BusArgs {
+    /// NATS server url (nats-server >= 2.11 with JetStream).
+    #[arg(long, env = "JIFEN_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Replicas of Jifen's streams: 1 on one server, 3 on a production cluster.
+    #[arg(long, env = "JIFEN_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+}
+
+impl BusArgs {
+    pub fn topology(&self) -> crate::bus::topology::Topology {
+        crate::bus::topology::Topology {
+            replicas: self.stream_replicas,
+            ..Default::default()
+        }
+    }
+}
+
+/// A consumer group's retry schedule (RocketMQ's delay levels by default).
+#[derive(Debug, Clone, Args)]
+pub struct RetryArgs {
+    /// Delays before each redelivery, comma-separated (`500ms`, `5s`, `2m`); the last repeats.
+    #[arg(
+        long,
+        env = "JIFEN_BACKOFF",
+        value_delimiter = ',',
+        value_parser = parse_duration,
+        default_value = "1s,5s,10s,30s,1m,2m,3m,4m,5m,6m,7m,8m,9m,10m,20m,30m"
+    )]
+    pub backoff: Vec<Duration>,
+    /// Deliveries before a message is dead-lettered.
+    #[arg(long, env = "JIFEN_MAX_DELIVER", default_value_t = 16, value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_deliver: i64,
+}
+
+impl RetryArgs {
+    pub fn policy(&self) -> crate::bus::consume::RetryPolicy {
+        crate::bus::consume::RetryPolicy {
+            backoff: self.backoff.clone(),
+            max_deliver: self.max_deliver,
+        }
+    }
+}
+
+/// Parses `250ms`, `5s`, `2m` or `1h`.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{raw:?} needs a unit: ms, s, m or h"))?;
+    let (number, unit) = raw.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{raw:?} does not start with a whole number"))?;
+    let millis = match unit {
+        "ms" => Some(number),
+        "s" => number.checked_mul(1_000),
+        "m" => number.checked_mul(60_000),
+        "h" => number.checked_mul(3_600_000),
+        _ => return Err(format!("{raw:?} has an unknown unit: use ms, s, m or h")),
+    };
+    millis
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{raw:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("99999999999999999999h").is_err());
+    }
+}

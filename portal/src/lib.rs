@@ -7,6 +7,7 @@
 //! serves, the same way in `main` and in tests.
 
 pub mod app;
+pub mod connector;
 pub mod error;
 pub mod grpc;
 pub mod quota;

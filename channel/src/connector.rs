@@ -1,0 +1,148 @@
+//! The channel connector: consumes one channel's commands from the bus and drives any endpoint
+//! that speaks `ChannelService` (the reference channel or a third party's), with the policy of
+//! [`jifen_mesh::connector`].
+
+use std::time::Duration;
+
+use jifen_mesh::barrier::LedgerState;
+use jifen_mesh::bus::subjects::{Step, channel_event};
+use jifen_mesh::connector::{LedgerCommand, LedgerEndpoint, Recorded};
+use jifen_mesh::domain::InvalidField;
+use jifen_proto::v1::channel_service_client::ChannelServiceClient;
+use jifen_proto::v1::{
+    DeductPointsCommand, DeductPointsRequest, Deduction, DeductionState, GetDeductionRequest,
+    PointsOutcomeEvent, RefundPointsCommand, RefundPointsRequest,
+};
+use prost::Message;
+use tonic::Status;
+use tonic::transport::Channel;
+
+/// A `ChannelService` endpoint driven by its commands.
+#[derive(Debug, Clone)]
+pub struct ChannelEndpoint {
+    channel_id: String,
+    client: ChannelServiceClient<Channel>,
+}
+
+impl ChannelEndpoint {
+    /// Connects lazily: the connector starts even while the channel is down.
+    pub fn new(channel_id: &str, endpoint: &str, timeout: Duration) -> Result<Self, InvalidField> {
+        let channel = Channel::from_shared(endpoint.to_owned())
+            .map_err(|e| InvalidField::new("endpoint", e.to_string()))?
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .connect_lazy();
+        Ok(Self {
+            channel_id: channel_id.to_owned(),
+            client: ChannelServiceClient::new(channel),
+        })
+    }
+}
+
+fn recorded(deduction: Option<Deduction>) -> Result<Recorded, Status> {
+    let deduction = deduction.ok_or_else(|| Status::internal("the channel answered without a deduction"))?;
+    let state = match deduction.state() {
+        DeductionState::Deducted => LedgerState::Deducted,
+        DeductionState::Refunded => LedgerState::Refunded,
+        DeductionState::Rejected => LedgerState::Rejected,
+        DeductionState::Unspecified => {
+            return Err(Status::internal("the channel answered a deduction without a state"));
+        }
+    };
+    Ok(Recorded {
+        state,
+        points: deduction.points,
+        reason: deduction.reason,
+    })
+}
+
+impl LedgerEndpoint for ChannelEndpoint {
+    fn decode(&self, step: Step, payload: &[u8]) -> Result<LedgerCommand, String> {
+        let command = match step {
+            Step::Deduct => {
+                let c = DeductPointsCommand::decode(payload).map_err(|e| e.to_string())?;
+                LedgerCommand {
+                    step,
+                    order_id: c.order_id,
+                    channel_id: c.channel_id,
+                    user_id: c.user_id,
+                    points: c.points,
+                }
+            }
+            Step::Refund => {
+                let c = RefundPointsCommand::decode(payload).map_err(|e| e.to_string())?;
+                LedgerCommand {
+                    step,
+                    order_id: c.order_id,
+                    channel_id: c.channel_id,
+                    user_id: c.user_id,
+                    points: 0,
+                }
+            }
+        };
+        if command.channel_id != self.channel_id {
+            return Err(format!(
+                "command for channel {:?} reached the connector of {}",
+                command.channel_id, self.channel_id
+            ));
+        }
+        Ok(command)
+    }
+
+    async fn deduct(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
+        let response = self
+            .client
+            .clone()
+            .deduct_points(DeductPointsRequest {
+                order_id: command.order_id.clone(),
+                user_id: command.user_id.clone(),
+                points: command.points,
+            })
+            .await?;
+        recorded(response.into_inner().deduction)
+    }
+
+    async fn refund(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
+        let response = self
+            .client
+            .clone()
+            .refund_points(RefundPointsRequest {
+                order_id: command.order_id.clone(),
+                user_id: command.user_id.clone(),
+            })
+            .await?;
+        recorded(response.into_inner().deduction)
+    }
+
+    async fn get(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
+        let response = self
+            .client
+            .clone()
+            .get_deduction(GetDeductionRequest {
+                order_id: command.order_id.clone(),
+                user_id: command.user_id.clone(),
+            })
+            .await?;
+        recorded(response.into_inner().deduction)
+    }
+
+    fn event(&self, command: &LedgerCommand, recorded: &Recorded) -> (String, Vec<u8>) {
+        let state = match recorded.state {
+            LedgerState::Deducted => DeductionState::Deducted,
+            LedgerState::Refunded => DeductionState::Refunded,
+            LedgerState::Rejected => DeductionState::Rejected,
+        };
+        let event = PointsOutcomeEvent {
+            deduction: Some(Deduction {
+                order_id: command.order_id.clone(),
+                channel_id: command.channel_id.clone(),
+                user_id: command.user_id.clone(),
+                points: recorded.points,
+                state: state.into(),
+                reason: recorded.reason.clone(),
+                updated_at_unix_ms: jifen_mesh::time::now_unix_ms(),
+            }),
+        };
+        (channel_event(&command.channel_id, recorded.state), event.encode_to_vec())
+    }
+}
