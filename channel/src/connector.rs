@@ -40,13 +40,16 @@ impl ChannelEndpoint {
 }
 
 fn recorded(deduction: Option<Deduction>) -> Result<Recorded, Status> {
-    let deduction = deduction.ok_or_else(|| Status::internal("the channel answered without a deduction"))?;
+    let deduction =
+        deduction.ok_or_else(|| Status::internal("the channel answered without a deduction"))?;
     let state = match deduction.state() {
         DeductionState::Deducted => LedgerState::Deducted,
         DeductionState::Refunded => LedgerState::Refunded,
         DeductionState::Rejected => LedgerState::Rejected,
         DeductionState::Unspecified => {
-            return Err(Status::internal("the channel answered a deduction without a state"));
+            return Err(Status::internal(
+                "the channel answered a deduction without a state",
+            ));
         }
     };
     Ok(Recorded {
@@ -143,6 +146,9 @@ impl LedgerEndpoint for ChannelEndpoint {
                 updated_at_unix_ms: jifen_mesh::time::now_unix_ms(),
             }),
         };
-        (channel_event(&command.channel_id, recorded.state), event.encode_to_vec())
+        (
+            channel_event(&command.channel_id, recorded.state),
+            event.encode_to_vec(),
+        )
     }
 }

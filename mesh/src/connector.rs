@@ -44,10 +44,14 @@ pub struct Recorded {
 pub trait LedgerEndpoint: Send + Sync + 'static {
     /// Decodes a command from its payload; the step comes from the subject.
     fn decode(&self, step: Step, payload: &[u8]) -> Result<LedgerCommand, String>;
-    fn deduct(&self, command: &LedgerCommand)
-    -> impl Future<Output = Result<Recorded, Status>> + Send;
-    fn refund(&self, command: &LedgerCommand)
-    -> impl Future<Output = Result<Recorded, Status>> + Send;
+    fn deduct(
+        &self,
+        command: &LedgerCommand,
+    ) -> impl Future<Output = Result<Recorded, Status>> + Send;
+    fn refund(
+        &self,
+        command: &LedgerCommand,
+    ) -> impl Future<Output = Result<Recorded, Status>> + Send;
     /// The recorded entry; `NOT_FOUND` when there is none.
     fn get(&self, command: &LedgerCommand)
     -> impl Future<Output = Result<Recorded, Status>> + Send;
@@ -70,7 +74,11 @@ impl<E: LedgerEndpoint> Connector<E> {
         }
     }
 
-    async fn outcome(&self, command: &LedgerCommand, delivered: i64) -> Result<Recorded, Disposition> {
+    async fn outcome(
+        &self,
+        command: &LedgerCommand,
+        delivered: i64,
+    ) -> Result<Recorded, Disposition> {
         if delivered > 1 {
             // Check-back: the earlier call may have happened before its answer was lost.
             match self.endpoint.get(command).await {

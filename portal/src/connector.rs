@@ -44,7 +44,9 @@ fn recorded(deduction: Option<QuotaDeduction>) -> Result<Recorded, Status> {
         QuotaDeductionState::Refunded => LedgerState::Refunded,
         QuotaDeductionState::Rejected => LedgerState::Rejected,
         QuotaDeductionState::Unspecified => {
-            return Err(Status::internal("the portal answered a deduction without a state"));
+            return Err(Status::internal(
+                "the portal answered a deduction without a state",
+            ));
         }
     };
     Ok(Recorded {

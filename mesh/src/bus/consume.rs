@@ -90,7 +90,10 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            backoff: DEFAULT_BACKOFF.iter().map(|s| Duration::from_secs(*s)).collect(),
+            backoff: DEFAULT_BACKOFF
+                .iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect(),
             max_deliver: 16,
         }
     }
@@ -288,6 +291,12 @@ mod tests {
             backoff: vec![Duration::from_secs(1); 5],
             max_deliver: 3,
         };
-        assert_eq!(ConsumerSpec::new("S", "d", "f", &retry).config().backoff.len(), 3);
+        assert_eq!(
+            ConsumerSpec::new("S", "d", "f", &retry)
+                .config()
+                .backoff
+                .len(),
+            3
+        );
     }
 }

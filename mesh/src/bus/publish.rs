@@ -43,10 +43,13 @@ impl Publisher {
 
     /// Publishes one message and waits until JetStream stored it.
     pub async fn publish(&self, message: &Outgoing) -> Result<(), BusError> {
-        self.send(message).await?.await.map_err(|e| BusError::Publish {
-            subject: message.subject.clone(),
-            reason: e.to_string(),
-        })?;
+        self.send(message)
+            .await?
+            .await
+            .map_err(|e| BusError::Publish {
+                subject: message.subject.clone(),
+                reason: e.to_string(),
+            })?;
         Ok(())
     }
 

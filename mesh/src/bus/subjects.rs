@@ -108,7 +108,10 @@ mod tests {
 
     #[test]
     fn subjects_and_ids_follow_the_design() {
-        assert_eq!(channel_command("alpha", Step::Deduct), "jifen.cmd.channel.alpha.deduct");
+        assert_eq!(
+            channel_command("alpha", Step::Deduct),
+            "jifen.cmd.channel.alpha.deduct"
+        );
         assert_eq!(portal_command(Step::Refund), "jifen.cmd.portal.refund");
         assert_eq!(
             channel_event("alpha", LedgerState::Rejected),
@@ -120,6 +123,9 @@ mod tests {
             points_message_id("o-1", Step::Deduct, "alpha", "alice"),
             "o-1:deduct:alpha:alice"
         );
-        assert_eq!(quota_message_id("o-1", Step::Refund, "alpha"), "o-1:quota-refund:alpha");
+        assert_eq!(
+            quota_message_id("o-1", Step::Refund, "alpha"),
+            "o-1:quota-refund:alpha"
+        );
     }
 }

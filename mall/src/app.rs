@@ -1,0 +1,174 @@
+//! Starting the mall: configuration, then [`MallApp::build`] (database, NATS and its streams,
+//! the portal registry, the listener), then [`MallApp::run_until`] a shutdown token, which
+//! runs the gRPC server, the outbox relay and the saga's consumer group together.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jifen_mesh::bus::consume::{self, ConsumerSpec};
+use jifen_mesh::bus::publish::Publisher;
+use jifen_mesh::bus::subjects::{EVT_STREAM, EVT_SUBJECTS, SAGA_CONSUMER};
+use jifen_mesh::config::{BusArgs, RetryArgs, ShutdownArgs, parse_duration};
+use jifen_mesh::grpc::{GrpcError, GrpcServer};
+use jifen_mesh::startup::StartError;
+use jifen_mesh::storage::{Database, Migrations};
+use jifen_proto::v1::mall_service_server::MallServiceServer;
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+
+use crate::grpc::Mall;
+use crate::precheck::Registry;
+use crate::relay::Relay;
+use crate::saga::Saga;
+use crate::store::OrderStore;
+
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The mall's migrations, per backend.
+pub const MIGRATIONS: Migrations = Migrations {
+    sqlite: &SQLITE,
+    postgres: &POSTGRES,
+};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct MallConfig {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "JIFEN_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// `sqlite://path` or `postgres://…`; migrated at start.
+    #[arg(
+        long,
+        env = "JIFEN_DATABASE_URL",
+        default_value = "sqlite://jifen-mall.db"
+    )]
+    pub database_url: String,
+    /// The portal's gRPC endpoint; channel endpoints come from its registry.
+    #[arg(
+        long,
+        env = "JIFEN_PORTAL_ENDPOINT",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub portal_endpoint: String,
+    /// Deadline of each pre-check call to the portal and the channels.
+    #[arg(long, env = "JIFEN_CALL_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    pub call_timeout: Duration,
+    /// How often the outbox relay sweeps besides being woken by commits.
+    #[arg(long, env = "JIFEN_OUTBOX_SWEEP", default_value = "1s", value_parser = parse_duration)]
+    pub outbox_sweep: Duration,
+    #[command(flatten)]
+    pub bus: BusArgs,
+    /// Retry schedule of the saga's consumer group.
+    #[command(flatten)]
+    pub retry: RetryArgs,
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
+}
+
+/// The mall, bound, migrated and connected, ready to run.
+pub struct MallApp {
+    server: GrpcServer,
+    mall: Mall,
+    js: async_nats::jetstream::Context,
+    client: async_nats::Client,
+    config: MallConfig,
+}
+
+impl MallApp {
+    pub async fn build(config: MallConfig) -> Result<Self, MallStartError> {
+        let db = Database::open(&config.database_url, &MIGRATIONS)
+            .await
+            .map_err(StartError::from)?;
+        let client = jifen_mesh::bus::connect(&config.bus.nats_url).await?;
+        let js = async_nats::jetstream::new(client.clone());
+        config.bus.topology().ensure(&js).await?;
+        let registry = Registry::new(&config.portal_endpoint, config.call_timeout)
+            .map_err(|e| MallStartError::Config(e.to_string()))?;
+        let server = GrpcServer::bind(config.listen)
+            .await
+            .map_err(StartError::from)?;
+        let (changes, _) = broadcast::channel(1024);
+        Ok(Self {
+            server,
+            mall: Mall {
+                store: OrderStore::new(db),
+                registry: Arc::new(registry),
+                relay: Arc::new(Notify::new()),
+                changes,
+            },
+            js,
+            client,
+            config,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    pub fn store(&self) -> &OrderStore {
+        &self.mall.store
+    }
+
+    pub async fn run_until(self, shutdown: CancellationToken) -> Result<(), GrpcError> {
+        let db = self.mall.store.database().clone();
+        let workers = CancellationToken::new();
+        let relay = Relay::new(
+            db.clone(),
+            Publisher::new(self.js.clone()),
+            self.mall.relay.clone(),
+            self.config.outbox_sweep,
+        );
+        let relay = tokio::spawn(relay.run(workers.clone()));
+        let saga = Saga::new(
+            db.clone(),
+            self.mall.relay.clone(),
+            self.mall.changes.clone(),
+        );
+        let spec = ConsumerSpec::new(
+            EVT_STREAM,
+            SAGA_CONSUMER,
+            EVT_SUBJECTS,
+            &self.config.retry.policy(),
+        );
+        let saga = tokio::spawn(consume::run(
+            self.js.clone(),
+            spec,
+            Arc::new(saga),
+            workers.clone(),
+        ));
+
+        let mut routes = RoutesBuilder::default();
+        routes.add_service(MallServiceServer::new(self.mall.clone()));
+        let served = self
+            .server
+            .serve(
+                routes,
+                &[MallServiceServer::<Mall>::NAME],
+                shutdown,
+                self.config.shutdown.grace(),
+            )
+            .await;
+        // No new orders now: let the saga finish its batch and the relay send what is committed.
+        workers.cancel();
+        let _ = tokio::join!(relay, saga);
+        if let Err(error) = self.client.drain().await {
+            tracing::warn!(%error, "NATS connection not drained");
+        }
+        db.close().await;
+        served
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MallStartError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Bus(#[from] jifen_mesh::bus::BusError),
+    #[error("bad configuration: {0}")]
+    Config(String),
+}

@@ -1,0 +1,62 @@
+//! What the mall can answer besides success, and the status each maps to (DESIGN §4).
+
+use jifen_mesh::domain::InvalidField;
+use tonic::{Code, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MallError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
+    #[error("order {0} exists with other content")]
+    Conflict(String),
+    #[error("unknown order {0}")]
+    UnknownOrder(String),
+    #[error("unknown channel {0}")]
+    UnknownChannel(String),
+    #[error("unknown user {user_id} at channel {channel_id}")]
+    UnknownUser { channel_id: String, user_id: String },
+    #[error("channel {channel_id} has {remaining} quota left, the order needs {needed}")]
+    InsufficientQuota {
+        channel_id: String,
+        remaining: i64,
+        needed: i64,
+    },
+    #[error(
+        "user {user_id} has {balance} points at channel {channel_id}, the order needs {needed}"
+    )]
+    InsufficientPoints {
+        channel_id: String,
+        user_id: String,
+        balance: i64,
+        needed: i64,
+    },
+    #[error("{what} did not answer: {message}")]
+    Upstream {
+        what: String,
+        code: Code,
+        message: String,
+    },
+    #[error("storage error")]
+    Storage(#[from] sqlx::Error),
+}
+
+impl From<MallError> for Status {
+    fn from(error: MallError) -> Self {
+        let message = error.to_string();
+        match error {
+            MallError::Invalid(_) => Status::invalid_argument(message),
+            MallError::Conflict(_) => Status::already_exists(message),
+            MallError::UnknownOrder(_)
+            | MallError::UnknownChannel(_)
+            | MallError::UnknownUser { .. } => Status::not_found(message),
+            MallError::InsufficientQuota { .. } | MallError::InsufficientPoints { .. } => {
+                Status::failed_precondition(message)
+            }
+            MallError::Upstream { code, .. } => match code {
+                Code::DeadlineExceeded => Status::deadline_exceeded(message),
+                _ => Status::unavailable(message),
+            },
+            MallError::Storage(error) => jifen_mesh::status::from_storage(&error),
+        }
+    }
+}

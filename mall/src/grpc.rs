@@ -1,0 +1,306 @@
+//! The `MallService` edge: requests become a validated [`NewOrder`], orders become messages,
+//! errors become statuses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jifen_mesh::domain::{InvalidField, OrderId};
+use jifen_proto::v1::mall_service_server::MallService;
+use jifen_proto::v1::{
+    GetOrderRequest, GetOrderResponse, ListOrdersRequest, ListOrdersResponse, OrderEvent,
+    OrderLine, QuotaLine, SubmitOrderRequest, SubmitOrderResponse, WatchOrderRequest,
+    WatchOrderResponse,
+};
+use tokio::sync::{Notify, broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::error::MallError;
+use crate::order::{NewOrder, Order, OrderState, StepState};
+use crate::precheck::Registry;
+use crate::store::{Inserted, OrderStore};
+
+pub const DEFAULT_PAGE_SIZE: i64 = 50;
+pub const MAX_PAGE_SIZE: i64 = 500;
+
+/// The mall's gRPC face.
+#[derive(Debug, Clone)]
+pub struct Mall {
+    pub(crate) store: OrderStore,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) relay: Arc<Notify>,
+    pub(crate) changes: broadcast::Sender<String>,
+}
+
+pub fn order_message(order: Order) -> jifen_proto::v1::Order {
+    use jifen_proto::v1::{OrderState as Wire, StepState as WireStep};
+    let state = match order.state {
+        OrderState::Pending => Wire::Pending,
+        OrderState::Compensating => Wire::Compensating,
+        OrderState::Completed => Wire::Completed,
+        OrderState::Cancelled => Wire::Cancelled,
+    };
+    let step = |s: StepState| -> i32 {
+        match s {
+            StepState::Waiting | StepState::Pending => WireStep::Pending,
+            StepState::Deducted => WireStep::Deducted,
+            StepState::Rejected => WireStep::Rejected,
+            StepState::Refunding => WireStep::Refunding,
+            StepState::Refunded => WireStep::Refunded,
+            StepState::Skipped => WireStep::Skipped,
+        }
+        .into()
+    };
+    jifen_proto::v1::Order {
+        order_id: order.order_id,
+        customer_id: order.customer_id,
+        state: state.into(),
+        needs_attention: order.needs_attention,
+        reason: order.reason,
+        lines: order
+            .lines
+            .into_iter()
+            .map(|l| OrderLine {
+                channel_id: l.channel_id,
+                user_id: l.user_id,
+                points: l.points,
+                state: step(l.state),
+            })
+            .collect(),
+        quotas: order
+            .quotas
+            .into_iter()
+            .map(|q| QuotaLine {
+                channel_id: q.channel_id,
+                points: q.points,
+                state: step(q.state),
+            })
+            .collect(),
+        history: order
+            .history
+            .into_iter()
+            .map(|h| OrderEvent {
+                at_unix_ms: h.at_ms,
+                kind: h.kind,
+                detail: h.detail,
+            })
+            .collect(),
+        created_at_unix_ms: order.created_at_ms,
+        updated_at_unix_ms: order.updated_at_ms,
+    }
+}
+
+fn order_filter(raw: i32) -> Result<Option<OrderState>, InvalidField> {
+    use jifen_proto::v1::OrderState as Wire;
+    match Wire::try_from(raw) {
+        Ok(Wire::Unspecified) => Ok(None),
+        Ok(Wire::Pending) => Ok(Some(OrderState::Pending)),
+        Ok(Wire::Compensating) => Ok(Some(OrderState::Compensating)),
+        Ok(Wire::Completed) => Ok(Some(OrderState::Completed)),
+        Ok(Wire::Cancelled) => Ok(Some(OrderState::Cancelled)),
+        Err(_) => Err(InvalidField::new(
+            "state",
+            format!("unknown order state {raw}"),
+        )),
+    }
+}
+
+/// Page size from a request: the default when 0, at most [`MAX_PAGE_SIZE`].
+pub fn page_size(raw: i32) -> Result<i64, InvalidField> {
+    match raw {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        1.. => Ok(i64::from(raw).min(MAX_PAGE_SIZE)),
+        _ => Err(InvalidField::new("page_size", "must not be negative")),
+    }
+}
+
+/// A page token is the position of the last order returned: `<created_at_ms>:<order_id>`.
+pub fn parse_page_token(raw: &str) -> Result<Option<(i64, String)>, InvalidField> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let bad = || InvalidField::new("page_token", "is not a token this server returned");
+    let (ms, id) = raw.split_once(':').ok_or_else(bad)?;
+    let ms = ms.parse().map_err(|_| bad())?;
+    Ok(Some((
+        ms,
+        OrderId::parse("page_token", id)
+            .map_err(|_| bad())?
+            .into_string(),
+    )))
+}
+
+pub fn page_token(orders: &[Order], limit: i64) -> String {
+    match orders.last() {
+        Some(last) if i64::try_from(orders.len()).unwrap_or(0) == limit => {
+            format!("{}:{}", last.created_at_ms, last.order_id)
+        }
+        _ => String::new(),
+    }
+}
+
+impl Mall {
+    async fn submit(&self, order: NewOrder) -> Result<Order, MallError> {
+        let order_id = order.order_id.to_string();
+        // A resubmission answers with the stored order, even if its points are spent since.
+        if let Some(fingerprint) = self.store.fingerprint(&order_id).await? {
+            return self.existing(&order, &fingerprint).await;
+        }
+        self.registry.check(&order).await?;
+        match self.store.insert(&order).await? {
+            Inserted::New => {
+                self.relay.notify_one();
+                let _ = self.changes.send(order_id.clone());
+                tracing::info!(%order_id, lines = order.lines.len(), "order submitted");
+            }
+            Inserted::Existing(fingerprint) => return self.existing(&order, &fingerprint).await,
+        }
+        self.load(&order_id).await
+    }
+
+    async fn existing(&self, order: &NewOrder, fingerprint: &str) -> Result<Order, MallError> {
+        if fingerprint != order.fingerprint() {
+            return Err(MallError::Conflict(order.order_id.to_string()));
+        }
+        self.load(order.order_id.as_str()).await
+    }
+
+    async fn load(&self, order_id: &str) -> Result<Order, MallError> {
+        self.store
+            .find(order_id)
+            .await?
+            .ok_or_else(|| MallError::UnknownOrder(order_id.to_owned()))
+    }
+}
+
+type WatchStream = ReceiverStream<Result<WatchOrderResponse, Status>>;
+
+#[tonic::async_trait]
+impl MallService for Mall {
+    #[tracing::instrument(skip_all, fields(order_id = %request.get_ref().order_id))]
+    async fn submit_order(
+        &self,
+        request: Request<SubmitOrderRequest>,
+    ) -> Result<Response<SubmitOrderResponse>, Status> {
+        let order = NewOrder::parse(request.into_inner()).map_err(MallError::from)?;
+        let order = self.submit(order).await?;
+        Ok(Response::new(SubmitOrderResponse {
+            order: Some(order_message(order)),
+        }))
+    }
+
+    async fn get_order(
+        &self,
+        request: Request<GetOrderRequest>,
+    ) -> Result<Response<GetOrderResponse>, Status> {
+        let order_id =
+            OrderId::parse("order_id", request.into_inner().order_id).map_err(MallError::from)?;
+        let order = self.load(order_id.as_str()).await?;
+        Ok(Response::new(GetOrderResponse {
+            order: Some(order_message(order)),
+        }))
+    }
+
+    async fn list_orders(
+        &self,
+        request: Request<ListOrdersRequest>,
+    ) -> Result<Response<ListOrdersResponse>, Status> {
+        let request = request.into_inner();
+        let state = order_filter(request.state).map_err(MallError::from)?;
+        let limit = page_size(request.page_size).map_err(MallError::from)?;
+        let after = parse_page_token(&request.page_token).map_err(MallError::from)?;
+        let orders = self
+            .store
+            .list(state, None, after, limit)
+            .await
+            .map_err(MallError::from)?;
+        let next_page_token = page_token(&orders, limit);
+        Ok(Response::new(ListOrdersResponse {
+            orders: orders.into_iter().map(order_message).collect(),
+            next_page_token,
+        }))
+    }
+
+    type WatchOrderStream = WatchStream;
+
+    async fn watch_order(
+        &self,
+        request: Request<WatchOrderRequest>,
+    ) -> Result<Response<Self::WatchOrderStream>, Status> {
+        let order_id =
+            OrderId::parse("order_id", request.into_inner().order_id).map_err(MallError::from)?;
+        let order_id = order_id.into_string();
+        let first = self.load(&order_id).await?;
+        let (tx, rx) = mpsc::channel(8);
+        let mall = self.clone();
+        let mut changes = self.changes.subscribe();
+        tokio::spawn(async move {
+            let mut version = first.version;
+            let mut terminal = first.state.is_terminal();
+            if tx
+                .send(Ok(WatchOrderResponse {
+                    order: Some(order_message(first)),
+                }))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            while !terminal {
+                // Changes made by this process are announced; a poll catches other replicas'.
+                tokio::select! {
+                    changed = changes.recv() => match changed {
+                        Ok(id) if id != order_id => continue,
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    () = tx.closed() => return,
+                }
+                let order = match mall.load(&order_id).await {
+                    Ok(order) => order,
+                    Err(error) => {
+                        let _ = tx.send(Err(error.into())).await;
+                        return;
+                    }
+                };
+                if order.version == version {
+                    continue;
+                }
+                version = order.version;
+                terminal = order.state.is_terminal();
+                if tx
+                    .send(Ok(WatchOrderResponse {
+                        order: Some(order_message(order)),
+                    }))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_reject_garbage() {
+        assert_eq!(parse_page_token(""), Ok(None));
+        assert_eq!(parse_page_token("17:o-1"), Ok(Some((17, "o-1".to_owned()))));
+        for bad in ["x", "x:o-1", "17:", "17:a b"] {
+            assert_eq!(
+                parse_page_token(bad).unwrap_err().field,
+                "page_token",
+                "{bad}"
+            );
+        }
+        assert_eq!(page_size(0), Ok(DEFAULT_PAGE_SIZE));
+        assert_eq!(page_size(10_000), Ok(MAX_PAGE_SIZE));
+        assert!(page_size(-1).is_err());
+    }
+}

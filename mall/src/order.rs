@@ -1,0 +1,299 @@
+//! The order as the mall keeps it: a validated new order, the states of the order and of its
+//! steps, and the read model returned by the API.
+
+use std::collections::{BTreeMap, HashSet};
+
+use jifen_mesh::domain::{ChannelId, InvalidField, MAX_POINTS, OrderId, Points, UserId};
+use jifen_proto::v1::SubmitOrderRequest;
+
+/// Most lines one order may have.
+pub const MAX_LINES: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderState {
+    Pending,
+    Compensating,
+    Completed,
+    Cancelled,
+}
+
+impl OrderState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Compensating => "COMPENSATING",
+            Self::Completed => "COMPLETED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "PENDING" => Self::Pending,
+            "COMPENSATING" => Self::Compensating,
+            "COMPLETED" => Self::Completed,
+            "CANCELLED" => Self::Cancelled,
+            _ => return None,
+        })
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Cancelled)
+    }
+}
+
+/// Where one step (a line's points, a channel's quota) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepState {
+    /// A quota step not asked for yet: it waits for every line.
+    Waiting,
+    /// Its command is out.
+    Pending,
+    Deducted,
+    Rejected,
+    /// Its refund command is out.
+    Refunding,
+    Refunded,
+    /// Never asked for: the order was cancelled first.
+    Skipped,
+}
+
+impl StepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "WAITING",
+            Self::Pending => "PENDING",
+            Self::Deducted => "DEDUCTED",
+            Self::Rejected => "REJECTED",
+            Self::Refunding => "REFUNDING",
+            Self::Refunded => "REFUNDED",
+            Self::Skipped => "SKIPPED",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "WAITING" => Self::Waiting,
+            "PENDING" => Self::Pending,
+            "DEDUCTED" => Self::Deducted,
+            "REJECTED" => Self::Rejected,
+            "REFUNDING" => Self::Refunding,
+            "REFUNDED" => Self::Refunded,
+            "SKIPPED" => Self::Skipped,
+            _ => return None,
+        })
+    }
+
+    /// Whether the step may still hold points (a refund has to go out for it).
+    pub fn may_hold(self) -> bool {
+        matches!(self, Self::Pending | Self::Deducted)
+    }
+}
+
+/// One line of a new order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLine {
+    pub channel_id: ChannelId,
+    pub user_id: UserId,
+    pub points: Points,
+}
+
+/// A validated `SubmitOrder` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub order_id: OrderId,
+    pub customer_id: UserId,
+    pub lines: Vec<NewLine>,
+}
+
+impl NewOrder {
+    pub fn parse(request: SubmitOrderRequest) -> Result<Self, InvalidField> {
+        let order_id = OrderId::parse("order_id", request.order_id)?;
+        let customer_id = UserId::parse("customer_id", request.customer_id)?;
+        if request.lines.is_empty() {
+            return Err(InvalidField::new("lines", "must have at least one line"));
+        }
+        if request.lines.len() > MAX_LINES {
+            return Err(InvalidField::new(
+                "lines",
+                format!(
+                    "must have at most {MAX_LINES} lines, got {}",
+                    request.lines.len()
+                ),
+            ));
+        }
+        let mut seen = HashSet::new();
+        let mut lines = Vec::with_capacity(request.lines.len());
+        for (i, line) in request.lines.into_iter().enumerate() {
+            let line = NewLine {
+                channel_id: ChannelId::parse(&format!("lines[{i}].channel_id"), line.channel_id)?,
+                user_id: UserId::parse(&format!("lines[{i}].user_id"), line.user_id)?,
+                points: Points::parse(&format!("lines[{i}].points"), line.points)?,
+            };
+            if !seen.insert((line.channel_id.clone(), line.user_id.clone())) {
+                return Err(InvalidField::new(
+                    format!("lines[{i}]"),
+                    format!(
+                        "repeats channel {} and user {}: put their points in one line",
+                        line.channel_id, line.user_id
+                    ),
+                ));
+            }
+            lines.push(line);
+        }
+        let order = Self {
+            order_id,
+            customer_id,
+            lines,
+        };
+        for (channel_id, points) in order.quotas() {
+            if points > MAX_POINTS {
+                return Err(InvalidField::new(
+                    "lines",
+                    format!("channel {channel_id} totals {points} points, more than {MAX_POINTS}"),
+                ));
+            }
+        }
+        Ok(order)
+    }
+
+    /// The quota each channel of the order needs: the sum of its lines, by channel id.
+    pub fn quotas(&self) -> BTreeMap<ChannelId, i64> {
+        let mut quotas = BTreeMap::new();
+        for line in &self.lines {
+            *quotas.entry(line.channel_id.clone()).or_insert(0_i64) += line.points.get();
+        }
+        quotas
+    }
+
+    /// The request's content, independent of line order: equal fingerprints, same order.
+    pub fn fingerprint(&self) -> String {
+        let mut lines: Vec<String> = self
+            .lines
+            .iter()
+            .map(|l| format!("{}/{}/{}", l.channel_id, l.user_id, l.points))
+            .collect();
+        lines.sort();
+        format!("{}|{}", self.customer_id, lines.join(","))
+    }
+}
+
+/// One line as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub channel_id: String,
+    pub user_id: String,
+    pub points: i64,
+    pub state: StepState,
+}
+
+/// One channel's quota step as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quota {
+    pub channel_id: String,
+    pub points: i64,
+    pub state: StepState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub at_ms: i64,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// An order with everything the API shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub order_id: String,
+    pub customer_id: String,
+    pub state: OrderState,
+    pub needs_attention: bool,
+    pub reason: String,
+    pub version: i64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub lines: Vec<Line>,
+    pub quotas: Vec<Quota>,
+    pub history: Vec<HistoryEntry>,
+}
+
+#[cfg(test)]
+mod tests {
+    use jifen_proto::v1::SubmitOrderLine;
+
+    use super::*;
+
+    fn line(channel: &str, user: &str, points: i64) -> SubmitOrderLine {
+        SubmitOrderLine {
+            channel_id: channel.into(),
+            user_id: user.into(),
+            points,
+        }
+    }
+
+    fn request(lines: Vec<SubmitOrderLine>) -> SubmitOrderRequest {
+        SubmitOrderRequest {
+            order_id: "o-1".into(),
+            customer_id: "c-1".into(),
+            lines,
+        }
+    }
+
+    #[test]
+    fn quotas_sum_the_lines_of_each_channel() {
+        let order = NewOrder::parse(request(vec![
+            line("alpha", "u1", 10),
+            line("beta", "u1", 5),
+            line("alpha", "u2", 7),
+        ]))
+        .unwrap();
+        let quotas: Vec<_> = order
+            .quotas()
+            .into_iter()
+            .map(|(c, p)| (c.to_string(), p))
+            .collect();
+        assert_eq!(quotas, [("alpha".to_owned(), 17), ("beta".to_owned(), 5)]);
+    }
+
+    #[test]
+    fn bad_orders_name_the_field() {
+        let empty = NewOrder::parse(request(vec![])).unwrap_err();
+        assert_eq!(empty.field, "lines");
+        let bad_points =
+            NewOrder::parse(request(vec![line("alpha", "u1", 1), line("beta", "u1", 0)]))
+                .unwrap_err();
+        assert_eq!(bad_points.field, "lines[1].points");
+        let twice = NewOrder::parse(request(vec![
+            line("alpha", "u1", 1),
+            line("alpha", "u1", 2),
+        ]))
+        .unwrap_err();
+        assert_eq!(twice.field, "lines[1]");
+        let many = NewOrder::parse(request(
+            (0..=MAX_LINES)
+                .map(|i| line("alpha", &format!("u{i}"), 1))
+                .collect(),
+        ))
+        .unwrap_err();
+        assert_eq!(many.field, "lines");
+        let too_much = NewOrder::parse(request(vec![
+            line("alpha", "u1", MAX_POINTS),
+            line("alpha", "u2", 1),
+        ]))
+        .unwrap_err();
+        assert!(too_much.reason.contains("totals"), "{too_much}");
+    }
+
+    #[test]
+    fn the_fingerprint_ignores_line_order() {
+        let a =
+            NewOrder::parse(request(vec![line("alpha", "u1", 1), line("beta", "u2", 2)])).unwrap();
+        let b =
+            NewOrder::parse(request(vec![line("beta", "u2", 2), line("alpha", "u1", 1)])).unwrap();
+        let c =
+            NewOrder::parse(request(vec![line("beta", "u2", 3), line("alpha", "u1", 1)])).unwrap();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), c.fingerprint());
+    }
+}

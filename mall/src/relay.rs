@@ -1,0 +1,148 @@
+//! The outbox relay: publishes what committed transactions wrote to the outbox, then deletes
+//! it. Woken right after each commit, and sweeping on a timer, so a row written by a process
+//! that died before publishing is sent by the next relay that runs. A row published twice (a
+//! crash between publish and delete) carries the same `Nats-Msg-Id`, so the server drops the
+//! repeat; past the duplicate window the handlers' idempotency covers it.
+//!
+//! On PostgreSQL, rows are claimed with `FOR UPDATE SKIP LOCKED`, so mall replicas share the
+//! work without sending a row twice at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jifen_mesh::bus::publish::{Outgoing, Publisher};
+use jifen_mesh::storage::{Backend, Database};
+use sqlx::Row;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Rows published per round.
+const BATCH: i64 = 256;
+
+#[derive(Debug, Clone)]
+pub struct Relay {
+    db: Database,
+    publisher: Publisher,
+    wake: Arc<Notify>,
+    sweep: Duration,
+}
+
+impl Relay {
+    pub fn new(db: Database, publisher: Publisher, wake: Arc<Notify>, sweep: Duration) -> Self {
+        Self {
+            db,
+            publisher,
+            wake,
+            sweep,
+        }
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            match self.drain().await {
+                Ok(0) => {}
+                Ok(sent) => tracing::debug!(sent, "outbox relayed"),
+                Err(error) => {
+                    tracing::warn!(%error, "outbox relay failed; retrying at the next sweep")
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.sweep) => {}
+            }
+        }
+        // Whatever was committed before the stop still goes out.
+        if let Err(error) = self.drain().await {
+            tracing::warn!(%error, "outbox not drained at shutdown; the next start sends it");
+        }
+    }
+
+    /// Publishes rows until the outbox is empty; returns how many were sent.
+    pub async fn drain(&self) -> Result<usize, RelayError> {
+        let mut total = 0;
+        loop {
+            let sent = self.round().await?;
+            total += sent;
+            if sent < usize::try_from(BATCH).unwrap_or(usize::MAX) {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn round(&self) -> Result<usize, RelayError> {
+        let claim = match self.db.backend() {
+            Backend::Postgres => {
+                "SELECT id, subject, msg_id, order_id, traceparent, payload FROM outbox \
+                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+            }
+            // One SQLite database has one mall process, hence one relay.
+            Backend::Sqlite => {
+                "SELECT id, subject, msg_id, order_id, traceparent, payload FROM outbox \
+                 ORDER BY id LIMIT $1"
+            }
+        };
+        // On SQLite a transaction held across the publishes would block every writer.
+        let mut tx = match self.db.backend() {
+            Backend::Postgres => Some(self.db.begin().await?),
+            Backend::Sqlite => None,
+        };
+        let query = sqlx::query(claim).bind(BATCH);
+        let rows = match tx.as_mut() {
+            Some(tx) => query.fetch_all(&mut **tx).await?,
+            None => query.fetch_all(self.db.pool()).await?,
+        };
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in &rows {
+            ids.push(row.try_get::<i64, _>("id")?);
+            messages.push(Outgoing {
+                subject: row.try_get("subject")?,
+                msg_id: row.try_get("msg_id")?,
+                order_id: row.try_get("order_id")?,
+                traceparent: row.try_get("traceparent")?,
+                payload: row.try_get::<Vec<u8>, _>("payload")?.into(),
+            });
+        }
+        let results = self.publisher.publish_all(&messages).await;
+        let sent: Vec<i64> = ids
+            .iter()
+            .zip(&results)
+            .filter(|(_, result)| result.is_ok())
+            .map(|(id, _)| *id)
+            .collect();
+        if !sent.is_empty() {
+            let placeholders: Vec<String> = (1..=sent.len()).map(|i| format!("${i}")).collect();
+            let delete = format!(
+                "DELETE FROM outbox WHERE id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&delete);
+            for id in &sent {
+                query = query.bind(*id);
+            }
+            match tx.as_mut() {
+                Some(tx) => query.execute(&mut **tx).await?,
+                None => query.execute(self.db.pool()).await?,
+            };
+        }
+        if let Some(tx) = tx {
+            tx.commit().await?;
+        }
+        if let Some(Err(error)) = results.into_iter().find(Result::is_err) {
+            return Err(RelayError::Publish(error));
+        }
+        Ok(sent.len())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("outbox storage")]
+    Storage(#[from] sqlx::Error),
+    #[error("outbox publish")]
+    Publish(#[source] jifen_mesh::bus::BusError),
+}

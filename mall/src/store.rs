@@ -1,0 +1,272 @@
+//! The mall's database: orders, their steps and history, and the outbox. Writers take a
+//! transaction so that a state change and the commands it causes commit together.
+
+use jifen_mesh::bus::publish::Outgoing;
+use jifen_mesh::bus::subjects::Step;
+use jifen_mesh::storage::Database;
+use jifen_mesh::time::now_unix_ms;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use crate::commands;
+use crate::order::{HistoryEntry, Line, NewOrder, Order, OrderState, Quota, StepState};
+
+fn decode_error(what: &str, raw: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("unknown {what} {raw:?}").into())
+}
+
+pub fn step_state(raw: &str) -> Result<StepState, sqlx::Error> {
+    StepState::parse(raw).ok_or_else(|| decode_error("step state", raw))
+}
+
+pub fn order_state(raw: &str) -> Result<OrderState, sqlx::Error> {
+    OrderState::parse(raw).ok_or_else(|| decode_error("order state", raw))
+}
+
+/// What storing a new order came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inserted {
+    New,
+    /// An order with this id exists; its fingerprint.
+    Existing(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct OrderStore {
+    db: Database,
+}
+
+const ORDER_COLUMNS: &str =
+    "order_id, customer_id, state, needs_attention, reason, version, created_at_ms, updated_at_ms";
+
+impl OrderStore {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    pub async fn fingerprint(&self, order_id: &str) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query("SELECT fingerprint FROM orders WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(self.db.pool())
+            .await?
+            .map(|row| row.try_get("fingerprint"))
+            .transpose()
+    }
+
+    /// Stores a new order, its steps and its deduct commands in one transaction.
+    pub async fn insert(&self, order: &NewOrder) -> Result<Inserted, sqlx::Error> {
+        let now = now_unix_ms();
+        let order_id = order.order_id.as_str();
+        let mut tx = self.db.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO orders (order_id, customer_id, state, needs_attention, reason, fingerprint, \
+             version, created_at_ms, updated_at_ms) VALUES ($1, $2, 'PENDING', 0, '', $3, 0, $4, $4) \
+             ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(order_id)
+        .bind(order.customer_id.as_str())
+        .bind(order.fingerprint())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            let fingerprint: String =
+                sqlx::query("SELECT fingerprint FROM orders WHERE order_id = $1")
+                    .bind(order_id)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("fingerprint")?;
+            return Ok(Inserted::Existing(fingerprint));
+        }
+        for (position, line) in order.lines.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO order_lines (order_id, position, channel_id, user_id, points, state) \
+                 VALUES ($1, $2, $3, $4, $5, 'PENDING')",
+            )
+            .bind(order_id)
+            .bind(i64::try_from(position).unwrap_or(i64::MAX))
+            .bind(line.channel_id.as_str())
+            .bind(line.user_id.as_str())
+            .bind(line.points.get())
+            .execute(&mut *tx)
+            .await?;
+            let command = commands::points(
+                Step::Deduct,
+                order_id,
+                line.channel_id.as_str(),
+                line.user_id.as_str(),
+                line.points.get(),
+            );
+            enqueue(&mut tx, &command, now).await?;
+        }
+        for (channel_id, points) in order.quotas() {
+            sqlx::query(
+                "INSERT INTO order_quotas (order_id, channel_id, points, state) \
+                 VALUES ($1, $2, $3, 'WAITING')",
+            )
+            .bind(order_id)
+            .bind(channel_id.as_str())
+            .bind(points)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let detail = format!(
+            "{} line(s) over {} channel(s); points deducts sent",
+            order.lines.len(),
+            order.quotas().len()
+        );
+        record(&mut tx, order_id, "submitted", &detail, now).await?;
+        tx.commit().await?;
+        Ok(Inserted::New)
+    }
+
+    pub async fn find(&self, order_id: &str) -> Result<Option<Order>, sqlx::Error> {
+        let row = sqlx::query(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1"
+        ))
+        .bind(order_id)
+        .fetch_optional(self.db.pool())
+        .await?;
+        match row {
+            Some(row) => Ok(Some(self.complete(&row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Orders newest first, after the `(created_at_ms, order_id)` position `after`.
+    pub async fn list(
+        &self,
+        state: Option<OrderState>,
+        older_than_ms: Option<i64>,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<Order>, sqlx::Error> {
+        let (after_ms, after_id) = after.unwrap_or((i64::MAX, String::new()));
+        let rows = sqlx::query(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders \
+             WHERE ($1 = '' OR state = $1) AND created_at_ms < $2 \
+             AND (created_at_ms < $3 OR (created_at_ms = $3 AND ($4 = '' OR order_id < $4))) \
+             ORDER BY created_at_ms DESC, order_id DESC LIMIT $5"
+        ))
+        .bind(state.map(OrderState::as_str).unwrap_or(""))
+        .bind(older_than_ms.unwrap_or(i64::MAX))
+        .bind(after_ms)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut orders = Vec::with_capacity(rows.len());
+        for row in &rows {
+            orders.push(self.complete(row).await?);
+        }
+        Ok(orders)
+    }
+
+    async fn complete(&self, row: &AnyRow) -> Result<Order, sqlx::Error> {
+        let order_id: String = row.try_get("order_id")?;
+        let pool = self.db.pool();
+        let lines = sqlx::query(
+            "SELECT channel_id, user_id, points, state FROM order_lines WHERE order_id = $1 ORDER BY position",
+        )
+        .bind(&order_id)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Line {
+                channel_id: r.try_get("channel_id")?,
+                user_id: r.try_get("user_id")?,
+                points: r.try_get("points")?,
+                state: step_state(r.try_get("state")?)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+        let quotas = sqlx::query(
+            "SELECT channel_id, points, state FROM order_quotas WHERE order_id = $1 ORDER BY channel_id",
+        )
+        .bind(&order_id)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Quota {
+                channel_id: r.try_get("channel_id")?,
+                points: r.try_get("points")?,
+                state: step_state(r.try_get("state")?)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+        let history = sqlx::query(
+            "SELECT at_ms, kind, detail FROM order_events WHERE order_id = $1 ORDER BY id",
+        )
+        .bind(&order_id)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(HistoryEntry {
+                at_ms: r.try_get("at_ms")?,
+                kind: r.try_get("kind")?,
+                detail: r.try_get("detail")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+        Ok(Order {
+            customer_id: row.try_get("customer_id")?,
+            state: order_state(row.try_get("state")?)?,
+            needs_attention: row.try_get::<i64, _>("needs_attention")? != 0,
+            reason: row.try_get("reason")?,
+            version: row.try_get("version")?,
+            created_at_ms: row.try_get("created_at_ms")?,
+            updated_at_ms: row.try_get("updated_at_ms")?,
+            order_id,
+            lines,
+            quotas,
+            history,
+        })
+    }
+}
+
+/// Adds a command to the outbox, in the caller's transaction.
+pub async fn enqueue(
+    tx: &mut AnyConnection,
+    message: &Outgoing,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbox (subject, msg_id, order_id, traceparent, payload, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&message.subject)
+    .bind(&message.msg_id)
+    .bind(&message.order_id)
+    .bind(message.traceparent.as_deref())
+    .bind(message.payload.to_vec())
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Adds an entry to an order's history, in the caller's transaction.
+pub async fn record(
+    tx: &mut AnyConnection,
+    order_id: &str,
+    kind: &str,
+    detail: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO order_events (order_id, at_ms, kind, detail) VALUES ($1, $2, $3, $4)")
+        .bind(order_id)
+        .bind(now_ms)
+        .bind(kind)
+        .bind(detail)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
