@@ -152,3 +152,87 @@ impl LedgerEndpoint for ChannelEndpoint {
         )
     }
 }
+
+/// How a channel connector runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChannelConnectorConfig {
+    /// The channel whose commands this connector consumes.
+    #[arg(long, env = "JIFEN_CHANNEL_ID")]
+    pub channel_id: String,
+    /// The channel's `ChannelService`; looked up in the portal's registry when not given.
+    #[arg(long, env = "JIFEN_CHANNEL_ENDPOINT")]
+    pub channel_endpoint: Option<String>,
+    /// The portal, for the registry lookup.
+    #[arg(
+        long,
+        env = "JIFEN_PORTAL_ENDPOINT",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub portal_endpoint: String,
+    /// Deadline of each call to the channel.
+    #[arg(long, env = "JIFEN_CALL_TIMEOUT", default_value = "5s", value_parser = jifen_mesh::config::parse_duration)]
+    pub call_timeout: Duration,
+    /// Commands handled at once.
+    #[arg(long, env = "JIFEN_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: usize,
+    #[command(flatten)]
+    pub bus: jifen_mesh::config::BusArgs,
+    #[command(flatten)]
+    pub retry: jifen_mesh::config::RetryArgs,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
+    #[error("channel {0} is not in the portal's registry")]
+    Unregistered(String),
+    #[error("cannot read the portal's registry: {0}")]
+    Registry(String),
+    #[error(transparent)]
+    Bus(#[from] jifen_mesh::bus::BusError),
+}
+
+/// Runs the connector of one channel until `shutdown`.
+pub async fn run_connector(
+    config: ChannelConnectorConfig,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), ConnectorError> {
+    let channel_id = jifen_mesh::domain::ChannelId::parse("channel_id", config.channel_id.clone())?;
+    let endpoint = match &config.channel_endpoint {
+        Some(endpoint) => endpoint.clone(),
+        None => registered_endpoint(&config.portal_endpoint, channel_id.as_str()).await?,
+    };
+    let spec = jifen_mesh::bus::consume::ConsumerSpec {
+        concurrency: config.concurrency.max(1),
+        ..jifen_mesh::bus::consume::ConsumerSpec::new(
+            jifen_mesh::bus::subjects::CMD_STREAM,
+            &jifen_mesh::bus::subjects::channel_consumer(channel_id.as_str()),
+            &jifen_mesh::bus::subjects::channel_commands(channel_id.as_str()),
+            &config.retry.policy(),
+        )
+    };
+    let target = ChannelEndpoint::new(channel_id.as_str(), &endpoint, config.call_timeout)?;
+    tracing::info!(channel_id = %channel_id, %endpoint, "channel connector starting");
+    jifen_mesh::connector::run(&config.bus, spec, target, shutdown).await?;
+    Ok(())
+}
+
+async fn registered_endpoint(portal: &str, channel_id: &str) -> Result<String, ConnectorError> {
+    use jifen_proto::v1::ListChannelsRequest;
+    use jifen_proto::v1::portal_service_client::PortalServiceClient;
+    let mut client = PortalServiceClient::connect(portal.to_owned())
+        .await
+        .map_err(|e| ConnectorError::Registry(e.to_string()))?;
+    let channels = client
+        .list_channels(ListChannelsRequest {})
+        .await
+        .map_err(|e| ConnectorError::Registry(e.message().to_owned()))?
+        .into_inner()
+        .channels;
+    channels
+        .into_iter()
+        .find(|c| c.channel_id == channel_id)
+        .map(|c| c.endpoint)
+        .ok_or_else(|| ConnectorError::Unregistered(channel_id.to_owned()))
+}

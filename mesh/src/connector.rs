@@ -186,3 +186,22 @@ impl<E: LedgerEndpoint> Handler for Connector<E> {
         }
     }
 }
+
+/// Runs a connector's consumer group until `shutdown`: connects to NATS, makes sure the
+/// streams exist, consumes, and drains the connection at the end.
+pub async fn run<E: LedgerEndpoint>(
+    bus: &crate::config::BusArgs,
+    spec: crate::bus::consume::ConsumerSpec,
+    endpoint: E,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), crate::bus::BusError> {
+    let client = crate::bus::connect(&bus.nats_url).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    bus.topology().ensure(&js).await?;
+    let handler = Connector::new(endpoint, Publisher::new(js.clone()));
+    crate::bus::consume::run(js, spec, std::sync::Arc::new(handler), shutdown).await;
+    if let Err(error) = client.drain().await {
+        tracing::warn!(%error, "NATS connection not drained");
+    }
+    Ok(())
+}

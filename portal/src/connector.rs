@@ -138,3 +138,53 @@ impl LedgerEndpoint for PortalEndpoint {
         (portal_event(recorded.state), event.encode_to_vec())
     }
 }
+
+/// How the portal connector runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PortalConnectorConfig {
+    /// The portal's `PortalService`.
+    #[arg(
+        long,
+        env = "JIFEN_PORTAL_ENDPOINT",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub portal_endpoint: String,
+    /// Deadline of each call to the portal.
+    #[arg(long, env = "JIFEN_CALL_TIMEOUT", default_value = "5s", value_parser = jifen_mesh::config::parse_duration)]
+    pub call_timeout: Duration,
+    /// Commands handled at once.
+    #[arg(long, env = "JIFEN_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: usize,
+    #[command(flatten)]
+    pub bus: jifen_mesh::config::BusArgs,
+    #[command(flatten)]
+    pub retry: jifen_mesh::config::RetryArgs,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
+    #[error(transparent)]
+    Bus(#[from] jifen_mesh::bus::BusError),
+}
+
+/// Runs the portal connector until `shutdown`.
+pub async fn run_connector(
+    config: PortalConnectorConfig,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), ConnectorError> {
+    let spec = jifen_mesh::bus::consume::ConsumerSpec {
+        concurrency: config.concurrency.max(1),
+        ..jifen_mesh::bus::consume::ConsumerSpec::new(
+            jifen_mesh::bus::subjects::CMD_STREAM,
+            jifen_mesh::bus::subjects::PORTAL_CONSUMER,
+            jifen_mesh::bus::subjects::PORTAL_COMMANDS,
+            &config.retry.policy(),
+        )
+    };
+    let target = PortalEndpoint::new(&config.portal_endpoint, config.call_timeout)?;
+    tracing::info!(endpoint = %config.portal_endpoint, "portal connector starting");
+    jifen_mesh::connector::run(&config.bus, spec, target, shutdown).await?;
+    Ok(())
+}

@@ -10,6 +10,7 @@ mod concurrency;
 mod harness;
 mod health;
 mod portal_barrier;
+mod saga;
 
 use tonic::Code;
 

@@ -78,3 +78,88 @@ pub async fn assert_portal_consistent(quotas: &QuotaBook) {
         );
     }
 }
+
+/// Every invariant of DESIGN §2 over a quiet mesh: each ledger adds up, every order is settled,
+/// a `COMPLETED` order holds exactly one live deduction per line and per channel quota, and a
+/// `CANCELLED` order holds none. Returns how many orders were checked.
+pub async fn assert_mesh_consistent(mesh: &crate::TestMesh) -> usize {
+    use jifen_mesh::barrier::LedgerState;
+    use jifen_mesh::domain::{ChannelId, OrderId, UserId};
+
+    for channel in mesh.channels.values() {
+        assert_channel_consistent(&channel.ledger).await;
+    }
+    assert_portal_consistent(&mesh.portal.quotas).await;
+
+    let pool = mesh.mall_db_pool().await;
+    let orders = sqlx::query("SELECT order_id, state FROM orders")
+        .fetch_all(&pool)
+        .await
+        .expect("the mall's orders");
+    for order in &orders {
+        let order_id: String = order.try_get("order_id").expect("order_id");
+        let state: String = order.try_get("state").expect("state");
+        assert!(
+            state == "COMPLETED" || state == "CANCELLED",
+            "order {order_id} is {state} at a quiet point"
+        );
+        let completed = state == "COMPLETED";
+        let id = OrderId::parse("order_id", order_id.clone()).expect("an order id");
+        let lines =
+            sqlx::query("SELECT channel_id, user_id, points FROM order_lines WHERE order_id = $1")
+                .bind(&order_id)
+                .fetch_all(&pool)
+                .await
+                .expect("lines");
+        for line in &lines {
+            let channel_id: String = line.try_get("channel_id").expect("channel_id");
+            let user_id: String = line.try_get("user_id").expect("user_id");
+            let points: i64 = line.try_get("points").expect("points");
+            let user = UserId::parse("user_id", user_id.clone()).expect("a user id");
+            let entry = mesh.channels[&channel_id]
+                .ledger
+                .deduction(&id, &user)
+                .await
+                .ok();
+            let live = entry.as_ref().filter(|e| e.state == LedgerState::Deducted);
+            if completed {
+                let live = live.unwrap_or_else(|| {
+                    panic!("completed order {order_id}: no live deduction at {channel_id} for {user_id}: {entry:?}")
+                });
+                assert_eq!(
+                    live.points, points,
+                    "order {order_id} line {channel_id}/{user_id}"
+                );
+            } else {
+                assert!(
+                    live.is_none(),
+                    "cancelled order {order_id} still holds {channel_id}/{user_id}: {entry:?}"
+                );
+            }
+        }
+        let quotas = sqlx::query("SELECT channel_id, points FROM order_quotas WHERE order_id = $1")
+            .bind(&order_id)
+            .fetch_all(&pool)
+            .await
+            .expect("quotas");
+        for quota in &quotas {
+            let channel_id: String = quota.try_get("channel_id").expect("channel_id");
+            let points: i64 = quota.try_get("points").expect("points");
+            let channel = ChannelId::parse("channel_id", channel_id.clone()).expect("a channel id");
+            let entry = mesh.portal.quotas.deduction(&id, &channel).await.ok();
+            let live = entry.as_ref().filter(|e| e.state == LedgerState::Deducted);
+            if completed {
+                let live = live.unwrap_or_else(|| {
+                    panic!("completed order {order_id}: no live quota deduction for {channel_id}: {entry:?}")
+                });
+                assert_eq!(live.points, points, "order {order_id} quota {channel_id}");
+            } else {
+                assert!(
+                    live.is_none(),
+                    "cancelled order {order_id} still holds quota of {channel_id}: {entry:?}"
+                );
+            }
+        }
+    }
+    orders.len()
+}

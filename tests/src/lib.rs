@@ -9,6 +9,8 @@
 //!   through the same `build` + `run_until` that `main` uses, with gRPC clients attached.
 //! - With `JIFEN_TEST_CONTAINERS=1` and the `containers` feature, both come from containers
 //!   instead (testcontainers; needs Docker).
+//! - [`TestMesh`]: all of it — nats-server, portal, channels, connectors and the mall — with
+//!   parts that can be stopped and started again.
 //! - [`invariants`]: the ledger invariants of DESIGN §2, checked against the databases.
 //! - [`eventually`]: polling with a deadline, instead of fixed sleeps.
 //!
@@ -18,6 +20,7 @@
 pub mod containers;
 pub mod database;
 pub mod invariants;
+pub mod mesh;
 pub mod nats;
 pub mod services;
 
@@ -25,6 +28,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use database::TestDatabase;
+pub use mesh::TestMesh;
 pub use nats::TestNats;
 pub use services::{TestChannel, TestPortal};
 

@@ -29,7 +29,7 @@ pub struct Running {
 }
 
 impl Running {
-    fn spawn<F>(addr: SocketAddr, run: impl FnOnce(CancellationToken) -> F) -> Self
+    pub fn spawn<F>(addr: SocketAddr, run: impl FnOnce(CancellationToken) -> F) -> Self
     where
         F: Future<Output = Result<(), GrpcError>> + Send + 'static,
     {

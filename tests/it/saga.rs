@@ -1,0 +1,190 @@
+//! The order saga end to end: real nats-server, real databases, every system in process.
+
+use jifen_proto::v1::{OrderState, StepState};
+use jifen_tests::TestMesh;
+use jifen_tests::invariants::assert_mesh_consistent;
+use jifen_tests::mesh::{START_POINTS, START_QUOTA};
+use tonic::Code;
+
+use crate::assert_status;
+
+const CHANNELS: [&str; 3] = ["alpha", "beta", "gamma"];
+const USERS: [&str; 3] = ["u1", "u2", "u3"];
+
+#[tokio::test]
+async fn orders_over_one_two_and_three_channels_complete_and_move_exactly_their_points() {
+    let mut mesh = TestMesh::start(&CHANNELS, &USERS).await;
+    let orders: [(&str, &[(&str, &str, i64)]); 3] = [
+        ("one", &[("alpha", "u1", 100)]),
+        ("two", &[("alpha", "u2", 30), ("beta", "u2", 70)]),
+        (
+            "three",
+            &[("alpha", "u3", 5), ("beta", "u1", 6), ("gamma", "u2", 7)],
+        ),
+    ];
+    for (order_id, lines) in orders {
+        let submitted = mesh.submit(order_id, lines).await.unwrap();
+        assert_eq!(submitted.state(), OrderState::Pending);
+        let settled = mesh.settled(order_id).await;
+        assert_eq!(settled.state(), OrderState::Completed, "{settled:?}");
+        assert!(
+            settled
+                .lines
+                .iter()
+                .all(|l| l.state() == StepState::Deducted)
+        );
+        assert!(
+            settled
+                .quotas
+                .iter()
+                .all(|q| q.state() == StepState::Deducted)
+        );
+        let kinds: Vec<&str> = settled.history.iter().map(|h| h.kind.as_str()).collect();
+        assert_eq!(kinds.first(), Some(&"submitted"));
+        assert_eq!(kinds.last(), Some(&"completed"));
+    }
+    assert_eq!(mesh.balance("alpha", "u1").await, START_POINTS - 100);
+    assert_eq!(mesh.balance("alpha", "u2").await, START_POINTS - 30);
+    assert_eq!(mesh.balance("beta", "u2").await, START_POINTS - 70);
+    assert_eq!(mesh.balance("alpha", "u3").await, START_POINTS - 5);
+    assert_eq!(mesh.balance("beta", "u1").await, START_POINTS - 6);
+    assert_eq!(mesh.balance("gamma", "u2").await, START_POINTS - 7);
+    assert_eq!(mesh.quota_used("alpha").await, 135);
+    assert_eq!(mesh.quota_used("beta").await, 76);
+    assert_eq!(mesh.quota_used("gamma").await, 7);
+    assert_eq!(assert_mesh_consistent(&mesh).await, 3);
+}
+
+#[tokio::test]
+async fn short_points_or_quota_fail_the_submit_and_store_nothing() {
+    let mut mesh = TestMesh::start(&["alpha"], &["u1"]).await;
+    assert_status(
+        mesh.submit("o-1", &[("alpha", "u1", START_POINTS + 1)])
+            .await,
+        Code::FailedPrecondition,
+        "has 10000 points",
+    );
+    assert_status(
+        mesh.submit("o-2", &[("alpha", "nobody", 1)]).await,
+        Code::NotFound,
+        "unknown user nobody",
+    );
+    assert_status(
+        mesh.submit("o-3", &[("ghost", "u1", 1)]).await,
+        Code::NotFound,
+        "unknown channel ghost",
+    );
+    assert_status(
+        mesh.submit("o-4", &[("alpha", "u1", 0)]).await,
+        Code::InvalidArgument,
+        "lines[0].points",
+    );
+    let pool = mesh.mall_db_pool().await;
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+    let _ = START_QUOTA;
+}
+
+#[tokio::test]
+async fn a_resubmission_returns_the_same_order_and_other_content_is_a_conflict() {
+    let mut mesh = TestMesh::start(&["alpha"], &["u1"]).await;
+    let first = mesh.submit("o-1", &[("alpha", "u1", 10)]).await.unwrap();
+    mesh.settled("o-1").await;
+    let again = mesh.submit("o-1", &[("alpha", "u1", 10)]).await.unwrap();
+    assert_eq!(again.order_id, first.order_id);
+    assert_eq!(again.state(), OrderState::Completed);
+    assert_status(
+        mesh.submit("o-1", &[("alpha", "u1", 11)]).await,
+        Code::AlreadyExists,
+        "o-1",
+    );
+    assert_eq!(mesh.balance("alpha", "u1").await, START_POINTS - 10);
+}
+
+#[tokio::test]
+async fn a_balance_drained_after_the_pre_check_cancels_the_order_and_restores_everything() {
+    let mut mesh = TestMesh::start(&["alpha", "beta"], &["u1"]).await;
+    // Hold alpha's commands until the balance is gone.
+    mesh.stop_connector("alpha").await;
+    mesh.submit("o-1", &[("alpha", "u1", 600), ("beta", "u1", 400)])
+        .await
+        .unwrap();
+    mesh.channel("alpha")
+        .client
+        .deduct_points(jifen_proto::v1::DeductPointsRequest {
+            order_id: "elsewhere".into(),
+            user_id: "u1".into(),
+            points: START_POINTS - 100,
+        })
+        .await
+        .unwrap();
+    mesh.start_connector("alpha").await;
+
+    let settled = mesh.settled("o-1").await;
+    assert_eq!(settled.state(), OrderState::Cancelled, "{settled:?}");
+    assert!(
+        settled.reason.contains("too few points"),
+        "{}",
+        settled.reason
+    );
+    assert_eq!(mesh.balance("alpha", "u1").await, 100);
+    assert_eq!(mesh.balance("beta", "u1").await, START_POINTS);
+    assert_eq!(mesh.quota_used("alpha").await, 0);
+    assert_eq!(mesh.quota_used("beta").await, 0);
+    assert_mesh_consistent(&mesh).await;
+}
+
+#[tokio::test]
+async fn quota_exhausted_after_the_channels_deducted_cancels_and_refunds_every_channel() {
+    let mut mesh = TestMesh::start(&["alpha", "beta"], &["u1"]).await;
+    mesh.stop_connector("portal").await;
+    mesh.submit("o-1", &[("alpha", "u1", 600), ("beta", "u1", 400)])
+        .await
+        .unwrap();
+    // Wait until both channels took their points, then spend beta's quota elsewhere.
+    jifen_tests::eventually(
+        "both lines deducted",
+        std::time::Duration::from_secs(30),
+        || {
+            let mut client = mesh.mall.as_ref().unwrap().client.clone();
+            async move {
+                let order = client
+                    .get_order(jifen_proto::v1::GetOrderRequest {
+                        order_id: "o-1".into(),
+                    })
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .order?;
+                order
+                    .lines
+                    .iter()
+                    .all(|l| l.state() == StepState::Deducted)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    mesh.portal
+        .client
+        .deduct_quota(jifen_proto::v1::DeductQuotaRequest {
+            order_id: "elsewhere".into(),
+            channel_id: "beta".into(),
+            points: START_QUOTA - 10,
+        })
+        .await
+        .unwrap();
+    mesh.start_connector("portal").await;
+
+    let settled = mesh.settled("o-1").await;
+    assert_eq!(settled.state(), OrderState::Cancelled, "{settled:?}");
+    assert!(settled.reason.contains("quota"), "{}", settled.reason);
+    assert_eq!(mesh.balance("alpha", "u1").await, START_POINTS);
+    assert_eq!(mesh.balance("beta", "u1").await, START_POINTS);
+    assert_eq!(mesh.quota_used("alpha").await, 0);
+    assert_eq!(mesh.quota_used("beta").await, START_QUOTA - 10);
+    assert_mesh_consistent(&mesh).await;
+}

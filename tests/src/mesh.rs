@@ -1,0 +1,314 @@
+//! The whole mesh in one process: a nats-server, the portal, channels with their connectors,
+//! the portal connector and the mall, each on its own fresh database, with short retry
+//! schedules. Parts can be stopped and started again to stage failures.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jifen_channel::connector::{ChannelConnectorConfig, run_connector as run_channel_connector};
+use jifen_mall::{MallApp, MallConfig};
+use jifen_mesh::config::{BusArgs, RetryArgs, ShutdownArgs};
+use jifen_portal::connector::{PortalConnectorConfig, run_connector as run_portal_connector};
+use jifen_proto::v1::mall_service_client::MallServiceClient;
+use jifen_proto::v1::{
+    CreditPointsRequest, GetOrderRequest, GrantQuotaRequest, Order, OrderState,
+    RegisterChannelRequest, SubmitOrderLine, SubmitOrderRequest,
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::services::Running;
+use crate::{TestChannel, TestDatabase, TestNats, TestPortal, eventually};
+
+/// Points every demo user starts with, in every channel.
+pub const START_POINTS: i64 = 10_000;
+/// Quota every channel starts with.
+pub const START_QUOTA: i64 = 1_000_000;
+
+/// A retry schedule fast enough for tests.
+pub fn test_retry() -> RetryArgs {
+    RetryArgs {
+        backoff: [50, 100, 200, 400, 800]
+            .into_iter()
+            .map(Duration::from_millis)
+            .collect(),
+        max_deliver: 50,
+    }
+}
+
+/// A connector running as a task.
+#[derive(Debug)]
+struct Task {
+    shutdown: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+impl Task {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.handle.await;
+    }
+}
+
+#[derive(Debug)]
+pub struct TestMall {
+    pub server: Running,
+    pub client: MallServiceClient<Channel>,
+    pub store: jifen_mall::store::OrderStore,
+}
+
+#[derive(Debug)]
+pub struct TestMesh {
+    pub mall: Option<TestMall>,
+    pub channels: BTreeMap<String, TestChannel>,
+    pub portal: TestPortal,
+    pub mall_db: TestDatabase,
+    connectors: BTreeMap<String, Task>,
+    pub nats: TestNats,
+}
+
+impl TestMesh {
+    /// Starts everything, with channels `channel_ids`, users `users` holding
+    /// [`START_POINTS`] in each, and [`START_QUOTA`] per channel.
+    pub async fn start(channel_ids: &[&str], users: &[&str]) -> Self {
+        let nats = TestNats::start().await;
+        let mut portal = TestPortal::start().await;
+        let mut channels = BTreeMap::new();
+        for channel_id in channel_ids {
+            let mut channel = TestChannel::start(channel_id).await;
+            portal
+                .client
+                .register_channel(RegisterChannelRequest {
+                    channel_id: (*channel_id).to_owned(),
+                    name: format!("{channel_id} points"),
+                    endpoint: channel.server.endpoint(),
+                })
+                .await
+                .expect("register");
+            portal
+                .client
+                .grant_quota(GrantQuotaRequest {
+                    request_id: format!("start-{channel_id}"),
+                    channel_id: (*channel_id).to_owned(),
+                    points: START_QUOTA,
+                })
+                .await
+                .expect("grant");
+            for user in users {
+                channel
+                    .client
+                    .credit_points(CreditPointsRequest {
+                        request_id: format!("start-{user}"),
+                        user_id: (*user).to_owned(),
+                        points: START_POINTS,
+                    })
+                    .await
+                    .expect("credit");
+            }
+            channels.insert((*channel_id).to_owned(), channel);
+        }
+        let mut mesh = Self {
+            mall: None,
+            channels,
+            portal,
+            mall_db: TestDatabase::create("mall").await,
+            connectors: BTreeMap::new(),
+            nats,
+        };
+        for channel_id in channel_ids {
+            mesh.start_connector(channel_id).await;
+        }
+        mesh.start_connector("portal").await;
+        mesh.start_mall().await;
+        mesh
+    }
+
+    fn bus(&self) -> BusArgs {
+        BusArgs {
+            nats_url: self.nats.url(),
+            stream_replicas: 1,
+        }
+    }
+
+    /// Starts the connector of a channel, or of the portal with `"portal"`.
+    pub async fn start_connector(&mut self, name: &str) {
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let bus = self.bus();
+        let handle = if name == "portal" {
+            let config = PortalConnectorConfig {
+                portal_endpoint: self.portal.server.endpoint(),
+                call_timeout: Duration::from_secs(2),
+                concurrency: 16,
+                bus,
+                retry: test_retry(),
+            };
+            tokio::spawn(async move {
+                run_portal_connector(config, token)
+                    .await
+                    .expect("the portal connector runs");
+            })
+        } else {
+            let channel = &self.channels[name];
+            let config = ChannelConnectorConfig {
+                channel_id: name.to_owned(),
+                channel_endpoint: Some(channel.server.endpoint()),
+                portal_endpoint: self.portal.server.endpoint(),
+                call_timeout: Duration::from_secs(2),
+                concurrency: 16,
+                bus,
+                retry: test_retry(),
+            };
+            tokio::spawn(async move {
+                run_channel_connector(config, token)
+                    .await
+                    .expect("the channel connector runs");
+            })
+        };
+        self.connectors
+            .insert(name.to_owned(), Task { shutdown, handle });
+    }
+
+    pub async fn stop_connector(&mut self, name: &str) {
+        if let Some(task) = self.connectors.remove(name) {
+            task.stop().await;
+        }
+    }
+
+    pub fn mall_config(&self) -> MallConfig {
+        MallConfig {
+            listen: "127.0.0.1:0".parse().expect("an address"),
+            database_url: self.mall_db.url().to_owned(),
+            portal_endpoint: self.portal.server.endpoint(),
+            call_timeout: Duration::from_secs(3),
+            outbox_sweep: Duration::from_millis(200),
+            bus: self.bus(),
+            retry: test_retry(),
+            shutdown: ShutdownArgs {
+                shutdown_grace_secs: 0,
+            },
+        }
+    }
+
+    /// Starts the mall on its database (again, after [`stop_mall`](Self::stop_mall)).
+    pub async fn start_mall(&mut self) {
+        let app = MallApp::build(self.mall_config())
+            .await
+            .unwrap_or_else(|e| panic!("the mall starts: {e:?}"));
+        let store = app.store().clone();
+        let addr = app.local_addr();
+        let server = Running::spawn(addr, |token| app.run_until(token));
+        let channel = Channel::from_shared(server.endpoint())
+            .expect("an endpoint")
+            .connect()
+            .await
+            .expect("the mall accepts connections");
+        self.mall = Some(TestMall {
+            server,
+            client: MallServiceClient::new(channel),
+            store,
+        });
+    }
+
+    pub async fn stop_mall(&mut self) {
+        if let Some(mut mall) = self.mall.take() {
+            mall.server.stop().await;
+        }
+    }
+
+    pub fn mall(&mut self) -> &mut TestMall {
+        self.mall.as_mut().expect("the mall is running")
+    }
+
+    pub fn channel(&mut self, channel_id: &str) -> &mut TestChannel {
+        self.channels
+            .get_mut(channel_id)
+            .expect("a channel of this mesh")
+    }
+
+    /// Submits an order of `(channel, user, points)` lines.
+    pub async fn submit(
+        &mut self,
+        order_id: &str,
+        lines: &[(&str, &str, i64)],
+    ) -> Result<Order, tonic::Status> {
+        let request = order_request(order_id, lines);
+        let order = self
+            .mall()
+            .client
+            .submit_order(request)
+            .await?
+            .into_inner()
+            .order;
+        Ok(order.expect("an order in the response"))
+    }
+
+    /// Waits until the order is COMPLETED or CANCELLED and returns it.
+    pub async fn settled(&mut self, order_id: &str) -> Order {
+        let client = self.mall().client.clone();
+        eventually(
+            &format!("order {order_id} to settle"),
+            Duration::from_secs(60),
+            || {
+                let mut client = client.clone();
+                async move {
+                    let order = client
+                        .get_order(GetOrderRequest {
+                            order_id: order_id.to_owned(),
+                        })
+                        .await
+                        .ok()?
+                        .into_inner()
+                        .order?;
+                    matches!(order.state(), OrderState::Completed | OrderState::Cancelled)
+                        .then_some(order)
+                }
+            },
+        )
+        .await
+    }
+
+    pub async fn balance(&mut self, channel_id: &str, user: &str) -> i64 {
+        let user = jifen_mesh::domain::UserId::parse("user_id", user).expect("a user id");
+        self.channel(channel_id)
+            .ledger
+            .balance(&user)
+            .await
+            .expect("a balance")
+    }
+
+    /// A pool on the mall's database, whether or not the mall runs.
+    pub async fn mall_db_pool(&self) -> sqlx::AnyPool {
+        jifen_mesh::storage::Database::open(self.mall_db.url(), &jifen_mall::app::MIGRATIONS)
+            .await
+            .expect("the mall's database")
+            .pool()
+            .clone()
+    }
+
+    pub async fn quota_used(&self, channel_id: &str) -> i64 {
+        let id = jifen_mesh::domain::ChannelId::parse("channel_id", channel_id).expect("an id");
+        self.portal
+            .quotas
+            .channel(&id)
+            .await
+            .expect("a channel")
+            .used
+    }
+}
+
+pub fn order_request(order_id: &str, lines: &[(&str, &str, i64)]) -> SubmitOrderRequest {
+    SubmitOrderRequest {
+        order_id: order_id.to_owned(),
+        customer_id: "customer-1".to_owned(),
+        lines: lines
+            .iter()
+            .map(|(channel_id, user_id, points)| SubmitOrderLine {
+                channel_id: (*channel_id).to_owned(),
+                user_id: (*user_id).to_owned(),
+                points: *points,
+            })
+            .collect(),
+    }
+}
