@@ -11,6 +11,7 @@ mod harness;
 mod health;
 mod portal_barrier;
 mod saga;
+mod saga_faults;
 
 use tonic::Code;
 

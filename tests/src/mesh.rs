@@ -29,7 +29,7 @@ pub const START_QUOTA: i64 = 1_000_000;
 /// A retry schedule fast enough for tests.
 pub fn test_retry() -> RetryArgs {
     RetryArgs {
-        backoff: [50, 100, 200, 400, 800]
+        backoff: [200, 300, 500, 800, 1000]
             .into_iter()
             .map(Duration::from_millis)
             .collect(),

@@ -59,7 +59,18 @@ impl TestNats {
             .unwrap_or_else(|e| panic!("cannot connect to the test nats-server: {e}"))
     }
 
-    /// Kills the server and starts it again on the same store, as after a crash.
+    /// Kills the server (SIGKILL; a stop for a container), as a crash would.
+    pub async fn kill(&mut self) {
+        match &mut self.backing {
+            Backing::Child(server, _) => server.kill().await,
+            #[cfg(feature = "containers")]
+            Backing::Container(container) => {
+                let _ = container.stop().await;
+            }
+        }
+    }
+
+    /// Kills the server if it runs and starts it again on the same store, as after a crash.
     pub async fn restart(&mut self) {
         match &mut self.backing {
             Backing::Child(server, _) => {

@@ -69,6 +69,15 @@ impl ConsumerSpec {
         }
     }
 
+    /// The ack wait the server applies: the first back-off step when there is one.
+    pub fn effective_ack_wait(&self) -> Duration {
+        self.backoff
+            .first()
+            .copied()
+            .unwrap_or(self.ack_wait)
+            .max(Duration::from_millis(20))
+    }
+
     /// The delay before the next delivery, after `delivered` deliveries.
     pub fn delay_after(&self, delivered: i64) -> Duration {
         let index = usize::try_from(delivered.saturating_sub(1)).unwrap_or(0);
@@ -242,7 +251,23 @@ async fn settle<H: Handler>(
         delivered,
         stream_sequence,
     };
-    let disposition = handler.handle(&delivery).await;
+    // The server takes the first back-off step as the ack wait (nats-server overrides AckWait
+    // with BackOff[0]): a handler slower than that would see its message delivered again while
+    // it works, so it reports progress at half that period.
+    let handling = handler.handle(&delivery);
+    tokio::pin!(handling);
+    let mut progress = tokio::time::interval(spec.effective_ack_wait() / 2);
+    progress.tick().await;
+    let disposition = loop {
+        tokio::select! {
+            disposition = &mut handling => break disposition,
+            _ = progress.tick() => {
+                if let Err(error) = message.ack_with(AckKind::Progress).await {
+                    tracing::debug!(%error, "cannot report progress");
+                }
+            }
+        }
+    };
     let result = match &disposition {
         Disposition::Ack => message.ack().await,
         Disposition::Retry(why) => {
