@@ -39,6 +39,9 @@ pub struct ChannelConfig {
         default_value = "sqlite://jifen-channel.db"
     )]
     pub database_url: String,
+    /// Most database connections this process opens.
+    #[arg(long, env = "JIFEN_DB_MAX_CONNECTIONS", default_value_t = jifen_mesh::storage::DEFAULT_MAX_CONNECTIONS)]
+    pub db_max_connections: u32,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
 }
@@ -53,7 +56,8 @@ pub struct ChannelApp {
 impl ChannelApp {
     pub async fn build(config: ChannelConfig) -> Result<Self, StartError> {
         let channel_id = ChannelId::parse("channel_id", config.channel_id.clone())?;
-        let db = Database::open(&config.database_url, &MIGRATIONS).await?;
+        let db = Database::open_with(&config.database_url, &MIGRATIONS, config.db_max_connections)
+            .await?;
         let server = GrpcServer::bind(config.listen).await?;
         Ok(Self {
             server,

@@ -1,13 +1,21 @@
-//! `jifen dev`: the portal and a few demo channels in one process on SQLite, seeded with demo
-//! users and quotas. Seeding goes through the public gRPC API with fixed request ids, so a
-//! restart on the same data folder keeps every balance and credits nothing twice.
+//! `jifen dev`: the whole mesh in one process on SQLite — a nats-server child, the portal, demo
+//! channels and their connectors, the portal connector and the mall — seeded with demo users
+//! and quotas. Seeding goes through the public gRPC API with fixed request ids, so a restart on
+//! the same data folder keeps every balance and credits nothing twice; the JetStream store
+//! lives in the data folder too, so messages in flight survive a restart.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
+use jifen_channel::connector::ChannelConnectorConfig;
 use jifen_channel::{ChannelApp, ChannelConfig};
-use jifen_mesh::config::ShutdownArgs;
+use jifen_mall::{MallApp, MallConfig};
+use jifen_mesh::config::{BusArgs, RetryArgs, ShutdownArgs};
+use jifen_mesh::nats_server::{NatsServer, NatsServerConfig};
+use jifen_mesh::storage::DEFAULT_MAX_CONNECTIONS;
+use jifen_portal::connector::PortalConnectorConfig;
 use jifen_portal::{PortalApp, PortalConfig};
 use jifen_proto::v1::channel_service_client::ChannelServiceClient;
 use jifen_proto::v1::portal_service_client::PortalServiceClient;
@@ -24,15 +32,18 @@ const DEMO_CHANNELS: &[(&str, &str)] = &[
     ("epsilon", "Epsilon Hotels Stars"),
     ("zeta", "Zeta Fuel Card"),
 ];
-const DEMO_USERS: &[&str] = &["alice", "bob", "carol"];
+pub const DEMO_USERS: &[&str] = &["alice", "bob", "carol"];
 const DEMO_POINTS: i64 = 10_000;
 const DEMO_QUOTA: i64 = 1_000_000;
 
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
-    /// Folder for the databases; kept across restarts.
+    /// Folder for the databases and the JetStream store; kept across restarts.
     #[arg(long, env = "JIFEN_DATA_DIR", default_value = ".jifen")]
     data_dir: PathBuf,
+    /// Mall gRPC address (MallService).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    mall_listen: SocketAddr,
     /// Portal gRPC address.
     #[arg(long, default_value = "127.0.0.1:50052")]
     portal_listen: SocketAddr,
@@ -42,7 +53,15 @@ pub struct DevArgs {
     /// How many demo channels to run.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=6))]
     channels: u8,
+    /// Client port of the nats-server child (0: any free port).
+    #[arg(long, env = "JIFEN_DEV_NATS_PORT", default_value_t = 4223)]
+    nats_port: u16,
+    /// Retry schedule of every consumer group.
+    #[command(flatten)]
+    retry: RetryArgs,
 }
+
+type Task = JoinSet<anyhow::Result<()>>;
 
 pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
@@ -52,11 +71,25 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let quick = ShutdownArgs {
         shutdown_grace_secs: 0,
     };
-    let mut tasks = JoinSet::new();
+
+    // Dropped last: every task below stops before the bus does.
+    let nats = NatsServer::start(NatsServerConfig {
+        binary: None,
+        port: (args.nats_port != 0).then_some(args.nats_port),
+        dir: data_dir.join("nats"),
+    })
+    .await
+    .context("cannot start nats-server (pick another port with --nats-port)")?;
+    let bus = BusArgs {
+        nats_url: nats.url(),
+        stream_replicas: 1,
+    };
+    let mut tasks: Task = JoinSet::new();
 
     let portal = PortalApp::build(PortalConfig {
         listen: args.portal_listen,
         database_url: sqlite_url(&data_dir, "portal"),
+        db_max_connections: DEFAULT_MAX_CONNECTIONS,
         shutdown: quick.clone(),
     })
     .await
@@ -64,7 +97,9 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         "cannot start the portal (is another `jifen dev` running? pick ports with --portal-listen)",
     )?;
     let portal_addr = portal.local_addr();
-    tasks.spawn(portal.run_until(shutdown.clone()));
+    let portal_endpoint = format!("http://{portal_addr}");
+    let token = shutdown.clone();
+    tasks.spawn(async move { Ok(portal.run_until(token).await?) });
 
     let mut channels = Vec::new();
     for (i, (channel_id, name)) in DEMO_CHANNELS
@@ -82,6 +117,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             channel_id: (*channel_id).to_owned(),
             listen,
             database_url: sqlite_url(&data_dir, &format!("channel-{channel_id}")),
+            db_max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown: quick.clone(),
         })
         .await
@@ -89,30 +125,73 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             format!("cannot start demo channel {channel_id} (pick ports with --channel-listen)")
         })?;
         channels.push((*channel_id, *name, channel.local_addr()));
-        tasks.spawn(channel.run_until(shutdown.clone()));
+        let token = shutdown.clone();
+        tasks.spawn(async move { Ok(channel.run_until(token).await?) });
     }
 
     seed(portal_addr, &channels)
         .await
         .context("cannot seed the demo data")?;
-    print_banner(&data_dir, portal_addr, &channels);
 
-    // Every server runs until the token is cancelled; one that stops early stops them all.
+    for (channel_id, _, addr) in &channels {
+        let config = ChannelConnectorConfig {
+            channel_id: (*channel_id).to_owned(),
+            channel_endpoint: Some(format!("http://{addr}")),
+            portal_endpoint: portal_endpoint.clone(),
+            call_timeout: Duration::from_secs(5),
+            concurrency: 16,
+            bus: bus.clone(),
+            retry: args.retry.clone(),
+        };
+        let token = shutdown.clone();
+        tasks.spawn(
+            async move { Ok(jifen_channel::connector::run_connector(config, token).await?) },
+        );
+    }
+    let config = PortalConnectorConfig {
+        portal_endpoint: portal_endpoint.clone(),
+        call_timeout: Duration::from_secs(5),
+        concurrency: 16,
+        bus: bus.clone(),
+        retry: args.retry.clone(),
+    };
+    let token = shutdown.clone();
+    tasks.spawn(async move { Ok(jifen_portal::connector::run_connector(config, token).await?) });
+
+    let mall = MallApp::build(MallConfig {
+        listen: args.mall_listen,
+        database_url: sqlite_url(&data_dir, "mall"),
+        db_max_connections: DEFAULT_MAX_CONNECTIONS,
+        portal_endpoint,
+        call_timeout: Duration::from_secs(3),
+        outbox_sweep: Duration::from_secs(1),
+        bus: bus.clone(),
+        retry: args.retry.clone(),
+        shutdown: quick,
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
+    .context("cannot start the mall (pick its port with --mall-listen)")?;
+    let mall_addr = mall.local_addr();
+    let token = shutdown.clone();
+    tasks.spawn(async move { Ok(mall.run_until(token).await?) });
+
+    print_banner(&data_dir, &nats.url(), mall_addr, portal_addr, &channels);
+
+    // Every part runs until the token is cancelled; one that stops early stops them all.
     let mut failure = None;
     while let Some(joined) = tasks.join_next().await {
         shutdown.cancel();
-        match joined {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                failure.get_or_insert_with(|| anyhow::Error::new(error));
-            }
-            Err(error) => {
-                failure.get_or_insert_with(|| anyhow::Error::new(error));
-            }
-        }
+        let error = match joined {
+            Ok(Ok(())) => continue,
+            Ok(Err(error)) => error,
+            Err(error) => anyhow::Error::new(error),
+        };
+        failure.get_or_insert(error);
     }
+    drop(nats);
     match failure {
-        Some(error) => Err(error.context("a service stopped")),
+        Some(error) => Err(error.context("a part of the mesh stopped")),
         None => {
             println!("jifen dev stopped; data kept in {}", data_dir.display());
             Ok(())
@@ -158,18 +237,27 @@ async fn seed(
     Ok(())
 }
 
-fn print_banner(data_dir: &Path, portal: SocketAddr, channels: &[(&str, &str, SocketAddr)]) {
+fn print_banner(
+    data_dir: &Path,
+    nats: &str,
+    mall: SocketAddr,
+    portal: SocketAddr,
+    channels: &[(&str, &str, SocketAddr)],
+) {
     let (first_id, _, first) = channels[0];
+    let second_id = channels.get(1).map_or(first_id, |c| c.0);
     println!();
     println!(
         "Jifen dev is running (Ctrl-C stops it). Data: {}",
         data_dir.display()
     );
     println!();
+    println!("  mall     {mall}   jifen.v1.MallService");
     println!("  portal   {portal}   jifen.v1.PortalService");
     for (channel_id, name, addr) in channels {
         println!("  {channel_id:<8} {addr}   jifen.v1.ChannelService  ({name})");
     }
+    println!("  nats     {nats}   JetStream (streams JIFEN_CMD, JIFEN_EVT)");
     println!();
     println!(
         "Demo users {} hold {DEMO_POINTS} points in every channel; each channel has {DEMO_QUOTA} quota.",
@@ -177,20 +265,24 @@ fn print_banner(data_dir: &Path, portal: SocketAddr, channels: &[(&str, &str, So
     );
     println!("Try (grpcurl; `buf curl --protocol grpc --http2-prior-knowledge` works too):");
     println!();
-    println!("  grpcurl -plaintext {portal} list");
-    println!("  grpcurl -plaintext {portal} grpc.health.v1.Health/Check");
-    println!("  grpcurl -plaintext {portal} jifen.v1.PortalService/ListChannels");
+    println!(
+        "  grpcurl -plaintext -d '{{\"order_id\":\"demo-1\",\"customer_id\":\"c-1\",\"lines\":[{{\"channel_id\":\"{first_id}\",\"user_id\":\"alice\",\"points\":300}},{{\"channel_id\":\"{second_id}\",\"user_id\":\"alice\",\"points\":200}}]}}' {mall} jifen.v1.MallService/SubmitOrder"
+    );
+    println!(
+        "  grpcurl -plaintext -d '{{\"order_id\":\"demo-1\"}}' {mall} jifen.v1.MallService/WatchOrder"
+    );
+    println!(
+        "  grpcurl -plaintext -d '{{\"order_id\":\"demo-1\"}}' {mall} jifen.v1.MallService/GetOrder"
+    );
+    println!(
+        "  grpcurl -plaintext -d '{{\"page_size\":10}}' {mall} jifen.v1.MallService/ListOrders"
+    );
     println!(
         "  grpcurl -plaintext -d '{{\"user_id\":\"alice\"}}' {first} jifen.v1.ChannelService/GetUserPoints"
     );
-    println!(
-        "  grpcurl -plaintext -d '{{\"order_id\":\"demo-1\",\"user_id\":\"alice\",\"points\":100}}' {first} jifen.v1.ChannelService/DeductPoints"
-    );
-    println!(
-        "  grpcurl -plaintext -d '{{\"order_id\":\"demo-1\",\"user_id\":\"alice\"}}' {first} jifen.v1.ChannelService/RefundPoints"
-    );
-    println!(
-        "  grpcurl -plaintext -d '{{\"order_id\":\"demo-1\",\"channel_id\":\"{first_id}\",\"points\":100}}' {portal} jifen.v1.PortalService/DeductQuota"
-    );
+    println!("  grpcurl -plaintext {portal} jifen.v1.PortalService/ListChannels");
+    println!("  grpcurl -plaintext {mall} grpc.health.v1.Health/Check");
+    println!();
+    println!("Load it: jifen bench --orders 1000 --concurrency 32");
     println!();
 }

@@ -1,15 +1,22 @@
 //! `jifen`: run Jifen's systems.
 //!
-//! - `jifen dev` runs everything on this machine in one process, on SQLite under a data
-//!   folder, with demo channels, users and quotas seeded, and prints what to call.
-//! - `jifen portal` and `jifen channel` run one system each, as a deployment does.
+//! - `jifen dev` runs everything on this machine in one process — a nats-server child, the
+//!   portal, demo channels with their connectors, the portal connector and the mall — on
+//!   SQLite under a data folder, seeded with demo data, and prints what to call.
+//! - `jifen mall`, `jifen portal`, `jifen channel`, `jifen channel-connector` and
+//!   `jifen portal-connector` run one part each, as a deployment does.
+//! - `jifen bench` loads a running mesh with orders and reports throughput and latencies.
 
+mod bench;
 mod dev;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use jifen_channel::connector::ChannelConnectorConfig;
 use jifen_channel::{ChannelApp, ChannelConfig};
+use jifen_mall::{MallApp, MallConfig};
 use jifen_mesh::config::TelemetryArgs;
+use jifen_portal::connector::PortalConnectorConfig;
 use jifen_portal::{PortalApp, PortalConfig};
 
 #[derive(Debug, Parser)]
@@ -27,12 +34,20 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the portal and demo channels locally on SQLite, seeded with demo data.
+    /// Run the whole mesh locally on SQLite with a nats-server child, seeded with demo data.
     Dev(dev::DevArgs),
+    /// Run the mall (MallService, the outbox relay and the saga).
+    Mall(MallConfig),
     /// Run the portal (PortalService).
     Portal(PortalConfig),
     /// Run one reference channel (ChannelService).
     Channel(ChannelConfig),
+    /// Run the connector that drives one channel from its commands.
+    ChannelConnector(ChannelConnectorConfig),
+    /// Run the connector that drives the portal from its quota commands.
+    PortalConnector(PortalConnectorConfig),
+    /// Load a running mesh with orders; print throughput and latencies.
+    Bench(bench::BenchArgs),
 }
 
 #[tokio::main]
@@ -42,6 +57,13 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = jifen_mesh::shutdown::on_signal();
     match cli.command {
         Command::Dev(args) => dev::run(args, shutdown).await,
+        Command::Mall(config) => {
+            let app = MallApp::build(config)
+                .await
+                .context("cannot start the mall")?;
+            app.run_until(shutdown).await?;
+            Ok(())
+        }
         Command::Portal(config) => {
             let app = PortalApp::build(config)
                 .await
@@ -56,5 +78,18 @@ async fn main() -> anyhow::Result<()> {
             app.run_until(shutdown).await?;
             Ok(())
         }
+        Command::ChannelConnector(config) => {
+            jifen_channel::connector::run_connector(config, shutdown)
+                .await
+                .context("the channel connector failed")?;
+            Ok(())
+        }
+        Command::PortalConnector(config) => {
+            jifen_portal::connector::run_connector(config, shutdown)
+                .await
+                .context("the portal connector failed")?;
+            Ok(())
+        }
+        Command::Bench(args) => bench::run(args, shutdown).await,
     }
 }

@@ -46,6 +46,9 @@ pub struct MallConfig {
         default_value = "sqlite://jifen-mall.db"
     )]
     pub database_url: String,
+    /// Most database connections this process opens.
+    #[arg(long, env = "JIFEN_DB_MAX_CONNECTIONS", default_value_t = jifen_mesh::storage::DEFAULT_MAX_CONNECTIONS)]
+    pub db_max_connections: u32,
     /// The portal's gRPC endpoint; channel endpoints come from its registry.
     #[arg(
         long,
@@ -79,7 +82,7 @@ pub struct MallApp {
 
 impl MallApp {
     pub async fn build(config: MallConfig) -> Result<Self, MallStartError> {
-        let db = Database::open(&config.database_url, &MIGRATIONS)
+        let db = Database::open_with(&config.database_url, &MIGRATIONS, config.db_max_connections)
             .await
             .map_err(StartError::from)?;
         let client = jifen_mesh::bus::connect(&config.bus.nats_url).await?;

@@ -25,6 +25,9 @@ pub enum StorageError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// Connections per pool unless configured: several systems often share one PostgreSQL server.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+
 /// Which SQL dialect a [`Database`] speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -59,9 +62,18 @@ pub struct Database {
 }
 
 impl Database {
-    /// Connects to `url` and applies `migrations`. A SQLite file (and its folder) is created
-    /// when missing and put in WAL mode.
+    /// Connects to `url` with the default pool size and applies `migrations`.
     pub async fn open(url: &str, migrations: &Migrations) -> Result<Self, StorageError> {
+        Self::open_with(url, migrations, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// Connects to `url` with at most `max_connections` connections and applies `migrations`.
+    /// A SQLite file (and its folder) is created when missing and put in WAL mode.
+    pub async fn open_with(
+        url: &str,
+        migrations: &Migrations,
+        max_connections: u32,
+    ) -> Result<Self, StorageError> {
         sqlx::any::install_default_drivers();
         let backend =
             Backend::of_url(url).ok_or_else(|| StorageError::UnsupportedUrl(redact(url)))?;
@@ -70,13 +82,13 @@ impl Database {
                 prepare_sqlite_path(url)?;
                 let in_memory = url.contains(":memory:") || url.contains("mode=memory");
                 // Every connection to an in-memory database would see its own, empty one.
-                (sqlite_url(url), if in_memory { 1 } else { 8 })
+                (sqlite_url(url), if in_memory { 1 } else { max_connections })
             }
-            Backend::Postgres => (url.to_owned(), 16),
+            Backend::Postgres => (url.to_owned(), max_connections),
         };
         let options = AnyConnectOptions::from_str(&url).map_err(StorageError::Connect)?;
         let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
+            .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {

@@ -35,6 +35,9 @@ pub struct PortalConfig {
         default_value = "sqlite://jifen-portal.db"
     )]
     pub database_url: String,
+    /// Most database connections this process opens.
+    #[arg(long, env = "JIFEN_DB_MAX_CONNECTIONS", default_value_t = jifen_mesh::storage::DEFAULT_MAX_CONNECTIONS)]
+    pub db_max_connections: u32,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
 }
@@ -48,7 +51,8 @@ pub struct PortalApp {
 
 impl PortalApp {
     pub async fn build(config: PortalConfig) -> Result<Self, StartError> {
-        let db = Database::open(&config.database_url, &MIGRATIONS).await?;
+        let db = Database::open_with(&config.database_url, &MIGRATIONS, config.db_max_connections)
+            .await?;
         let server = GrpcServer::bind(config.listen).await?;
         Ok(Self {
             server,

@@ -341,6 +341,7 @@ async fn the_ledger_survives_a_restart_on_the_same_database() {
         channel_id: "alpha".into(),
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: channel.db.url().to_owned(),
+        db_max_connections: 2,
         shutdown: jifen_mesh::config::ShutdownArgs {
             shutdown_grace_secs: 0,
         },

@@ -11,10 +11,13 @@ use crate::assert_status;
 const CHANNELS: [&str; 3] = ["alpha", "beta", "gamma"];
 const USERS: [&str; 3] = ["u1", "u2", "u3"];
 
+/// `(channel, user, points)` lines of an order.
+type Lines<'a> = &'a [(&'a str, &'a str, i64)];
+
 #[tokio::test]
 async fn orders_over_one_two_and_three_channels_complete_and_move_exactly_their_points() {
     let mut mesh = TestMesh::start(&CHANNELS, &USERS).await;
-    let orders: [(&str, &[(&str, &str, i64)]); 3] = [
+    let orders: [(&str, Lines); 3] = [
         ("one", &[("alpha", "u1", 100)]),
         ("two", &[("alpha", "u2", 30), ("beta", "u2", 70)]),
         (

@@ -180,6 +180,7 @@ impl TestMesh {
         MallConfig {
             listen: "127.0.0.1:0".parse().expect("an address"),
             database_url: self.mall_db.url().to_owned(),
+            db_max_connections: crate::services::TEST_POOL_SIZE,
             portal_endpoint: self.portal.server.endpoint(),
             call_timeout: Duration::from_secs(3),
             outbox_sweep: Duration::from_millis(200),
@@ -280,11 +281,15 @@ impl TestMesh {
 
     /// A pool on the mall's database, whether or not the mall runs.
     pub async fn mall_db_pool(&self) -> sqlx::AnyPool {
-        jifen_mesh::storage::Database::open(self.mall_db.url(), &jifen_mall::app::MIGRATIONS)
-            .await
-            .expect("the mall's database")
-            .pool()
-            .clone()
+        jifen_mesh::storage::Database::open_with(
+            self.mall_db.url(),
+            &jifen_mall::app::MIGRATIONS,
+            2,
+        )
+        .await
+        .expect("the mall's database")
+        .pool()
+        .clone()
     }
 
     pub async fn quota_used(&self, channel_id: &str) -> i64 {

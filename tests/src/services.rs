@@ -20,6 +20,9 @@ use crate::TestDatabase;
 
 const ANY_PORT: &str = "127.0.0.1:0";
 
+/// Connections per pool in tests: many systems of several tests share one PostgreSQL server.
+pub const TEST_POOL_SIZE: u32 = 4;
+
 /// A server task and the token that stops it.
 #[derive(Debug)]
 pub struct Running {
@@ -102,6 +105,7 @@ impl TestPortal {
         let app = PortalApp::build(PortalConfig {
             listen: ANY_PORT.parse().expect("an address"),
             database_url: db.url().to_owned(),
+            db_max_connections: TEST_POOL_SIZE,
             shutdown: quick_shutdown(grace),
         })
         .await
@@ -140,6 +144,7 @@ impl TestChannel {
             channel_id: channel_id.to_owned(),
             listen: ANY_PORT.parse().expect("an address"),
             database_url: db.url().to_owned(),
+            db_max_connections: TEST_POOL_SIZE,
             shutdown: quick_shutdown(grace),
         })
         .await
