@@ -15,6 +15,12 @@ use sqlx::{AnyPool, Executor};
 
 pub use sqlx::{Any, AnyPool as Pool, Transaction};
 
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use sqlx::AnyConnection;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("database url must start with sqlite: or postgres:, got {0:?}")]
@@ -59,6 +65,40 @@ pub struct Migrations {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite takes one writer at a time and makes the others sleep and poll for the lock;
+    /// queueing writers here instead keeps commits back to back.
+    sqlite_writer: Arc<Mutex<()>>,
+}
+
+/// A transaction; on SQLite it also holds the process's write turn until it ends.
+#[derive(Debug)]
+pub struct Tx {
+    tx: Transaction<'static, Any>,
+    _turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl Deref for Tx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
 }
 
 impl Database {
@@ -111,7 +151,11 @@ impl Database {
             Backend::Postgres => migrations.postgres,
         };
         migrator.run(&pool).await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            sqlite_writer: Arc::new(Mutex::new(())),
+        })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -122,8 +166,17 @@ impl Database {
         self.backend
     }
 
-    pub async fn begin(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
-        self.pool.begin().await
+    /// Starts a transaction. Every transaction that writes should start here: on SQLite it
+    /// waits for the process's write turn first.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        let turn = match self.backend {
+            Backend::Sqlite => Some(self.sqlite_writer.clone().lock_owned().await),
+            Backend::Postgres => None,
+        };
+        Ok(Tx {
+            tx: self.pool.begin().await?,
+            _turn: turn,
+        })
     }
 
     pub async fn close(&self) {

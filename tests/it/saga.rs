@@ -191,3 +191,99 @@ async fn quota_exhausted_after_the_channels_deducted_cancels_and_refunds_every_c
     assert_eq!(mesh.quota_used("beta").await, START_QUOTA - 10);
     assert_mesh_consistent(&mesh).await;
 }
+
+#[tokio::test]
+async fn watch_order_streams_until_the_order_settles() {
+    use futures_util::StreamExt;
+    let mut mesh = TestMesh::start(&["alpha", "beta"], &["u1"]).await;
+    mesh.submit("o-1", &[("alpha", "u1", 10), ("beta", "u1", 20)])
+        .await
+        .unwrap();
+    let mut stream = mesh
+        .mall()
+        .client
+        .watch_order(jifen_proto::v1::WatchOrderRequest {
+            order_id: "o-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut states = Vec::new();
+    while let Some(update) = stream.next().await {
+        states.push(update.unwrap().order.unwrap().state());
+    }
+    assert_eq!(states.last(), Some(&OrderState::Completed), "{states:?}");
+    assert!(
+        states[..states.len() - 1]
+            .iter()
+            .all(|s| *s == OrderState::Pending)
+    );
+    assert_status(
+        mesh.mall()
+            .client
+            .watch_order(jifen_proto::v1::WatchOrderRequest {
+                order_id: "nope".into(),
+            })
+            .await,
+        Code::NotFound,
+        "unknown order nope",
+    );
+}
+
+#[tokio::test]
+async fn list_orders_filters_by_state_and_pages_newest_first() {
+    let mut mesh = TestMesh::start(&["alpha"], &["u1"]).await;
+    for i in 0..5 {
+        let id = format!("o-{i}");
+        mesh.submit(&id, &[("alpha", "u1", 1)]).await.unwrap();
+        mesh.settled(&id).await;
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = mesh
+            .mall()
+            .client
+            .list_orders(jifen_proto::v1::ListOrdersRequest {
+                state: OrderState::Completed.into(),
+                page_size: 2,
+                page_token: token.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.orders.len() <= 2);
+        seen.extend(page.orders.into_iter().map(|o| o.order_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    // Each order settled before the next was submitted, so creation times are distinct.
+    let newest_first: Vec<String> = (0..5).rev().map(|i| format!("o-{i}")).collect();
+    assert_eq!(seen, newest_first);
+    let cancelled = mesh
+        .mall()
+        .client
+        .list_orders(jifen_proto::v1::ListOrdersRequest {
+            state: OrderState::Cancelled.into(),
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(cancelled.orders.is_empty());
+    assert_status(
+        mesh.mall()
+            .client
+            .list_orders(jifen_proto::v1::ListOrdersRequest {
+                state: 0,
+                page_size: 1,
+                page_token: "garbage".into(),
+            })
+            .await,
+        Code::InvalidArgument,
+        "page_token",
+    );
+}
