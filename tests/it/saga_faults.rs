@@ -62,8 +62,9 @@ async fn duplicate_everything(mesh: &TestMesh) -> Arc<AtomicUsize> {
 async fn every_command_and_event_delivered_twice_has_no_double_effect() {
     let mut mesh = TestMesh::start(&["alpha", "beta"], &["u1", "u2"]).await;
     let copies = duplicate_everything(&mesh).await;
-    // Two orders race for u1's alpha points: both pass the pre-check, one must be cancelled
-    // and refunded at beta. A third completes untouched.
+    // Two orders race for u1's alpha points: both pass the pre-check (alpha's commands wait
+    // until both are in), one must be cancelled and refunded at beta. A third completes.
+    mesh.stop_connector("alpha").await;
     let mall = mesh.mall().client.clone();
     let mut submits = JoinSet::new();
     for (order_id, lines) in [
@@ -83,6 +84,7 @@ async fn every_command_and_event_delivered_twice_has_no_double_effect() {
     while let Some(submitted) = submits.join_next().await {
         submitted.unwrap().unwrap();
     }
+    mesh.start_connector("alpha").await;
     let race_1 = mesh.settled("race-1").await;
     let race_2 = mesh.settled("race-2").await;
     let calm = mesh.settled("calm").await;
