@@ -56,9 +56,20 @@ pub struct DevArgs {
     /// Client port of the nats-server child (0: any free port).
     #[arg(long, env = "JIFEN_DEV_NATS_PORT", default_value_t = 4223)]
     nats_port: u16,
+    /// Bearer token of the admin API; a random one is made and printed when unset.
+    #[arg(long, env = "JIFEN_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     /// Retry schedule of every consumer group.
     #[command(flatten)]
     retry: RetryArgs,
+}
+
+/// 128 random bits, hex-encoded.
+fn random_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0_u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 type Task = JoinSet<anyhow::Result<()>>;
@@ -158,6 +169,10 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let token = shutdown.clone();
     tasks.spawn(async move { Ok(jifen_portal::connector::run_connector(config, token).await?) });
 
+    let admin_token = match &args.admin_token {
+        Some(token) => token.clone(),
+        None => random_token().context("cannot make an admin token")?,
+    };
     let mall = MallApp::build(MallConfig {
         listen: args.mall_listen,
         database_url: sqlite_url(&data_dir, "mall"),
@@ -165,6 +180,9 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         portal_endpoint,
         call_timeout: Duration::from_secs(3),
         outbox_sweep: Duration::from_secs(1),
+        admin_token: Some(admin_token.clone()),
+        admin_token_file: None,
+        stuck_after: Duration::from_secs(600),
         bus: bus.clone(),
         retry: args.retry.clone(),
         shutdown: quick,
@@ -176,7 +194,14 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let token = shutdown.clone();
     tasks.spawn(async move { Ok(mall.run_until(token).await?) });
 
-    print_banner(&data_dir, &nats.url(), mall_addr, portal_addr, &channels);
+    print_banner(
+        &data_dir,
+        &nats.url(),
+        mall_addr,
+        portal_addr,
+        &channels,
+        &admin_token,
+    );
 
     // Every part runs until the token is cancelled; one that stops early stops them all.
     let mut failure = None;
@@ -243,6 +268,7 @@ fn print_banner(
     mall: SocketAddr,
     portal: SocketAddr,
     channels: &[(&str, &str, SocketAddr)],
+    admin_token: &str,
 ) {
     let (first_id, _, first) = channels[0];
     let second_id = channels.get(1).map_or(first_id, |c| c.0);
@@ -282,6 +308,15 @@ fn print_banner(
     );
     println!("  grpcurl -plaintext {portal} jifen.v1.PortalService/ListChannels");
     println!("  grpcurl -plaintext {mall} grpc.health.v1.Health/Check");
+    println!();
+    println!("Admin API (AdminService; runbook in docs/operations.md):");
+    println!("  export JIFEN_ADMIN_TOKEN={admin_token}");
+    println!(
+        "  grpcurl -plaintext -H \"authorization: Bearer $JIFEN_ADMIN_TOKEN\" -d '{{}}' {mall} jifen.v1.AdminService/ListDeadLetters"
+    );
+    println!(
+        "  grpcurl -plaintext -H \"authorization: Bearer $JIFEN_ADMIN_TOKEN\" -d '{{\"older_than_seconds\":60}}' {mall} jifen.v1.AdminService/ListStuckOrders"
+    );
     println!();
     println!("Load it: jifen bench --orders 1000 --concurrency 32");
     println!();

@@ -1,24 +1,32 @@
 //! Starting the mall: configuration, then [`MallApp::build`] (database, NATS and its streams,
 //! the portal registry, the listener), then [`MallApp::run_until`] a shutdown token, which
-//! runs the gRPC server, the outbox relay and the saga's consumer group together.
+//! runs the gRPC servers (`MallService`, `AdminService`), the outbox relay, the saga's consumer
+//! group, the dead-letter forwarder and indexer, and the overdue-order sweeper together.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use jifen_mesh::bus::consume::{self, ConsumerSpec};
+use jifen_mesh::bus::dead_letter::Forwarder;
 use jifen_mesh::bus::publish::Publisher;
-use jifen_mesh::bus::subjects::{EVT_STREAM, EVT_SUBJECTS, SAGA_CONSUMER};
+use jifen_mesh::bus::subjects::{
+    ADVISORY_STREAM, DLQ_INDEX_CONSUMER, DLQ_STREAM, DLQ_SUBJECTS, EVT_STREAM, EVT_SUBJECTS,
+    FORWARDER_CONSUMER, SAGA_CONSUMER,
+};
 use jifen_mesh::config::{BusArgs, RetryArgs, ShutdownArgs, parse_duration};
 use jifen_mesh::grpc::{GrpcError, GrpcServer};
 use jifen_mesh::startup::StartError;
 use jifen_mesh::storage::{Database, Migrations};
+use jifen_proto::v1::admin_service_server::AdminServiceServer;
 use jifen_proto::v1::mall_service_server::MallServiceServer;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 
+use crate::admin::{Admin, Auth};
+use crate::dead_letters::Indexer;
 use crate::grpc::Mall;
 use crate::precheck::Registry;
 use crate::relay::Relay;
@@ -62,6 +70,15 @@ pub struct MallConfig {
     /// How often the outbox relay sweeps besides being woken by commits.
     #[arg(long, env = "JIFEN_OUTBOX_SWEEP", default_value = "1s", value_parser = parse_duration)]
     pub outbox_sweep: Duration,
+    /// Bearer token of the admin API (`AdminService`); without one every admin call is refused.
+    #[arg(long, env = "JIFEN_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// A file holding the admin token (a mounted secret), read at start.
+    #[arg(long, env = "JIFEN_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    pub admin_token_file: Option<std::path::PathBuf>,
+    /// Orders not settled this long after they were created are flagged `needs_attention`.
+    #[arg(long, env = "JIFEN_STUCK_AFTER", default_value = "10m", value_parser = parse_duration)]
+    pub stuck_after: Duration,
     #[command(flatten)]
     pub bus: BusArgs,
     /// Retry schedule of the saga's consumer group.
@@ -75,6 +92,7 @@ pub struct MallConfig {
 pub struct MallApp {
     server: GrpcServer,
     mall: Mall,
+    auth: Auth,
     js: async_nats::jetstream::Context,
     client: async_nats::Client,
     config: MallConfig,
@@ -90,6 +108,17 @@ impl MallApp {
         config.bus.topology().ensure(&js).await?;
         let registry = Registry::new(&config.portal_endpoint, config.call_timeout)
             .map_err(|e| MallStartError::Config(e.to_string()))?;
+        let admin_token = match &config.admin_token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        MallStartError::Config(format!("cannot read {}: {e}", path.display()))
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => config.admin_token.clone(),
+        };
         let server = GrpcServer::bind(config.listen)
             .await
             .map_err(StartError::from)?;
@@ -102,6 +131,7 @@ impl MallApp {
                 relay: Arc::new(Notify::new()),
                 changes,
             },
+            auth: Auth::new(admin_token),
             js,
             client,
             config,
@@ -126,38 +156,73 @@ impl MallApp {
             self.config.outbox_sweep,
         );
         let relay = tokio::spawn(relay.run(workers.clone()));
-        let saga = Saga::new(
-            db.clone(),
-            self.mall.relay.clone(),
-            self.mall.changes.clone(),
-        );
-        let spec = ConsumerSpec::new(
-            EVT_STREAM,
-            SAGA_CONSUMER,
-            EVT_SUBJECTS,
-            &self.config.retry.policy(),
-        );
-        let saga = tokio::spawn(consume::run(
-            self.js.clone(),
-            spec,
-            Arc::new(saga),
+        let retry = self.config.retry.policy();
+        let changes = self.mall.changes.clone();
+        let saga = Saga::new(db.clone(), self.mall.relay.clone(), changes.clone());
+        let consumers = [
+            tokio::spawn(consume::run(
+                self.js.clone(),
+                ConsumerSpec::new(EVT_STREAM, SAGA_CONSUMER, EVT_SUBJECTS, &retry),
+                Arc::new(saga),
+                workers.clone(),
+            )),
+            tokio::spawn(consume::run(
+                self.js.clone(),
+                ConsumerSpec::new(
+                    ADVISORY_STREAM,
+                    FORWARDER_CONSUMER,
+                    "$JS.EVENT.ADVISORY.>",
+                    &retry,
+                ),
+                Arc::new(Forwarder::new(self.js.clone())),
+                workers.clone(),
+            )),
+            tokio::spawn(consume::run(
+                self.js.clone(),
+                ConsumerSpec::new(DLQ_STREAM, DLQ_INDEX_CONSUMER, DLQ_SUBJECTS, &retry),
+                Indexer::new(db.clone(), changes.clone()),
+                workers.clone(),
+            )),
+        ];
+        let sweeper = tokio::spawn(sweep_overdue(
+            self.mall.store.clone(),
+            self.config.stuck_after,
             workers.clone(),
         ));
+        let admin = Admin {
+            store: self.mall.store.clone(),
+            registry: self.mall.registry.clone(),
+            publisher: Publisher::new(self.js.clone()),
+            relay: self.mall.relay.clone(),
+            changes,
+        };
+        let auth = self.auth.clone();
 
         let mut routes = RoutesBuilder::default();
         routes.add_service(MallServiceServer::new(self.mall.clone()));
+        routes.add_service(AdminServiceServer::with_interceptor(
+            admin,
+            move |request| auth.check(request),
+        ));
         let served = self
             .server
             .serve(
                 routes,
-                &[MallServiceServer::<Mall>::NAME],
+                &[
+                    MallServiceServer::<Mall>::NAME,
+                    AdminServiceServer::<Admin>::NAME,
+                ],
                 shutdown,
                 self.config.shutdown.grace(),
             )
             .await;
         // No new orders now: let the saga finish its batch and the relay send what is committed.
         workers.cancel();
-        let _ = tokio::join!(relay, saga);
+        let _ = relay.await;
+        let _ = sweeper.await;
+        for consumer in consumers {
+            let _ = consumer.await;
+        }
         if let Err(error) = self.client.drain().await {
             tracing::warn!(%error, "NATS connection not drained");
         }
@@ -174,4 +239,21 @@ pub enum MallStartError {
     Bus(#[from] jifen_mesh::bus::BusError),
     #[error("bad configuration: {0}")]
     Config(String),
+}
+
+/// Flags orders that stay unsettled past `deadline`, checking a few times per deadline.
+async fn sweep_overdue(store: OrderStore, deadline: Duration, shutdown: CancellationToken) {
+    let every = (deadline / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let deadline_ms = i64::try_from(deadline.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        match store.flag_overdue(deadline_ms).await {
+            Ok(0) => {}
+            Ok(flagged) => tracing::warn!(flagged, ?deadline, "orders not settled in time flagged"),
+            Err(error) => tracing::warn!(%error, "cannot flag overdue orders"),
+        }
+    }
 }

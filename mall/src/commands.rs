@@ -62,3 +62,57 @@ pub fn quota(step: Step, order_id: &str, channel_id: &str, points: i64) -> Outgo
         payload: payload.into(),
     }
 }
+
+/// The same command under a new id, for an operator's re-emission: generation `n` must get past
+/// the server's duplicate window, and the barrier keeps a repeat harmless.
+pub fn regenerated(mut message: Outgoing, generation: i64) -> Outgoing {
+    message.msg_id = format!("{}:g{generation}", message.msg_id);
+    message
+}
+
+/// A bus payload as JSON, for operators: the command or event its subject names.
+pub fn payload_json(subject: &str, payload: &[u8]) -> String {
+    use jifen_proto::v1::{PointsOutcomeEvent, QuotaOutcomeEvent};
+    use serde_json::json;
+    let decoded = if subject.starts_with("jifen.cmd.channel.") && subject.ends_with(".deduct") {
+        DeductPointsCommand::decode(payload).ok().map(|c| {
+            json!({"order_id": c.order_id, "channel_id": c.channel_id, "user_id": c.user_id, "points": c.points})
+        })
+    } else if subject.starts_with("jifen.cmd.channel.") && subject.ends_with(".refund") {
+        RefundPointsCommand::decode(payload).ok().map(
+            |c| json!({"order_id": c.order_id, "channel_id": c.channel_id, "user_id": c.user_id}),
+        )
+    } else if subject == "jifen.cmd.portal.deduct" {
+        DeductQuotaCommand::decode(payload).ok().map(
+            |c| json!({"order_id": c.order_id, "channel_id": c.channel_id, "points": c.points}),
+        )
+    } else if subject == "jifen.cmd.portal.refund" {
+        RefundQuotaCommand::decode(payload)
+            .ok()
+            .map(|c| json!({"order_id": c.order_id, "channel_id": c.channel_id}))
+    } else if subject.starts_with("jifen.evt.channel.") {
+        PointsOutcomeEvent::decode(payload)
+            .ok()
+            .and_then(|e| e.deduction)
+            .map(|d| {
+                json!({"order_id": d.order_id, "channel_id": d.channel_id, "user_id": d.user_id,
+                   "points": d.points, "state": d.state().as_str_name(), "reason": d.reason})
+            })
+    } else if subject.starts_with("jifen.evt.portal.") {
+        QuotaOutcomeEvent::decode(payload)
+            .ok()
+            .and_then(|e| e.quota_deduction)
+            .map(|d| {
+                json!({"order_id": d.order_id, "channel_id": d.channel_id, "points": d.points,
+                   "state": d.state().as_str_name(), "reason": d.reason})
+            })
+    } else {
+        None
+    };
+    decoded
+        .unwrap_or_else(|| {
+            let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
+            json!({ "undecodable_hex": hex })
+        })
+        .to_string()
+}

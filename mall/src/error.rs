@@ -36,6 +36,16 @@ pub enum MallError {
         code: Code,
         message: String,
     },
+    #[error("unknown dead letter {0}")]
+    UnknownDeadLetter(String),
+    #[error("order {order_id} is {state}: there is nothing left to {action}")]
+    Settled {
+        order_id: String,
+        state: &'static str,
+        action: &'static str,
+    },
+    #[error("the bus did not take the message: {0}")]
+    Bus(String),
     #[error("storage error")]
     Storage(#[from] sqlx::Error),
 }
@@ -47,11 +57,13 @@ impl From<MallError> for Status {
             MallError::Invalid(_) => Status::invalid_argument(message),
             MallError::Conflict(_) => Status::already_exists(message),
             MallError::UnknownOrder(_)
+            | MallError::UnknownDeadLetter(_)
             | MallError::UnknownChannel(_)
             | MallError::UnknownUser { .. } => Status::not_found(message),
-            MallError::InsufficientQuota { .. } | MallError::InsufficientPoints { .. } => {
-                Status::failed_precondition(message)
-            }
+            MallError::InsufficientQuota { .. }
+            | MallError::InsufficientPoints { .. }
+            | MallError::Settled { .. } => Status::failed_precondition(message),
+            MallError::Bus(_) => Status::unavailable(message),
             MallError::Upstream { code, .. } => match code {
                 Code::DeadlineExceeded => Status::deadline_exceeded(message),
                 _ => Status::unavailable(message),

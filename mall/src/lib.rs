@@ -9,8 +9,10 @@
 //!   next — quota deducts, refunds — and when the order is `COMPLETED` or `CANCELLED`.
 //! - [`app`]: builds and runs all of it, the same way in `main` and in tests.
 
+pub mod admin;
 pub mod app;
 pub mod commands;
+pub mod dead_letters;
 pub mod error;
 pub mod grpc;
 pub mod order;

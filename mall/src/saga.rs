@@ -231,7 +231,7 @@ impl Handler for Saga {
 }
 
 /// Bumps the order's version (which takes its row lock) and returns its state.
-async fn lock_order(
+pub(crate) async fn lock_order(
     tx: &mut AnyConnection,
     order_id: &str,
     now: i64,
@@ -378,7 +378,7 @@ async fn request_quotas(
 
 /// Starts compensation: a refund for every step that may hold points; steps never asked for
 /// are skipped. Returns whether any command was written.
-async fn compensate(
+pub(crate) async fn compensate(
     tx: &mut AnyConnection,
     order_id: &str,
     reason: &str,
@@ -436,7 +436,7 @@ async fn compensate(
 }
 
 /// Cancels a compensating order once no refund is outstanding.
-async fn settle_if_done(
+pub(crate) async fn settle_if_done(
     tx: &mut AnyConnection,
     order_id: &str,
     now: i64,

@@ -167,6 +167,63 @@ impl OrderStore {
         Ok(orders)
     }
 
+    /// Non-terminal orders created before `cutoff_ms`, newest first, after `after`.
+    pub async fn list_stuck(
+        &self,
+        cutoff_ms: i64,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<Order>, sqlx::Error> {
+        let (after_ms, after_id) = after.unwrap_or((i64::MAX, String::new()));
+        let rows = sqlx::query(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders \
+             WHERE state IN ('PENDING', 'COMPENSATING') AND created_at_ms < $1 \
+             AND (created_at_ms < $2 OR (created_at_ms = $2 AND ($3 = '' OR order_id < $3))) \
+             ORDER BY created_at_ms DESC, order_id DESC LIMIT $4"
+        ))
+        .bind(cutoff_ms)
+        .bind(after_ms)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut orders = Vec::with_capacity(rows.len());
+        for row in &rows {
+            orders.push(self.complete(row).await?);
+        }
+        Ok(orders)
+    }
+
+    /// Flags orders still not settled `deadline_ms` after they were created; returns how many.
+    pub async fn flag_overdue(&self, deadline_ms: i64) -> Result<u64, sqlx::Error> {
+        let now = now_unix_ms();
+        let cutoff = now.saturating_sub(deadline_ms);
+        let mut tx = self.db.begin().await?;
+        let flagged = sqlx::query(
+            "UPDATE orders SET needs_attention = 1, version = version + 1, updated_at_ms = $2, \
+             reason = CASE WHEN reason = '' THEN 'not settled in time' ELSE reason END \
+             WHERE state IN ('PENDING', 'COMPENSATING') AND needs_attention = 0 AND created_at_ms < $1 \
+             RETURNING order_id",
+        )
+        .bind(cutoff)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &flagged {
+            let order_id: String = row.try_get("order_id")?;
+            record(
+                &mut tx,
+                &order_id,
+                "overdue",
+                "not settled in time; flagged for an operator",
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(flagged.len() as u64)
+    }
+
     async fn complete(&self, row: &AnyRow) -> Result<Order, sqlx::Error> {
         let order_id: String = row.try_get("order_id")?;
         let pool = self.db.pool();

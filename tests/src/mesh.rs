@@ -25,6 +25,8 @@ use crate::{TestChannel, TestDatabase, TestNats, TestPortal, eventually};
 pub const START_POINTS: i64 = 10_000;
 /// Quota every channel starts with.
 pub const START_QUOTA: i64 = 1_000_000;
+/// The mall's admin token in tests.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 /// A retry schedule fast enough for tests.
 pub fn test_retry() -> RetryArgs {
@@ -66,6 +68,10 @@ pub struct TestMesh {
     pub mall_db: TestDatabase,
     connectors: BTreeMap<String, Task>,
     pub nats: TestNats,
+    /// How long the mall lets an order stay unsettled before flagging it (at its next start).
+    pub stuck_after: Duration,
+    /// The retry schedule of every consumer group started from now on.
+    pub retry: RetryArgs,
 }
 
 impl TestMesh {
@@ -115,6 +121,8 @@ impl TestMesh {
             mall_db: TestDatabase::create("mall").await,
             connectors: BTreeMap::new(),
             nats,
+            stuck_after: Duration::from_secs(600),
+            retry: test_retry(),
         };
         for channel_id in channel_ids {
             mesh.start_connector(channel_id).await;
@@ -142,7 +150,7 @@ impl TestMesh {
                 call_timeout: Duration::from_secs(2),
                 concurrency: 16,
                 bus,
-                retry: test_retry(),
+                retry: self.retry.clone(),
             };
             tokio::spawn(async move {
                 run_portal_connector(config, token)
@@ -158,7 +166,7 @@ impl TestMesh {
                 call_timeout: Duration::from_secs(2),
                 concurrency: 16,
                 bus,
-                retry: test_retry(),
+                retry: self.retry.clone(),
             };
             tokio::spawn(async move {
                 run_channel_connector(config, token)
@@ -184,8 +192,11 @@ impl TestMesh {
             portal_endpoint: self.portal.server.endpoint(),
             call_timeout: Duration::from_secs(3),
             outbox_sweep: Duration::from_millis(200),
+            admin_token: Some(ADMIN_TOKEN.to_owned()),
+            admin_token_file: None,
+            stuck_after: self.stuck_after,
             bus: self.bus(),
-            retry: test_retry(),
+            retry: self.retry.clone(),
             shutdown: ShutdownArgs {
                 shutdown_grace_secs: 0,
             },

@@ -3,8 +3,9 @@
 //! It fetches batches and hands each message to a [`Handler`], several at a time. The handler
 //! decides: [`Disposition::Ack`] once its effect is durable and its outcome event stored;
 //! [`Disposition::Retry`] for a transient failure — nak'ed with the back-off delay for the
-//! delivery count, until the server's max deliveries; [`Disposition::Poison`] for a message
-//! that can never succeed — terminated with its reason (`+TERM <reason>`).
+//! delivery count; [`Disposition::Poison`] for a message that can never succeed. A poison
+//! message, and one whose last allowed delivery fails, is copied to the dead-letter queue and
+//! then terminated with its reason (`+TERM <reason>`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::BusError;
+use super::dead_letter::{self, Origin};
 
 /// RocketMQ's retry delay levels, DESIGN §5.
 pub const DEFAULT_BACKOFF: [u64; 16] = [
@@ -190,10 +192,10 @@ pub async fn run<H: Handler>(
         let messages: Vec<_> = batch.collect().await;
         futures_util::stream::iter(messages)
             .for_each_concurrent(spec.concurrency, |message| {
-                let (handler, spec, client) = (&handler, &spec, &client);
+                let (handler, spec, client, js) = (&handler, &spec, &client, &js);
                 async move {
                     match message {
-                        Ok(message) => settle(handler.as_ref(), spec, client, message).await,
+                        Ok(message) => settle(handler.as_ref(), spec, js, client, message).await,
                         Err(error) => {
                             tracing::warn!(consumer = %spec.durable, %error, "bad message in batch")
                         }
@@ -231,9 +233,26 @@ async fn pause(shutdown: &CancellationToken, delay: Duration) -> bool {
     }
 }
 
+/// Terminates a message with a reason; async-nats has no such call, so this sends the
+/// protocol's `+TERM <reason>` itself.
+async fn terminate(
+    client: &async_nats::Client,
+    message: &jetstream::Message,
+    reason: &str,
+) -> Result<(), async_nats::Error> {
+    match &message.reply {
+        Some(reply) => client
+            .publish(reply.clone(), Bytes::from(format!("+TERM {reason}")))
+            .await
+            .map_err(Into::into),
+        None => message.ack_with(AckKind::Term).await,
+    }
+}
+
 async fn settle<H: Handler>(
     handler: &H,
     spec: &ConsumerSpec,
+    js: &jetstream::Context,
     client: &async_nats::Client,
     message: jetstream::Message,
 ) {
@@ -270,20 +289,37 @@ async fn settle<H: Handler>(
     };
     let result = match &disposition {
         Disposition::Ack => message.ack().await,
-        Disposition::Retry(why) => {
+        Disposition::Retry(why) if delivered < spec.max_deliver => {
             let delay = spec.delay_after(delivered);
             tracing::info!(consumer = %spec.durable, subject = %delivery.subject, delivered, ?delay, %why, "retrying later");
             message.ack_with(AckKind::Nak(Some(delay))).await
         }
-        Disposition::Poison(reason) => {
-            tracing::error!(consumer = %spec.durable, subject = %delivery.subject, %reason, "poison message terminated");
-            // async-nats has no term-with-reason: send the protocol's `+TERM <reason>` itself.
-            match &message.reply {
-                Some(reply) => client
-                    .publish(reply.clone(), Bytes::from(format!("+TERM {reason}")))
-                    .await
-                    .map_err(Into::into),
-                None => message.ack_with(AckKind::Term).await,
+        // The last delivery failed, or the message can never succeed: into the dead-letter
+        // queue, and off the work queue only once the copy is stored.
+        Disposition::Retry(reason) | Disposition::Poison(reason) => {
+            let origin = Origin {
+                stream: &spec.stream,
+                sequence: stream_sequence,
+                subject: &delivery.subject,
+                consumer: &spec.durable,
+                deliveries: delivered,
+                last_error: reason,
+                headers: delivery.headers.as_ref(),
+                payload: delivery.payload.clone(),
+            };
+            match dead_letter::copy(js, &origin).await {
+                Ok(()) => {
+                    tracing::error!(consumer = %spec.durable, subject = %delivery.subject, delivered, %reason, "message dead-lettered");
+                    terminate(client, &message, reason).await
+                }
+                Err(error) => {
+                    // Past its last delivery the server raises an advisory and the forwarder
+                    // copies it; a poison message comes back and is tried again.
+                    tracing::warn!(consumer = %spec.durable, %error, "cannot dead-letter a message yet");
+                    message
+                        .ack_with(AckKind::Nak(Some(spec.delay_after(delivered))))
+                        .await
+                }
             }
         }
     };

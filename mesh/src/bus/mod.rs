@@ -6,6 +6,7 @@
 //! ignore features it relies on (`filter_subjects`, `+TERM <reason>`).
 
 pub mod consume;
+pub mod dead_letter;
 pub mod publish;
 pub mod subjects;
 pub mod topology;

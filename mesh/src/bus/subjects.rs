@@ -8,8 +8,44 @@ use crate::barrier::LedgerState;
 
 pub const CMD_STREAM: &str = "JIFEN_CMD";
 pub const EVT_STREAM: &str = "JIFEN_EVT";
+pub const DLQ_STREAM: &str = "JIFEN_DLQ";
+pub const ADVISORY_STREAM: &str = "JIFEN_ADVISORY";
 pub const CMD_SUBJECTS: &str = "jifen.cmd.>";
 pub const EVT_SUBJECTS: &str = "jifen.evt.>";
+pub const DLQ_SUBJECTS: &str = "jifen.dlq.>";
+/// The server's advisories that Jifen keeps: deliveries run out, and messages terminated, on
+/// its work-queue streams.
+pub const ADVISORY_SUBJECTS: [&str; 4] = [
+    "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.JIFEN_CMD.*",
+    "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.JIFEN_EVT.*",
+    "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.JIFEN_CMD.*",
+    "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.JIFEN_EVT.*",
+];
+
+/// The consumer group that copies exhausted messages into the dead-letter queue.
+pub const FORWARDER_CONSUMER: &str = "dlq-forwarder";
+/// The consumer group that indexes dead letters into the mall's database.
+pub const DLQ_INDEX_CONSUMER: &str = "mall-dlq";
+
+/// Headers of a dead letter, naming where it came from.
+pub const ORIGIN_STREAM_HEADER: &str = "Jifen-Origin-Stream";
+pub const ORIGIN_SEQUENCE_HEADER: &str = "Jifen-Origin-Sequence";
+pub const ORIGIN_SUBJECT_HEADER: &str = "Jifen-Origin-Subject";
+pub const ORIGIN_MSG_ID_HEADER: &str = "Jifen-Origin-Msg-Id";
+pub const CONSUMER_HEADER: &str = "Jifen-Consumer";
+pub const DELIVERIES_HEADER: &str = "Jifen-Deliveries";
+pub const LAST_ERROR_HEADER: &str = "Jifen-Last-Error";
+
+/// Where a dead letter of `stream` and `consumer` goes.
+pub fn dlq_subject(stream: &str, consumer: &str) -> String {
+    format!("jifen.dlq.{stream}.{consumer}")
+}
+
+/// The id of a dead letter: one per original message, however often it is dead-lettered
+/// (advisories can repeat after a leader change).
+pub fn dlq_message_id(stream: &str, sequence: u64) -> String {
+    format!("dlq:{stream}:{sequence}")
+}
 
 /// The consumer group of the mall's saga.
 pub const SAGA_CONSUMER: &str = "mall-saga";

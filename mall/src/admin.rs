@@ -1,0 +1,676 @@
+//! `AdminService`: the operator's side (DESIGN §4) — dead letters, manual compensation, retry,
+//! stuck orders and reconciliation. Every call needs `authorization: Bearer <token>`
+//! ([`Auth`]); every action that changes an order is written into its history with its note.
+
+use std::sync::Arc;
+
+use jifen_mesh::bus::publish::{Outgoing, Publisher};
+use jifen_mesh::bus::subjects::Step;
+use jifen_mesh::domain::{InvalidField, OrderId};
+use jifen_mesh::time::now_unix_ms;
+use jifen_proto::v1::admin_service_server::AdminService;
+use jifen_proto::v1::{
+    CompensateOrderRequest, CompensateOrderResponse, DeadLetter as WireDeadLetter,
+    DiscardDeadLetterRequest, DiscardDeadLetterResponse, GetDeadLetterRequest,
+    GetDeadLetterResponse, GetDeductionRequest, GetQuotaDeductionRequest, ListDeadLettersRequest,
+    ListDeadLettersResponse, ListStuckOrdersRequest, ListStuckOrdersResponse, Mismatch,
+    ReconcileRequest, ReconcileResponse, RedriveDeadLetterRequest, RedriveDeadLetterResponse,
+    RetryOrderRequest, RetryOrderResponse,
+};
+use sqlx::{AnyConnection, Row};
+use tokio::sync::{Notify, broadcast};
+use tonic::{Code, Request, Response, Status};
+
+use crate::commands;
+use crate::dead_letters::{self, DeadLetter};
+use crate::error::MallError;
+use crate::grpc::{order_message, page_size};
+use crate::order::{Order, OrderState, StepState};
+use crate::precheck::Registry;
+use crate::saga;
+use crate::store::{OrderStore, enqueue, record};
+
+/// Most orders one `Reconcile` call compares.
+pub const RECONCILE_LIMIT: i64 = 10_000;
+
+/// Checks `authorization: Bearer <token>` on every admin call.
+#[derive(Clone)]
+pub struct Auth {
+    token: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("configured", &self.token.is_some())
+            .finish()
+    }
+}
+
+impl Auth {
+    /// Without a token every admin call is refused.
+    pub fn new(token: Option<String>) -> Self {
+        Self {
+            token: token.filter(|t| !t.is_empty()).map(Arc::from),
+        }
+    }
+
+    pub fn check(&self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(expected) = &self.token else {
+            return Err(Status::unauthenticated(
+                "the admin API has no token configured (JIFEN_ADMIN_TOKEN)",
+            ));
+        };
+        let given = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            Ok(request)
+        } else {
+            Err(Status::unauthenticated("missing or wrong admin token"))
+        }
+    }
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub(crate) store: OrderStore,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) publisher: Publisher,
+    pub(crate) relay: Arc<Notify>,
+    pub(crate) changes: broadcast::Sender<String>,
+}
+
+fn dead_letter_message(dl: DeadLetter) -> WireDeadLetter {
+    WireDeadLetter {
+        payload_json: commands::payload_json(&dl.subject, &dl.payload),
+        headers: [
+            ("Jifen-Origin-Msg-Id".to_owned(), dl.origin_msg_id.clone()),
+            ("Jifen-Order-Id".to_owned(), dl.order_id.clone()),
+        ]
+        .into_iter()
+        .collect(),
+        id: dl.id,
+        order_id: dl.order_id,
+        origin_stream: dl.origin_stream,
+        origin_sequence: u64::try_from(dl.origin_sequence).unwrap_or(0),
+        subject: dl.subject,
+        consumer: dl.consumer,
+        deliveries: u64::try_from(dl.deliveries).unwrap_or(0),
+        last_error: dl.last_error,
+        dead_at_unix_ms: dl.dead_at_ms,
+        redrives: u32::try_from(dl.redrives).unwrap_or(u32::MAX),
+    }
+}
+
+fn parse_token(raw: &str) -> Result<Option<(i64, String)>, InvalidField> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let bad = || InvalidField::new("page_token", "is not a token this server returned");
+    let (ms, id) = raw.split_once('|').ok_or_else(bad)?;
+    Ok(Some((ms.parse().map_err(|_| bad())?, id.to_owned())))
+}
+
+fn note(field: &str, raw: String) -> Result<String, InvalidField> {
+    if raw.len() > 1_000 {
+        return Err(InvalidField::new(field, "must be at most 1000 bytes"));
+    }
+    Ok(raw
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect())
+}
+
+impl Admin {
+    async fn order(&self, order_id: &str) -> Result<Order, MallError> {
+        self.store
+            .find(order_id)
+            .await?
+            .ok_or_else(|| MallError::UnknownOrder(order_id.to_owned()))
+    }
+
+    async fn dead_letter(&self, id: &str) -> Result<DeadLetter, MallError> {
+        dead_letters::get_open(self.store.database(), id)
+            .await?
+            .ok_or_else(|| MallError::UnknownDeadLetter(id.to_owned()))
+    }
+
+    /// Locks a non-terminal order for an admin action; `None` when it does not exist.
+    async fn lock_open(
+        &self,
+        tx: &mut AnyConnection,
+        order_id: &str,
+        action: &'static str,
+        now: i64,
+    ) -> Result<OrderState, MallError> {
+        let state = saga::lock_order(tx, order_id, now)
+            .await?
+            .ok_or_else(|| MallError::UnknownOrder(order_id.to_owned()))?;
+        if state.is_terminal() {
+            return Err(MallError::Settled {
+                order_id: order_id.to_owned(),
+                state: state.as_str(),
+                action,
+            });
+        }
+        Ok(state)
+    }
+
+    async fn compensate(&self, order_id: &str, reason: &str) -> Result<Order, MallError> {
+        let now = now_unix_ms();
+        let mut tx = self.store.database().begin().await?;
+        let state = self.lock_open(&mut tx, order_id, "compensate", now).await?;
+        record(&mut tx, order_id, "admin_compensate", reason, now).await?;
+        match state {
+            OrderState::Pending => {
+                saga::compensate(&mut tx, order_id, &format!("operator: {reason}"), now).await?;
+            }
+            // Already compensating: send the refunds still open again, under new ids.
+            _ => {
+                reemit(&mut tx, order_id, &[StepState::Refunding], now).await?;
+            }
+        }
+        saga::settle_if_done(&mut tx, order_id, now).await?;
+        sqlx::query("UPDATE orders SET needs_attention = 0 WHERE order_id = $1")
+            .bind(order_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.after_change(order_id);
+        self.order(order_id).await
+    }
+
+    async fn retry(&self, order_id: &str) -> Result<Order, MallError> {
+        let now = now_unix_ms();
+        let mut tx = self.store.database().begin().await?;
+        self.lock_open(&mut tx, order_id, "retry", now).await?;
+        let sent = reemit(
+            &mut tx,
+            order_id,
+            &[StepState::Pending, StepState::Refunding],
+            now,
+        )
+        .await?;
+        record(
+            &mut tx,
+            order_id,
+            "admin_retry",
+            &format!("{sent} open command(s) sent again"),
+            now,
+        )
+        .await?;
+        sqlx::query("UPDATE orders SET needs_attention = 0 WHERE order_id = $1")
+            .bind(order_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.after_change(order_id);
+        self.order(order_id).await
+    }
+
+    async fn redrive(&self, id: &str) -> Result<DeadLetter, MallError> {
+        let dl = self.dead_letter(id).await?;
+        let base = if dl.origin_msg_id.is_empty() {
+            dl.id.clone()
+        } else {
+            dl.origin_msg_id.clone()
+        };
+        let message = Outgoing {
+            subject: dl.subject.clone(),
+            msg_id: format!("{base}:redrive-{}", dl.redrives + 1),
+            order_id: dl.order_id.clone(),
+            traceparent: None,
+            payload: dl.payload.clone().into(),
+        };
+        self.publisher
+            .publish(&message)
+            .await
+            .map_err(|e| MallError::Bus(e.to_string()))?;
+        let now = now_unix_ms();
+        let mut tx = self.store.database().begin().await?;
+        dead_letters::close(&mut tx, id, "REDRIVEN", "", now).await?;
+        record(
+            &mut tx,
+            &dl.order_id,
+            "admin_redrive",
+            &format!("dead letter {id} sent again to {}", dl.subject),
+            now,
+        )
+        .await?;
+        dead_letters::clear_attention_if_settled(&mut tx, &dl.order_id).await?;
+        tx.commit().await?;
+        self.after_change(&dl.order_id);
+        Ok(DeadLetter {
+            redrives: dl.redrives + 1,
+            ..dl
+        })
+    }
+
+    async fn discard(&self, id: &str, note: &str) -> Result<(), MallError> {
+        let dl = self.dead_letter(id).await?;
+        let now = now_unix_ms();
+        let mut tx = self.store.database().begin().await?;
+        if !dead_letters::close(&mut tx, id, "DISCARDED", note, now).await? {
+            return Err(MallError::UnknownDeadLetter(id.to_owned()));
+        }
+        record(
+            &mut tx,
+            &dl.order_id,
+            "admin_discard",
+            &format!("dead letter {id} discarded: {note}"),
+            now,
+        )
+        .await?;
+        dead_letters::clear_attention_if_settled(&mut tx, &dl.order_id).await?;
+        tx.commit().await?;
+        self.after_change(&dl.order_id);
+        Ok(())
+    }
+
+    async fn reconcile(&self, request: ReconcileRequest) -> Result<ReconcileResponse, MallError> {
+        let orders = if request.order_id.is_empty() {
+            let to = if request.to_unix_ms == 0 {
+                i64::MAX
+            } else {
+                request.to_unix_ms
+            };
+            let ids: Vec<String> = sqlx::query(
+                "SELECT order_id FROM orders WHERE created_at_ms >= $1 AND created_at_ms < $2 \
+                 ORDER BY created_at_ms LIMIT $3",
+            )
+            .bind(request.from_unix_ms)
+            .bind(to)
+            .bind(RECONCILE_LIMIT)
+            .fetch_all(self.store.database().pool())
+            .await?
+            .iter()
+            .map(|row| row.try_get("order_id"))
+            .collect::<Result<_, _>>()?;
+            let mut orders = Vec::with_capacity(ids.len());
+            for id in ids {
+                orders.push(self.order(&id).await?);
+            }
+            orders
+        } else {
+            let id = OrderId::parse("order_id", request.order_id)?;
+            vec![self.order(id.as_str()).await?]
+        };
+        let mut mismatches = Vec::new();
+        for order in &orders {
+            self.compare(order, &mut mismatches).await?;
+        }
+        Ok(ReconcileResponse {
+            orders_checked: i64::try_from(orders.len()).unwrap_or(i64::MAX),
+            mismatches,
+        })
+    }
+
+    /// Compares each settled step of `order` with the ledger that holds it. Steps in flight
+    /// (pending, refunding) are not compared.
+    async fn compare(&self, order: &Order, out: &mut Vec<Mismatch>) -> Result<(), MallError> {
+        for line in &order.lines {
+            let Some(expect_live) = expected_live(line.state) else {
+                continue;
+            };
+            let mut client = self.registry.channel(&line.channel_id).await?;
+            let found = client
+                .get_deduction(GetDeductionRequest {
+                    order_id: order.order_id.clone(),
+                    user_id: line.user_id.clone(),
+                })
+                .await;
+            let actual = match found {
+                Ok(r) => r
+                    .into_inner()
+                    .deduction
+                    .map(|d| (d.state().as_str_name().to_owned(), d.points)),
+                Err(s) if s.code() == Code::NotFound => None,
+                Err(s) => {
+                    return Err(MallError::Upstream {
+                        what: format!("channel {}", line.channel_id),
+                        code: s.code(),
+                        message: s.message().to_owned(),
+                    });
+                }
+            };
+            check(
+                out,
+                &order.order_id,
+                format!("channel:{}", line.channel_id),
+                format!("{}/{}", line.channel_id, line.user_id),
+                expect_live,
+                line.points,
+                actual,
+                "DEDUCTION_STATE_DEDUCTED",
+            );
+        }
+        for quota in &order.quotas {
+            let Some(expect_live) = expected_live(quota.state) else {
+                continue;
+            };
+            let found = self
+                .registry
+                .portal()
+                .get_quota_deduction(GetQuotaDeductionRequest {
+                    order_id: order.order_id.clone(),
+                    channel_id: quota.channel_id.clone(),
+                })
+                .await;
+            let actual = match found {
+                Ok(r) => r
+                    .into_inner()
+                    .quota_deduction
+                    .map(|d| (d.state().as_str_name().to_owned(), d.points)),
+                Err(s) if s.code() == Code::NotFound => None,
+                Err(s) => {
+                    return Err(MallError::Upstream {
+                        what: "the portal".into(),
+                        code: s.code(),
+                        message: s.message().to_owned(),
+                    });
+                }
+            };
+            check(
+                out,
+                &order.order_id,
+                "portal".to_owned(),
+                quota.channel_id.clone(),
+                expect_live,
+                quota.points,
+                actual,
+                "QUOTA_DEDUCTION_STATE_DEDUCTED",
+            );
+        }
+        Ok(())
+    }
+
+    fn after_change(&self, order_id: &str) {
+        self.relay.notify_one();
+        let _ = self.changes.send(order_id.to_owned());
+    }
+}
+
+/// Whether the mall's step state says its ledger must hold a live deduction (`Some(true)`),
+/// must not (`Some(false)`), or is in flight (`None`).
+fn expected_live(state: StepState) -> Option<bool> {
+    match state {
+        StepState::Deducted => Some(true),
+        StepState::Rejected | StepState::Refunded | StepState::Skipped | StepState::Waiting => {
+            Some(false)
+        }
+        StepState::Pending | StepState::Refunding => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check(
+    out: &mut Vec<Mismatch>,
+    order_id: &str,
+    system: String,
+    key: String,
+    expect_live: bool,
+    points: i64,
+    actual: Option<(String, i64)>,
+    live_state: &str,
+) {
+    let is_live = actual
+        .as_ref()
+        .is_some_and(|(state, _)| state == live_state);
+    let wrong_amount = is_live && actual.as_ref().is_some_and(|(_, p)| *p != points);
+    if is_live != expect_live || wrong_amount {
+        out.push(Mismatch {
+            order_id: order_id.to_owned(),
+            system,
+            key,
+            expected: if expect_live {
+                format!("{live_state} {points}")
+            } else {
+                "no live deduction".to_owned()
+            },
+            actual: actual.map_or("nothing recorded".to_owned(), |(s, p)| format!("{s} {p}")),
+        });
+    }
+}
+
+/// Sends again, under the order's next generation of ids, the command of every step in one
+/// of `states`: deducts for pending steps, refunds for refunding ones. Returns how many.
+async fn reemit(
+    tx: &mut AnyConnection,
+    order_id: &str,
+    states: &[StepState],
+    now: i64,
+) -> Result<usize, sqlx::Error> {
+    let generation: i64 = sqlx::query(
+        "UPDATE orders SET generation = generation + 1 WHERE order_id = $1 RETURNING generation",
+    )
+    .bind(order_id)
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get("generation")?;
+    let mut messages = Vec::new();
+    for row in sqlx::query(
+        "SELECT channel_id, user_id, points, state FROM order_lines WHERE order_id = $1",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        let state = crate::store::step_state(row.try_get("state")?)?;
+        if !states.contains(&state) {
+            continue;
+        }
+        let step = if state == StepState::Refunding {
+            Step::Refund
+        } else {
+            Step::Deduct
+        };
+        let (channel_id, user_id): (String, String) =
+            (row.try_get("channel_id")?, row.try_get("user_id")?);
+        messages.push(commands::points(
+            step,
+            order_id,
+            &channel_id,
+            &user_id,
+            row.try_get("points")?,
+        ));
+    }
+    for row in sqlx::query("SELECT channel_id, points, state FROM order_quotas WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_all(&mut *tx)
+        .await?
+    {
+        let state = crate::store::step_state(row.try_get("state")?)?;
+        if !states.contains(&state) {
+            continue;
+        }
+        let step = if state == StepState::Refunding {
+            Step::Refund
+        } else {
+            Step::Deduct
+        };
+        let channel_id: String = row.try_get("channel_id")?;
+        messages.push(commands::quota(
+            step,
+            order_id,
+            &channel_id,
+            row.try_get("points")?,
+        ));
+    }
+    for message in &messages {
+        enqueue(tx, &commands::regenerated(message.clone(), generation), now).await?;
+    }
+    Ok(messages.len())
+}
+
+#[tonic::async_trait]
+impl AdminService for Admin {
+    async fn list_dead_letters(
+        &self,
+        request: Request<ListDeadLettersRequest>,
+    ) -> Result<Response<ListDeadLettersResponse>, Status> {
+        let request = request.into_inner();
+        let limit = page_size(request.page_size).map_err(MallError::from)?;
+        let after = parse_token(&request.page_token).map_err(MallError::from)?;
+        let found = dead_letters::list_open(
+            self.store.database(),
+            &request.order_id,
+            &request.consumer,
+            after,
+            limit,
+        )
+        .await
+        .map_err(MallError::from)?;
+        let next_page_token = match found.last() {
+            Some(last) if i64::try_from(found.len()).unwrap_or(0) == limit => {
+                format!("{}|{}", last.dead_at_ms, last.id)
+            }
+            _ => String::new(),
+        };
+        Ok(Response::new(ListDeadLettersResponse {
+            dead_letters: found.into_iter().map(dead_letter_message).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_dead_letter(
+        &self,
+        request: Request<GetDeadLetterRequest>,
+    ) -> Result<Response<GetDeadLetterResponse>, Status> {
+        let dl = self.dead_letter(&request.into_inner().id).await?;
+        Ok(Response::new(GetDeadLetterResponse {
+            dead_letter: Some(dead_letter_message(dl)),
+        }))
+    }
+
+    async fn redrive_dead_letter(
+        &self,
+        request: Request<RedriveDeadLetterRequest>,
+    ) -> Result<Response<RedriveDeadLetterResponse>, Status> {
+        let dl = self.redrive(&request.into_inner().id).await?;
+        tracing::info!(id = %dl.id, order_id = %dl.order_id, "dead letter redriven");
+        Ok(Response::new(RedriveDeadLetterResponse {
+            dead_letter: Some(dead_letter_message(dl)),
+        }))
+    }
+
+    async fn discard_dead_letter(
+        &self,
+        request: Request<DiscardDeadLetterRequest>,
+    ) -> Result<Response<DiscardDeadLetterResponse>, Status> {
+        let request = request.into_inner();
+        let note = note("note", request.note).map_err(MallError::from)?;
+        self.discard(&request.id, &note).await?;
+        tracing::info!(id = %request.id, %note, "dead letter discarded");
+        Ok(Response::new(DiscardDeadLetterResponse {}))
+    }
+
+    async fn compensate_order(
+        &self,
+        request: Request<CompensateOrderRequest>,
+    ) -> Result<Response<CompensateOrderResponse>, Status> {
+        let request = request.into_inner();
+        let order_id = OrderId::parse("order_id", request.order_id).map_err(MallError::from)?;
+        let reason = note("reason", request.reason).map_err(MallError::from)?;
+        let reason = if reason.is_empty() {
+            "compensated by an operator".to_owned()
+        } else {
+            reason
+        };
+        let order = self.compensate(order_id.as_str(), &reason).await?;
+        tracing::info!(order_id = %order_id, %reason, "order compensated by an operator");
+        Ok(Response::new(CompensateOrderResponse {
+            order: Some(order_message(order)),
+        }))
+    }
+
+    async fn retry_order(
+        &self,
+        request: Request<RetryOrderRequest>,
+    ) -> Result<Response<RetryOrderResponse>, Status> {
+        let order_id =
+            OrderId::parse("order_id", request.into_inner().order_id).map_err(MallError::from)?;
+        let order = self.retry(order_id.as_str()).await?;
+        Ok(Response::new(RetryOrderResponse {
+            order: Some(order_message(order)),
+        }))
+    }
+
+    async fn list_stuck_orders(
+        &self,
+        request: Request<ListStuckOrdersRequest>,
+    ) -> Result<Response<ListStuckOrdersResponse>, Status> {
+        let request = request.into_inner();
+        if request.older_than_seconds < 0 {
+            return Err(MallError::from(InvalidField::new(
+                "older_than_seconds",
+                "must not be negative",
+            ))
+            .into());
+        }
+        let limit = page_size(request.page_size).map_err(MallError::from)?;
+        let after = crate::grpc::parse_page_token(&request.page_token).map_err(MallError::from)?;
+        let cutoff = now_unix_ms().saturating_sub(request.older_than_seconds.saturating_mul(1000));
+        let orders = self
+            .store
+            .list_stuck(cutoff, after, limit)
+            .await
+            .map_err(MallError::from)?;
+        let next_page_token = crate::grpc::page_token(&orders, limit);
+        Ok(Response::new(ListStuckOrdersResponse {
+            orders: orders.into_iter().map(order_message).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn reconcile(
+        &self,
+        request: Request<ReconcileRequest>,
+    ) -> Result<Response<ReconcileResponse>, Status> {
+        Ok(Response::new(self.reconcile(request.into_inner()).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_token(token: &str) -> Request<()> {
+        let mut request = Request::new(());
+        request
+            .metadata_mut()
+            .insert("authorization", token.parse().unwrap());
+        request
+    }
+
+    #[test]
+    fn only_the_configured_bearer_token_passes() {
+        let auth = Auth::new(Some("s3cret".into()));
+        assert!(auth.check(with_token("Bearer s3cret")).is_ok());
+        for bad in ["Bearer s3cre", "Bearer s3cret2", "s3cret", "Bearer "] {
+            let status = auth.check(with_token(bad)).unwrap_err();
+            assert_eq!(status.code(), Code::Unauthenticated, "{bad}");
+        }
+        assert_eq!(
+            auth.check(Request::new(())).unwrap_err().code(),
+            Code::Unauthenticated
+        );
+        let none = Auth::new(None);
+        assert_eq!(
+            none.check(with_token("Bearer ")).unwrap_err().code(),
+            Code::Unauthenticated
+        );
+    }
+}
