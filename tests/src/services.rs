@@ -122,6 +122,28 @@ impl TestPortal {
     }
 }
 
+impl TestChannel {
+    /// Stops the channel's server, as an outage would; its database stays.
+    pub async fn stop(&mut self) {
+        self.server.stop().await;
+    }
+
+    /// Starts the channel again on the same address and database.
+    pub async fn restart(&mut self) {
+        let app = ChannelApp::build(ChannelConfig {
+            channel_id: self.channel_id.clone(),
+            listen: self.server.addr,
+            database_url: self.db.url().to_owned(),
+            db_max_connections: TEST_POOL_SIZE,
+            shutdown: quick_shutdown(Duration::ZERO),
+        })
+        .await
+        .expect("the channel starts again");
+        self.ledger = app.ledger().clone();
+        self.server = Running::spawn(app.local_addr(), |token| app.run_until(token));
+    }
+}
+
 /// A running reference channel on its own database.
 #[derive(Debug)]
 pub struct TestChannel {
