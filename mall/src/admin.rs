@@ -184,10 +184,7 @@ impl Admin {
             }
         }
         saga::settle_if_done(&mut tx, order_id, now).await?;
-        sqlx::query("UPDATE orders SET needs_attention = 0 WHERE order_id = $1")
-            .bind(order_id)
-            .execute(&mut *tx)
-            .await?;
+        dead_letters::clear_attention_if_settled(&mut tx, order_id).await?;
         tx.commit().await?;
         self.after_change(order_id);
         self.order(order_id).await
@@ -212,10 +209,7 @@ impl Admin {
             now,
         )
         .await?;
-        sqlx::query("UPDATE orders SET needs_attention = 0 WHERE order_id = $1")
-            .bind(order_id)
-            .execute(&mut *tx)
-            .await?;
+        dead_letters::clear_attention_if_settled(&mut tx, order_id).await?;
         tx.commit().await?;
         self.after_change(order_id);
         self.order(order_id).await
@@ -241,7 +235,12 @@ impl Admin {
             .map_err(|e| MallError::Bus(e.to_string()))?;
         let now = now_unix_ms();
         let mut tx = self.store.database().begin().await?;
-        dead_letters::close(&mut tx, id, "REDRIVEN", "", now).await?;
+        if !dead_letters::close(&mut tx, id, "REDRIVEN", "", now).await? {
+            // Closed by someone else meanwhile; the message went out again, which the
+            // barrier makes harmless, but this redrive is not recorded.
+            tracing::warn!(%id, "dead letter closed while it was being redriven");
+            return Err(MallError::UnknownDeadLetter(id.to_owned()));
+        }
         record(
             &mut tx,
             &dl.order_id,

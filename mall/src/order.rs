@@ -168,13 +168,22 @@ impl NewOrder {
 
     /// The request's content, independent of line order: equal fingerprints, same order.
     pub fn fingerprint(&self) -> String {
+        // Every field is length-prefixed, so no id can pass for a separator.
+        let field = |s: &str| format!("{}:{s}", s.len());
         let mut lines: Vec<String> = self
             .lines
             .iter()
-            .map(|l| format!("{}/{}/{}", l.channel_id, l.user_id, l.points))
+            .map(|l| {
+                format!(
+                    "{}{}{}",
+                    field(l.channel_id.as_str()),
+                    field(l.user_id.as_str()),
+                    field(&l.points.to_string())
+                )
+            })
             .collect();
         lines.sort();
-        format!("{}|{}", self.customer_id, lines.join(","))
+        format!("{}{}", field(self.customer_id.as_str()), lines.concat())
     }
 }
 
@@ -295,5 +304,9 @@ mod tests {
             NewOrder::parse(request(vec![line("beta", "u2", 3), line("alpha", "u1", 1)])).unwrap();
         assert_eq!(a.fingerprint(), b.fingerprint());
         assert_ne!(a.fingerprint(), c.fingerprint());
+        // Separators inside ids cannot make two orders look alike.
+        let d = NewOrder::parse(request(vec![line("a", "u", 1), line("a", "v", 2)])).unwrap();
+        let e = NewOrder::parse(request(vec![line("a", "u/1,a/v", 2)])).unwrap();
+        assert_ne!(d.fingerprint(), e.fingerprint());
     }
 }

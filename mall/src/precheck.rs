@@ -120,9 +120,16 @@ impl Registry {
                         user_id: line.user_id.to_string(),
                     },
                     _ => upstream(format!("channel {}", line.channel_id), &s),
-                })?
-                .into_inner()
-                .balance;
+                });
+            if let Err(MallError::Upstream {
+                code: Code::Unavailable,
+                ..
+            }) = &balance
+            {
+                // The endpoint may have moved: read the registry again next time.
+                self.channels.write().await.remove(line.channel_id.as_str());
+            }
+            let balance = balance?.into_inner().balance;
             if balance < line.points.get() {
                 return Err(MallError::InsufficientPoints {
                     channel_id: line.channel_id.to_string(),

@@ -163,7 +163,11 @@ impl<E: LedgerEndpoint> Handler for Connector<E> {
             Err(disposition) => return disposition,
         };
         let (subject, payload) = self.endpoint.event(&command, &recorded);
-        let command_id = if command.user_id.is_empty() {
+        // The delivered command's id, so that a re-sent command (new generation, redrive) has
+        // a fresh outcome event rather than one the server drops as a duplicate.
+        let command_id = if let Some(id) = delivery.msg_id() {
+            id.to_owned()
+        } else if command.user_id.is_empty() {
             quota_message_id(&command.order_id, command.step, &command.channel_id)
         } else {
             points_message_id(

@@ -120,15 +120,24 @@ impl Database {
         let (url, max_connections) = match backend {
             Backend::Sqlite => {
                 prepare_sqlite_path(url)?;
-                let in_memory = url.contains(":memory:") || url.contains("mode=memory");
                 // Every connection to an in-memory database would see its own, empty one.
-                (sqlite_url(url), if in_memory { 1 } else { max_connections })
+                let size = if max_connections_forced_to_one(url) {
+                    1
+                } else {
+                    max_connections
+                };
+                (sqlite_url(url), size)
             }
             Backend::Postgres => (url.to_owned(), max_connections),
         };
         let options = AnyConnectOptions::from_str(&url).map_err(StorageError::Connect)?;
+        let in_memory = backend == Backend::Sqlite && max_connections_forced_to_one(&url);
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
+            // An in-memory database lives as long as its one connection.
+            .min_connections(u32::from(in_memory))
+            .idle_timeout((!in_memory).then_some(Duration::from_secs(600)))
+            .max_lifetime((!in_memory).then_some(Duration::from_secs(1800)))
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
@@ -137,7 +146,8 @@ impl Database {
                         // SQLITE_BUSY; WAL lets readers run beside the one writer.
                         conn.execute("PRAGMA busy_timeout = 30000").await?;
                         conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        // A commit is durable before its outcome is acknowledged on the bus.
+                        conn.execute("PRAGMA synchronous = FULL").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                     }
                     Ok(())
@@ -182,6 +192,10 @@ impl Database {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+fn max_connections_forced_to_one(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
 }
 
 /// Adds `mode=rwc` so that a missing SQLite file is created rather than refused.

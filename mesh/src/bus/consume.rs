@@ -34,9 +34,8 @@ pub struct ConsumerSpec {
     /// Delay before each redelivery; the last one repeats. At most `max_deliver` long.
     pub backoff: Vec<Duration>,
     pub max_deliver: i64,
-    /// Messages fetched at once.
-    pub batch: usize,
-    /// Messages handled at once.
+    /// Messages fetched and handled at once. A fetched message waits for no other: each one
+    /// is handled (and reports progress) as soon as it arrives.
     pub concurrency: usize,
     /// How long a delivered message may stay unacked before the server redelivers it.
     pub ack_wait: Duration,
@@ -50,7 +49,6 @@ impl ConsumerSpec {
             filter: filter.to_owned(),
             backoff: retry.backoff.clone(),
             max_deliver: retry.max_deliver,
-            batch: 64,
             concurrency: 16,
             ack_wait: Duration::from_secs(30),
         }
@@ -170,27 +168,38 @@ pub async fn run<H: Handler>(
     };
     tracing::info!(consumer = %spec.durable, filter = %spec.filter, "consumer running");
     let client = js.client();
+    let mut consumer = consumer;
+    let mut failures = 0_u32;
     while !shutdown.is_cancelled() {
         let fetched = tokio::select! {
             () = shutdown.cancelled() => break,
             fetched = consumer
                 .fetch()
-                .max_messages(spec.batch)
+                .max_messages(spec.concurrency.max(1))
                 .expires(Duration::from_secs(1))
                 .messages() => fetched,
         };
         let batch = match fetched {
-            Ok(batch) => batch,
+            Ok(batch) => {
+                failures = 0;
+                batch
+            }
             Err(error) => {
                 tracing::warn!(consumer = %spec.durable, %error, "fetch failed; retrying");
+                failures += 1;
                 if pause(&shutdown, Duration::from_millis(500)).await {
                     break;
+                }
+                // The consumer may be gone (deleted by hand, stream recreated): make it again.
+                if failures.is_multiple_of(10)
+                    && let Ok(again) = create(&js, &spec).await
+                {
+                    consumer = again;
                 }
                 continue;
             }
         };
-        let messages: Vec<_> = batch.collect().await;
-        futures_util::stream::iter(messages)
+        batch
             .for_each_concurrent(spec.concurrency, |message| {
                 let (handler, spec, client, js) = (&handler, &spec, &client, &js);
                 async move {
@@ -259,8 +268,12 @@ async fn settle<H: Handler>(
     let (delivered, stream_sequence) = match message.info() {
         Ok(info) => (info.delivered, info.stream_sequence),
         Err(error) => {
+            // Without its sequence it could not be dead-lettered safely: leave it for later.
             tracing::warn!(consumer = %spec.durable, %error, "message without delivery info");
-            (1, 0)
+            let _ = message
+                .ack_with(AckKind::Nak(Some(spec.delay_after(1))))
+                .await;
+            return;
         }
     };
     let delivery = Delivery {
