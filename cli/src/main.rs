@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use jifen_channel::connector::ChannelConnectorConfig;
 use jifen_channel::{ChannelApp, ChannelConfig};
 use jifen_mall::{MallApp, MallConfig};
-use jifen_mesh::config::TelemetryArgs;
+use jifen_mesh::config::{MetricsArgs, TelemetryArgs};
 use jifen_portal::connector::PortalConnectorConfig;
 use jifen_portal::{PortalApp, PortalConfig};
 
@@ -28,6 +28,8 @@ use jifen_portal::{PortalApp, PortalConfig};
 struct Cli {
     #[command(flatten)]
     telemetry: TelemetryArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,6 +57,20 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     jifen_mesh::telemetry::init(cli.telemetry.log_format);
     let shutdown = jifen_mesh::shutdown::on_signal();
+    // `jifen dev` serves metrics at the design's default address; the others when asked.
+    let metrics_listen = match (&cli.command, cli.metrics.metrics_listen) {
+        (_, Some(addr)) => Some(addr),
+        (Command::Dev(_), None) => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9090))),
+        _ => None,
+    };
+    if let Some(addr) = metrics_listen {
+        let server = jifen_mesh::metrics::MetricsServer::bind(addr)
+            .await
+            .with_context(|| {
+                format!("cannot serve metrics on {addr} (pick another with --metrics-listen)")
+            })?;
+        tokio::spawn(server.serve(shutdown.clone()));
+    }
     match cli.command {
         Command::Dev(args) => dev::run(args, shutdown).await,
         Command::Mall(config) => {

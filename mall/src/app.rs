@@ -241,14 +241,18 @@ pub enum MallStartError {
     Config(String),
 }
 
-/// Flags orders that stay unsettled past `deadline`, checking a few times per deadline.
+/// Flags orders that stay unsettled past `deadline`, checking a few times per deadline (and at
+/// least every 5 s, when it also samples the mall's gauges).
 async fn sweep_overdue(store: OrderStore, deadline: Duration, shutdown: CancellationToken) {
-    let every = (deadline / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let every = (deadline / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
     let deadline_ms = i64::try_from(deadline.as_millis()).unwrap_or(i64::MAX);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(every) => {}
+        }
+        if let Err(error) = store.sample_metrics().await {
+            tracing::debug!(%error, "cannot sample the mall's metrics");
         }
         match store.flag_overdue(deadline_ms).await {
             Ok(0) => {}

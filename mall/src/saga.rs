@@ -314,15 +314,23 @@ async fn set_order(
     reason: Option<&str>,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE orders SET state = $2, reason = COALESCE($3, reason), updated_at_ms = $4 WHERE order_id = $1",
+    let created_at_ms: i64 = sqlx::query(
+        "UPDATE orders SET state = $2, reason = COALESCE($3, reason), updated_at_ms = $4 \
+         WHERE order_id = $1 RETURNING created_at_ms",
     )
     .bind(order_id)
     .bind(state.as_str())
     .bind(reason)
     .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get("created_at_ms")?;
+    if state.is_terminal() {
+        let seconds = (now - created_at_ms).max(0) as f64 / 1000.0;
+        jifen_mesh::metrics::ORDER_SETTLE_LATENCY
+            .with_label_values(&[state.as_str()])
+            .observe(seconds);
+    }
     Ok(())
 }
 

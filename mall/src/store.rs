@@ -194,6 +194,30 @@ impl OrderStore {
         Ok(orders)
     }
 
+    /// Samples the mall's gauges: orders by state, orders needing attention, open dead
+    /// letters, outbox backlog.
+    pub async fn sample_metrics(&self) -> Result<(), sqlx::Error> {
+        use jifen_mesh::metrics;
+        let pool = self.db.pool();
+        for state in ["PENDING", "COMPENSATING", "COMPLETED", "CANCELLED"] {
+            let count: i64 = sqlx::query("SELECT COUNT(*) FROM orders WHERE state = $1")
+                .bind(state)
+                .fetch_one(pool)
+                .await?
+                .try_get(0)?;
+            metrics::ORDERS.with_label_values(&[state]).set(count);
+        }
+        let scalar = |sql: &'static str| async move {
+            sqlx::query(sql).fetch_one(pool).await?.try_get::<i64, _>(0)
+        };
+        metrics::ORDERS_NEEDING_ATTENTION
+            .set(scalar("SELECT COUNT(*) FROM orders WHERE needs_attention = 1").await?);
+        metrics::OPEN_DEAD_LETTERS
+            .set(scalar("SELECT COUNT(*) FROM dead_letters WHERE state = 'OPEN'").await?);
+        metrics::OUTBOX_BACKLOG.set(scalar("SELECT COUNT(*) FROM outbox").await?);
+        Ok(())
+    }
+
     /// Flags orders still not settled `deadline_ms` after they were created; returns how many.
     pub async fn flag_overdue(&self, deadline_ms: i64) -> Result<u64, sqlx::Error> {
         let now = now_unix_ms();

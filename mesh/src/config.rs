@@ -15,6 +15,14 @@ pub struct TelemetryArgs {
     pub log_format: LogFormat,
 }
 
+/// Where Prometheus scrapes this process.
+#[derive(Debug, Clone, Args)]
+pub struct MetricsArgs {
+    /// Address of the `/metrics` endpoint (none when unset; `jifen dev` uses 127.0.0.1:9090).
+    #[arg(long, global = true, env = "JIFEN_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
 /// How long a stopping server keeps answering after it reports NOT_SERVING, so that load
 /// balancers and clients watching the health service move away before it closes.
 #[derive(Debug, Clone, Args)]

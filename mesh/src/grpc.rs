@@ -89,6 +89,7 @@ impl GrpcServer {
         };
         tracing::info!(%addr, services = ?services, "gRPC server listening");
         Server::builder()
+            .layer(crate::metrics::GrpcMetricsLayer)
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stopping)
             .await?;

@@ -7,6 +7,7 @@
 //!   the tracing subscriber.
 //! - [`grpc`]: the server bootstrap every service uses — health, reflection, and a graceful
 //!   shutdown driven by a [`CancellationToken`](tokio_util::sync::CancellationToken).
+//! - [`metrics`]: Prometheus `/metrics`, the gRPC metrics layer and the bus's counters.
 //! - [`storage`]: opens SQLite or PostgreSQL through sqlx and runs the system's migrations.
 //! - [`barrier`]: the idempotency ledger (DESIGN §3) shared by the channel and the portal.
 //! - [`bus`] and [`nats_server`]: connecting to NATS JetStream (with the server version
@@ -22,6 +23,7 @@ pub mod config;
 pub mod connector;
 pub mod domain;
 pub mod grpc;
+pub mod metrics;
 pub mod nats_server;
 pub mod shutdown;
 pub mod startup;

@@ -10,6 +10,7 @@ mod channel_barrier;
 mod concurrency;
 mod harness;
 mod health;
+mod metrics;
 mod portal_barrier;
 mod saga;
 mod saga_faults;

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::BusError;
 use super::dead_letter::{self, Origin};
+use crate::metrics;
 
 /// RocketMQ's retry delay levels, DESIGN §5.
 pub const DEFAULT_BACKOFF: [u64; 16] = [
@@ -170,7 +171,20 @@ pub async fn run<H: Handler>(
     let client = js.client();
     let mut consumer = consumer;
     let mut failures = 0_u32;
+    let mut sampled = std::time::Instant::now() - Duration::from_secs(60);
     while !shutdown.is_cancelled() {
+        if sampled.elapsed() >= Duration::from_secs(5) {
+            sampled = std::time::Instant::now();
+            if let Ok(info) = consumer.info().await {
+                let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                metrics::CONSUMER_PENDING
+                    .with_label_values(&[spec.durable.as_str()])
+                    .set(gauge(info.num_pending));
+                metrics::CONSUMER_ACK_PENDING
+                    .with_label_values(&[spec.durable.as_str()])
+                    .set(gauge(info.num_ack_pending as u64));
+            }
+        }
         let fetched = tokio::select! {
             () = shutdown.cancelled() => break,
             fetched = consumer
@@ -286,6 +300,11 @@ async fn settle<H: Handler>(
     // The server takes the first back-off step as the ack wait (nats-server overrides AckWait
     // with BackOff[0]): a handler slower than that would see its message delivered again while
     // it works, so it reports progress at half that period.
+    let consumer = spec.durable.as_str();
+    if delivered > 1 {
+        metrics::REDELIVERIES.with_label_values(&[consumer]).inc();
+    }
+    let started = std::time::Instant::now();
     let handling = handler.handle(&delivery);
     tokio::pin!(handling);
     let mut progress = tokio::time::interval(spec.effective_ack_wait() / 2);
@@ -300,6 +319,17 @@ async fn settle<H: Handler>(
             }
         }
     };
+    metrics::HANDLE_LATENCY
+        .with_label_values(&[consumer])
+        .observe(started.elapsed().as_secs_f64());
+    let outcome = match &disposition {
+        Disposition::Ack => "ack",
+        Disposition::Retry(_) if delivered < spec.max_deliver => "retry",
+        _ => "dead_letter",
+    };
+    metrics::HANDLED
+        .with_label_values(&[consumer, outcome])
+        .inc();
     let result = match &disposition {
         Disposition::Ack => message.ack().await,
         Disposition::Retry(why) if delivered < spec.max_deliver => {
@@ -322,6 +352,7 @@ async fn settle<H: Handler>(
             };
             match dead_letter::copy(js, &origin).await {
                 Ok(()) => {
+                    metrics::DEAD_LETTERS.with_label_values(&[consumer]).inc();
                     tracing::error!(consumer = %spec.durable, subject = %delivery.subject, delivered, %reason, "message dead-lettered");
                     terminate(client, &message, reason).await
                 }

@@ -168,6 +168,9 @@ impl Handler for Forwarder {
         }
         match self.forward(&advisory).await {
             Ok(()) => {
+                crate::metrics::DEAD_LETTERS
+                    .with_label_values(&[advisory.consumer.as_str()])
+                    .inc();
                 tracing::warn!(stream = %advisory.stream, consumer = %advisory.consumer, sequence = advisory.stream_seq, "message dead-lettered after its deliveries ran out");
                 Disposition::Ack
             }
