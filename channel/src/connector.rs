@@ -96,11 +96,11 @@ impl LedgerEndpoint for ChannelEndpoint {
         let response = self
             .client
             .clone()
-            .deduct_points(DeductPointsRequest {
+            .deduct_points(jifen_mesh::trace::request(DeductPointsRequest {
                 order_id: command.order_id.clone(),
                 user_id: command.user_id.clone(),
                 points: command.points,
-            })
+            }))
             .await?;
         recorded(response.into_inner().deduction)
     }
@@ -109,10 +109,10 @@ impl LedgerEndpoint for ChannelEndpoint {
         let response = self
             .client
             .clone()
-            .refund_points(RefundPointsRequest {
+            .refund_points(jifen_mesh::trace::request(RefundPointsRequest {
                 order_id: command.order_id.clone(),
                 user_id: command.user_id.clone(),
-            })
+            }))
             .await?;
         recorded(response.into_inner().deduction)
     }
@@ -121,10 +121,10 @@ impl LedgerEndpoint for ChannelEndpoint {
         let response = self
             .client
             .clone()
-            .get_deduction(GetDeductionRequest {
+            .get_deduction(jifen_mesh::trace::request(GetDeductionRequest {
                 order_id: command.order_id.clone(),
                 user_id: command.user_id.clone(),
-            })
+            }))
             .await?;
         recorded(response.into_inner().deduction)
     }

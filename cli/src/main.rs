@@ -55,7 +55,39 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    jifen_mesh::telemetry::init(cli.telemetry.log_format);
+    let service = format!("jifen-{}", cli.command.name());
+    let tracer = match &cli.telemetry.otlp_endpoint {
+        Some(endpoint) => Some(
+            jifen_mesh::telemetry::otlp_provider(endpoint, &service)
+                .context("cannot export traces")?,
+        ),
+        None => None,
+    };
+    jifen_mesh::telemetry::init_with(cli.telemetry.log_format, tracer.as_ref());
+    let result = run(cli).await;
+    if let Some(tracer) = tracer
+        && let Err(error) = tracer.shutdown()
+    {
+        eprintln!("warning: traces not flushed: {error}");
+    }
+    result
+}
+
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Dev(_) => "dev",
+            Self::Mall(_) => "mall",
+            Self::Portal(_) => "portal",
+            Self::Channel(_) => "channel",
+            Self::ChannelConnector(_) => "channel-connector",
+            Self::PortalConnector(_) => "portal-connector",
+            Self::Bench(_) => "bench",
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = jifen_mesh::shutdown::on_signal();
     // `jifen dev` serves metrics at the design's default address; the others when asked.
     let metrics_listen = match (&cli.command, cli.metrics.metrics_listen) {

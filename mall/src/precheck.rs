@@ -89,9 +89,9 @@ impl Registry {
                 let quota = self
                     .portal
                     .clone()
-                    .get_channel_quota(GetChannelQuotaRequest {
+                    .get_channel_quota(jifen_mesh::trace::request(GetChannelQuotaRequest {
                         channel_id: channel_id.to_string(),
-                    })
+                    }))
                     .await
                     .map_err(|s| match s.code() {
                         Code::NotFound => MallError::UnknownChannel(channel_id.to_string()),
@@ -110,9 +110,9 @@ impl Registry {
         let points = order.lines.iter().map(|line| async move {
             let mut client = self.channel(line.channel_id.as_str()).await?;
             let balance = client
-                .get_user_points(GetUserPointsRequest {
+                .get_user_points(jifen_mesh::trace::request(GetUserPointsRequest {
                     user_id: line.user_id.to_string(),
-                })
+                }))
                 .await
                 .map_err(|s| match s.code() {
                     Code::NotFound => MallError::UnknownUser {

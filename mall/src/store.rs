@@ -326,7 +326,13 @@ pub async fn enqueue(
     .bind(&message.subject)
     .bind(&message.msg_id)
     .bind(&message.order_id)
-    .bind(message.traceparent.as_deref())
+    // Commands carry the trace of whatever caused them: the submit, or the event applied.
+    .bind(
+        message
+            .traceparent
+            .clone()
+            .or_else(jifen_mesh::trace::current_traceparent),
+    )
     .bind(message.payload.to_vec())
     .bind(now_ms)
     .execute(&mut *tx)

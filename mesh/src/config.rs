@@ -11,8 +11,11 @@ use crate::telemetry::LogFormat;
 #[derive(Debug, Clone, Args)]
 pub struct TelemetryArgs {
     /// Log line format.
-    #[arg(long, env = "JIFEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, env = "JIFEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// OTLP/gRPC collector for traces (e.g. http://otel-collector:4317); none when unset.
+    #[arg(long, global = true, env = "JIFEN_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Where Prometheus scrapes this process.

@@ -181,7 +181,8 @@ impl<E: LedgerEndpoint> Handler for Connector<E> {
             subject,
             msg_id: event_message_id(&command_id, recorded.state),
             order_id: command.order_id.clone(),
-            traceparent: delivery.header(TRACEPARENT_HEADER).map(str::to_owned),
+            traceparent: crate::trace::current_traceparent()
+                .or_else(|| delivery.header(TRACEPARENT_HEADER).map(str::to_owned)),
             payload: payload.into(),
         };
         match self.publisher.publish(&event).await {

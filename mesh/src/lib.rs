@@ -14,6 +14,7 @@
 //!   check) and running a local `nats-server` child for `jifen dev` and the tests.
 //! - [`connector`]: drives a ledger endpoint from its commands on the bus (check-back,
 //!   status classification, outcome events).
+//! - [`trace`]: the W3C trace context across gRPC calls and bus messages.
 //! - [`shutdown`]: turns SIGINT/SIGTERM into a cancellation token; [`startup`] and [`status`]:
 //!   the errors every service shares at start and at its gRPC edge.
 
@@ -31,3 +32,4 @@ pub mod status;
 pub mod storage;
 pub mod telemetry;
 pub mod time;
+pub mod trace;

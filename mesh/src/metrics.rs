@@ -215,7 +215,7 @@ fn metrics_response<B>(
         .unwrap_or_default()
 }
 
-/// A tower layer that counts and times every gRPC request.
+/// A tower layer that counts and times every gRPC request, and opens its server span.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GrpcMetricsLayer;
 
@@ -265,9 +265,24 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        use tracing::Instrument;
         let (service, method) = service_and_method(request.uri().path());
+        // One server span per call, child of the caller's span when it sent `traceparent`.
+        let span = tracing::info_span!(
+            "grpc.server",
+            otel.name = %format!("{service}/{method}"),
+            rpc.service = %service,
+            rpc.method = %method,
+        );
+        crate::trace::adopt(
+            &span,
+            request
+                .headers()
+                .get(crate::trace::TRACEPARENT)
+                .and_then(|v| v.to_str().ok()),
+        );
         let started = Instant::now();
-        let response = self.inner.call(request);
+        let response = self.inner.call(request).instrument(span);
         Box::pin(async move {
             let response = response.await?;
             let code = status_code(response.headers());

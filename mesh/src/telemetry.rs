@@ -1,10 +1,15 @@
-//! Tracing setup: human-readable lines by default, JSON with `--log-format json`.
-//! The filter comes from `JIFEN_LOG` (or `RUST_LOG`), `info` when neither is set.
+//! Tracing setup: human-readable lines by default, JSON with `--log-format json`, and spans
+//! exported over OTLP/gRPC when `--otlp-endpoint` (`JIFEN_OTLP_ENDPOINT`) is set. The filter
+//! comes from `JIFEN_LOG` (or `RUST_LOG`), `info` when neither is set.
 
 use std::io::IsTerminal;
 
 use clap::ValueEnum;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -13,21 +18,69 @@ pub enum LogFormat {
     Json,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the OTLP exporter: {0}")]
+pub struct TelemetryError(String);
+
 /// Installs the global subscriber. Calling it again is harmless (the first one stays), so
 /// tests that start several services in one process may all call it.
 pub fn init(format: LogFormat) {
+    init_with(format, None);
+}
+
+/// Builds a tracer provider exporting to an OTLP/gRPC collector at `endpoint`.
+pub fn otlp_provider(endpoint: &str, service: &str) -> Result<SdkTracerProvider, TelemetryError> {
+    use opentelemetry_otlp::WithExportConfig;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|e| TelemetryError(e.to_string()))?;
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(service.to_owned())
+                .build(),
+        )
+        .build())
+}
+
+/// Installs the global subscriber, with spans going to `provider` when there is one.
+pub fn init_with(format: LogFormat, provider: Option<&SdkTracerProvider>) {
     let filter = std::env::var("JIFEN_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok()
         .and_then(|spec| EnvFilter::try_new(spec).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
     // Logs go to stderr so that stdout carries only what a command prints for its user.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let ansi = std::io::stderr().is_terminal();
+    let (text, json) = match format {
+        LogFormat::Text => (
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(ansi),
+            ),
+            None,
+        ),
+        LogFormat::Json => (
+            None,
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            ),
+        ),
     };
+    let otel = provider.map(|p| {
+        opentelemetry::global::set_tracer_provider(p.clone());
+        tracing_opentelemetry::layer().with_tracer(p.tracer("jifen"))
+    });
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(json)
+        .with(otel)
+        .try_init();
 }

@@ -86,11 +86,11 @@ impl LedgerEndpoint for PortalEndpoint {
         let response = self
             .client
             .clone()
-            .deduct_quota(DeductQuotaRequest {
+            .deduct_quota(jifen_mesh::trace::request(DeductQuotaRequest {
                 order_id: command.order_id.clone(),
                 channel_id: command.channel_id.clone(),
                 points: command.points,
-            })
+            }))
             .await?;
         recorded(response.into_inner().quota_deduction)
     }
@@ -99,10 +99,10 @@ impl LedgerEndpoint for PortalEndpoint {
         let response = self
             .client
             .clone()
-            .refund_quota(RefundQuotaRequest {
+            .refund_quota(jifen_mesh::trace::request(RefundQuotaRequest {
                 order_id: command.order_id.clone(),
                 channel_id: command.channel_id.clone(),
-            })
+            }))
             .await?;
         recorded(response.into_inner().quota_deduction)
     }
@@ -111,10 +111,10 @@ impl LedgerEndpoint for PortalEndpoint {
         let response = self
             .client
             .clone()
-            .get_quota_deduction(GetQuotaDeductionRequest {
+            .get_quota_deduction(jifen_mesh::trace::request(GetQuotaDeductionRequest {
                 order_id: command.order_id.clone(),
                 channel_id: command.channel_id.clone(),
-            })
+            }))
             .await?;
         recorded(response.into_inner().quota_deduction)
     }

@@ -14,6 +14,7 @@ mod metrics;
 mod portal_barrier;
 mod saga;
 mod saga_faults;
+mod tracing;
 
 use tonic::Code;
 

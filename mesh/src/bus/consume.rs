@@ -305,7 +305,15 @@ async fn settle<H: Handler>(
         metrics::REDELIVERIES.with_label_values(&[consumer]).inc();
     }
     let started = std::time::Instant::now();
-    let handling = handler.handle(&delivery);
+    let span = tracing::info_span!(
+        "bus.handle",
+        otel.name = %format!("{consumer} {}", delivery.subject),
+        messaging.consumer = %consumer,
+        messaging.subject = %delivery.subject,
+        delivered,
+    );
+    crate::trace::adopt(&span, delivery.header(crate::trace::TRACEPARENT));
+    let handling = tracing::Instrument::instrument(handler.handle(&delivery), span);
     tokio::pin!(handling);
     let mut progress = tokio::time::interval(spec.effective_ack_wait() / 2);
     progress.tick().await;
