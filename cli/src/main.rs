@@ -65,10 +65,12 @@ async fn main() -> anyhow::Result<()> {
     };
     jifen_mesh::telemetry::init_with(cli.telemetry.log_format, tracer.as_ref());
     let result = run(cli).await;
-    if let Some(tracer) = tracer
-        && let Err(error) = tracer.shutdown()
-    {
-        eprintln!("warning: traces not flushed: {error}");
+    if let Some(tracer) = tracer {
+        // Flushing blocks until the exporter, served by this runtime, is done: off a worker.
+        let flushed = tokio::task::spawn_blocking(move || tracer.shutdown()).await;
+        if let Ok(Err(error)) = flushed {
+            eprintln!("warning: traces not flushed: {error}");
+        }
     }
     result
 }

@@ -47,3 +47,81 @@ async fn one_trace_spans_the_mall_the_connectors_and_the_channel_for_one_order()
         );
     }
 }
+
+mod collector {
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use tonic::{Request, Response, Status};
+
+    /// A stand-in OpenTelemetry collector that keeps what it receives.
+    #[derive(Clone, Default)]
+    pub struct Collector(pub Arc<Mutex<Vec<ExportTraceServiceRequest>>>);
+
+    #[tonic::async_trait]
+    impl TraceService for Collector {
+        async fn export(
+            &self,
+            request: Request<ExportTraceServiceRequest>,
+        ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+            self.0.lock().unwrap().push(request.into_inner());
+            Ok(Response::new(ExportTraceServiceResponse {
+                partial_success: None,
+            }))
+        }
+    }
+
+    pub fn server(collector: Collector) -> TraceServiceServer<Collector> {
+        TraceServiceServer::new(collector)
+    }
+}
+
+// The batch exporter flushes from its own thread through a channel served by this runtime:
+// the runtime needs a thread free while the test blocks on the flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_otlp_when_an_endpoint_is_configured() {
+    use opentelemetry::trace::{Tracer, TracerProvider as _};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = collector::Collector::default();
+    let server = tonic::transport::Server::builder()
+        .add_service(collector::server(received.clone()))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    tokio::spawn(server);
+
+    let provider =
+        jifen_mesh::telemetry::otlp_provider(&format!("http://{addr}"), "jifen-test").unwrap();
+    provider.tracer("jifen").in_span("exported-span", |_| {});
+    let flushed = provider.clone();
+    tokio::task::spawn_blocking(move || flushed.force_flush())
+        .await
+        .unwrap()
+        .unwrap();
+
+    let requests = received.0.lock().unwrap().clone();
+    let names: Vec<String> = requests
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .map(|s| s.name.clone())
+        .collect();
+    assert_eq!(names, ["exported-span"]);
+    let service = requests[0].resource_spans[0]
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "service.name")
+        .and_then(|kv| kv.value.as_ref())
+        .map(|v| format!("{v:?}"))
+        .unwrap_or_default();
+    assert!(service.contains("jifen-test"), "{service}");
+}
