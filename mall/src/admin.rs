@@ -28,7 +28,7 @@ use crate::grpc::{order_message, page_size};
 use crate::order::{Order, OrderState, StepState};
 use crate::precheck::Registry;
 use crate::saga;
-use crate::store::{OrderStore, enqueue, record};
+use crate::store::{OrderStore, Selection, enqueue, record};
 
 /// Most orders one `Reconcile` call compares.
 pub const RECONCILE_LIMIT: i64 = 10_000;
@@ -624,7 +624,7 @@ impl AdminService for Admin {
         let cutoff = now_unix_ms().saturating_sub(request.older_than_seconds.saturating_mul(1000));
         let orders = self
             .store
-            .list_stuck(cutoff, after, limit)
+            .list(Selection::Unsettled, Some(cutoff), after, limit)
             .await
             .map_err(MallError::from)?;
         let next_page_token = crate::grpc::page_token(&orders, limit);

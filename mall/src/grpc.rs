@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::error::MallError;
 use crate::order::{NewOrder, Order, OrderState, StepState};
 use crate::precheck::Registry;
-use crate::store::{Inserted, OrderStore};
+use crate::store::{Inserted, OrderStore, Selection};
 
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
 pub const MAX_PAGE_SIZE: i64 = 500;
@@ -211,7 +211,12 @@ impl MallService for Mall {
         let after = parse_page_token(&request.page_token).map_err(MallError::from)?;
         let orders = self
             .store
-            .list(state, None, after, limit)
+            .list(
+                state.map_or(Selection::All, Selection::In),
+                None,
+                after,
+                limit,
+            )
             .await
             .map_err(MallError::from)?;
         let next_page_token = page_token(&orders, limit);

@@ -23,6 +23,25 @@ pub fn order_state(raw: &str) -> Result<OrderState, sqlx::Error> {
     OrderState::parse(raw).ok_or_else(|| decode_error("order state", raw))
 }
 
+/// Which orders a listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    All,
+    In(OrderState),
+    /// Pending or compensating.
+    Unsettled,
+}
+
+impl Selection {
+    fn token(self) -> &'static str {
+        match self {
+            Self::All => "ALL",
+            Self::In(state) => state.as_str(),
+            Self::Unsettled => "UNSETTLED",
+        }
+    }
+}
+
 /// What storing a new order came to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Inserted {
@@ -138,50 +157,25 @@ impl OrderStore {
         }
     }
 
-    /// Orders newest first, after the `(created_at_ms, order_id)` position `after`.
+    /// Orders newest first, created before `created_before_ms`, after the
+    /// `(created_at_ms, order_id)` position `after`.
     pub async fn list(
         &self,
-        state: Option<OrderState>,
-        older_than_ms: Option<i64>,
+        selection: Selection,
+        created_before_ms: Option<i64>,
         after: Option<(i64, String)>,
         limit: i64,
     ) -> Result<Vec<Order>, sqlx::Error> {
         let (after_ms, after_id) = after.unwrap_or((i64::MAX, String::new()));
         let rows = sqlx::query(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders \
-             WHERE ($1 = '' OR state = $1) AND created_at_ms < $2 \
+             WHERE ($1 = 'ALL' OR state = $1 OR ($1 = 'UNSETTLED' AND state IN ('PENDING', 'COMPENSATING'))) \
+             AND created_at_ms < $2 \
              AND (created_at_ms < $3 OR (created_at_ms = $3 AND ($4 = '' OR order_id < $4))) \
              ORDER BY created_at_ms DESC, order_id DESC LIMIT $5"
         ))
-        .bind(state.map(OrderState::as_str).unwrap_or(""))
-        .bind(older_than_ms.unwrap_or(i64::MAX))
-        .bind(after_ms)
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(self.db.pool())
-        .await?;
-        let mut orders = Vec::with_capacity(rows.len());
-        for row in &rows {
-            orders.push(self.complete(row).await?);
-        }
-        Ok(orders)
-    }
-
-    /// Non-terminal orders created before `cutoff_ms`, newest first, after `after`.
-    pub async fn list_stuck(
-        &self,
-        cutoff_ms: i64,
-        after: Option<(i64, String)>,
-        limit: i64,
-    ) -> Result<Vec<Order>, sqlx::Error> {
-        let (after_ms, after_id) = after.unwrap_or((i64::MAX, String::new()));
-        let rows = sqlx::query(&format!(
-            "SELECT {ORDER_COLUMNS} FROM orders \
-             WHERE state IN ('PENDING', 'COMPENSATING') AND created_at_ms < $1 \
-             AND (created_at_ms < $2 OR (created_at_ms = $2 AND ($3 = '' OR order_id < $3))) \
-             ORDER BY created_at_ms DESC, order_id DESC LIMIT $4"
-        ))
-        .bind(cutoff_ms)
+        .bind(selection.token())
+        .bind(created_before_ms.unwrap_or(i64::MAX))
         .bind(after_ms)
         .bind(after_id)
         .bind(limit)

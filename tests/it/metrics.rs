@@ -36,8 +36,11 @@ async fn metrics_show_requests_orders_and_consumers_while_orders_run() {
         Duration::from_secs(15),
         || async move {
             let body = scrape(addr, "/metrics").await;
-            body.contains("jifen_orders{state=\"COMPLETED\"} 1")
-                .then_some(body)
+            // The relay deletes a published row just after the saga may have moved on:
+            // wait for both.
+            (body.contains("jifen_orders{state=\"COMPLETED\"} 1")
+                && body.contains("jifen_outbox_backlog 0"))
+            .then_some(body)
         },
     )
     .await;
