@@ -331,20 +331,14 @@ impl Admin {
                     user_id: line.user_id.clone(),
                 })
                 .await;
-            let actual = match found {
-                Ok(r) => r
-                    .into_inner()
-                    .deduction
-                    .map(|d| (d.state().as_str_name().to_owned(), d.points)),
-                Err(s) if s.code() == Code::NotFound => None,
-                Err(s) => {
-                    return Err(MallError::Upstream {
-                        what: format!("channel {}", line.channel_id),
-                        code: s.code(),
-                        message: s.message().to_owned(),
-                    });
-                }
-            };
+            let actual = recorded(
+                found.map(|r| {
+                    r.into_inner()
+                        .deduction
+                        .map(|d| (d.state().as_str_name().to_owned(), d.points))
+                }),
+                || format!("channel {}", line.channel_id),
+            )?;
             check(
                 out,
                 &order.order_id,
@@ -368,20 +362,14 @@ impl Admin {
                     channel_id: quota.channel_id.clone(),
                 })
                 .await;
-            let actual = match found {
-                Ok(r) => r
-                    .into_inner()
-                    .quota_deduction
-                    .map(|d| (d.state().as_str_name().to_owned(), d.points)),
-                Err(s) if s.code() == Code::NotFound => None,
-                Err(s) => {
-                    return Err(MallError::Upstream {
-                        what: "the portal".into(),
-                        code: s.code(),
-                        message: s.message().to_owned(),
-                    });
-                }
-            };
+            let actual = recorded(
+                found.map(|r| {
+                    r.into_inner()
+                        .quota_deduction
+                        .map(|d| (d.state().as_str_name().to_owned(), d.points))
+                }),
+                || "the portal".to_owned(),
+            )?;
             check(
                 out,
                 &order.order_id,
@@ -399,6 +387,23 @@ impl Admin {
     fn after_change(&self, order_id: &str) {
         self.relay.notify_one();
         let _ = self.changes.send(order_id.to_owned());
+    }
+}
+
+/// What a ledger recorded for a key, as `(state, points)`: nothing when it answers NOT_FOUND;
+/// any other failure stops the reconciliation.
+fn recorded(
+    answer: Result<Option<(String, i64)>, Status>,
+    what: impl FnOnce() -> String,
+) -> Result<Option<(String, i64)>, MallError> {
+    match answer {
+        Ok(found) => Ok(found),
+        Err(status) if status.code() == Code::NotFound => Ok(None),
+        Err(status) => Err(MallError::Upstream {
+            what: what(),
+            code: status.code(),
+            message: status.message().to_owned(),
+        }),
     }
 }
 
