@@ -103,12 +103,23 @@ impl Drop for TestDatabase {
                 .build()
                 .ok()?;
             runtime.block_on(async {
-                let mut admin = PgConnection::connect(&admin_url).await.ok()?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                    .execute(&mut admin)
-                    .await
-                    .ok()?;
-                admin.close().await.ok()
+                // The server may refuse a connection for a moment (too many clients while
+                // other tests run): try a few times before leaving the database behind.
+                for attempt in 0..5_u64 {
+                    if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
+                        let dropped = sqlx::query(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .execute(&mut admin)
+                        .await;
+                        let _ = admin.close().await;
+                        if dropped.is_ok() {
+                            return Some(());
+                        }
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * (attempt + 1))).await;
+                }
+                None
             })
         })
         .join();
