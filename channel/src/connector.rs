@@ -175,6 +175,9 @@ pub struct ChannelConnectorConfig {
     /// Commands handled at once.
     #[arg(long, env = "JIFEN_CONCURRENCY", default_value_t = 16)]
     pub concurrency: usize,
+    /// Serves gRPC health here (for probes) when set.
+    #[arg(long, env = "JIFEN_HEALTH_LISTEN")]
+    pub health_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub bus: jifen_mesh::config::BusArgs,
     #[command(flatten)]
@@ -190,7 +193,7 @@ pub enum ConnectorError {
     #[error("cannot read the portal's registry: {0}")]
     Registry(String),
     #[error(transparent)]
-    Bus(#[from] jifen_mesh::bus::BusError),
+    Bus(#[from] jifen_mesh::connector::ConnectorRunError),
 }
 
 /// Runs the connector of one channel until `shutdown`.
@@ -214,7 +217,7 @@ pub async fn run_connector(
     };
     let target = ChannelEndpoint::new(channel_id.as_str(), &endpoint, config.call_timeout)?;
     tracing::info!(channel_id = %channel_id, %endpoint, "channel connector starting");
-    jifen_mesh::connector::run(&config.bus, spec, target, shutdown).await?;
+    jifen_mesh::connector::run(&config.bus, spec, target, config.health_listen, shutdown).await?;
     Ok(())
 }
 

@@ -158,6 +158,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             portal_endpoint: portal_endpoint.clone(),
             call_timeout: Duration::from_secs(5),
             concurrency: 16,
+            health_listen: None,
             bus: bus.clone(),
             retry: args.retry.clone(),
         };
@@ -177,6 +178,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         portal_endpoint: portal_endpoint.clone(),
         call_timeout: Duration::from_secs(5),
         concurrency: 16,
+        health_listen: None,
         bus: bus.clone(),
         retry: args.retry.clone(),
     };

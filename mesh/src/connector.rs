@@ -193,20 +193,53 @@ impl<E: LedgerEndpoint> Handler for Connector<E> {
 }
 
 /// Runs a connector's consumer group until `shutdown`: connects to NATS, makes sure the
-/// streams exist, consumes, and drains the connection at the end.
+/// streams exist, consumes, and drains the connection at the end. With `health`, it also
+/// serves `grpc.health.v1.Health` there (SERVING while the consumer runs), for probes.
 pub async fn run<E: LedgerEndpoint>(
     bus: &crate::config::BusArgs,
     spec: crate::bus::consume::ConsumerSpec,
     endpoint: E,
+    health: Option<std::net::SocketAddr>,
     shutdown: tokio_util::sync::CancellationToken,
-) -> Result<(), crate::bus::BusError> {
+) -> Result<(), ConnectorRunError> {
+    let health = match health {
+        Some(addr) => {
+            let server = crate::grpc::GrpcServer::bind(addr).await?;
+            let token = shutdown.clone();
+            Some(tokio::spawn(async move {
+                server
+                    .serve(
+                        tonic::service::RoutesBuilder::default(),
+                        &[],
+                        token,
+                        std::time::Duration::ZERO,
+                    )
+                    .await
+            }))
+        }
+        None => None,
+    };
     let client = crate::bus::connect(&bus.nats_url).await?;
     let js = async_nats::jetstream::new(client.clone());
     bus.topology().ensure(&js).await?;
     let handler = Connector::new(endpoint, Publisher::new(js.clone()));
-    crate::bus::consume::run(js, spec, std::sync::Arc::new(handler), shutdown).await;
+    crate::bus::consume::run(js, spec, std::sync::Arc::new(handler), shutdown.clone()).await;
     if let Err(error) = client.drain().await {
         tracing::warn!(%error, "NATS connection not drained");
     }
+    if let Some(health) = health {
+        shutdown.cancel();
+        if let Ok(Err(error)) = health.await {
+            return Err(error.into());
+        }
+    }
     Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorRunError {
+    #[error(transparent)]
+    Bus(#[from] crate::bus::BusError),
+    #[error(transparent)]
+    Health(#[from] crate::grpc::GrpcError),
 }

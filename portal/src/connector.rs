@@ -155,6 +155,9 @@ pub struct PortalConnectorConfig {
     /// Commands handled at once.
     #[arg(long, env = "JIFEN_CONCURRENCY", default_value_t = 16)]
     pub concurrency: usize,
+    /// Serves gRPC health here (for probes) when set.
+    #[arg(long, env = "JIFEN_HEALTH_LISTEN")]
+    pub health_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub bus: jifen_mesh::config::BusArgs,
     #[command(flatten)]
@@ -166,7 +169,7 @@ pub enum ConnectorError {
     #[error(transparent)]
     Invalid(#[from] InvalidField),
     #[error(transparent)]
-    Bus(#[from] jifen_mesh::bus::BusError),
+    Bus(#[from] jifen_mesh::connector::ConnectorRunError),
 }
 
 /// Runs the portal connector until `shutdown`.
@@ -185,6 +188,6 @@ pub async fn run_connector(
     };
     let target = PortalEndpoint::new(&config.portal_endpoint, config.call_timeout)?;
     tracing::info!(endpoint = %config.portal_endpoint, "portal connector starting");
-    jifen_mesh::connector::run(&config.bus, spec, target, shutdown).await?;
+    jifen_mesh::connector::run(&config.bus, spec, target, config.health_listen, shutdown).await?;
     Ok(())
 }

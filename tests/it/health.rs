@@ -149,3 +149,45 @@ async fn a_stopping_server_reports_not_serving_before_it_closes() {
     assert_eq!(status, ServingStatus::NotServing);
     channel.server.stop().await;
 }
+
+#[tokio::test]
+async fn a_connector_serves_health_for_its_probes() {
+    use jifen_portal::connector::{PortalConnectorConfig, run_connector};
+    let nats = jifen_tests::TestNats::start().await;
+    let portal = TestPortal::start().await;
+    // A port that was free a moment ago.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let config = PortalConnectorConfig {
+        portal_endpoint: portal.server.endpoint(),
+        call_timeout: Duration::from_secs(2),
+        concurrency: 4,
+        health_listen: Some(addr),
+        bus: jifen_mesh::config::BusArgs {
+            nats_url: nats.url(),
+            stream_replicas: 1,
+        },
+        retry: jifen_tests::mesh::test_retry(),
+    };
+    let running = tokio::spawn(run_connector(config, shutdown.clone()));
+    let status = jifen_tests::eventually("the connector's health", Duration::from_secs(10), || {
+        let endpoint = format!("http://{addr}");
+        async move {
+            let channel = Channel::from_shared(endpoint).ok()?.connect().await.ok()?;
+            let response = HealthClient::new(channel)
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .ok()?;
+            Some(response.into_inner().status())
+        }
+    })
+    .await;
+    assert_eq!(status, ServingStatus::Serving);
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}

@@ -149,6 +149,7 @@ impl TestMesh {
                 portal_endpoint: self.portal.server.endpoint(),
                 call_timeout: Duration::from_secs(2),
                 concurrency: 16,
+                health_listen: None,
                 bus,
                 retry: self.retry.clone(),
             };
@@ -165,6 +166,7 @@ impl TestMesh {
                 portal_endpoint: self.portal.server.endpoint(),
                 call_timeout: Duration::from_secs(2),
                 concurrency: 16,
+                health_listen: None,
                 bus,
                 retry: self.retry.clone(),
             };
