@@ -449,6 +449,19 @@ fn check(
     }
 }
 
+/// The command to send again for a step stored in `raw` state, when that state is one of
+/// `states`: a refund for a refunding step, a deduct otherwise.
+fn resend(raw: &str, states: &[StepState]) -> Result<Option<Step>, sqlx::Error> {
+    let state = crate::store::step_state(raw)?;
+    Ok(states
+        .contains(&state)
+        .then_some(if state == StepState::Refunding {
+            Step::Refund
+        } else {
+            Step::Deduct
+        }))
+}
+
 /// Sends again, under the order's next generation of ids, the command of every step in one
 /// of `states`: deducts for pending steps, refunds for refunding ones. Returns how many.
 async fn reemit(
@@ -472,14 +485,8 @@ async fn reemit(
     .fetch_all(&mut *tx)
     .await?
     {
-        let state = crate::store::step_state(row.try_get("state")?)?;
-        if !states.contains(&state) {
+        let Some(step) = resend(row.try_get("state")?, states)? else {
             continue;
-        }
-        let step = if state == StepState::Refunding {
-            Step::Refund
-        } else {
-            Step::Deduct
         };
         let (channel_id, user_id): (String, String) =
             (row.try_get("channel_id")?, row.try_get("user_id")?);
@@ -496,14 +503,8 @@ async fn reemit(
         .fetch_all(&mut *tx)
         .await?
     {
-        let state = crate::store::step_state(row.try_get("state")?)?;
-        if !states.contains(&state) {
+        let Some(step) = resend(row.try_get("state")?, states)? else {
             continue;
-        }
-        let step = if state == StepState::Refunding {
-            Step::Refund
-        } else {
-            Step::Deduct
         };
         let channel_id: String = row.try_get("channel_id")?;
         messages.push(commands::quota(
