@@ -481,3 +481,41 @@ async fn reconcile_finds_a_mismatch_planted_in_a_channel_database() {
     );
     assert!(mismatch.actual.contains("REFUNDED"), "{mismatch:?}");
 }
+
+#[tokio::test]
+async fn retry_order_sends_the_open_commands_again_and_they_take_effect_once() {
+    use jifen_proto::v1::RetryOrderRequest;
+    let mut mesh = TestMesh::start(&["alpha"], &["u1"]).await;
+    mesh.stop_connector("alpha").await;
+    mesh.submit("o-1", &[("alpha", "u1", 40)]).await.unwrap();
+    let mut admin = admin(&mut mesh).await;
+    let order = admin
+        .retry_order(authed(RetryOrderRequest {
+            order_id: "o-1".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    assert!(
+        order
+            .history
+            .iter()
+            .any(|h| h.kind == "admin_retry" && h.detail == "1 open command(s) sent again")
+    );
+    // The original deduct and its re-sent copy both reach alpha: the barrier takes it once.
+    mesh.start_connector("alpha").await;
+    assert_eq!(mesh.settled("o-1").await.state(), OrderState::Completed);
+    assert_eq!(mesh.balance("alpha", "u1").await, START_POINTS - 40);
+    assert_status(
+        admin
+            .retry_order(authed(RetryOrderRequest {
+                order_id: "o-1".into(),
+            }))
+            .await,
+        Code::FailedPrecondition,
+        "COMPLETED",
+    );
+    assert_mesh_consistent(&mesh).await;
+}
