@@ -470,13 +470,7 @@ async fn reemit(
     states: &[StepState],
     now: i64,
 ) -> Result<usize, sqlx::Error> {
-    let generation: i64 = sqlx::query(
-        "UPDATE orders SET generation = generation + 1 WHERE order_id = $1 RETURNING generation",
-    )
-    .bind(order_id)
-    .fetch_one(&mut *tx)
-    .await?
-    .try_get("generation")?;
+    let generation = crate::store::next_generation(tx, order_id).await?;
     let mut messages = Vec::new();
     for row in sqlx::query(
         "SELECT channel_id, user_id, points, state FROM order_lines WHERE order_id = $1",

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use jifen_mesh::barrier::LedgerState;
 use jifen_mesh::bus::consume::{Delivery, Disposition, Handler};
-use jifen_mesh::bus::subjects::Step;
+use jifen_mesh::bus::subjects::{Step, outcome_token};
 use jifen_mesh::storage::Database;
 use jifen_mesh::time::now_unix_ms;
 use jifen_proto::v1::{DeductionState, PointsOutcomeEvent, QuotaDeductionState, QuotaOutcomeEvent};
@@ -22,7 +22,7 @@ use tokio::sync::{Notify, broadcast};
 
 use crate::commands;
 use crate::order::{OrderState, StepState};
-use crate::store::{enqueue, order_state, record, step_state};
+use crate::store::{enqueue, next_generation, order_state, record, step_state};
 
 /// Which step an outcome is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +91,47 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<Outcome, String> {
     }
 }
 
+/// What the saga does with a ledger's report on a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The step moves to this state.
+    Move(StepState),
+    /// Points were taken for a step that must hold none (a deduct that overtook its refund at
+    /// a channel without anti-hanging, or one applied after a rejection was recorded): refund
+    /// the key again, now that the deduct is known to have happened (DESIGN §9).
+    Correct,
+    /// A deduct reported while the step's refund is outstanding: whether that refund gives it
+    /// back depends on which ran first at the ledger, which its answer will tell.
+    NoteDeduct,
+    /// A duplicate, a late event, or one for an order already settled: nothing changes.
+    Ignore,
+}
+
+/// A ledger's report on a step, as the saga weighs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    pub state: LedgerState,
+    pub points: i64,
+}
+
+/// The saga's state machine for one step: pure, so every case can be checked. `deduct_seen`
+/// says a deduct was reported while the step's refund was outstanding.
+pub fn decide(order: OrderState, step: StepState, deduct_seen: bool, report: Report) -> Decision {
+    match (step, report.state) {
+        (StepState::Refunded | StepState::Rejected | StepState::Skipped, LedgerState::Deducted) => {
+            Decision::Correct
+        }
+        (StepState::Refunding, LedgerState::Deducted) if !deduct_seen => Decision::NoteDeduct,
+        (StepState::Refunding, LedgerState::Deducted) => Decision::Ignore,
+        // The refund found nothing to give back, yet a deduct was reported: it ran after the
+        // refund (a channel without null compensation or anti-hanging).
+        (StepState::Refunding, LedgerState::Refunded) if deduct_seen && report.points == 0 => {
+            Decision::Correct
+        }
+        _ => next_step_state(order, step, report.state).map_or(Decision::Ignore, Decision::Move),
+    }
+}
+
 /// The state a step moves to when its ledger reports `ledger`, or `None` when the report
 /// changes nothing (a duplicate, a late event, an order already settled).
 pub fn next_step_state(
@@ -109,13 +150,18 @@ pub fn next_step_state(
         (OrderState::Pending, StepState::Pending, LedgerState::Refunded) => {
             Some(StepState::Refunded)
         }
-        (OrderState::Compensating, StepState::Refunding, LedgerState::Refunded) => {
-            Some(StepState::Refunded)
-        }
+        // A cancelled order's step is refunding only while a corrective refund runs.
+        (
+            OrderState::Compensating | OrderState::Cancelled,
+            StepState::Refunding,
+            LedgerState::Refunded,
+        ) => Some(StepState::Refunded),
         // The deduct was refused before its refund ran: nothing is held.
-        (OrderState::Compensating, StepState::Refunding, LedgerState::Rejected) => {
-            Some(StepState::Rejected)
-        }
+        (
+            OrderState::Compensating | OrderState::Cancelled,
+            StepState::Refunding,
+            LedgerState::Rejected,
+        ) => Some(StepState::Rejected),
         _ => None,
     }
 }
@@ -124,7 +170,11 @@ pub fn next_step_state(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     Ignored(&'static str),
-    Moved { order_state: OrderState },
+    Moved {
+        order_state: OrderState,
+    },
+    /// A deduct came for a step that must hold nothing: a refund of it was sent.
+    Corrected,
 }
 
 /// The saga's event handler.
@@ -146,16 +196,44 @@ impl Saga {
         let Some(order) = lock_order(&mut tx, &outcome.order_id, now).await? else {
             return Ok(Applied::Ignored("unknown order"));
         };
-        if order.is_terminal() {
-            return Ok(Applied::Ignored("order already settled"));
-        }
-        let Some(step) = step_of(&mut tx, outcome).await? else {
+        let Some((step, deduct_seen)) = step_of(&mut tx, outcome).await? else {
             return Ok(Applied::Ignored("unknown step"));
         };
-        let Some(next) = next_step_state(order, step, outcome.state) else {
-            return Ok(Applied::Ignored("duplicate or late event"));
+        let report = Report {
+            state: outcome.state,
+            points: outcome.points,
         };
-        set_step(&mut tx, outcome, next).await?;
+        let next = match decide(order, step, deduct_seen, report) {
+            Decision::Ignore => return Ok(Applied::Ignored("duplicate or late event")),
+            Decision::NoteDeduct => {
+                set_step(&mut tx, outcome, StepState::Refunding, true).await?;
+                record(
+                    &mut tx,
+                    &outcome.order_id,
+                    &history_kind(outcome),
+                    &format!(
+                        "{} while its refund is outstanding",
+                        history_detail(outcome)
+                    ),
+                    now,
+                )
+                .await?;
+                tx.commit().await?;
+                return Ok(Applied::Ignored("deduct noted; its refund is outstanding"));
+            }
+            Decision::Correct => {
+                let kind = correct(&mut tx, outcome, step, now).await?;
+                tx.commit().await?;
+                jifen_mesh::metrics::CORRECTIVE_REFUNDS
+                    .with_label_values(&[kind])
+                    .inc();
+                self.relay.notify_one();
+                let _ = self.changes.send(outcome.order_id.clone());
+                return Ok(Applied::Corrected);
+            }
+            Decision::Move(next) => next,
+        };
+        set_step(&mut tx, outcome, next, false).await?;
         record(
             &mut tx,
             &outcome.order_id,
@@ -247,14 +325,15 @@ pub(crate) async fn lock_order(
     .transpose()
 }
 
+/// The step's state, and whether a deduct was reported while its refund was outstanding.
 async fn step_of(
     tx: &mut AnyConnection,
     outcome: &Outcome,
-) -> Result<Option<StepState>, sqlx::Error> {
+) -> Result<Option<(StepState, bool)>, sqlx::Error> {
     let row = match &outcome.step {
         StepKey::Line { channel_id, user_id } => {
             sqlx::query(
-                "SELECT state FROM order_lines WHERE order_id = $1 AND channel_id = $2 AND user_id = $3",
+                "SELECT state, deduct_seen FROM order_lines WHERE order_id = $1 AND channel_id = $2 AND user_id = $3",
             )
             .bind(&outcome.order_id)
             .bind(channel_id)
@@ -263,43 +342,56 @@ async fn step_of(
             .await?
         }
         StepKey::Quota { channel_id } => {
-            sqlx::query("SELECT state FROM order_quotas WHERE order_id = $1 AND channel_id = $2")
+            sqlx::query(
+                "SELECT state, deduct_seen FROM order_quotas WHERE order_id = $1 AND channel_id = $2",
+            )
                 .bind(&outcome.order_id)
                 .bind(channel_id)
                 .fetch_optional(&mut *tx)
                 .await?
         }
     };
-    row.map(|row| step_state(row.try_get("state")?)).transpose()
+    row.map(|row| {
+        Ok((
+            step_state(row.try_get("state")?)?,
+            row.try_get::<i64, _>("deduct_seen")? != 0,
+        ))
+    })
+    .transpose()
 }
 
 async fn set_step(
     tx: &mut AnyConnection,
     outcome: &Outcome,
     state: StepState,
+    deduct_seen: bool,
 ) -> Result<(), sqlx::Error> {
+    let deduct_seen = i64::from(deduct_seen);
     match &outcome.step {
         StepKey::Line {
             channel_id,
             user_id,
         } => {
             sqlx::query(
-                "UPDATE order_lines SET state = $4 WHERE order_id = $1 AND channel_id = $2 AND user_id = $3",
+                "UPDATE order_lines SET state = $4, deduct_seen = $5 \
+                 WHERE order_id = $1 AND channel_id = $2 AND user_id = $3",
             )
             .bind(&outcome.order_id)
             .bind(channel_id)
             .bind(user_id)
             .bind(state.as_str())
+            .bind(deduct_seen)
             .execute(&mut *tx)
             .await?;
         }
         StepKey::Quota { channel_id } => {
             sqlx::query(
-                "UPDATE order_quotas SET state = $3 WHERE order_id = $1 AND channel_id = $2",
+                "UPDATE order_quotas SET state = $3, deduct_seen = $4 WHERE order_id = $1 AND channel_id = $2",
             )
             .bind(&outcome.order_id)
             .bind(channel_id)
             .bind(state.as_str())
+            .bind(deduct_seen)
             .execute(&mut *tx)
             .await?;
         }
@@ -382,6 +474,49 @@ async fn request_quotas(
         now,
     )
     .await
+}
+
+/// Refunds a step whose deduct arrived after the step stopped holding points, under a new
+/// generation of ids (the first refund's id may still be in the server's duplicate window).
+/// The step waits in `REFUNDING`; a compensating order waits for it, a cancelled one stays
+/// cancelled (it is what the customer was told) and its step settles when the refund does.
+async fn correct(
+    tx: &mut AnyConnection,
+    outcome: &Outcome,
+    step: StepState,
+    now: i64,
+) -> Result<&'static str, sqlx::Error> {
+    let generation = next_generation(tx, &outcome.order_id).await?;
+    set_step(tx, outcome, StepState::Refunding, false).await?;
+    let (refund, kind) = match &outcome.step {
+        StepKey::Line {
+            channel_id,
+            user_id,
+        } => (
+            commands::points(Step::Refund, &outcome.order_id, channel_id, user_id, 0),
+            "points",
+        ),
+        StepKey::Quota { channel_id } => (
+            commands::quota(Step::Refund, &outcome.order_id, channel_id, 0),
+            "quota",
+        ),
+    };
+    enqueue(tx, &commands::regenerated(refund, generation), now).await?;
+    record(
+        tx,
+        &outcome.order_id,
+        "corrective_refund",
+        &format!(
+            "{} reported {} with the step {}: refund sent again",
+            history_detail(outcome),
+            outcome_token(outcome.state),
+            step.as_str()
+        ),
+        now,
+    )
+    .await?;
+    tracing::warn!(order_id = %outcome.order_id, step = kind, was = step.as_str(), "late deduct: corrective refund sent");
+    Ok(kind)
 }
 
 /// Starts compensation: a refund for every step that may hold points; steps never asked for
@@ -470,7 +605,7 @@ fn history_kind(outcome: &Outcome) -> String {
         StepKey::Line { .. } => "points",
         StepKey::Quota { .. } => "quota",
     };
-    let state = jifen_mesh::bus::subjects::outcome_token(outcome.state);
+    let state = outcome_token(outcome.state);
     format!("{what}_{state}")
 }
 
@@ -530,12 +665,14 @@ mod tests {
     ];
 
     #[test]
-    fn settled_orders_and_settled_steps_never_move() {
+    fn settled_steps_never_move_and_settled_orders_only_finish_a_correction() {
         for order in ORDERS {
             for step in STEPS {
                 for ledger in LEDGER {
                     let next = next_step_state(order, step, ledger);
-                    if order.is_terminal()
+                    let finishing_a_correction =
+                        order == OrderState::Cancelled && step == StepState::Refunding;
+                    if (order.is_terminal() && !finishing_a_correction)
                         || matches!(
                             step,
                             StepState::Rejected | StepState::Refunded | StepState::Skipped
@@ -546,6 +683,86 @@ mod tests {
                 }
             }
         }
+    }
+
+    const DEDUCTED: Report = Report {
+        state: LedgerState::Deducted,
+        points: 5,
+    };
+
+    #[test]
+    fn a_deduct_for_a_step_that_holds_nothing_is_refunded_whatever_the_order() {
+        for order in ORDERS {
+            for step in [StepState::Refunded, StepState::Rejected, StepState::Skipped] {
+                for seen in [false, true] {
+                    assert_eq!(
+                        decide(order, step, seen, DEDUCTED),
+                        Decision::Correct,
+                        "{order:?} {step:?}"
+                    );
+                }
+            }
+            // A completed order's deducted steps hold their points: a repeat is a duplicate.
+            assert_eq!(
+                decide(order, StepState::Deducted, false, DEDUCTED),
+                Decision::Ignore
+            );
+        }
+        // Reports of refunds and rejections never cause a refund, but the one case below.
+        for order in ORDERS {
+            for step in STEPS {
+                for state in [LedgerState::Refunded, LedgerState::Rejected] {
+                    let report = Report { state, points: 5 };
+                    for seen in [false, true] {
+                        assert_ne!(decide(order, step, seen, report), Decision::Correct);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_deduct_during_its_refund_is_refunded_again_only_if_the_refund_found_nothing() {
+        let compensating = OrderState::Compensating;
+        assert_eq!(
+            decide(compensating, StepState::Refunding, false, DEDUCTED),
+            Decision::NoteDeduct
+        );
+        assert_eq!(
+            decide(compensating, StepState::Refunding, true, DEDUCTED),
+            Decision::Ignore
+        );
+        let found_nothing = Report {
+            state: LedgerState::Refunded,
+            points: 0,
+        };
+        let gave_back = Report {
+            state: LedgerState::Refunded,
+            points: 5,
+        };
+        assert_eq!(
+            decide(compensating, StepState::Refunding, true, found_nothing),
+            Decision::Correct
+        );
+        assert_eq!(
+            decide(compensating, StepState::Refunding, true, gave_back),
+            Decision::Move(StepState::Refunded)
+        );
+        // A null compensation with no deduct reported: the anti-hanging ledger's normal case.
+        assert_eq!(
+            decide(compensating, StepState::Refunding, false, found_nothing),
+            Decision::Move(StepState::Refunded)
+        );
+        // A cancelled order's corrective refund settles its step.
+        assert_eq!(
+            decide(
+                OrderState::Cancelled,
+                StepState::Refunding,
+                false,
+                gave_back
+            ),
+            Decision::Move(StepState::Refunded)
+        );
     }
 
     #[test]
@@ -563,26 +780,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn a_late_deduct_during_compensation_changes_nothing() {
-        assert_eq!(
-            next_step_state(
-                OrderState::Compensating,
-                StepState::Refunding,
-                LedgerState::Deducted
-            ),
-            None
-        );
-        assert_eq!(
-            next_step_state(
-                OrderState::Compensating,
-                StepState::Refunding,
-                LedgerState::Refunded
-            ),
-            Some(StepState::Refunded)
-        );
     }
 
     #[test]

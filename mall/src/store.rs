@@ -334,6 +334,18 @@ pub async fn enqueue(
     Ok(())
 }
 
+/// Moves the order to its next generation of command ids and returns it: a command sent again
+/// (an operator's re-emission, a corrective refund) must get past the server's duplicate window.
+pub async fn next_generation(tx: &mut AnyConnection, order_id: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "UPDATE orders SET generation = generation + 1 WHERE order_id = $1 RETURNING generation",
+    )
+    .bind(order_id)
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get("generation")
+}
+
 /// Adds an entry to an order's history, in the caller's transaction.
 pub async fn record(
     tx: &mut AnyConnection,

@@ -79,6 +79,14 @@ pub static DEAD_LETTERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["consumer"],
     )
 });
+pub static CORRECTIVE_REFUNDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "jifen_corrective_refunds_total",
+        "Refunds the saga sent for a deduct that arrived after its step stopped holding points \
+         (a channel without anti-hanging), by step kind (points, quota)",
+        &["step"],
+    )
+});
 pub static HANDLED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "jifen_messages_handled_total",

@@ -15,6 +15,7 @@ mod portal_barrier;
 mod saga;
 mod saga_faults;
 mod tracing;
+mod weak_channels;
 
 use tonic::Code;
 

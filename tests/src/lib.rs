@@ -11,6 +11,8 @@
 //!   instead (testcontainers; needs Docker).
 //! - [`TestMesh`]: all of it — nats-server, portal, channels, connectors and the mall — with
 //!   parts that can be stopped and started again.
+//! - [`WeakChannel`]: a third-party channel as they often are (no null compensation, no
+//!   anti-hanging, flaky), for the cases the mall must heal.
 //! - [`invariants`]: the ledger invariants of DESIGN §2, checked against the databases.
 //! - [`eventually`]: polling with a deadline, instead of fixed sleeps.
 //!
@@ -23,6 +25,7 @@ pub mod invariants;
 pub mod mesh;
 pub mod nats;
 pub mod services;
+pub mod weak_channel;
 
 use std::future::Future;
 use std::time::Duration;
@@ -31,6 +34,7 @@ pub use database::TestDatabase;
 pub use mesh::TestMesh;
 pub use nats::TestNats;
 pub use services::{TestChannel, TestPortal};
+pub use weak_channel::WeakChannel;
 
 /// Turns on logs for a test run with `TEST_LOG=1` (filter with `JIFEN_LOG`).
 pub fn init_logs() {

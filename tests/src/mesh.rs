@@ -67,6 +67,8 @@ pub struct TestMesh {
     pub portal: TestPortal,
     pub mall_db: TestDatabase,
     connectors: BTreeMap<String, Task>,
+    /// Channels served outside the harness (third-party fakes): their endpoints.
+    external: BTreeMap<String, String>,
     pub nats: TestNats,
     /// How long the mall lets an order stay unsettled before flagging it (at its next start).
     pub stuck_after: Duration,
@@ -120,6 +122,7 @@ impl TestMesh {
             portal,
             mall_db: TestDatabase::create("mall").await,
             connectors: BTreeMap::new(),
+            external: BTreeMap::new(),
             nats,
             stuck_after: Duration::from_secs(600),
             retry: test_retry(),
@@ -144,6 +147,10 @@ impl TestMesh {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let bus = self.bus();
+        let channel_endpoint = match self.channels.get(name) {
+            Some(channel) => channel.server.endpoint(),
+            None => self.external.get(name).cloned().unwrap_or_default(),
+        };
         let handle = if name == "portal" {
             let config = PortalConnectorConfig {
                 portal_endpoint: self.portal.server.endpoint(),
@@ -159,10 +166,9 @@ impl TestMesh {
                     .expect("the portal connector runs");
             })
         } else {
-            let channel = &self.channels[name];
             let config = ChannelConnectorConfig {
                 channel_id: name.to_owned(),
-                channel_endpoint: Some(channel.server.endpoint()),
+                channel_endpoint: Some(channel_endpoint),
                 portal_endpoint: self.portal.server.endpoint(),
                 call_timeout: Duration::from_secs(2),
                 concurrency: 16,
@@ -178,6 +184,32 @@ impl TestMesh {
         };
         self.connectors
             .insert(name.to_owned(), Task { shutdown, handle });
+    }
+
+    /// Adds a channel served elsewhere (a third party's endpoint): registers it at the portal
+    /// with [`START_QUOTA`] and starts its connector.
+    pub async fn attach_channel(&mut self, channel_id: &str, endpoint: &str) {
+        self.portal
+            .client
+            .register_channel(RegisterChannelRequest {
+                channel_id: channel_id.to_owned(),
+                name: format!("{channel_id} (third party)"),
+                endpoint: endpoint.to_owned(),
+            })
+            .await
+            .expect("register");
+        self.portal
+            .client
+            .grant_quota(GrantQuotaRequest {
+                request_id: format!("start-{channel_id}"),
+                channel_id: channel_id.to_owned(),
+                points: START_QUOTA,
+            })
+            .await
+            .expect("grant");
+        self.external
+            .insert(channel_id.to_owned(), endpoint.to_owned());
+        self.start_connector(channel_id).await;
     }
 
     pub async fn stop_connector(&mut self, name: &str) {
