@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Rows published per round.
 const BATCH: i64 = 256;
+/// How long a round waits for the acks of its batch. Past it the unacknowledged rows stay in
+/// the outbox for the next round: a lost stream leader costs one deadline, not one per row.
+const ACK_DEADLINE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct Relay {
@@ -43,7 +46,7 @@ impl Relay {
                 Ok(0) => {}
                 Ok(sent) => tracing::debug!(sent, "outbox relayed"),
                 Err(error) => {
-                    tracing::warn!(%error, "outbox relay failed; retrying at the next sweep")
+                    tracing::warn!(error = %jifen_mesh::telemetry::chain(&error), "outbox relay failed; retrying at the next sweep")
                 }
             }
             tokio::select! {
@@ -54,7 +57,7 @@ impl Relay {
         }
         // Whatever was committed before the stop still goes out.
         if let Err(error) = self.drain().await {
-            tracing::warn!(%error, "outbox not drained at shutdown; the next start sends it");
+            tracing::warn!(error = %jifen_mesh::telemetry::chain(&error), "outbox not drained at shutdown; the next start sends it");
         }
     }
 
@@ -107,7 +110,7 @@ impl Relay {
                 payload: row.try_get::<Vec<u8>, _>("payload")?.into(),
             });
         }
-        let results = self.publisher.publish_all(&messages).await;
+        let results = self.publisher.publish_all(&messages, ACK_DEADLINE).await;
         let sent: Vec<i64> = ids
             .iter()
             .zip(&results)

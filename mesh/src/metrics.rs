@@ -87,6 +87,14 @@ pub static CORRECTIVE_REFUNDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["step"],
     )
 });
+pub static FETCH_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "jifen_consumer_fetch_failures_total",
+        "Failed fetches of a consumer group (consumer deleted, no responders, server lost); \
+         each is followed by a back-off and the consumer's re-creation",
+        &["consumer"],
+    )
+});
 pub static HANDLED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "jifen_messages_handled_total",

@@ -84,3 +84,33 @@ pub fn init_with(format: LogFormat, provider: Option<&SdkTracerProvider>) {
         .with(otel)
         .try_init();
 }
+
+/// An error with its causes, `outer: inner: innermost`, for one log line: `Display` alone
+/// hides the source that says what actually failed.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Some errors repeat their source in their own message.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("outbox publish")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn the_chain_names_every_cause() {
+        let error = Outer(std::io::Error::other("no responders"));
+        assert_eq!(super::chain(&error), "outbox publish: no responders");
+    }
+}

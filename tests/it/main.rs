@@ -6,6 +6,7 @@
 
 mod admin;
 mod bad_input;
+mod bus_faults;
 mod channel_barrier;
 mod concurrency;
 mod harness;

@@ -193,39 +193,56 @@ pub async fn run<H: Handler>(
                 .expires(Duration::from_secs(1))
                 .messages() => fetched,
         };
-        let batch = match fetched {
+        // A fetch can fail outright, or "succeed" and carry the failure as an item of the
+        // batch (409 consumer deleted, 503 no responders during an election): both mean the
+        // consumer may be gone. Back off and make it again; never spin.
+        let failure = match fetched {
             Ok(batch) => {
-                failures = 0;
+                let failure = std::sync::Mutex::new(None::<String>);
                 batch
-            }
-            Err(error) => {
-                tracing::warn!(consumer = %spec.durable, %error, "fetch failed; retrying");
-                failures += 1;
-                if pause(&shutdown, Duration::from_millis(500)).await {
-                    break;
-                }
-                // The consumer may be gone (deleted by hand, stream recreated): make it again.
-                if failures.is_multiple_of(10)
-                    && let Ok(again) = create(&js, &spec).await
-                {
-                    consumer = again;
-                }
-                continue;
-            }
-        };
-        batch
-            .for_each_concurrent(spec.concurrency, |message| {
-                let (handler, spec, client, js) = (&handler, &spec, &client, &js);
-                async move {
-                    match message {
-                        Ok(message) => settle(handler.as_ref(), spec, js, client, message).await,
-                        Err(error) => {
-                            tracing::warn!(consumer = %spec.durable, %error, "bad message in batch")
+                    .for_each_concurrent(spec.concurrency, |message| {
+                        let (handler, spec, client, js) = (&handler, &spec, &client, &js);
+                        let failure = &failure;
+                        async move {
+                            match message {
+                                Ok(message) => {
+                                    settle(handler.as_ref(), spec, js, client, message).await
+                                }
+                                Err(error) => {
+                                    if let Ok(mut first) = failure.lock() {
+                                        first.get_or_insert_with(|| error.to_string());
+                                    }
+                                }
+                            }
                         }
-                    }
-                }
-            })
-            .await;
+                    })
+                    .await;
+                failure.into_inner().ok().flatten()
+            }
+            Err(error) => Some(error.to_string()),
+        };
+        let Some(error) = failure else {
+            if failures > 0 {
+                tracing::info!(consumer = %spec.durable, "consumer fetching again");
+            }
+            failures = 0;
+            continue;
+        };
+        failures = failures.saturating_add(1);
+        metrics::FETCH_FAILURES
+            .with_label_values(&[spec.durable.as_str()])
+            .inc();
+        let delay = retry_delay(failures);
+        tracing::warn!(consumer = %spec.durable, %error, failures, ?delay, "fetch failed; re-creating the consumer");
+        if pause(&shutdown, delay).await {
+            break;
+        }
+        match create(&js, &spec).await {
+            Ok(again) => consumer = again,
+            Err(error) => {
+                tracing::warn!(consumer = %spec.durable, %error, "cannot re-create the consumer yet")
+            }
+        }
     }
     tracing::info!(consumer = %spec.durable, "consumer stopped");
 }
@@ -246,6 +263,12 @@ async fn create(
         .create_consumer(spec.config())
         .await
         .map_err(|e| consumer_error(&e))
+}
+
+/// The wait after `failures` failed fetches in a row: 250 ms, doubling, at most 5 s.
+fn retry_delay(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(5);
+    (Duration::from_millis(250) * 2_u32.pow(doublings)).min(Duration::from_secs(5))
 }
 
 /// Sleeps for `delay`; true when shutdown came first.
@@ -396,6 +419,14 @@ mod tests {
         assert_eq!(spec.delay_after(2), Duration::from_secs(5));
         assert_eq!(spec.delay_after(9), Duration::from_secs(5));
         assert_eq!(RetryPolicy::default().backoff.len(), 16);
+    }
+
+    #[test]
+    fn failed_fetches_back_off_up_to_five_seconds() {
+        assert_eq!(retry_delay(1), Duration::from_millis(250));
+        assert_eq!(retry_delay(2), Duration::from_millis(500));
+        assert_eq!(retry_delay(6), Duration::from_secs(5));
+        assert_eq!(retry_delay(u32::MAX), Duration::from_secs(5));
     }
 
     #[test]

@@ -66,15 +66,15 @@ pub async fn copy(js: &jetstream::Context, origin: &Origin<'_>) -> Result<(), Bu
         .collect();
     headers.insert(LAST_ERROR_HEADER, last_error.as_str());
     let subject = dlq_subject(origin.stream, origin.consumer);
-    let publish_error = |e: &dyn std::fmt::Display| BusError::Publish {
+    let publish_error = |source| BusError::Publish {
         subject: subject.clone(),
-        reason: e.to_string(),
+        source,
     };
     js.publish_with_headers(subject.clone(), headers, origin.payload.clone())
         .await
-        .map_err(|e| publish_error(&e))?
+        .map_err(publish_error)?
         .await
-        .map_err(|e| publish_error(&e))?;
+        .map_err(publish_error)?;
     Ok(())
 }
 

@@ -27,8 +27,17 @@ pub enum BusError {
     Stream { stream: String, reason: String },
     #[error("cannot create consumer {consumer}: {reason}")]
     Consumer { consumer: String, reason: String },
-    #[error("cannot publish to {subject}: {reason}")]
-    Publish { subject: String, reason: String },
+    #[error("cannot publish to {subject}: {source}")]
+    Publish {
+        subject: String,
+        #[source]
+        source: async_nats::jetstream::context::PublishError,
+    },
+    #[error("no ack for {subject} within {deadline:?}")]
+    AckDeadline {
+        subject: String,
+        deadline: std::time::Duration,
+    },
     #[error("not sent: an earlier message of the batch failed")]
     NotSent,
 }

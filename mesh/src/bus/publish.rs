@@ -1,5 +1,9 @@
 //! Publishing with the headers every Jifen message carries, waiting for the server's ack: a
 //! publish is done only when JetStream has stored it (a dropped ack future loses its error).
+//! Batches are pipelined: every message is sent, then every ack awaited together.
+
+use std::future::IntoFuture;
+use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishAckFuture};
@@ -46,36 +50,55 @@ impl Publisher {
         self.send(message)
             .await?
             .await
-            .map_err(|e| BusError::Publish {
+            .map_err(|source| BusError::Publish {
                 subject: message.subject.clone(),
-                reason: e.to_string(),
+                source,
             })?;
         Ok(())
     }
 
-    /// Publishes several messages, pipelined, and waits for every ack: one result per message,
-    /// in order. A message after a failed send is not sent.
-    pub async fn publish_all(&self, messages: &[Outgoing]) -> Vec<Result<(), BusError>> {
-        let mut pending = Vec::with_capacity(messages.len());
+    /// Publishes several messages without waiting between them, then waits for all their acks
+    /// at once, under one `deadline` (a lost leader must cost one deadline per batch, not one
+    /// per message). One result per message, in order; a message after a failed send is not
+    /// sent.
+    pub async fn publish_all(
+        &self,
+        messages: &[Outgoing],
+        deadline: Duration,
+    ) -> Vec<Result<(), BusError>> {
+        let until = tokio::time::Instant::now() + deadline;
+        let mut acks = Vec::with_capacity(messages.len());
         for message in messages {
-            match self.send(message).await {
-                Ok(ack) => pending.push(Ok(ack)),
-                Err(error) => {
-                    pending.push(Err(error));
+            match tokio::time::timeout_at(until, self.send(message)).await {
+                Ok(Ok(ack)) => acks.push(Ok(ack)),
+                Ok(Err(error)) => {
+                    acks.push(Err(error));
+                    break;
+                }
+                Err(_) => {
+                    acks.push(Err(BusError::AckDeadline {
+                        subject: message.subject.clone(),
+                        deadline,
+                    }));
                     break;
                 }
             }
         }
-        let mut results = Vec::with_capacity(messages.len());
-        for (message, sent) in messages.iter().zip(pending) {
-            results.push(match sent {
-                Ok(ack) => ack.await.map(drop).map_err(|e| BusError::Publish {
+        let waits = messages.iter().zip(acks).map(|(message, sent)| async move {
+            let ack = sent?;
+            match tokio::time::timeout_at(until, ack.into_future()).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(source)) => Err(BusError::Publish {
                     subject: message.subject.clone(),
-                    reason: e.to_string(),
+                    source,
                 }),
-                Err(error) => Err(error),
-            });
-        }
+                Err(_) => Err(BusError::AckDeadline {
+                    subject: message.subject.clone(),
+                    deadline,
+                }),
+            }
+        });
+        let mut results = futures_util::future::join_all(waits).await;
         while results.len() < messages.len() {
             results.push(Err(BusError::NotSent));
         }
@@ -90,9 +113,9 @@ impl Publisher {
                 message.payload.clone(),
             )
             .await
-            .map_err(|e| BusError::Publish {
+            .map_err(|source| BusError::Publish {
                 subject: message.subject.clone(),
-                reason: e.to_string(),
+                source,
             })
     }
 }
