@@ -22,6 +22,7 @@ use jifen_proto::v1::admin_service_server::AdminServiceServer;
 use jifen_proto::v1::mall_service_server::MallServiceServer;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 
@@ -130,6 +131,8 @@ impl MallApp {
                 registry: Arc::new(registry),
                 relay: Arc::new(Notify::new()),
                 changes,
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
             },
             auth: Auth::new(admin_token),
             js,
@@ -149,24 +152,38 @@ impl MallApp {
     pub async fn run_until(self, shutdown: CancellationToken) -> Result<(), GrpcError> {
         let db = self.mall.store.database().clone();
         let workers = CancellationToken::new();
+        let tracker = TaskTracker::new();
         let relay = Relay::new(
             db.clone(),
             Publisher::new(self.js.clone()),
             self.mall.relay.clone(),
             self.config.outbox_sweep,
         );
-        let relay = tokio::spawn(relay.run(workers.clone()));
+        supervise(
+            &tracker,
+            &shutdown,
+            "outbox relay",
+            relay.run(workers.clone()),
+        );
         let retry = self.config.retry.policy();
         let changes = self.mall.changes.clone();
         let saga = Saga::new(db.clone(), self.mall.relay.clone(), changes.clone());
-        let consumers = [
-            tokio::spawn(consume::run(
+        supervise(
+            &tracker,
+            &shutdown,
+            SAGA_CONSUMER,
+            consume::run(
                 self.js.clone(),
                 ConsumerSpec::new(EVT_STREAM, SAGA_CONSUMER, EVT_SUBJECTS, &retry),
                 Arc::new(saga),
                 workers.clone(),
-            )),
-            tokio::spawn(consume::run(
+            ),
+        );
+        supervise(
+            &tracker,
+            &shutdown,
+            FORWARDER_CONSUMER,
+            consume::run(
                 self.js.clone(),
                 ConsumerSpec::new(
                     ADVISORY_STREAM,
@@ -176,19 +193,38 @@ impl MallApp {
                 ),
                 Arc::new(Forwarder::new(self.js.clone())),
                 workers.clone(),
-            )),
-            tokio::spawn(consume::run(
+            ),
+        );
+        supervise(
+            &tracker,
+            &shutdown,
+            DLQ_INDEX_CONSUMER,
+            consume::run(
                 self.js.clone(),
                 ConsumerSpec::new(DLQ_STREAM, DLQ_INDEX_CONSUMER, DLQ_SUBJECTS, &retry),
                 Indexer::new(db.clone(), changes.clone()),
                 workers.clone(),
-            )),
-        ];
-        let sweeper = tokio::spawn(sweep_overdue(
-            self.mall.store.clone(),
-            self.config.stuck_after,
-            workers.clone(),
-        ));
+            ),
+        );
+        supervise(
+            &tracker,
+            &shutdown,
+            "overdue sweeper",
+            sweep_overdue(
+                self.mall.store.clone(),
+                self.config.stuck_after,
+                workers.clone(),
+            ),
+        );
+        // Open watches end as soon as the shutdown starts.
+        let watches = self.mall.shutdown.clone();
+        let stopping = shutdown.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                () = stopping.cancelled() => watches.cancel(),
+                () = watches.cancelled() => {}
+            }
+        });
         let admin = Admin {
             store: self.mall.store.clone(),
             registry: self.mall.registry.clone(),
@@ -217,11 +253,21 @@ impl MallApp {
             )
             .await;
         // No new orders now: let the saga finish its batch and the relay send what is committed.
+        self.mall.shutdown.cancel();
         workers.cancel();
-        let _ = relay.await;
-        let _ = sweeper.await;
-        for consumer in consumers {
-            let _ = consumer.await;
+        tracker.close();
+        let watch_tasks = self.mall.tasks.clone();
+        watch_tasks.close();
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            tracker.wait().await;
+            watch_tasks.wait().await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                timeout = ?DRAIN_TIMEOUT,
+                "background workers did not stop in time; what they had not finished is redone at the next start"
+            );
         }
         if let Err(error) = self.client.drain().await {
             tracing::warn!(%error, "NATS connection not drained");
@@ -229,6 +275,30 @@ impl MallApp {
         db.close().await;
         served
     }
+}
+
+/// How long a stopping mall waits for its background workers.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs a background worker on the tracker. A worker that panics is logged with its name and
+/// stops the whole process (`stop`): a mall without its saga or relay must not look healthy,
+/// and a restart resumes from what is durable.
+fn supervise(
+    tracker: &TaskTracker,
+    stop: &CancellationToken,
+    name: &'static str,
+    worker: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let handle = tokio::spawn(worker);
+    let stop = stop.clone();
+    tracker.spawn(async move {
+        if let Err(error) = handle.await
+            && error.is_panic()
+        {
+            tracing::error!(worker = name, %error, "background worker panicked; stopping the mall");
+            stop.cancel();
+        }
+    });
 }
 
 #[derive(Debug, thiserror::Error)]

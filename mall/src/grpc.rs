@@ -13,6 +13,8 @@ use jifen_proto::v1::{
 };
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 use crate::error::MallError;
@@ -30,7 +32,15 @@ pub struct Mall {
     pub(crate) registry: Arc<Registry>,
     pub(crate) relay: Arc<Notify>,
     pub(crate) changes: broadcast::Sender<String>,
+    /// Cancelled when the mall starts shutting down: open watches end, so that the server's
+    /// graceful close does not wait for streams that would never finish by themselves.
+    pub(crate) shutdown: CancellationToken,
+    /// The watches' tasks, drained at shutdown.
+    pub(crate) tasks: TaskTracker,
 }
+
+/// How often a watch reads its order besides being told of changes by this process.
+const WATCH_POLL: Duration = Duration::from_millis(500);
 
 pub fn order_message(order: Order) -> jifen_proto::v1::Order {
     use jifen_proto::v1::{OrderState as Wire, StepState as WireStep};
@@ -235,11 +245,13 @@ impl MallService for Mall {
         let order_id =
             OrderId::parse("order_id", request.into_inner().order_id).map_err(MallError::from)?;
         let order_id = order_id.into_string();
+        // Subscribe before the first read: a change committed in between is then announced.
+        let mut changes = self.changes.subscribe();
         let first = self.load(&order_id).await?;
         let (tx, rx) = mpsc::channel(8);
         let mall = self.clone();
-        let mut changes = self.changes.subscribe();
-        tokio::spawn(async move {
+        let shutdown = self.shutdown.clone();
+        self.tasks.spawn(async move {
             let mut version = first.version;
             let mut terminal = first.state.is_terminal();
             if tx
@@ -251,16 +263,24 @@ impl MallService for Mall {
             {
                 return;
             }
+            // Changes made by this process are announced; other replicas' are caught by a poll
+            // on a fixed schedule, which other orders' announcements never postpone.
+            let mut poll = tokio::time::interval(WATCH_POLL);
+            poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            poll.tick().await;
             while !terminal {
-                // Changes made by this process are announced; a poll catches other replicas'.
                 tokio::select! {
                     changed = changes.recv() => match changed {
                         Ok(id) if id != order_id => continue,
                         Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
-                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = poll.tick() => {}
                     () = tx.closed() => return,
+                    () = shutdown.cancelled() => {
+                        let _ = tx.send(Err(Status::unavailable("the mall is shutting down; watch again"))).await;
+                        return;
+                    }
                 }
                 let order = match mall.load(&order_id).await {
                     Ok(order) => order,

@@ -287,3 +287,78 @@ async fn list_orders_filters_by_state_and_pages_newest_first() {
         "page_token",
     );
 }
+
+#[tokio::test]
+async fn watches_on_another_replica_see_every_order_settle_under_traffic() {
+    use futures_util::StreamExt;
+    let mut mesh = TestMesh::start(&["alpha", "beta"], &["u1", "u2"]).await;
+    // Orders go in at one replica; watches are opened at another. Both run the saga, so the
+    // watching replica is told of only part of the changes and must catch the rest itself.
+    let watcher = mesh.start_replica().await;
+    let submitter = mesh.mall().client.clone();
+    let mut watches = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let (mut submitter, mut watcher) = (submitter.clone(), watcher.client.clone());
+        watches.spawn(async move {
+            let order_id = format!("w-{i}");
+            let user = if i % 2 == 0 { "u1" } else { "u2" };
+            let lines = [("alpha", user, 10), ("beta", user, 20)];
+            submitter
+                .submit_order(jifen_tests::mesh::order_request(&order_id, &lines))
+                .await
+                .unwrap();
+            let mut stream = watcher
+                .watch_order(jifen_proto::v1::WatchOrderRequest {
+                    order_id: order_id.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let watched = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+                let mut last = None;
+                while let Some(update) = stream.next().await {
+                    last = Some(update.unwrap().order.unwrap().state());
+                }
+                last
+            })
+            .await;
+            (order_id, watched)
+        });
+    }
+    while let Some(done) = watches.join_next().await {
+        let (order_id, watched) = done.unwrap();
+        let last = watched.unwrap_or_else(|_| panic!("the watch of {order_id} never ended"));
+        assert_eq!(last, Some(OrderState::Completed), "{order_id}");
+        assert_eq!(mesh.settled(&order_id).await.state(), OrderState::Completed);
+    }
+    assert_mesh_consistent(&mesh).await;
+}
+
+#[tokio::test]
+async fn a_stopping_mall_ends_its_open_watches() {
+    use futures_util::StreamExt;
+    let mut mesh = TestMesh::start(&["alpha"], &["u1"]).await;
+    mesh.stop_connector("alpha").await;
+    mesh.submit("held", &[("alpha", "u1", 10)]).await.unwrap();
+    let mut stream = mesh
+        .mall()
+        .client
+        .watch_order(jifen_proto::v1::WatchOrderRequest {
+            order_id: "held".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.next().await.unwrap().unwrap().order.unwrap();
+    assert_eq!(first.state(), OrderState::Pending);
+    tokio::time::timeout(std::time::Duration::from_secs(20), mesh.stop_mall())
+        .await
+        .expect("the mall stops although a watch is open");
+    let end = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+        .await
+        .expect("the watch ends");
+    assert!(
+        matches!(&end, None | Some(Err(_))),
+        "the watch ends without a terminal state: {end:?}"
+    );
+}

@@ -239,9 +239,14 @@ impl TestMesh {
 
     /// Starts the mall on its database (again, after [`stop_mall`](Self::stop_mall)).
     pub async fn start_mall(&mut self) {
+        self.mall = Some(self.start_replica().await);
+    }
+
+    /// Starts another mall replica on the same database and bus (as a second pod would run).
+    pub async fn start_replica(&self) -> TestMall {
         let app = MallApp::build(self.mall_config())
             .await
-            .unwrap_or_else(|e| panic!("the mall starts: {e:?}"));
+            .unwrap_or_else(|e| panic!("the replica starts: {e:?}"));
         let store = app.store().clone();
         let addr = app.local_addr();
         let server = Running::spawn(addr, |token| app.run_until(token));
@@ -249,12 +254,12 @@ impl TestMesh {
             .expect("an endpoint")
             .connect()
             .await
-            .expect("the mall accepts connections");
-        self.mall = Some(TestMall {
+            .expect("the replica accepts connections");
+        TestMall {
             server,
             client: MallServiceClient::new(channel),
             store,
-        });
+        }
     }
 
     pub async fn stop_mall(&mut self) {
