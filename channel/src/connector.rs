@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use jifen_mesh::barrier::LedgerState;
 use jifen_mesh::bus::subjects::{Step, channel_event};
-use jifen_mesh::connector::{LedgerCommand, LedgerEndpoint, Recorded};
+use jifen_mesh::connector::{AnsweredKey, LedgerCommand, LedgerEndpoint, Recorded};
 use jifen_mesh::domain::InvalidField;
 use jifen_proto::v1::channel_service_client::ChannelServiceClient;
 use jifen_proto::v1::{
@@ -56,6 +56,11 @@ fn recorded(deduction: Option<Deduction>) -> Result<Recorded, Status> {
         state,
         points: deduction.points,
         reason: deduction.reason,
+        key: Some(AnsweredKey {
+            order_id: deduction.order_id,
+            channel_id: deduction.channel_id,
+            user_id: deduction.user_id,
+        }),
     })
 }
 

@@ -38,6 +38,57 @@ pub struct Recorded {
     pub state: LedgerState,
     pub points: i64,
     pub reason: String,
+    /// The key the ledger named in its answer; `None` when the connector inferred the record
+    /// from a status code.
+    pub key: Option<AnsweredKey>,
+}
+
+/// The key a ledger says it answered for. An empty field is one the ledger did not state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AnsweredKey {
+    pub order_id: String,
+    pub channel_id: String,
+    pub user_id: String,
+}
+
+impl Recorded {
+    /// A record the connector infers from a status code: nothing from the ledger to check.
+    fn inferred(state: LedgerState, points: i64, status: &Status) -> Self {
+        Self {
+            state,
+            points,
+            reason: status.message().to_owned(),
+            key: None,
+        }
+    }
+}
+
+/// Why a ledger's answer cannot be the answer to `command`: another key, or a deduct of
+/// another amount. Such an answer must never mark a step.
+pub fn mismatch(command: &LedgerCommand, recorded: &Recorded) -> Option<String> {
+    if let Some(key) = &recorded.key {
+        for (field, stated, expected) in [
+            ("order_id", &key.order_id, &command.order_id),
+            ("channel_id", &key.channel_id, &command.channel_id),
+            ("user_id", &key.user_id, &command.user_id),
+        ] {
+            if !stated.is_empty() && stated != expected {
+                return Some(format!(
+                    "the ledger answered {} for {field} {stated:?}, not {expected:?}",
+                    command.step.as_str()
+                ));
+            }
+        }
+    }
+    (command.step == Step::Deduct
+        && recorded.state == LedgerState::Deducted
+        && recorded.points != command.points)
+        .then(|| {
+            format!(
+                "the ledger deducted {} points for a command of {}",
+                recorded.points, command.points
+            )
+        })
 }
 
 /// One ledger endpoint as a connector drives it.
@@ -95,26 +146,18 @@ impl<E: LedgerEndpoint> Connector<E> {
         match called {
             Ok(recorded) => Ok(recorded),
             Err(status) => match status.code() {
-                Code::FailedPrecondition | Code::NotFound if command.step == Step::Deduct => {
-                    Ok(Recorded {
-                        state: LedgerState::Rejected,
-                        points: command.points,
-                        reason: status.message().to_owned(),
-                    })
-                }
-                // Refunding something the endpoint never heard of gives nothing back.
-                Code::NotFound => Ok(Recorded {
-                    state: LedgerState::Refunded,
-                    points: 0,
-                    reason: status.message().to_owned(),
-                }),
+                Code::FailedPrecondition | Code::NotFound if command.step == Step::Deduct => Ok(
+                    Recorded::inferred(LedgerState::Rejected, command.points, &status),
+                ),
+                // Refunding something the endpoint never heard of gives nothing back. (A
+                // ledger without null compensation may still take a late deduct: the mall
+                // refunds it again when that deduct's outcome arrives.)
+                Code::NotFound => Ok(Recorded::inferred(LedgerState::Refunded, 0, &status)),
                 Code::Aborted => match self.endpoint.get(command).await {
                     Ok(recorded) => Ok(recorded),
-                    Err(status) if status.code() == Code::NotFound => Ok(Recorded {
-                        state: LedgerState::Refunded,
-                        points: 0,
-                        reason: status.message().to_owned(),
-                    }),
+                    Err(status) if status.code() == Code::NotFound => {
+                        Ok(Recorded::inferred(LedgerState::Refunded, 0, &status))
+                    }
                     Err(status) => Err(classify_failure(command, status)),
                 },
                 _ => Err(classify_failure(command, status)),
@@ -162,6 +205,14 @@ impl<E: LedgerEndpoint> Handler for Connector<E> {
             Ok(recorded) => recorded,
             Err(disposition) => return disposition,
         };
+        if let Some(why) = mismatch(&command, &recorded) {
+            return Disposition::Poison(format!(
+                "{} {} for order {}: {why}",
+                command.step.as_str(),
+                command.channel_id,
+                command.order_id
+            ));
+        }
         let (subject, payload) = self.endpoint.event(&command, &recorded);
         // The delivered command's id, so that a re-sent command (new generation, redrive) has
         // a fresh outcome event rather than one the server drops as a duplicate.
@@ -242,4 +293,53 @@ pub enum ConnectorRunError {
     Bus(#[from] crate::bus::BusError),
     #[error(transparent)]
     Health(#[from] crate::grpc::GrpcError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deduct() -> LedgerCommand {
+        LedgerCommand {
+            step: Step::Deduct,
+            order_id: "o-1".into(),
+            channel_id: "alpha".into(),
+            user_id: "u1".into(),
+            points: 100,
+        }
+    }
+
+    fn answer(order_id: &str, user_id: &str, points: i64) -> Recorded {
+        Recorded {
+            state: LedgerState::Deducted,
+            points,
+            reason: String::new(),
+            key: Some(AnsweredKey {
+                order_id: order_id.into(),
+                channel_id: "alpha".into(),
+                user_id: user_id.into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn an_answer_for_another_key_or_amount_is_a_mismatch() {
+        assert_eq!(mismatch(&deduct(), &answer("o-1", "u1", 100)), None);
+        assert!(mismatch(&deduct(), &answer("o-2", "u1", 100)).is_some());
+        assert!(mismatch(&deduct(), &answer("o-1", "u2", 100)).is_some());
+        assert!(mismatch(&deduct(), &answer("o-1", "u1", 99)).is_some());
+        // Fields a ledger leaves empty are not contradicted.
+        assert_eq!(mismatch(&deduct(), &answer("", "", 100)), None);
+        // A refund gives back what was deducted, whatever the command says.
+        let refund = LedgerCommand {
+            step: Step::Refund,
+            points: 0,
+            ..deduct()
+        };
+        let refunded = Recorded {
+            state: LedgerState::Refunded,
+            ..answer("o-1", "u1", 100)
+        };
+        assert_eq!(mismatch(&refund, &refunded), None);
+    }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use jifen_mesh::barrier::LedgerState;
 use jifen_mesh::bus::subjects::{Step, portal_event};
-use jifen_mesh::connector::{LedgerCommand, LedgerEndpoint, Recorded};
+use jifen_mesh::connector::{AnsweredKey, LedgerCommand, LedgerEndpoint, Recorded};
 use jifen_mesh::domain::InvalidField;
 use jifen_proto::v1::portal_service_client::PortalServiceClient;
 use jifen_proto::v1::{
@@ -53,6 +53,11 @@ fn recorded(deduction: Option<QuotaDeduction>) -> Result<Recorded, Status> {
         state,
         points: deduction.points,
         reason: deduction.reason,
+        key: Some(AnsweredKey {
+            order_id: deduction.order_id,
+            channel_id: deduction.channel_id,
+            user_id: String::new(),
+        }),
     })
 }
 

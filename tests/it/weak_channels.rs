@@ -284,3 +284,40 @@ async fn a_quota_deducted_for_a_cancelled_order_is_refunded_at_the_portal() {
             >= 1
     );
 }
+
+#[tokio::test]
+async fn an_answer_that_is_not_the_commands_never_marks_a_step_and_is_dead_lettered() {
+    let mut mesh = TestMesh::start(&["alpha"], &["u1"]).await;
+    let weak = WeakChannel::start("weak", &["u1"], START_POINTS).await;
+    mesh.attach_channel("weak", &weak.endpoint()).await;
+    weak.faults.misreport_points.store(true, Ordering::Relaxed);
+    mesh.submit("odd-1", &[("weak", "u1", 100)]).await.unwrap();
+    let flagged = eventually("the order to be flagged", Duration::from_secs(20), || {
+        let mut client = mesh.mall().client.clone();
+        async move {
+            let order = client
+                .get_order(GetOrderRequest {
+                    order_id: "odd-1".into(),
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .order?;
+            order.needs_attention.then_some(order)
+        }
+    })
+    .await;
+    assert!(
+        flagged
+            .reason
+            .contains("deducted 101 points for a command of 100"),
+        "{}",
+        flagged.reason
+    );
+    assert_eq!(flagged.state(), OrderState::Pending);
+    assert_eq!(
+        flagged.lines[0].state(),
+        StepState::Pending,
+        "no step marked"
+    );
+}

@@ -32,6 +32,8 @@ pub struct Faults {
     pub fail_after_permille: AtomicU32,
     /// Most milliseconds a call waits before it is handled.
     pub max_delay_ms: AtomicU32,
+    /// Deducts answer with one point more than they took (a broken integration).
+    pub misreport_points: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -148,8 +150,12 @@ impl ChannelService for Fake {
                 entry
             }
         };
+        let mut answer = self.deduction(&request.order_id, &request.user_id, entry);
+        if self.faults.misreport_points.load(Ordering::Relaxed) {
+            answer.points += 1;
+        }
         self.misbehave_after(DeductPointsResponse {
-            deduction: Some(self.deduction(&request.order_id, &request.user_id, entry)),
+            deduction: Some(answer),
         })
     }
 
