@@ -10,9 +10,10 @@ use sqlx::Row;
 use crate::error::ChannelError;
 
 const ACCOUNTS: Balance = Balance {
-    take: "UPDATE accounts SET balance = balance - $1, updated_at_ms = $2 \
+    take: "UPDATE accounts SET balance = balance - $1, held = held + $1, updated_at_ms = $2 \
            WHERE user_id = $3 AND balance >= $1",
-    restore: "UPDATE accounts SET balance = balance + $1, updated_at_ms = $2 WHERE user_id = $3",
+    restore: "UPDATE accounts SET balance = balance + $1, held = held - $1, updated_at_ms = $2 \
+              WHERE user_id = $3",
     exists: "SELECT 1 FROM accounts WHERE user_id = $1",
 };
 
@@ -163,8 +164,9 @@ impl PointsLedger {
         .execute(&mut *tx)
         .await?;
         let balance = sqlx::query(
+            // balance + held bounded, not balance alone: held points come back with refunds.
             "UPDATE accounts SET balance = balance + $1, updated_at_ms = $2 \
-             WHERE user_id = $3 AND balance <= $4 - $1 RETURNING balance",
+             WHERE user_id = $3 AND balance + held <= $4 - $1 RETURNING balance",
         )
         .bind(points.get())
         .bind(now)

@@ -146,13 +146,21 @@ impl NewOrder {
             customer_id,
             lines,
         };
-        for (channel_id, points) in order.quotas() {
-            if points > MAX_POINTS {
-                return Err(InvalidField::new(
-                    "lines",
-                    format!("channel {channel_id} totals {points} points, more than {MAX_POINTS}"),
-                ));
-            }
+        let mut totals: BTreeMap<&ChannelId, i64> = BTreeMap::new();
+        for line in &order.lines {
+            let total = totals.entry(&line.channel_id).or_insert(0);
+            *total = total
+                .checked_add(line.points.get())
+                .filter(|sum| *sum <= MAX_POINTS)
+                .ok_or_else(|| {
+                    InvalidField::new(
+                        "lines",
+                        format!(
+                            "channel {} totals more than {MAX_POINTS} points",
+                            line.channel_id
+                        ),
+                    )
+                })?;
         }
         Ok(order)
     }
@@ -161,7 +169,9 @@ impl NewOrder {
     pub fn quotas(&self) -> BTreeMap<ChannelId, i64> {
         let mut quotas = BTreeMap::new();
         for line in &self.lines {
-            *quotas.entry(line.channel_id.clone()).or_insert(0_i64) += line.points.get();
+            // `parse` proved every channel's sum fits in MAX_POINTS.
+            let total = quotas.entry(line.channel_id.clone()).or_insert(0_i64);
+            *total = total.saturating_add(line.points.get());
         }
         quotas
     }

@@ -125,6 +125,55 @@ async fn a_credit_that_would_overflow_a_balance_is_refused_and_not_recorded() {
 }
 
 #[tokio::test]
+async fn points_held_by_a_deduction_count_against_credits_so_its_refund_always_fits() {
+    use jifen_proto::v1::{DeductPointsRequest, RefundPointsRequest};
+    let mut channel = TestChannel::start("alpha").await;
+    credit(&mut channel, "alice", 1_000).await;
+    channel
+        .client
+        .deduct_points(DeductPointsRequest {
+            order_id: "o-1".into(),
+            user_id: "alice".into(),
+            points: 1_000,
+        })
+        .await
+        .unwrap();
+    let pool = channel.ledger.database().pool().clone();
+    // Plant a balance that leaves room for 10 more points beside the 1000 held.
+    sqlx::query("UPDATE accounts SET balance = $1 WHERE user_id = 'alice'")
+        .bind(i64::MAX - 1_010)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_status(
+        channel
+            .client
+            .credit_points(CreditPointsRequest {
+                request_id: "r-too-much".into(),
+                user_id: "alice".into(),
+                points: 11,
+            })
+            .await,
+        Code::InvalidArgument,
+        "would overflow",
+    );
+    credit(&mut channel, "alice", 10).await;
+    // The refund brings the balance to exactly i64::MAX: it fits.
+    channel
+        .client
+        .refund_points(RefundPointsRequest {
+            order_id: "o-1".into(),
+            user_id: "alice".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        channel_barrier::balance(&mut channel, "alice").await,
+        i64::MAX
+    );
+}
+
+#[tokio::test]
 async fn the_portal_refuses_bad_fields_and_writes_nothing() {
     let mut portal = TestPortal::start().await;
     register(&mut portal, "alpha", 1_000).await;

@@ -165,25 +165,54 @@ async fn a_flaky_slow_channel_without_null_compensation_never_leaves_points_with
         }
     }
     assert_eq!(completed, 9, "three orders per user fit in alpha's points");
-    // Late deducts keep arriving after their orders settled; wait until every cancelled order
-    // holds nothing at the weak channel.
+    // Late deducts keep arriving after their orders settled: wait until no command is left on
+    // the bus, and every order holds at the weak channel exactly what its state says.
+    let mut states = Vec::new();
     for order_id in &order_ids {
-        let state = order(&mut mesh, order_id).await.state();
         let user = users[order_id[5..].parse::<usize>().unwrap() % users.len()];
-        eventually(
-            &format!("{order_id} to hold what its state says"),
-            Duration::from_secs(30),
-            || async {
-                let held = weak.deduction(order_id, user);
-                let ok = match state {
-                    OrderState::Completed => held == Some((DeductionState::Deducted, 100)),
-                    _ => !matches!(held, Some((DeductionState::Deducted, _))),
-                };
-                ok.then_some(())
-            },
-        )
-        .await;
+        states.push((
+            order_id.clone(),
+            user,
+            order(&mut mesh, order_id).await.state(),
+        ));
     }
+    let js = jetstream::new(mesh.nats.connect().await);
+    eventually(
+        "every order to hold what its state says, with the bus quiet",
+        Duration::from_secs(60),
+        || {
+            let (js, weak, states) = (js.clone(), &weak, &states);
+            async move {
+                let commands = js
+                    .get_stream("JIFEN_CMD")
+                    .await
+                    .ok()?
+                    .info()
+                    .await
+                    .ok()?
+                    .state
+                    .messages;
+                let events = js
+                    .get_stream("JIFEN_EVT")
+                    .await
+                    .ok()?
+                    .info()
+                    .await
+                    .ok()?
+                    .state
+                    .messages;
+                let holds_right = states.iter().all(|(order_id, user, state)| {
+                    let held = weak.deduction(order_id, user);
+                    match state {
+                        OrderState::Completed => held == Some((DeductionState::Deducted, 100)),
+                        _ => !matches!(held, Some((DeductionState::Deducted, _))),
+                    }
+                });
+                (commands == 0 && events == 0 && holds_right).then_some(())
+            }
+        },
+    )
+    .await;
     let totals = weak.totals();
     assert_eq!(totals.credited, totals.balances + totals.held, "{totals:?}");
     assert_eq!(totals.held, 100 * completed);
