@@ -89,3 +89,43 @@ async fn a_batch_whose_acks_never_come_fails_once_after_one_deadline() {
     // Waited for together: one deadline, not one per message.
     assert!(took < deadline * 3, "took {took:?}");
 }
+
+#[tokio::test]
+async fn a_process_never_changes_the_settings_of_an_existing_stream() {
+    use async_nats::jetstream::stream;
+    let nats = jifen_tests::TestNats::start().await;
+    let js = jetstream::new(nats.connect().await);
+    // As an operator (or a process with other settings) left it: a longer duplicate window
+    // and a limit on age that this process's configuration does not have.
+    let tuned = stream::Config {
+        name: "JIFEN_CMD".into(),
+        subjects: vec!["jifen.cmd.>".into()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        duplicate_window: Duration::from_secs(600),
+        max_age: Duration::from_secs(7 * 24 * 3600),
+        ..Default::default()
+    };
+    js.create_stream(tuned.clone()).await.unwrap();
+    jifen_mesh::bus::topology::Topology::default()
+        .ensure(&js)
+        .await
+        .unwrap();
+    let after = js
+        .get_stream("JIFEN_CMD")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .clone();
+    assert_eq!(after.duplicate_window, tuned.duplicate_window);
+    assert_eq!(after.max_age, tuned.max_age);
+    // What was missing was created.
+    for name in ["JIFEN_EVT", "JIFEN_DLQ", "JIFEN_ADVISORY"] {
+        js.get_stream(name)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}

@@ -61,10 +61,12 @@ impl Topology {
         }
     }
 
-    /// Creates the command, event, dead-letter and advisory streams, or updates them to this
-    /// configuration.
+    /// Creates the command, event, dead-letter and advisory streams that are missing. A stream
+    /// that exists is left as it is, with a warning where it differs from this process's
+    /// configuration: a process started with other settings (say without
+    /// `JIFEN_STREAM_REPLICAS=3`) must never turn a cluster's R3 streams into R1.
     pub async fn ensure(&self, js: &jetstream::Context) -> Result<(), BusError> {
-        for config in [
+        for wanted in [
             self.work_queue(CMD_STREAM, CMD_SUBJECTS),
             self.work_queue(EVT_STREAM, EVT_SUBJECTS),
             self.kept(DLQ_STREAM, &[DLQ_SUBJECTS], self.dead_letters_kept),
@@ -72,14 +74,116 @@ impl Topology {
             // always, so none is lost while the forwarder is down.
             self.kept(ADVISORY_STREAM, &ADVISORY_SUBJECTS, self.dead_letters_kept),
         ] {
-            let name = config.name.clone();
-            js.create_or_update_stream(config)
-                .await
-                .map_err(|e| BusError::Stream {
-                    stream: name,
-                    reason: e.to_string(),
-                })?;
+            let name = wanted.name.clone();
+            let stream_error = |reason: String| BusError::Stream {
+                stream: name.clone(),
+                reason,
+            };
+            let existing = match js.get_stream(&name).await {
+                Ok(mut stream) => Some(
+                    stream
+                        .info()
+                        .await
+                        .map_err(|e| stream_error(e.to_string()))?
+                        .config
+                        .clone(),
+                ),
+                Err(error) if is_not_found(&error) => None,
+                Err(error) => return Err(stream_error(error.to_string())),
+            };
+            match existing {
+                Some(existing) => {
+                    let differences = differences(&existing, &wanted);
+                    if !differences.is_empty() {
+                        tracing::warn!(
+                            stream = %name,
+                            differences = %differences.join("; "),
+                            "the stream differs from this process's configuration; left as it is"
+                        );
+                    }
+                }
+                None => {
+                    tracing::info!(stream = %name, replicas = wanted.num_replicas, "creating the stream");
+                    // Another process may create it at the same moment: take theirs then.
+                    if let Err(error) = js.create_stream(wanted).await
+                        && js.get_stream(&name).await.is_err()
+                    {
+                        return Err(stream_error(error.to_string()));
+                    }
+                }
+            }
         }
         Ok(())
+    }
+}
+
+fn is_not_found(error: &async_nats::jetstream::context::GetStreamError) -> bool {
+    use async_nats::jetstream::ErrorCode;
+    use async_nats::jetstream::context::GetStreamErrorKind;
+    matches!(error.kind(), GetStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// What an existing stream's settings say that this process would have set otherwise.
+fn differences(existing: &stream::Config, wanted: &stream::Config) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut differ = |what: &str, have: String, want: String| {
+        if have != want {
+            found.push(format!("{what} is {have}, configured {want}"));
+        }
+    };
+    differ(
+        "replicas",
+        existing.num_replicas.to_string(),
+        wanted.num_replicas.to_string(),
+    );
+    differ(
+        "retention",
+        format!("{:?}", existing.retention),
+        format!("{:?}", wanted.retention),
+    );
+    differ(
+        "storage",
+        format!("{:?}", existing.storage),
+        format!("{:?}", wanted.storage),
+    );
+    differ(
+        "subjects",
+        existing.subjects.join(","),
+        wanted.subjects.join(","),
+    );
+    differ(
+        "duplicate window",
+        format!("{:?}", existing.duplicate_window),
+        format!("{:?}", wanted.duplicate_window),
+    );
+    differ(
+        "max age",
+        format!("{:?}", existing.max_age),
+        format!("{:?}", wanted.max_age),
+    );
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_name_each_setting_that_differs() {
+        let r3 = Topology {
+            replicas: 3,
+            ..Default::default()
+        };
+        let r1 = Topology::default();
+        let existing = r3.work_queue(CMD_STREAM, CMD_SUBJECTS);
+        assert!(differences(&existing, &existing).is_empty());
+        let found = differences(&existing, &r1.work_queue(CMD_STREAM, CMD_SUBJECTS));
+        assert_eq!(found, vec!["replicas is 3, configured 1".to_owned()]);
+        let kept = r3.kept(CMD_STREAM, &[CMD_SUBJECTS], Duration::from_secs(60));
+        assert!(
+            differences(&existing, &kept)
+                .iter()
+                .any(|d| d.starts_with("retention"))
+        );
     }
 }
