@@ -89,6 +89,17 @@ impl Command {
     }
 }
 
+/// Runs a start-up (which may wait for NATS or a database) unless a signal comes first.
+async fn starting<T>(
+    shutdown: &tokio_util::sync::CancellationToken,
+    build: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        built = build => Some(built),
+        () = shutdown.cancelled() => None,
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = jifen_mesh::shutdown::on_signal();
     // `jifen dev` serves metrics at the design's default address; the others when asked.
@@ -108,23 +119,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => dev::run(args, shutdown).await,
         Command::Mall(config) => {
-            let app = MallApp::build(config)
-                .await
-                .context("cannot start the mall")?;
+            let Some(app) = starting(&shutdown, MallApp::build(config)).await else {
+                return Ok(());
+            };
+            let app = app.context("cannot start the mall")?;
             app.run_until(shutdown).await?;
             Ok(())
         }
         Command::Portal(config) => {
-            let app = PortalApp::build(config)
-                .await
-                .context("cannot start the portal")?;
+            let Some(app) = starting(&shutdown, PortalApp::build(config)).await else {
+                return Ok(());
+            };
+            let app = app.context("cannot start the portal")?;
             app.run_until(shutdown).await?;
             Ok(())
         }
         Command::Channel(config) => {
-            let app = ChannelApp::build(config)
-                .await
-                .context("cannot start the channel")?;
+            let Some(app) = starting(&shutdown, ChannelApp::build(config)).await else {
+                return Ok(());
+            };
+            let app = app.context("cannot start the channel")?;
             app.run_until(shutdown).await?;
             Ok(())
         }

@@ -44,7 +44,8 @@ impl ShutdownArgs {
 /// Where NATS is and how the streams are replicated.
 #[derive(Debug, Clone, Args)]
 pub struct BusArgs {
-    /// NATS server url (nats-server >= 2.11 with JetStream).
+    /// NATS seed servers, comma-separated (`nats://a:4222,nats://b:4222`); nats-server >= 2.11
+    /// with JetStream. The first connect is retried while none answers.
     #[arg(long, env = "JIFEN_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
     /// Replicas of Jifen's streams: 1 on one server, 3 on a production cluster.

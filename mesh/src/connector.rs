@@ -270,7 +270,10 @@ pub async fn run<E: LedgerEndpoint>(
         }
         None => None,
     };
-    let client = crate::bus::connect(&bus.nats_url).await?;
+    let client = tokio::select! {
+        client = crate::bus::connect(&bus.nats_url) => client?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
     let js = async_nats::jetstream::new(client.clone());
     bus.topology().ensure(&js).await?;
     let handler = Connector::new(endpoint, Publisher::new(js.clone()));

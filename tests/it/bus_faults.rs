@@ -129,3 +129,36 @@ async fn a_process_never_changes_the_settings_of_an_existing_stream() {
             .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
+
+#[tokio::test]
+async fn a_list_of_seed_servers_connects_while_one_is_down_and_a_first_connect_waits_for_nats() {
+    let mut nats = jifen_tests::TestNats::start().await;
+    // A dead first seed: the client moves on to the next.
+    let seeds = format!("nats://127.0.0.1:1,{}", nats.url());
+    let client = jifen_mesh::bus::connect(&seeds).await.unwrap();
+    drop(client);
+
+    nats.kill().await;
+    let url = nats.url();
+    let mut connecting = tokio::spawn(async move { jifen_mesh::bus::connect(&url).await });
+    // Nobody answers: the connect keeps trying instead of failing.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), &mut connecting)
+            .await
+            .is_err(),
+        "the first connect gave up while NATS was down"
+    );
+    nats.restart().await;
+    let connected = tokio::time::timeout(Duration::from_secs(15), connecting)
+        .await
+        .expect("connected once NATS is back")
+        .unwrap();
+    assert!(connected.is_ok(), "{connected:?}");
+
+    // A malformed list is refused at once, naming the bad entry.
+    let refused = jifen_mesh::bus::connect("nats://127.0.0.1:4222,nats://x:port").await;
+    assert!(
+        matches!(&refused, Err(jifen_mesh::bus::BusError::BadUrl { url, .. }) if url == "nats://x:port"),
+        "{refused:?}"
+    );
+}

@@ -21,6 +21,14 @@ pub enum BusError {
         #[source]
         source: async_nats::ConnectError,
     },
+    #[error("bad NATS url {url:?}")]
+    BadUrl {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no NATS url given")]
+    NoServers,
     #[error("NATS at {url} runs nats-server {found}; Jifen needs >= {}.{}", MIN_VERSION.0, MIN_VERSION.1)]
     ServerTooOld { url: String, found: String },
     #[error("cannot create or update stream {stream}: {reason}")]
@@ -42,22 +50,92 @@ pub enum BusError {
     NotSent,
 }
 
-/// Connects and checks the server version.
-pub async fn connect(url: &str) -> Result<async_nats::Client, BusError> {
-    let client = async_nats::ConnectOptions::new()
-        .name("jifen")
-        .connect(url)
-        .await
-        .map_err(|source| BusError::Connect {
-            url: url.to_owned(),
-            source,
-        })?;
+/// The seed servers of a comma-separated list (`nats://a:4222,nats://b:4222`).
+pub fn seed_servers(urls: &str) -> Result<Vec<async_nats::ServerAddr>, BusError> {
+    let servers = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(|url| {
+            url.parse::<async_nats::ServerAddr>()
+                .map_err(|source| BusError::BadUrl {
+                    url: url.to_owned(),
+                    source,
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if servers.is_empty() {
+        return Err(BusError::NoServers);
+    }
+    Ok(servers)
+}
+
+/// Connects to any of the seed servers in `urls` and checks the server version. While none
+/// answers (a cluster still starting, a node down), it keeps trying with back-off — 250 ms
+/// doubling to 5 s — and says so; a bad address, bad credentials or a server too old fail at
+/// once.
+pub async fn connect(urls: &str) -> Result<async_nats::Client, BusError> {
+    use async_nats::ConnectErrorKind;
+    let servers = seed_servers(urls)?;
+    let mut attempts = 0_u32;
+    let client = loop {
+        match async_nats::ConnectOptions::new()
+            .name("jifen")
+            .connect(servers.clone())
+            .await
+        {
+            Ok(client) => break client,
+            Err(source)
+                if matches!(
+                    source.kind(),
+                    ConnectErrorKind::Io | ConnectErrorKind::TimedOut | ConnectErrorKind::Dns
+                ) =>
+            {
+                attempts = attempts.saturating_add(1);
+                let delay = (std::time::Duration::from_millis(250)
+                    * 2_u32.pow(attempts.saturating_sub(1).min(5)))
+                .min(std::time::Duration::from_secs(5));
+                tracing::warn!(url = urls, error = %source, attempts, ?delay, "NATS is not answering yet; retrying");
+                tokio::time::sleep(delay).await;
+            }
+            Err(source) => {
+                return Err(BusError::Connect {
+                    url: urls.to_owned(),
+                    source,
+                });
+            }
+        }
+    };
+    if attempts > 0 {
+        tracing::info!(url = urls, attempts, "connected to NATS");
+    }
     let found = client.server_info().version;
     match parse_version(&found) {
         Some(version) if version >= MIN_VERSION => Ok(client),
         _ => Err(BusError::ServerTooOld {
-            url: url.to_owned(),
+            url: urls.to_owned(),
             found,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_servers_take_a_comma_separated_list() {
+        assert_eq!(seed_servers("nats://a:4222").unwrap().len(), 1);
+        assert_eq!(
+            seed_servers("nats://a:4222, nats://b:4222,nats://c:4222")
+                .unwrap()
+                .len(),
+            3
+        );
+        assert!(matches!(seed_servers(" , "), Err(BusError::NoServers)));
+        assert!(matches!(
+            seed_servers("nats://a:4222,nats://b:port"),
+            Err(BusError::BadUrl { .. })
+        ));
     }
 }
