@@ -193,10 +193,6 @@ pub struct ChannelConnectorConfig {
 pub enum ConnectorError {
     #[error(transparent)]
     Invalid(#[from] InvalidField),
-    #[error("channel {0} is not in the portal's registry")]
-    Unregistered(String),
-    #[error("cannot read the portal's registry: {0}")]
-    Registry(String),
     #[error(transparent)]
     Bus(#[from] jifen_mesh::connector::ConnectorRunError),
 }
@@ -209,7 +205,13 @@ pub async fn run_connector(
     let channel_id = jifen_mesh::domain::ChannelId::parse("channel_id", config.channel_id.clone())?;
     let endpoint = match &config.channel_endpoint {
         Some(endpoint) => endpoint.clone(),
-        None => registered_endpoint(&config.portal_endpoint, channel_id.as_str()).await?,
+        None => {
+            let lookup = wait_for_registration(&config.portal_endpoint, channel_id.as_str());
+            tokio::select! {
+                endpoint = lookup => endpoint,
+                () = shutdown.cancelled() => return Ok(()),
+            }
+        }
     };
     let spec = jifen_mesh::bus::consume::ConsumerSpec {
         concurrency: config.concurrency.max(1),
@@ -226,21 +228,39 @@ pub async fn run_connector(
     Ok(())
 }
 
-async fn registered_endpoint(portal: &str, channel_id: &str) -> Result<String, ConnectorError> {
+/// The channel's endpoint from the portal's registry. A connector may start before its
+/// channel is registered (or before the portal answers): it waits, saying why, and retries
+/// with back-off — 1 s doubling to 30 s.
+async fn wait_for_registration(portal: &str, channel_id: &str) -> String {
+    let mut attempts = 0_u32;
+    loop {
+        let why = match registered_endpoint(portal, channel_id).await {
+            Ok(Some(endpoint)) => return endpoint,
+            Ok(None) => format!("channel {channel_id} is not in the portal's registry yet"),
+            Err(error) => format!("cannot read the portal's registry: {error}"),
+        };
+        attempts = attempts.saturating_add(1);
+        let delay = (Duration::from_secs(1) * 2_u32.pow(attempts.saturating_sub(1).min(5)))
+            .min(Duration::from_secs(30));
+        tracing::warn!(%portal, channel_id, attempts, ?delay, "{why}; waiting");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+async fn registered_endpoint(portal: &str, channel_id: &str) -> Result<Option<String>, String> {
     use jifen_proto::v1::ListChannelsRequest;
     use jifen_proto::v1::portal_service_client::PortalServiceClient;
     let mut client = PortalServiceClient::connect(portal.to_owned())
         .await
-        .map_err(|e| ConnectorError::Registry(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     let channels = client
         .list_channels(ListChannelsRequest {})
         .await
-        .map_err(|e| ConnectorError::Registry(e.message().to_owned()))?
+        .map_err(|e| e.message().to_owned())?
         .into_inner()
         .channels;
-    channels
+    Ok(channels
         .into_iter()
         .find(|c| c.channel_id == channel_id)
-        .map(|c| c.endpoint)
-        .ok_or_else(|| ConnectorError::Unregistered(channel_id.to_owned()))
+        .map(|c| c.endpoint))
 }

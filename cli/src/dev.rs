@@ -102,6 +102,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         listen: args.portal_listen,
         database_url: sqlite_url(&data_dir, "portal"),
         db_max_connections: DEFAULT_MAX_CONNECTIONS,
+        channels_file: None,
         shutdown: quick.clone(),
     })
     .await

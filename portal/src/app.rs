@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 
+use crate::bootstrap::{self, BootstrapError};
 use crate::quota::QuotaBook;
 
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -38,8 +39,20 @@ pub struct PortalConfig {
     /// Most database connections this process opens.
     #[arg(long, env = "JIFEN_DB_MAX_CONNECTIONS", default_value_t = jifen_mesh::storage::DEFAULT_MAX_CONNECTIONS)]
     pub db_max_connections: u32,
+    /// A JSON file of the channels to register (and the quota each must at least have),
+    /// applied at every start; see `portal::bootstrap`.
+    #[arg(long, env = "JIFEN_CHANNELS_FILE")]
+    pub channels_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PortalStartError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
 }
 
 /// The portal, bound and migrated, ready to serve.
@@ -50,13 +63,25 @@ pub struct PortalApp {
 }
 
 impl PortalApp {
-    pub async fn build(config: PortalConfig) -> Result<Self, StartError> {
+    pub async fn build(config: PortalConfig) -> Result<Self, PortalStartError> {
+        // A bad file stops the start before anything is written.
+        let declared = match &config.channels_file {
+            Some(path) => Some(bootstrap::read(path)?),
+            None => None,
+        };
         let db = Database::open_with(&config.database_url, &MIGRATIONS, config.db_max_connections)
-            .await?;
-        let server = GrpcServer::bind(config.listen).await?;
+            .await
+            .map_err(StartError::from)?;
+        let quotas = QuotaBook::new(db);
+        if let Some(declared) = declared {
+            bootstrap::apply(&quotas, &declared).await?;
+        }
+        let server = GrpcServer::bind(config.listen)
+            .await
+            .map_err(StartError::from)?;
         Ok(Self {
             server,
-            quotas: QuotaBook::new(db),
+            quotas,
             config,
         })
     }

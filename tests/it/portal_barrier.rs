@@ -266,3 +266,34 @@ async fn short_quota_and_unknown_channels_are_rejected_and_recorded() {
     );
     assert_portal_consistent(&portal.quotas).await;
 }
+
+#[tokio::test]
+async fn a_declared_registry_is_applied_idempotently_and_its_quota_is_a_floor() {
+    use jifen_mesh::domain::{ChannelId, DisplayName, Endpoint, Points};
+    use jifen_portal::bootstrap::{DeclaredChannel, apply};
+    let portal = TestPortal::start().await;
+    let alpha = ChannelId::parse("channel_id", "alpha").unwrap();
+    let declared = |quota: i64| {
+        vec![DeclaredChannel {
+            channel_id: alpha.clone(),
+            name: DisplayName::parse("name", "Alpha").unwrap(),
+            endpoint: Endpoint::parse("endpoint", "http://alpha:50061").unwrap(),
+            quota: Some(Points::parse("quota", quota).unwrap()),
+        }]
+    };
+    apply(&portal.quotas, &declared(1_000)).await.unwrap();
+    // A restart, or a second replica, applies the same file: nothing more is granted.
+    apply(&portal.quotas, &declared(1_000)).await.unwrap();
+    let record = portal.quotas.channel(&alpha).await.unwrap();
+    assert_eq!(
+        (record.total, record.endpoint.as_str()),
+        (1_000, "http://alpha:50061")
+    );
+    // A grant by hand on top, then a file that asks for less: the total stays.
+    apply(&portal.quotas, &declared(500)).await.unwrap();
+    assert_eq!(portal.quotas.channel(&alpha).await.unwrap().total, 1_000);
+    // A file that asks for more: the difference, once.
+    apply(&portal.quotas, &declared(2_500)).await.unwrap();
+    apply(&portal.quotas, &declared(2_500)).await.unwrap();
+    assert_eq!(portal.quotas.channel(&alpha).await.unwrap().total, 2_500);
+}

@@ -362,3 +362,56 @@ async fn a_stopping_mall_ends_its_open_watches() {
         "the watch ends without a terminal state: {end:?}"
     );
 }
+
+#[tokio::test]
+async fn a_connector_started_before_its_channel_is_registered_waits_and_then_serves() {
+    use jifen_proto::v1::{GrantQuotaRequest, RegisterChannelRequest};
+    let mut mesh = TestMesh::start(&["alpha"], &["u1"]).await;
+    mesh.add_unregistered_channel("late", &["u1"]).await;
+    // The connector looked in the registry, found nothing, and did not give up.
+    let lookups = || {
+        jifen_mesh::metrics::REGISTRY
+            .gather()
+            .iter()
+            .filter(|family| family.name() == "jifen_grpc_requests_total")
+            .flat_map(|family| family.get_metric())
+            .filter(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "method" && l.value() == "ListChannels")
+            })
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum::<u64>()
+    };
+    jifen_tests::eventually(
+        "a look in the registry",
+        std::time::Duration::from_secs(10),
+        || async { (lookups() >= 1).then_some(()) },
+    )
+    .await;
+    let endpoint = mesh.channel("late").server.endpoint();
+    mesh.portal
+        .client
+        .register_channel(RegisterChannelRequest {
+            channel_id: "late".into(),
+            name: "Late points".into(),
+            endpoint,
+        })
+        .await
+        .unwrap();
+    mesh.portal
+        .client
+        .grant_quota(GrantQuotaRequest {
+            request_id: "late-quota".into(),
+            channel_id: "late".into(),
+            points: START_QUOTA,
+        })
+        .await
+        .unwrap();
+    mesh.submit("o-late", &[("late", "u1", 40), ("alpha", "u1", 10)])
+        .await
+        .unwrap();
+    assert_eq!(mesh.settled("o-late").await.state(), OrderState::Completed);
+    assert_eq!(mesh.balance("late", "u1").await, START_POINTS - 40);
+    assert_mesh_consistent(&mesh).await;
+}

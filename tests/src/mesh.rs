@@ -144,13 +144,36 @@ impl TestMesh {
 
     /// Starts the connector of a channel, or of the portal with `"portal"`.
     pub async fn start_connector(&mut self, name: &str) {
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let bus = self.bus();
-        let channel_endpoint = match self.channels.get(name) {
+        let endpoint = match self.channels.get(name) {
             Some(channel) => channel.server.endpoint(),
             None => self.external.get(name).cloned().unwrap_or_default(),
         };
+        self.spawn_connector(name, Some(endpoint));
+    }
+
+    /// Starts a channel (not registered at the portal yet) whose users hold
+    /// [`START_POINTS`], and its connector, which finds the endpoint in the portal's registry.
+    pub async fn add_unregistered_channel(&mut self, channel_id: &str, users: &[&str]) {
+        let mut channel = TestChannel::start(channel_id).await;
+        for user in users {
+            channel
+                .client
+                .credit_points(CreditPointsRequest {
+                    request_id: format!("start-{user}"),
+                    user_id: (*user).to_owned(),
+                    points: START_POINTS,
+                })
+                .await
+                .expect("credit");
+        }
+        self.channels.insert(channel_id.to_owned(), channel);
+        self.spawn_connector(channel_id, None);
+    }
+
+    fn spawn_connector(&mut self, name: &str, channel_endpoint: Option<String>) {
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let bus = self.bus();
         let handle = if name == "portal" {
             let config = PortalConnectorConfig {
                 portal_endpoint: self.portal.server.endpoint(),
@@ -168,7 +191,7 @@ impl TestMesh {
         } else {
             let config = ChannelConnectorConfig {
                 channel_id: name.to_owned(),
-                channel_endpoint: Some(channel_endpoint),
+                channel_endpoint,
                 portal_endpoint: self.portal.server.endpoint(),
                 call_timeout: Duration::from_secs(2),
                 concurrency: 16,

@@ -106,6 +106,7 @@ impl TestPortal {
             listen: ANY_PORT.parse().expect("an address"),
             database_url: db.url().to_owned(),
             db_max_connections: TEST_POOL_SIZE,
+            channels_file: None,
             shutdown: quick_shutdown(grace),
         })
         .await
