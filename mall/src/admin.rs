@@ -184,7 +184,7 @@ impl Admin {
             }
         }
         saga::settle_if_done(&mut tx, order_id, now).await?;
-        dead_letters::clear_attention_if_settled(&mut tx, order_id).await?;
+        dead_letters::clear_attention_if_settled(&mut tx, order_id, now).await?;
         tx.commit().await?;
         self.after_change(order_id);
         self.order(order_id).await
@@ -209,7 +209,7 @@ impl Admin {
             now,
         )
         .await?;
-        dead_letters::clear_attention_if_settled(&mut tx, order_id).await?;
+        dead_letters::clear_attention_if_settled(&mut tx, order_id, now).await?;
         tx.commit().await?;
         self.after_change(order_id);
         self.order(order_id).await
@@ -249,7 +249,7 @@ impl Admin {
             now,
         )
         .await?;
-        dead_letters::clear_attention_if_settled(&mut tx, &dl.order_id).await?;
+        dead_letters::clear_attention_if_settled(&mut tx, &dl.order_id, now).await?;
         tx.commit().await?;
         self.after_change(&dl.order_id);
         Ok(DeadLetter {
@@ -273,7 +273,7 @@ impl Admin {
             now,
         )
         .await?;
-        dead_letters::clear_attention_if_settled(&mut tx, &dl.order_id).await?;
+        dead_letters::clear_attention_if_settled(&mut tx, &dl.order_id, now).await?;
         tx.commit().await?;
         self.after_change(&dl.order_id);
         Ok(())

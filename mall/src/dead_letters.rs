@@ -117,13 +117,26 @@ pub async fn close(
 }
 
 /// Clears an order's `needs_attention` once none of its dead letters is open.
+///
+/// The order's row is locked first, by a statement of its own: on PostgreSQL (READ COMMITTED)
+/// each statement reads what was committed when it started, so the check for open dead letters
+/// then sees any the indexer committed while this waited for the lock — and an indexer that
+/// comes after waits for this transaction and sets the flag again. In one statement, the check
+/// would read from before the wait and clear a flag set meanwhile. The version moves, so
+/// watchers see the change.
 pub async fn clear_attention_if_settled(
     tx: &mut AnyConnection,
     order_id: &str,
+    now: i64,
 ) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE orders SET version = version + 1, updated_at_ms = $2 WHERE order_id = $1")
+        .bind(order_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
-        "UPDATE orders SET needs_attention = 0 WHERE order_id = $1 AND NOT EXISTS \
-         (SELECT 1 FROM dead_letters WHERE order_id = $1 AND state = 'OPEN')",
+        "UPDATE orders SET needs_attention = 0 WHERE order_id = $1 AND needs_attention = 1 \
+         AND NOT EXISTS (SELECT 1 FROM dead_letters WHERE order_id = $1 AND state = 'OPEN')",
     )
     .bind(order_id)
     .execute(&mut *tx)

@@ -21,7 +21,7 @@ use tonic::{Code, Request};
 
 use crate::assert_status;
 
-fn authed<T>(message: T) -> Request<T> {
+pub(crate) fn authed<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert(
         "authorization",
@@ -30,7 +30,7 @@ fn authed<T>(message: T) -> Request<T> {
     request
 }
 
-async fn admin(mesh: &mut TestMesh) -> AdminServiceClient<Channel> {
+pub(crate) async fn admin(mesh: &mut TestMesh) -> AdminServiceClient<Channel> {
     let channel = Channel::from_shared(mesh.mall().server.endpoint())
         .unwrap()
         .connect()
@@ -39,7 +39,10 @@ async fn admin(mesh: &mut TestMesh) -> AdminServiceClient<Channel> {
     AdminServiceClient::new(channel)
 }
 
-async fn dead_letters(admin: &mut AdminServiceClient<Channel>, order_id: &str) -> Vec<DeadLetter> {
+pub(crate) async fn dead_letters(
+    admin: &mut AdminServiceClient<Channel>,
+    order_id: &str,
+) -> Vec<DeadLetter> {
     admin
         .list_dead_letters(authed(ListDeadLettersRequest {
             order_id: order_id.into(),

@@ -9,6 +9,7 @@ mod bad_input;
 mod bus_faults;
 mod channel_barrier;
 mod concurrency;
+mod dead_letter_ids;
 mod harness;
 mod health;
 mod metrics;

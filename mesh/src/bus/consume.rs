@@ -156,9 +156,9 @@ pub async fn run<H: Handler>(
     handler: Arc<H>,
     shutdown: CancellationToken,
 ) {
-    let consumer = loop {
+    let (mut consumer, mut stream_created) = loop {
         match create(&js, &spec).await {
-            Ok(consumer) => break consumer,
+            Ok(bound) => break bound,
             Err(error) => {
                 tracing::warn!(consumer = %spec.durable, %error, "cannot create the consumer; retrying");
                 if pause(&shutdown, Duration::from_secs(1)).await {
@@ -169,7 +169,6 @@ pub async fn run<H: Handler>(
     };
     tracing::info!(consumer = %spec.durable, filter = %spec.filter, "consumer running");
     let client = js.client();
-    let mut consumer = consumer;
     let mut failures = 0_u32;
     let mut sampled = std::time::Instant::now() - Duration::from_secs(60);
     while !shutdown.is_cancelled() {
@@ -202,11 +201,20 @@ pub async fn run<H: Handler>(
                 batch
                     .for_each_concurrent(spec.concurrency, |message| {
                         let (handler, spec, client, js) = (&handler, &spec, &client, &js);
+                        let stream_created = stream_created;
                         let failure = &failure;
                         async move {
                             match message {
                                 Ok(message) => {
-                                    settle(handler.as_ref(), spec, js, client, message).await
+                                    settle(
+                                        handler.as_ref(),
+                                        spec,
+                                        js,
+                                        client,
+                                        stream_created,
+                                        message,
+                                    )
+                                    .await
                                 }
                                 Err(error) => {
                                     if let Ok(mut first) = failure.lock() {
@@ -238,7 +246,7 @@ pub async fn run<H: Handler>(
             break;
         }
         match create(&js, &spec).await {
-            Ok(again) => consumer = again,
+            Ok((again, created)) => (consumer, stream_created) = (again, created),
             Err(error) => {
                 tracing::warn!(consumer = %spec.durable, %error, "cannot re-create the consumer yet")
             }
@@ -247,10 +255,11 @@ pub async fn run<H: Handler>(
     tracing::info!(consumer = %spec.durable, "consumer stopped");
 }
 
-async fn create(
-    js: &jetstream::Context,
-    spec: &ConsumerSpec,
-) -> Result<jetstream::consumer::Consumer<pull::Config>, BusError> {
+/// A consumer, and when its stream was created (which names the stream's incarnation in
+/// dead-letter ids).
+type Bound = (jetstream::consumer::Consumer<pull::Config>, i128);
+
+async fn create(js: &jetstream::Context, spec: &ConsumerSpec) -> Result<Bound, BusError> {
     let consumer_error = |e: &dyn std::fmt::Display| BusError::Consumer {
         consumer: spec.durable.clone(),
         reason: e.to_string(),
@@ -259,10 +268,12 @@ async fn create(
         .get_stream(&spec.stream)
         .await
         .map_err(|e| consumer_error(&e))?;
-    stream
+    let created = stream.cached_info().created.unix_timestamp_nanos();
+    let consumer = stream
         .create_consumer(spec.config())
         .await
-        .map_err(|e| consumer_error(&e))
+        .map_err(|e| consumer_error(&e))?;
+    Ok((consumer, created))
 }
 
 /// The wait after `failures` failed fetches in a row: 250 ms, doubling, at most 5 s.
@@ -300,6 +311,7 @@ async fn settle<H: Handler>(
     spec: &ConsumerSpec,
     js: &jetstream::Context,
     client: &async_nats::Client,
+    stream_created_ns: i128,
     message: jetstream::Message,
 ) {
     let (delivered, stream_sequence) = match message.info() {
@@ -373,6 +385,7 @@ async fn settle<H: Handler>(
         Disposition::Retry(reason) | Disposition::Poison(reason) => {
             let origin = Origin {
                 stream: &spec.stream,
+                stream_created_ns,
                 sequence: stream_sequence,
                 subject: &delivery.subject,
                 consumer: &spec.durable,

@@ -25,6 +25,8 @@ use super::subjects::{
 #[derive(Debug, Clone)]
 pub struct Origin<'a> {
     pub stream: &'a str,
+    /// When the stream was created (ns since the epoch): sequences restart with a new stream.
+    pub stream_created_ns: i128,
     pub sequence: u64,
     pub subject: &'a str,
     pub consumer: &'a str,
@@ -34,38 +36,74 @@ pub struct Origin<'a> {
     pub payload: Bytes,
 }
 
-/// Copies a message into `JIFEN_DLQ` and waits until it is stored.
+/// Copies a message into `JIFEN_DLQ` and waits until it is stored. A dead letter that is
+/// dead-lettered again (the indexer ran out of deliveries) keeps its first origin, so a
+/// redrive still goes to the subject that failed first.
 pub async fn copy(js: &jetstream::Context, origin: &Origin<'_>) -> Result<(), BusError> {
+    let header = |name: &str| {
+        origin
+            .headers
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+    };
     let mut headers = HeaderMap::new();
-    headers.insert(
-        async_nats::header::NATS_MESSAGE_ID,
-        dlq_message_id(origin.stream, origin.sequence).as_str(),
-    );
     for name in [ORDER_ID_HEADER, TRACEPARENT_HEADER] {
-        if let Some(value) = origin.headers.and_then(|h| h.get(name)) {
+        if let Some(value) = header(name) {
             headers.insert(name, value.as_str());
         }
     }
-    if let Some(id) = origin
-        .headers
-        .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-    {
-        headers.insert(ORIGIN_MSG_ID_HEADER, id.as_str());
-    }
-    headers.insert(ORIGIN_STREAM_HEADER, origin.stream);
-    headers.insert(ORIGIN_SEQUENCE_HEADER, origin.sequence.to_string().as_str());
-    headers.insert(ORIGIN_SUBJECT_HEADER, origin.subject);
-    headers.insert(CONSUMER_HEADER, origin.consumer);
+    let first = header(ORIGIN_STREAM_HEADER).is_some();
+    let (id, stream, consumer, last_error) = if first {
+        // Already a dead letter: its origin headers stay, and it gets an id of its own (the
+        // first id may still be in the duplicate window, which would drop this copy).
+        for name in [
+            ORIGIN_STREAM_HEADER,
+            ORIGIN_SEQUENCE_HEADER,
+            ORIGIN_SUBJECT_HEADER,
+            ORIGIN_MSG_ID_HEADER,
+            CONSUMER_HEADER,
+        ] {
+            if let Some(value) = header(name) {
+                headers.insert(name, value.as_str());
+            }
+        }
+        let first_id = header(async_nats::header::NATS_MESSAGE_ID.as_ref()).unwrap_or_default();
+        (
+            format!("{first_id}:again-{}", origin.sequence),
+            header(ORIGIN_STREAM_HEADER).unwrap_or_default(),
+            header(CONSUMER_HEADER).unwrap_or_else(|| origin.consumer.to_owned()),
+            format!(
+                "{}; then {} could not take it: {}",
+                header(LAST_ERROR_HEADER).unwrap_or_default(),
+                origin.consumer,
+                origin.last_error
+            ),
+        )
+    } else {
+        if let Some(id) = header(async_nats::header::NATS_MESSAGE_ID.as_ref()) {
+            headers.insert(ORIGIN_MSG_ID_HEADER, id.as_str());
+        }
+        headers.insert(ORIGIN_STREAM_HEADER, origin.stream);
+        headers.insert(ORIGIN_SEQUENCE_HEADER, origin.sequence.to_string().as_str());
+        headers.insert(ORIGIN_SUBJECT_HEADER, origin.subject);
+        headers.insert(CONSUMER_HEADER, origin.consumer);
+        (
+            dlq_message_id(origin.stream, origin.stream_created_ns, origin.sequence),
+            origin.stream.to_owned(),
+            origin.consumer.to_owned(),
+            origin.last_error.to_owned(),
+        )
+    };
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
     headers.insert(DELIVERIES_HEADER, origin.deliveries.to_string().as_str());
     // Header values are one line.
-    let last_error: String = origin
-        .last_error
+    let last_error: String = last_error
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(1_000)
         .collect();
     headers.insert(LAST_ERROR_HEADER, last_error.as_str());
-    let subject = dlq_subject(origin.stream, origin.consumer);
+    let subject = dlq_subject(&stream, &consumer);
     let publish_error = |source| BusError::Publish {
         subject: subject.clone(),
         source,
@@ -90,6 +128,8 @@ pub struct Advisory {
     pub deliveries: i64,
     #[serde(default)]
     pub reason: String,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub timestamp: Option<time::OffsetDateTime>,
 }
 
 pub const MAX_DELIVER_ADVISORY: &str = "io.nats.jetstream.advisory.v1.max_deliver";
@@ -113,6 +153,12 @@ impl Forwarder {
             .get_stream(&advisory.stream)
             .await
             .map_err(|e| format!("stream {}: {e}", advisory.stream))?;
+        let created = stream.cached_info().created;
+        if advisory.timestamp.is_some_and(|at| at < created) {
+            // The stream was recreated since: its sequence now names another message.
+            tracing::warn!(stream = %advisory.stream, sequence = advisory.stream_seq, "advisory older than its stream; ignored");
+            return Ok(());
+        }
         let message = match stream.get_raw_message(advisory.stream_seq).await {
             Ok(message) => message,
             Err(error)
@@ -131,6 +177,7 @@ impl Forwarder {
             &self.js,
             &Origin {
                 stream: &advisory.stream,
+                stream_created_ns: created.unix_timestamp_nanos(),
                 sequence: advisory.stream_seq,
                 subject: message.subject.as_str(),
                 consumer: &advisory.consumer,
@@ -146,13 +193,14 @@ impl Forwarder {
             .delete_message(advisory.stream_seq)
             .await
             .map(drop)
-            .or_else(|e| {
+            .or_else(|e| match e.kind() {
                 // Someone deleted it between our fetch and now: the copy is what matters.
-                if e.to_string().contains("no message found") {
+                jetstream::stream::DeleteMessageErrorKind::JetStream(inner)
+                    if inner.error_code() == jetstream::ErrorCode::NO_MESSAGE_FOUND =>
+                {
                     Ok(())
-                } else {
-                    Err(format!("deleting {}: {e}", advisory.stream_seq))
                 }
+                _ => Err(format!("deleting {}: {e}", advisory.stream_seq)),
             })
     }
 }

@@ -42,9 +42,10 @@ pub fn dlq_subject(stream: &str, consumer: &str) -> String {
 }
 
 /// The id of a dead letter: one per original message, however often it is dead-lettered
-/// (advisories can repeat after a leader change).
-pub fn dlq_message_id(stream: &str, sequence: u64) -> String {
-    format!("dlq:{stream}:{sequence}")
+/// (advisories can repeat after a leader change). Sequences restart when a stream is
+/// recreated, so the id also names the stream's incarnation: its creation time.
+pub fn dlq_message_id(stream: &str, stream_created_ns: i128, sequence: u64) -> String {
+    format!("dlq:{stream}:{sequence}:{stream_created_ns}")
 }
 
 /// The consumer group of the mall's saga.
