@@ -89,6 +89,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         binary: None,
         port: (args.nats_port != 0).then_some(args.nats_port),
         dir: data_dir.join("nats"),
+        cluster: None,
     })
     .await
     .context("cannot start nats-server (pick another port with --nats-port)")?;

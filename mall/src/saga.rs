@@ -114,21 +114,45 @@ pub struct Report {
     pub points: i64,
 }
 
-/// The saga's state machine for one step: pure, so every case can be checked. `deduct_seen`
-/// says a deduct was reported while the step's refund was outstanding.
-pub fn decide(order: OrderState, step: StepState, deduct_seen: bool, report: Report) -> Decision {
-    match (step, report.state) {
+/// A step as the saga stored it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepFacts {
+    pub state: StepState,
+    /// A deduct was reported while the step's refund was outstanding.
+    pub deduct_seen: bool,
+    /// What the refund that settled the step gave back.
+    pub refunded_points: i64,
+}
+
+impl StepFacts {
+    pub fn new(state: StepState) -> Self {
+        Self {
+            state,
+            deduct_seen: false,
+            refunded_points: 0,
+        }
+    }
+}
+
+/// The saga's state machine for one step: pure, so every case can be checked.
+pub fn decide(order: OrderState, step: StepFacts, report: Report) -> Decision {
+    match (step.state, report.state) {
+        // The refund gave points back: this is the deduct it undid, reported late.
+        (StepState::Refunded, LedgerState::Deducted) if step.refunded_points > 0 => {
+            Decision::Ignore
+        }
         (StepState::Refunded | StepState::Rejected | StepState::Skipped, LedgerState::Deducted) => {
             Decision::Correct
         }
-        (StepState::Refunding, LedgerState::Deducted) if !deduct_seen => Decision::NoteDeduct,
+        (StepState::Refunding, LedgerState::Deducted) if !step.deduct_seen => Decision::NoteDeduct,
         (StepState::Refunding, LedgerState::Deducted) => Decision::Ignore,
         // The refund found nothing to give back, yet a deduct was reported: it ran after the
         // refund (a channel without null compensation or anti-hanging).
-        (StepState::Refunding, LedgerState::Refunded) if deduct_seen && report.points == 0 => {
+        (StepState::Refunding, LedgerState::Refunded) if step.deduct_seen && report.points == 0 => {
             Decision::Correct
         }
-        _ => next_step_state(order, step, report.state).map_or(Decision::Ignore, Decision::Move),
+        _ => next_step_state(order, step.state, report.state)
+            .map_or(Decision::Ignore, Decision::Move),
     }
 }
 
@@ -196,17 +220,21 @@ impl Saga {
         let Some(order) = lock_order(&mut tx, &outcome.order_id, now).await? else {
             return Ok(Applied::Ignored("unknown order"));
         };
-        let Some((step, deduct_seen)) = step_of(&mut tx, outcome).await? else {
+        let Some(step) = step_of(&mut tx, outcome).await? else {
             return Ok(Applied::Ignored("unknown step"));
         };
         let report = Report {
             state: outcome.state,
             points: outcome.points,
         };
-        let next = match decide(order, step, deduct_seen, report) {
+        let next = match decide(order, step, report) {
             Decision::Ignore => return Ok(Applied::Ignored("duplicate or late event")),
             Decision::NoteDeduct => {
-                set_step(&mut tx, outcome, StepState::Refunding, true).await?;
+                let noted = StepFacts {
+                    deduct_seen: true,
+                    ..step
+                };
+                set_step(&mut tx, outcome, noted).await?;
                 record(
                     &mut tx,
                     &outcome.order_id,
@@ -222,7 +250,7 @@ impl Saga {
                 return Ok(Applied::Ignored("deduct noted; its refund is outstanding"));
             }
             Decision::Correct => {
-                let kind = correct(&mut tx, outcome, step, now).await?;
+                let kind = correct(&mut tx, outcome, step.state, now).await?;
                 tx.commit().await?;
                 jifen_mesh::metrics::CORRECTIVE_REFUNDS
                     .with_label_values(&[kind])
@@ -233,7 +261,17 @@ impl Saga {
             }
             Decision::Move(next) => next,
         };
-        set_step(&mut tx, outcome, next, false).await?;
+        let refunded_points = if next == StepState::Refunded {
+            outcome.points
+        } else {
+            0
+        };
+        let moved = StepFacts {
+            state: next,
+            deduct_seen: false,
+            refunded_points,
+        };
+        set_step(&mut tx, outcome, moved).await?;
         record(
             &mut tx,
             &outcome.order_id,
@@ -325,15 +363,18 @@ pub(crate) async fn lock_order(
     .transpose()
 }
 
-/// The step's state, and whether a deduct was reported while its refund was outstanding.
 async fn step_of(
     tx: &mut AnyConnection,
     outcome: &Outcome,
-) -> Result<Option<(StepState, bool)>, sqlx::Error> {
+) -> Result<Option<StepFacts>, sqlx::Error> {
     let row = match &outcome.step {
-        StepKey::Line { channel_id, user_id } => {
+        StepKey::Line {
+            channel_id,
+            user_id,
+        } => {
             sqlx::query(
-                "SELECT state, deduct_seen FROM order_lines WHERE order_id = $1 AND channel_id = $2 AND user_id = $3",
+                "SELECT state, deduct_seen, refunded_points FROM order_lines \
+                 WHERE order_id = $1 AND channel_id = $2 AND user_id = $3",
             )
             .bind(&outcome.order_id)
             .bind(channel_id)
@@ -343,19 +384,21 @@ async fn step_of(
         }
         StepKey::Quota { channel_id } => {
             sqlx::query(
-                "SELECT state, deduct_seen FROM order_quotas WHERE order_id = $1 AND channel_id = $2",
+                "SELECT state, deduct_seen, refunded_points FROM order_quotas \
+                 WHERE order_id = $1 AND channel_id = $2",
             )
-                .bind(&outcome.order_id)
-                .bind(channel_id)
-                .fetch_optional(&mut *tx)
-                .await?
+            .bind(&outcome.order_id)
+            .bind(channel_id)
+            .fetch_optional(&mut *tx)
+            .await?
         }
     };
     row.map(|row| {
-        Ok((
-            step_state(row.try_get("state")?)?,
-            row.try_get::<i64, _>("deduct_seen")? != 0,
-        ))
+        Ok(StepFacts {
+            state: step_state(row.try_get("state")?)?,
+            deduct_seen: row.try_get::<i64, _>("deduct_seen")? != 0,
+            refunded_points: row.try_get("refunded_points")?,
+        })
     })
     .transpose()
 }
@@ -363,17 +406,16 @@ async fn step_of(
 async fn set_step(
     tx: &mut AnyConnection,
     outcome: &Outcome,
-    state: StepState,
-    deduct_seen: bool,
+    step: StepFacts,
 ) -> Result<(), sqlx::Error> {
-    let deduct_seen = i64::from(deduct_seen);
+    let (state, deduct_seen) = (step.state, i64::from(step.deduct_seen));
     match &outcome.step {
         StepKey::Line {
             channel_id,
             user_id,
         } => {
             sqlx::query(
-                "UPDATE order_lines SET state = $4, deduct_seen = $5 \
+                "UPDATE order_lines SET state = $4, deduct_seen = $5, refunded_points = $6 \
                  WHERE order_id = $1 AND channel_id = $2 AND user_id = $3",
             )
             .bind(&outcome.order_id)
@@ -381,17 +423,20 @@ async fn set_step(
             .bind(user_id)
             .bind(state.as_str())
             .bind(deduct_seen)
+            .bind(step.refunded_points)
             .execute(&mut *tx)
             .await?;
         }
         StepKey::Quota { channel_id } => {
             sqlx::query(
-                "UPDATE order_quotas SET state = $3, deduct_seen = $4 WHERE order_id = $1 AND channel_id = $2",
+                "UPDATE order_quotas SET state = $3, deduct_seen = $4, refunded_points = $5 \
+                 WHERE order_id = $1 AND channel_id = $2",
             )
             .bind(&outcome.order_id)
             .bind(channel_id)
             .bind(state.as_str())
             .bind(deduct_seen)
+            .bind(step.refunded_points)
             .execute(&mut *tx)
             .await?;
         }
@@ -487,7 +532,7 @@ async fn correct(
     now: i64,
 ) -> Result<&'static str, sqlx::Error> {
     let generation = next_generation(tx, &outcome.order_id).await?;
-    set_step(tx, outcome, StepState::Refunding, false).await?;
+    set_step(tx, outcome, StepFacts::new(StepState::Refunding)).await?;
     let (refund, kind) = match &outcome.step {
         StepKey::Line {
             channel_id,
@@ -690,21 +735,34 @@ mod tests {
         points: 5,
     };
 
+    fn facts(state: StepState, deduct_seen: bool, refunded_points: i64) -> StepFacts {
+        StepFacts {
+            state,
+            deduct_seen,
+            refunded_points,
+        }
+    }
+
     #[test]
     fn a_deduct_for_a_step_that_holds_nothing_is_refunded_whatever_the_order() {
         for order in ORDERS {
             for step in [StepState::Refunded, StepState::Rejected, StepState::Skipped] {
                 for seen in [false, true] {
                     assert_eq!(
-                        decide(order, step, seen, DEDUCTED),
+                        decide(order, facts(step, seen, 0), DEDUCTED),
                         Decision::Correct,
                         "{order:?} {step:?}"
                     );
                 }
             }
+            // A refund that gave points back undid this very deduct: its report is late.
+            assert_eq!(
+                decide(order, facts(StepState::Refunded, false, 5), DEDUCTED),
+                Decision::Ignore
+            );
             // A completed order's deducted steps hold their points: a repeat is a duplicate.
             assert_eq!(
-                decide(order, StepState::Deducted, false, DEDUCTED),
+                decide(order, StepFacts::new(StepState::Deducted), DEDUCTED),
                 Decision::Ignore
             );
         }
@@ -714,7 +772,10 @@ mod tests {
                 for state in [LedgerState::Refunded, LedgerState::Rejected] {
                     let report = Report { state, points: 5 };
                     for seen in [false, true] {
-                        assert_ne!(decide(order, step, seen, report), Decision::Correct);
+                        assert_ne!(
+                            decide(order, facts(step, seen, 0), report),
+                            Decision::Correct
+                        );
                     }
                 }
             }
@@ -724,12 +785,13 @@ mod tests {
     #[test]
     fn a_deduct_during_its_refund_is_refunded_again_only_if_the_refund_found_nothing() {
         let compensating = OrderState::Compensating;
+        let refunding = |seen| facts(StepState::Refunding, seen, 0);
         assert_eq!(
-            decide(compensating, StepState::Refunding, false, DEDUCTED),
+            decide(compensating, refunding(false), DEDUCTED),
             Decision::NoteDeduct
         );
         assert_eq!(
-            decide(compensating, StepState::Refunding, true, DEDUCTED),
+            decide(compensating, refunding(true), DEDUCTED),
             Decision::Ignore
         );
         let found_nothing = Report {
@@ -741,26 +803,21 @@ mod tests {
             points: 5,
         };
         assert_eq!(
-            decide(compensating, StepState::Refunding, true, found_nothing),
+            decide(compensating, refunding(true), found_nothing),
             Decision::Correct
         );
         assert_eq!(
-            decide(compensating, StepState::Refunding, true, gave_back),
+            decide(compensating, refunding(true), gave_back),
             Decision::Move(StepState::Refunded)
         );
         // A null compensation with no deduct reported: the anti-hanging ledger's normal case.
         assert_eq!(
-            decide(compensating, StepState::Refunding, false, found_nothing),
+            decide(compensating, refunding(false), found_nothing),
             Decision::Move(StepState::Refunded)
         );
         // A cancelled order's corrective refund settles its step.
         assert_eq!(
-            decide(
-                OrderState::Cancelled,
-                StepState::Refunding,
-                false,
-                gave_back
-            ),
+            decide(OrderState::Cancelled, refunding(false), gave_back),
             Decision::Move(StepState::Refunded)
         );
     }

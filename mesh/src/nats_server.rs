@@ -47,6 +47,41 @@ pub struct NatsServerConfig {
     pub port: Option<u16>,
     /// JetStream store, ports file and log live here.
     pub dir: PathBuf,
+    /// Run as a node of a cluster (routes on loopback), for tests of a cluster's faults.
+    pub cluster: Option<ClusterNode>,
+}
+
+/// One node of a local nats-server cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterNode {
+    /// The cluster's name, the same on every node.
+    pub cluster_name: String,
+    /// This node's name, unique in the cluster (JetStream needs one).
+    pub server_name: String,
+    /// The port this node listens on for routes.
+    pub route_port: u16,
+    /// Every node's route port, this one's included.
+    pub route_ports: Vec<u16>,
+}
+
+impl ClusterNode {
+    fn args(&self) -> Vec<String> {
+        let routes: Vec<String> = self
+            .route_ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect();
+        vec![
+            "--server_name".into(),
+            self.server_name.clone(),
+            "--cluster_name".into(),
+            self.cluster_name.clone(),
+            "--cluster".into(),
+            format!("nats://127.0.0.1:{}", self.route_port),
+            "--routes".into(),
+            routes.join(","),
+        ]
+    }
 }
 
 /// A running nats-server child. Dropping it kills the server.
@@ -56,6 +91,7 @@ pub struct NatsServer {
     binary: PathBuf,
     dir: PathBuf,
     port: u16,
+    cluster: Option<ClusterNode>,
 }
 
 impl NatsServer {
@@ -71,12 +107,14 @@ impl NatsServer {
             path: config.dir.clone(),
             source,
         })?;
-        let (child, port) = spawn(&binary, &config.dir, config.port).await?;
+        let (child, port) =
+            spawn(&binary, &config.dir, config.port, config.cluster.as_ref()).await?;
         Ok(Self {
             child,
             binary,
             dir: config.dir,
             port,
+            cluster: config.cluster,
         })
     }
 
@@ -100,7 +138,13 @@ impl NatsServer {
     /// Starts the server again on the same port and store, after [`kill`](Self::kill).
     pub async fn restart(&mut self) -> Result<(), NatsServerError> {
         self.kill().await;
-        let (child, _) = spawn(&self.binary, &self.dir, Some(self.port)).await?;
+        let (child, _) = spawn(
+            &self.binary,
+            &self.dir,
+            Some(self.port),
+            self.cluster.as_ref(),
+        )
+        .await?;
         self.child = child;
         Ok(())
     }
@@ -110,6 +154,7 @@ async fn spawn(
     binary: &Path,
     dir: &Path,
     port: Option<u16>,
+    cluster: Option<&ClusterNode>,
 ) -> Result<(Child, u16), NatsServerError> {
     let ports_dir = dir.join("ports");
     let store = |source, path: &Path| NatsServerError::Store {
@@ -130,6 +175,7 @@ async fn spawn(
         .arg(&ports_dir)
         .arg("--log")
         .arg(&log)
+        .args(cluster.map(ClusterNode::args).unwrap_or_default())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -112,6 +112,13 @@ async fn every_command_and_event_delivered_twice_has_no_double_effect() {
     );
     assert_eq!(mesh.balance("beta", "u1").await, START_POINTS - beta_taken);
     assert_mesh_consistent(&mesh).await;
+    assert_eq!(
+        jifen_mesh::metrics::CORRECTIVE_REFUNDS
+            .with_label_values(&["points"])
+            .get(),
+        0,
+        "late duplicates at a reference channel are not late deducts"
+    );
 }
 
 #[tokio::test]
@@ -211,4 +218,15 @@ async fn five_hundred_concurrent_orders_some_failing_keep_every_invariant() {
         "completed {completed}, cancelled {cancelled}"
     );
     assert_eq!(assert_mesh_consistent(&mesh).await, accepted.len());
+    // Reference ledgers have null compensation and anti-hanging: events that arrive out of
+    // order must never be taken for late deducts.
+    let corrections: u64 = ["points", "quota"]
+        .iter()
+        .map(|kind| {
+            jifen_mesh::metrics::CORRECTIVE_REFUNDS
+                .with_label_values(&[kind])
+                .get()
+        })
+        .sum();
+    assert_eq!(corrections, 0, "corrective refunds against reference ledgers");
 }

@@ -282,7 +282,10 @@ async fn a_quota_deducted_for_a_cancelled_order_is_refunded_at_the_portal() {
                 .ok()?
                 .into_inner()
                 .order?;
-            (order.history.iter().any(|h| h.kind == "corrective_refund")
+            (order
+                .history
+                .iter()
+                .any(|h| h.kind == "corrective_refund" && h.detail.contains("portal quota"))
                 && order
                     .quotas
                     .iter()

@@ -1,7 +1,7 @@
 //! A nats-server per test with JetStream: a child process on a free port with a temp store,
 //! or, with `JIFEN_TEST_CONTAINERS=1`, a NATS container.
 
-use jifen_mesh::nats_server::{NatsServer, NatsServerConfig};
+use jifen_mesh::nats_server::{ClusterNode, NatsServer, NatsServerConfig};
 use tempfile::TempDir;
 
 #[derive(Debug)]
@@ -16,6 +16,8 @@ pub struct TestNats {
 enum Backing {
     // The server is declared first so it is killed before its folder goes.
     Child(NatsServer, #[allow(dead_code)] TempDir),
+    /// A 3-node cluster on loopback, each node with its folder.
+    Cluster(Vec<(NatsServer, TempDir)>),
     #[cfg(feature = "containers")]
     Container(Box<testcontainers::ContainerAsync<testcontainers::GenericImage>>),
 }
@@ -39,6 +41,7 @@ impl TestNats {
             binary: None,
             port: None,
             dir: dir.path().to_owned(),
+            cluster: None,
         })
         .await
         .unwrap_or_else(|e| panic!("cannot start nats-server: {e}"));
@@ -49,8 +52,91 @@ impl TestNats {
         }
     }
 
+    /// A 3-node JetStream cluster on loopback (routes between the nodes), ready for R3
+    /// streams: it returns once the cluster has elected its JetStream meta leader.
+    pub async fn start_cluster() -> Self {
+        crate::database::refuse_containers_without_feature();
+        let ports = free_ports(6);
+        let (client_ports, route_ports) = ports.split_at(3);
+        let mut nodes = Vec::new();
+        for (i, client_port) in client_ports.iter().enumerate() {
+            let dir = tempfile::Builder::new()
+                .prefix("jifen-nats-cluster-")
+                .tempdir()
+                .expect("a temp folder");
+            let server = NatsServer::start(NatsServerConfig {
+                binary: None,
+                port: Some(*client_port),
+                dir: dir.path().to_owned(),
+                cluster: Some(ClusterNode {
+                    cluster_name: "jifen-test".into(),
+                    server_name: node_name(i),
+                    route_port: route_ports[i],
+                    route_ports: route_ports.to_vec(),
+                }),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("cannot start nats-server node {i}: {e}"));
+            nodes.push((server, dir));
+        }
+        let url = nodes
+            .iter()
+            .map(|(server, _)| server.url())
+            .collect::<Vec<_>>()
+            .join(",");
+        let cluster = Self {
+            backing: Backing::Cluster(nodes),
+            url,
+        };
+        let js = async_nats::jetstream::new(cluster.connect().await);
+        crate::eventually(
+            "the cluster's JetStream to be ready",
+            std::time::Duration::from_secs(60),
+            || {
+                let js = js.clone();
+                async move { js.query_account().await.ok().map(drop) }
+            },
+        )
+        .await;
+        cluster
+    }
+
     pub fn url(&self) -> String {
         self.url.clone()
+    }
+
+    /// The stream replicas this server (or cluster) takes.
+    pub fn replicas(&self) -> usize {
+        match &self.backing {
+            Backing::Cluster(nodes) => nodes.len(),
+            _ => 1,
+        }
+    }
+
+    /// The cluster node named `server_name` (a stream's leader, say).
+    pub fn node_index(&self, server_name: &str) -> Option<usize> {
+        match &self.backing {
+            Backing::Cluster(nodes) => (0..nodes.len()).find(|i| node_name(*i) == server_name),
+            _ => None,
+        }
+    }
+
+    /// Kills one node of a cluster (SIGKILL).
+    pub async fn kill_node(&mut self, index: usize) {
+        if let Backing::Cluster(nodes) = &mut self.backing {
+            nodes[index].0.kill().await;
+        }
+    }
+
+    /// Starts a killed node of a cluster again on its store.
+    pub async fn restart_node(&mut self, index: usize) {
+        if let Backing::Cluster(nodes) = &mut self.backing {
+            nodes[index]
+                .0
+                .restart()
+                .await
+                .unwrap_or_else(|e| panic!("cannot restart node {index}: {e}"));
+        }
     }
 
     pub async fn connect(&self) -> async_nats::Client {
@@ -63,6 +149,11 @@ impl TestNats {
     pub async fn kill(&mut self) {
         match &mut self.backing {
             Backing::Child(server, _) => server.kill().await,
+            Backing::Cluster(nodes) => {
+                for (server, _) in nodes {
+                    server.kill().await;
+                }
+            }
             #[cfg(feature = "containers")]
             Backing::Container(container) => {
                 let _ = container.stop().await;
@@ -79,10 +170,33 @@ impl TestNats {
                     .await
                     .unwrap_or_else(|e| panic!("cannot restart nats-server: {e}"));
             }
+            Backing::Cluster(nodes) => {
+                for (server, _) in nodes {
+                    server
+                        .restart()
+                        .await
+                        .unwrap_or_else(|e| panic!("cannot restart nats-server: {e}"));
+                }
+            }
             #[cfg(feature = "containers")]
             Backing::Container(container) => {
                 self.url = crate::containers::restart_nats(container).await;
             }
         }
     }
+}
+
+fn node_name(index: usize) -> String {
+    format!("n{index}")
+}
+
+/// `count` ports free on loopback right now (bound, noted, released).
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("an address").port())
+        .collect()
 }
