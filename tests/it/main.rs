@@ -8,6 +8,7 @@ mod admin;
 mod bad_input;
 mod bus_faults;
 mod channel_barrier;
+mod cluster;
 mod concurrency;
 mod dead_letter_ids;
 mod harness;

@@ -228,5 +228,8 @@ async fn five_hundred_concurrent_orders_some_failing_keep_every_invariant() {
                 .get()
         })
         .sum();
-    assert_eq!(corrections, 0, "corrective refunds against reference ledgers");
+    assert_eq!(
+        corrections, 0,
+        "corrective refunds against reference ledgers"
+    );
 }

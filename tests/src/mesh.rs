@@ -80,7 +80,12 @@ impl TestMesh {
     /// Starts everything, with channels `channel_ids`, users `users` holding
     /// [`START_POINTS`] in each, and [`START_QUOTA`] per channel.
     pub async fn start(channel_ids: &[&str], users: &[&str]) -> Self {
-        let nats = TestNats::start().await;
+        Self::start_on(TestNats::start().await, channel_ids, users).await
+    }
+
+    /// [`start`](Self::start) on a given NATS: a single server or a cluster (whose streams
+    /// then get one replica per node).
+    pub async fn start_on(nats: TestNats, channel_ids: &[&str], users: &[&str]) -> Self {
         let mut portal = TestPortal::start().await;
         let mut channels = BTreeMap::new();
         for channel_id in channel_ids {
@@ -138,7 +143,7 @@ impl TestMesh {
     fn bus(&self) -> BusArgs {
         BusArgs {
             nats_url: self.nats.url(),
-            stream_replicas: 1,
+            stream_replicas: self.nats.replicas(),
         }
     }
 

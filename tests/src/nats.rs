@@ -88,13 +88,18 @@ impl TestNats {
             backing: Backing::Cluster(nodes),
             url,
         };
+        // Ready when it takes R3 streams: a meta leader is elected and every node is in.
         let js = async_nats::jetstream::new(cluster.connect().await);
+        let topology = jifen_mesh::bus::topology::Topology {
+            replicas: 3,
+            ..Default::default()
+        };
         crate::eventually(
-            "the cluster's JetStream to be ready",
+            "the cluster to take R3 streams",
             std::time::Duration::from_secs(60),
             || {
-                let js = js.clone();
-                async move { js.query_account().await.ok().map(drop) }
+                let (js, topology) = (js.clone(), topology.clone());
+                async move { topology.ensure(&js).await.ok() }
             },
         )
         .await;

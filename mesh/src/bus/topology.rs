@@ -74,47 +74,60 @@ impl Topology {
             // always, so none is lost while the forwarder is down.
             self.kept(ADVISORY_STREAM, &ADVISORY_SUBJECTS, self.dead_letters_kept),
         ] {
-            let name = wanted.name.clone();
-            let stream_error = |reason: String| BusError::Stream {
-                stream: name.clone(),
-                reason,
-            };
-            let existing = match js.get_stream(&name).await {
-                Ok(mut stream) => Some(
-                    stream
-                        .info()
-                        .await
-                        .map_err(|e| stream_error(e.to_string()))?
-                        .config
-                        .clone(),
-                ),
-                Err(error) if is_not_found(&error) => None,
-                Err(error) => return Err(stream_error(error.to_string())),
-            };
-            match existing {
-                Some(existing) => {
-                    let differences = differences(&existing, &wanted);
-                    if !differences.is_empty() {
-                        tracing::warn!(
-                            stream = %name,
-                            differences = %differences.join("; "),
-                            "the stream differs from this process's configuration; left as it is"
-                        );
+            // A cluster that is starting or electing answers late: try again for a while.
+            let mut attempts = 0_u32;
+            loop {
+                match ensure_one(js, &wanted).await {
+                    Ok(()) => break,
+                    Err(error) if attempts < 8 => {
+                        attempts += 1;
+                        let delay = Duration::from_millis(250) * 2_u32.pow(attempts.min(5));
+                        tracing::warn!(%error, attempts, ?delay, "cannot check the stream yet; retrying");
+                        tokio::time::sleep(delay).await;
                     }
-                }
-                None => {
-                    tracing::info!(stream = %name, replicas = wanted.num_replicas, "creating the stream");
-                    // Another process may create it at the same moment: take theirs then.
-                    if let Err(error) = js.create_stream(wanted).await
-                        && js.get_stream(&name).await.is_err()
-                    {
-                        return Err(stream_error(error.to_string()));
-                    }
+                    Err(error) => return Err(error),
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Creates one stream if it is missing; warns where an existing one differs.
+async fn ensure_one(js: &jetstream::Context, wanted: &stream::Config) -> Result<(), BusError> {
+    let name = wanted.name.as_str();
+    let stream_error = |reason: String| BusError::Stream {
+        stream: name.to_owned(),
+        reason,
+    };
+    let existing = match js.get_stream(name).await {
+        Ok(mut stream) => stream
+            .info()
+            .await
+            .map_err(|e| stream_error(e.to_string()))?
+            .config
+            .clone(),
+        Err(error) if is_not_found(&error) => {
+            tracing::info!(stream = %name, replicas = wanted.num_replicas, "creating the stream");
+            // Another process may create it at the same moment: take theirs then.
+            if let Err(error) = js.create_stream(wanted.clone()).await
+                && js.get_stream(name).await.is_err()
+            {
+                return Err(stream_error(error.to_string()));
+            }
+            return Ok(());
+        }
+        Err(error) => return Err(stream_error(error.to_string())),
+    };
+    let differences = differences(&existing, wanted);
+    if !differences.is_empty() {
+        tracing::warn!(
+            stream = %name,
+            differences = %differences.join("; "),
+            "the stream differs from this process's configuration; left as it is"
+        );
+    }
+    Ok(())
 }
 
 fn is_not_found(error: &async_nats::jetstream::context::GetStreamError) -> bool {
