@@ -283,8 +283,10 @@ pub async fn run<E: LedgerEndpoint>(
     }
     if let Some(health) = health {
         shutdown.cancel();
-        if let Ok(Err(error)) = health.await {
-            return Err(error.into());
+        match health.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(error.into()),
+            Err(error) => tracing::error!(%error, "the health server's task failed"),
         }
     }
     Ok(())
