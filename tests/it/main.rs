@@ -16,6 +16,7 @@ mod health;
 mod metrics;
 mod portal_barrier;
 mod saga;
+mod saga_batch;
 mod saga_faults;
 mod tracing;
 mod weak_channels;

@@ -1,24 +1,30 @@
 //! The durable pull-consumer loop every handler runs on (RocketMQ's consumer group, DESIGN §5).
 //!
-//! It fetches batches and hands each message to a [`Handler`], several at a time. The handler
-//! decides: [`Disposition::Ack`] once its effect is durable and its outcome event stored;
+//! It flows: up to [`ConsumerSpec::concurrency`] messages are in flight, and a new fetch goes
+//! out as soon as room frees, not when a whole batch is done. What a fetch brings at once is
+//! handed to the [`Handler`] as one batch ([`Handler::handle_batch`]; by default each message
+//! on its own, concurrently), so a handler can apply many messages in one transaction; one slow
+//! batch never holds the next. For each message the handler decides: [`Disposition::Ack`] once its effect is durable and its outcome event stored;
 //! [`Disposition::Retry`] for a transient failure — nak'ed with the back-off delay for the
 //! delivery count; [`Disposition::Poison`] for a message that can never succeed. A poison
 //! message, and one whose last allowed delivery fails, is copied to the dead-letter queue and
 //! then terminated with its reason (`+TERM <reason>`).
+
+mod settle;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, AckKind, consumer::pull};
+use async_nats::jetstream::{self, consumer::pull};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::BusError;
-use super::dead_letter::{self, Origin};
 use crate::metrics;
 
 /// RocketMQ's retry delay levels, DESIGN §5.
@@ -35,8 +41,7 @@ pub struct ConsumerSpec {
     /// Delay before each redelivery; the last one repeats. At most `max_deliver` long.
     pub backoff: Vec<Duration>,
     pub max_deliver: i64,
-    /// Messages fetched and handled at once. A fetched message waits for no other: each one
-    /// is handled (and reports progress) as soon as it arrives.
+    /// Messages in flight at most (fetched, not yet settled); also the largest batch.
     pub concurrency: usize,
     /// How long a delivered message may stay unacked before the server redelivers it.
     pub ack_wait: Duration,
@@ -118,6 +123,9 @@ pub struct Delivery {
     /// 1 on the first delivery.
     pub delivered: i64,
     pub stream_sequence: u64,
+    /// The `bus.handle` span of this message, in the trace its publisher started: work done
+    /// for it (a batch handler's share included) is recorded in it.
+    pub span: tracing::Span,
 }
 
 impl Delivery {
@@ -146,10 +154,27 @@ pub enum Disposition {
 
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, delivery: &Delivery) -> impl Future<Output = Disposition> + Send;
+
+    /// Handles what one fetch brought: one disposition per delivery, in their order. By
+    /// default each on its own, all at once; a handler that can do better (one transaction
+    /// for the batch) overrides it, and must never let one bad delivery fail or repeat the
+    /// others.
+    fn handle_batch(
+        &self,
+        deliveries: &[Delivery],
+    ) -> impl Future<Output = Vec<Disposition>> + Send {
+        futures_util::future::join_all(deliveries.iter().map(|delivery| {
+            tracing::Instrument::instrument(self.handle(delivery), delivery.span.clone())
+        }))
+    }
 }
 
-/// Creates (or updates) the durable consumer, then handles its messages until `shutdown`.
-/// Losing the server is not fatal: the loop waits and tries again.
+/// How long a batch waits for more messages of the same fetch once its first has arrived.
+const LINGER: Duration = Duration::from_millis(2);
+
+/// Creates (or updates) the durable consumer, then handles its messages until `shutdown`, and
+/// lets the batches in flight finish. Losing the server is not fatal: the loop waits and tries
+/// again.
 pub async fn run<H: Handler>(
     js: jetstream::Context,
     spec: ConsumerSpec,
@@ -168,27 +193,47 @@ pub async fn run<H: Handler>(
         }
     };
     tracing::info!(consumer = %spec.durable, filter = %spec.filter, "consumer running");
-    let client = js.client();
+    let capacity = spec.concurrency.max(1);
+    let cx = Arc::new(settle::Context {
+        handler,
+        spec: spec.clone(),
+        js: js.clone(),
+        client: js.client(),
+    });
+    let room = Arc::new(Semaphore::new(capacity));
+    let mut batches = JoinSet::new();
     let mut failures = 0_u32;
     let mut sampled = std::time::Instant::now() - Duration::from_secs(60);
     while !shutdown.is_cancelled() {
+        while let Some(done) = batches.try_join_next() {
+            report_panic(&spec, done);
+        }
         if sampled.elapsed() >= Duration::from_secs(5) {
             sampled = std::time::Instant::now();
-            if let Ok(info) = consumer.info().await {
-                let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-                metrics::CONSUMER_PENDING
-                    .with_label_values(&[spec.durable.as_str()])
-                    .set(gauge(info.num_pending));
-                metrics::CONSUMER_ACK_PENDING
-                    .with_label_values(&[spec.durable.as_str()])
-                    .set(gauge(info.num_ack_pending as u64));
-            }
+            sample(&spec, &mut consumer).await;
+        }
+        // Room for the next fetch: any when idle; under load at least half the capacity, so
+        // that batches stay large while the ones in flight run.
+        let busy = capacity - room.available_permits();
+        let wanted = if busy == 0 { 1 } else { (capacity / 2).max(1) };
+        let mut permits = tokio::select! {
+            () = shutdown.cancelled() => break,
+            permits = room.clone().acquire_many_owned(u32::try_from(wanted).unwrap_or(1)) => match permits {
+                Ok(permits) => permits,
+                Err(_) => break,
+            },
+        };
+        let free = u32::try_from(room.available_permits()).unwrap_or(0);
+        if free > 0
+            && let Ok(more) = room.clone().try_acquire_many_owned(free)
+        {
+            permits.merge(more);
         }
         let fetched = tokio::select! {
             () = shutdown.cancelled() => break,
             fetched = consumer
                 .fetch()
-                .max_messages(spec.concurrency.max(1))
+                .max_messages(permits.num_permits())
                 .expires(Duration::from_secs(1))
                 .messages() => fetched,
         };
@@ -196,39 +241,23 @@ pub async fn run<H: Handler>(
         // batch (409 consumer deleted, 503 no responders during an election): both mean the
         // consumer may be gone. Back off and make it again; never spin.
         let failure = match fetched {
-            Ok(batch) => {
-                let failure = std::sync::Mutex::new(None::<String>);
-                batch
-                    .for_each_concurrent(spec.concurrency, |message| {
-                        let (handler, spec, client, js) = (&handler, &spec, &client, &js);
-                        let stream_created = stream_created;
-                        let failure = &failure;
-                        async move {
-                            match message {
-                                Ok(message) => {
-                                    settle(
-                                        handler.as_ref(),
-                                        spec,
-                                        js,
-                                        client,
-                                        stream_created,
-                                        message,
-                                    )
-                                    .await
-                                }
-                                Err(error) => {
-                                    if let Ok(mut first) = failure.lock() {
-                                        first.get_or_insert_with(|| error.to_string());
-                                    }
-                                }
-                            }
-                        }
-                    })
-                    .await;
-                failure.into_inner().ok().flatten()
-            }
+            Ok(mut fetch) => loop {
+                let group = next_group(&mut fetch, &shutdown).await;
+                if !group.messages.is_empty() {
+                    let held = permits.split(group.messages.len());
+                    let (cx, created) = (cx.clone(), stream_created);
+                    batches.spawn(async move {
+                        settle::batch(&cx, created, group.messages).await;
+                        drop(held);
+                    });
+                }
+                if group.ended || group.failure.is_some() {
+                    break group.failure;
+                }
+            },
             Err(error) => Some(error.to_string()),
         };
+        drop(permits);
         let Some(error) = failure else {
             if failures > 0 {
                 tracing::info!(consumer = %spec.durable, "consumer fetching again");
@@ -252,7 +281,72 @@ pub async fn run<H: Handler>(
             }
         }
     }
+    // Batches in flight finish: their effects are durable, so their acks should go out.
+    while let Some(done) = batches.join_next().await {
+        report_panic(&spec, done);
+    }
     tracing::info!(consumer = %spec.durable, "consumer stopped");
+}
+
+/// Messages of one fetch that arrived together.
+struct Group {
+    messages: Vec<jetstream::Message>,
+    /// The fetch has nothing more to bring.
+    ended: bool,
+    failure: Option<String>,
+}
+
+/// Waits for the next message of a fetch, then takes whatever follows it within [`LINGER`].
+async fn next_group(fetch: &mut pull::Batch, shutdown: &CancellationToken) -> Group {
+    let mut group = Group {
+        messages: Vec::new(),
+        ended: false,
+        failure: None,
+    };
+    let first = tokio::select! {
+        () = shutdown.cancelled() => None,
+        item = fetch.next() => item,
+    };
+    let mut item = first;
+    loop {
+        match item {
+            None => {
+                group.ended = true;
+                return group;
+            }
+            Some(Err(error)) => {
+                group.failure = Some(error.to_string());
+                return group;
+            }
+            Some(Ok(message)) => group.messages.push(message),
+        }
+        match tokio::time::timeout(LINGER, fetch.next()).await {
+            Ok(next) => item = next,
+            Err(_) => return group,
+        }
+    }
+}
+
+fn report_panic(spec: &ConsumerSpec, done: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = done
+        && error.is_panic()
+    {
+        // Its messages come back after the ack wait; the handlers are idempotent.
+        tracing::error!(consumer = %spec.durable, %error, "a batch handler panicked");
+    }
+}
+
+/// Samples the consumer's pending and ack-pending messages into the metrics.
+async fn sample(spec: &ConsumerSpec, consumer: &mut jetstream::consumer::Consumer<pull::Config>) {
+    if let Ok(info) = consumer.info().await {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        metrics::CONSUMER_PENDING
+            .with_label_values(&[spec.durable.as_str()])
+            .set(gauge(info.num_pending));
+        metrics::CONSUMER_ACK_PENDING
+            .with_label_values(&[spec.durable.as_str()])
+            .set(gauge(info.num_ack_pending as u64));
+    }
 }
 
 /// A consumer, and when its stream was created (which names the stream's incarnation in
@@ -287,133 +381,6 @@ async fn pause(shutdown: &CancellationToken, delay: Duration) -> bool {
     tokio::select! {
         () = shutdown.cancelled() => true,
         () = tokio::time::sleep(delay) => false,
-    }
-}
-
-/// Terminates a message with a reason; async-nats has no such call, so this sends the
-/// protocol's `+TERM <reason>` itself.
-async fn terminate(
-    client: &async_nats::Client,
-    message: &jetstream::Message,
-    reason: &str,
-) -> Result<(), async_nats::Error> {
-    match &message.reply {
-        Some(reply) => client
-            .publish(reply.clone(), Bytes::from(format!("+TERM {reason}")))
-            .await
-            .map_err(Into::into),
-        None => message.ack_with(AckKind::Term).await,
-    }
-}
-
-async fn settle<H: Handler>(
-    handler: &H,
-    spec: &ConsumerSpec,
-    js: &jetstream::Context,
-    client: &async_nats::Client,
-    stream_created_ns: i128,
-    message: jetstream::Message,
-) {
-    let (delivered, stream_sequence) = match message.info() {
-        Ok(info) => (info.delivered, info.stream_sequence),
-        Err(error) => {
-            // Without its sequence it could not be dead-lettered safely: leave it for later.
-            tracing::warn!(consumer = %spec.durable, %error, "message without delivery info");
-            let _ = message
-                .ack_with(AckKind::Nak(Some(spec.delay_after(1))))
-                .await;
-            return;
-        }
-    };
-    let delivery = Delivery {
-        subject: message.subject.to_string(),
-        payload: message.payload.clone(),
-        headers: message.headers.clone(),
-        delivered,
-        stream_sequence,
-    };
-    // The server takes the first back-off step as the ack wait (nats-server overrides AckWait
-    // with BackOff[0]): a handler slower than that would see its message delivered again while
-    // it works, so it reports progress at half that period.
-    let consumer = spec.durable.as_str();
-    if delivered > 1 {
-        metrics::REDELIVERIES.with_label_values(&[consumer]).inc();
-    }
-    let started = std::time::Instant::now();
-    let span = tracing::info_span!(
-        "bus.handle",
-        otel.name = %format!("{consumer} {}", delivery.subject),
-        messaging.consumer = %consumer,
-        messaging.subject = %delivery.subject,
-        delivered,
-    );
-    crate::trace::adopt(&span, delivery.header(crate::trace::TRACEPARENT));
-    let handling = tracing::Instrument::instrument(handler.handle(&delivery), span);
-    tokio::pin!(handling);
-    let mut progress = tokio::time::interval(spec.effective_ack_wait() / 2);
-    progress.tick().await;
-    let disposition = loop {
-        tokio::select! {
-            disposition = &mut handling => break disposition,
-            _ = progress.tick() => {
-                if let Err(error) = message.ack_with(AckKind::Progress).await {
-                    tracing::debug!(%error, "cannot report progress");
-                }
-            }
-        }
-    };
-    metrics::HANDLE_LATENCY
-        .with_label_values(&[consumer])
-        .observe(started.elapsed().as_secs_f64());
-    let outcome = match &disposition {
-        Disposition::Ack => "ack",
-        Disposition::Retry(_) if delivered < spec.max_deliver => "retry",
-        _ => "dead_letter",
-    };
-    metrics::HANDLED
-        .with_label_values(&[consumer, outcome])
-        .inc();
-    let result = match &disposition {
-        Disposition::Ack => message.ack().await,
-        Disposition::Retry(why) if delivered < spec.max_deliver => {
-            let delay = spec.delay_after(delivered);
-            tracing::info!(consumer = %spec.durable, subject = %delivery.subject, delivered, ?delay, %why, "retrying later");
-            message.ack_with(AckKind::Nak(Some(delay))).await
-        }
-        // The last delivery failed, or the message can never succeed: into the dead-letter
-        // queue, and off the work queue only once the copy is stored.
-        Disposition::Retry(reason) | Disposition::Poison(reason) => {
-            let origin = Origin {
-                stream: &spec.stream,
-                stream_created_ns,
-                sequence: stream_sequence,
-                subject: &delivery.subject,
-                consumer: &spec.durable,
-                deliveries: delivered,
-                last_error: reason,
-                headers: delivery.headers.as_ref(),
-                payload: delivery.payload.clone(),
-            };
-            match dead_letter::copy(js, &origin).await {
-                Ok(()) => {
-                    metrics::DEAD_LETTERS.with_label_values(&[consumer]).inc();
-                    tracing::error!(consumer = %spec.durable, subject = %delivery.subject, delivered, %reason, "message dead-lettered");
-                    terminate(client, &message, reason).await
-                }
-                Err(error) => {
-                    // Past its last delivery the server raises an advisory and the forwarder
-                    // copies it; a poison message comes back and is tried again.
-                    tracing::warn!(consumer = %spec.durable, %error, "cannot dead-letter a message yet");
-                    message
-                        .ack_with(AckKind::Nak(Some(spec.delay_after(delivered))))
-                        .await
-                }
-            }
-        }
-    };
-    if let Err(error) = result {
-        // The server redelivers after ack_wait; the handlers are idempotent.
-        tracing::warn!(consumer = %spec.durable, %error, ?disposition, "cannot settle a message");
     }
 }
 

@@ -1,0 +1,397 @@
+//! The saga's decisions, free of I/O: what an outcome event is ([`decode`]), and what it does
+//! to a step ([`decide`]) — so that every pair of order, step and report can be checked.
+
+use jifen_mesh::barrier::LedgerState;
+use jifen_mesh::bus::subjects::outcome_token;
+use jifen_proto::v1::{DeductionState, PointsOutcomeEvent, QuotaDeductionState, QuotaOutcomeEvent};
+use prost::Message;
+
+use crate::order::{OrderState, StepState};
+
+/// Which step an outcome is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepKey {
+    /// A line: points of one user at one channel.
+    Line { channel_id: String, user_id: String },
+    /// A channel's quota at the portal.
+    Quota { channel_id: String },
+}
+
+/// An outcome event as the saga reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub order_id: String,
+    pub step: StepKey,
+    pub state: LedgerState,
+    pub points: i64,
+    pub reason: String,
+}
+
+/// Reads an outcome event from its subject and payload.
+pub fn decode(subject: &str, payload: &[u8]) -> Result<Outcome, String> {
+    if subject.starts_with("jifen.evt.channel.") {
+        let event = PointsOutcomeEvent::decode(payload).map_err(|e| e.to_string())?;
+        let d = event
+            .deduction
+            .ok_or("a points event without its deduction")?;
+        let state = match d.state() {
+            DeductionState::Deducted => LedgerState::Deducted,
+            DeductionState::Refunded => LedgerState::Refunded,
+            DeductionState::Rejected => LedgerState::Rejected,
+            DeductionState::Unspecified => return Err("a points event without a state".into()),
+        };
+        Ok(Outcome {
+            order_id: d.order_id,
+            step: StepKey::Line {
+                channel_id: d.channel_id,
+                user_id: d.user_id,
+            },
+            state,
+            points: d.points,
+            reason: d.reason,
+        })
+    } else if subject.starts_with("jifen.evt.portal.") {
+        let event = QuotaOutcomeEvent::decode(payload).map_err(|e| e.to_string())?;
+        let d = event
+            .quota_deduction
+            .ok_or("a quota event without its deduction")?;
+        let state = match d.state() {
+            QuotaDeductionState::Deducted => LedgerState::Deducted,
+            QuotaDeductionState::Refunded => LedgerState::Refunded,
+            QuotaDeductionState::Rejected => LedgerState::Rejected,
+            QuotaDeductionState::Unspecified => return Err("a quota event without a state".into()),
+        };
+        Ok(Outcome {
+            order_id: d.order_id,
+            step: StepKey::Quota {
+                channel_id: d.channel_id,
+            },
+            state,
+            points: d.points,
+            reason: d.reason,
+        })
+    } else {
+        Err(format!("not an outcome subject: {subject}"))
+    }
+}
+
+/// What the saga does with a ledger's report on a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The step moves to this state.
+    Move(StepState),
+    /// Points were taken for a step that must hold none (a deduct that overtook its refund at
+    /// a channel without anti-hanging, or one applied after a rejection was recorded): refund
+    /// the key again, now that the deduct is known to have happened (DESIGN §9).
+    Correct,
+    /// A deduct reported while the step's refund is outstanding: whether that refund gives it
+    /// back depends on which ran first at the ledger, which its answer will tell.
+    NoteDeduct,
+    /// A duplicate, a late event, or one for an order already settled: nothing changes.
+    Ignore,
+}
+
+/// A ledger's report on a step, as the saga weighs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    pub state: LedgerState,
+    pub points: i64,
+}
+
+/// A step as the saga stored it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepFacts {
+    pub state: StepState,
+    /// A deduct was reported while the step's refund was outstanding.
+    pub deduct_seen: bool,
+    /// What the refund that settled the step gave back.
+    pub refunded_points: i64,
+}
+
+impl StepFacts {
+    pub fn new(state: StepState) -> Self {
+        Self {
+            state,
+            deduct_seen: false,
+            refunded_points: 0,
+        }
+    }
+}
+
+/// The saga's state machine for one step: pure, so every case can be checked.
+pub fn decide(order: OrderState, step: StepFacts, report: Report) -> Decision {
+    match (step.state, report.state) {
+        // The refund gave points back: this is the deduct it undid, reported late.
+        (StepState::Refunded, LedgerState::Deducted) if step.refunded_points > 0 => {
+            Decision::Ignore
+        }
+        (StepState::Refunded | StepState::Rejected | StepState::Skipped, LedgerState::Deducted) => {
+            Decision::Correct
+        }
+        (StepState::Refunding, LedgerState::Deducted) if !step.deduct_seen => Decision::NoteDeduct,
+        (StepState::Refunding, LedgerState::Deducted) => Decision::Ignore,
+        // The refund found nothing to give back, yet a deduct was reported: it ran after the
+        // refund (a channel without null compensation or anti-hanging).
+        (StepState::Refunding, LedgerState::Refunded) if step.deduct_seen && report.points == 0 => {
+            Decision::Correct
+        }
+        _ => next_step_state(order, step.state, report.state)
+            .map_or(Decision::Ignore, Decision::Move),
+    }
+}
+
+/// The state a step moves to when its ledger reports `ledger`, or `None` when the report
+/// changes nothing (a duplicate, a late event, an order already settled).
+pub fn next_step_state(
+    order: OrderState,
+    step: StepState,
+    ledger: LedgerState,
+) -> Option<StepState> {
+    match (order, step, ledger) {
+        (OrderState::Pending, StepState::Pending, LedgerState::Deducted) => {
+            Some(StepState::Deducted)
+        }
+        (OrderState::Pending, StepState::Pending, LedgerState::Rejected) => {
+            Some(StepState::Rejected)
+        }
+        // Refunded before it was deducted: nothing is held, and the order cannot complete.
+        (OrderState::Pending, StepState::Pending, LedgerState::Refunded) => {
+            Some(StepState::Refunded)
+        }
+        // A cancelled order's step is refunding only while a corrective refund runs.
+        (
+            OrderState::Compensating | OrderState::Cancelled,
+            StepState::Refunding,
+            LedgerState::Refunded,
+        ) => Some(StepState::Refunded),
+        // The deduct was refused before its refund ran: nothing is held.
+        (
+            OrderState::Compensating | OrderState::Cancelled,
+            StepState::Refunding,
+            LedgerState::Rejected,
+        ) => Some(StepState::Rejected),
+        _ => None,
+    }
+}
+
+pub(crate) fn history_kind(outcome: &Outcome) -> String {
+    let what = match outcome.step {
+        StepKey::Line { .. } => "points",
+        StepKey::Quota { .. } => "quota",
+    };
+    let state = outcome_token(outcome.state);
+    format!("{what}_{state}")
+}
+
+pub(crate) fn history_detail(outcome: &Outcome) -> String {
+    let at = match &outcome.step {
+        StepKey::Line {
+            channel_id,
+            user_id,
+        } => format!("channel {channel_id}, user {user_id}"),
+        StepKey::Quota { channel_id } => format!("portal quota of channel {channel_id}"),
+    };
+    if outcome.reason.is_empty() {
+        format!("{at}: {} points", outcome.points)
+    } else {
+        format!("{at}: {} points ({})", outcome.points, outcome.reason)
+    }
+}
+
+pub(crate) fn rejection_reason(outcome: &Outcome) -> String {
+    let at = match &outcome.step {
+        StepKey::Line {
+            channel_id,
+            user_id,
+        } => format!("channel {channel_id} user {user_id}"),
+        StepKey::Quota { channel_id } => format!("portal quota of channel {channel_id}"),
+    };
+    match outcome.state {
+        LedgerState::Refunded => format!("{at}: refunded before the order completed"),
+        _ if outcome.reason.is_empty() => format!("{at}: rejected"),
+        _ => format!("{at}: {}", outcome.reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORDERS: [OrderState; 4] = [
+        OrderState::Pending,
+        OrderState::Compensating,
+        OrderState::Completed,
+        OrderState::Cancelled,
+    ];
+    const STEPS: [StepState; 7] = [
+        StepState::Waiting,
+        StepState::Pending,
+        StepState::Deducted,
+        StepState::Rejected,
+        StepState::Refunding,
+        StepState::Refunded,
+        StepState::Skipped,
+    ];
+    const LEDGER: [LedgerState; 3] = [
+        LedgerState::Deducted,
+        LedgerState::Rejected,
+        LedgerState::Refunded,
+    ];
+
+    #[test]
+    fn settled_steps_never_move_and_settled_orders_only_finish_a_correction() {
+        for order in ORDERS {
+            for step in STEPS {
+                for ledger in LEDGER {
+                    let next = next_step_state(order, step, ledger);
+                    let finishing_a_correction =
+                        order == OrderState::Cancelled && step == StepState::Refunding;
+                    if (order.is_terminal() && !finishing_a_correction)
+                        || matches!(
+                            step,
+                            StepState::Rejected | StepState::Refunded | StepState::Skipped
+                        )
+                    {
+                        assert_eq!(next, None, "{order:?} {step:?} {ledger:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    const DEDUCTED: Report = Report {
+        state: LedgerState::Deducted,
+        points: 5,
+    };
+
+    fn facts(state: StepState, deduct_seen: bool, refunded_points: i64) -> StepFacts {
+        StepFacts {
+            state,
+            deduct_seen,
+            refunded_points,
+        }
+    }
+
+    #[test]
+    fn a_deduct_for_a_step_that_holds_nothing_is_refunded_whatever_the_order() {
+        for order in ORDERS {
+            for step in [StepState::Refunded, StepState::Rejected, StepState::Skipped] {
+                for seen in [false, true] {
+                    assert_eq!(
+                        decide(order, facts(step, seen, 0), DEDUCTED),
+                        Decision::Correct,
+                        "{order:?} {step:?}"
+                    );
+                }
+            }
+            // A refund that gave points back undid this very deduct: its report is late.
+            assert_eq!(
+                decide(order, facts(StepState::Refunded, false, 5), DEDUCTED),
+                Decision::Ignore
+            );
+            // A completed order's deducted steps hold their points: a repeat is a duplicate.
+            assert_eq!(
+                decide(order, StepFacts::new(StepState::Deducted), DEDUCTED),
+                Decision::Ignore
+            );
+        }
+        // Reports of refunds and rejections never cause a refund, but the one case below.
+        for order in ORDERS {
+            for step in STEPS {
+                for state in [LedgerState::Refunded, LedgerState::Rejected] {
+                    let report = Report { state, points: 5 };
+                    for seen in [false, true] {
+                        assert_ne!(
+                            decide(order, facts(step, seen, 0), report),
+                            Decision::Correct
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_deduct_during_its_refund_is_refunded_again_only_if_the_refund_found_nothing() {
+        let compensating = OrderState::Compensating;
+        let refunding = |seen| facts(StepState::Refunding, seen, 0);
+        assert_eq!(
+            decide(compensating, refunding(false), DEDUCTED),
+            Decision::NoteDeduct
+        );
+        assert_eq!(
+            decide(compensating, refunding(true), DEDUCTED),
+            Decision::Ignore
+        );
+        let found_nothing = Report {
+            state: LedgerState::Refunded,
+            points: 0,
+        };
+        let gave_back = Report {
+            state: LedgerState::Refunded,
+            points: 5,
+        };
+        assert_eq!(
+            decide(compensating, refunding(true), found_nothing),
+            Decision::Correct
+        );
+        assert_eq!(
+            decide(compensating, refunding(true), gave_back),
+            Decision::Move(StepState::Refunded)
+        );
+        // A null compensation with no deduct reported: the anti-hanging ledger's normal case.
+        assert_eq!(
+            decide(compensating, refunding(false), found_nothing),
+            Decision::Move(StepState::Refunded)
+        );
+        // A cancelled order's corrective refund settles its step.
+        assert_eq!(
+            decide(OrderState::Cancelled, refunding(false), gave_back),
+            Decision::Move(StepState::Refunded)
+        );
+    }
+
+    #[test]
+    fn a_step_moves_at_most_once_for_the_same_report() {
+        for order in ORDERS {
+            for step in STEPS {
+                for ledger in LEDGER {
+                    if let Some(next) = next_step_state(order, step, ledger) {
+                        assert_eq!(
+                            next_step_state(order, next, ledger),
+                            None,
+                            "{order:?} {step:?} {ledger:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn events_decode_from_their_subjects() {
+        let payload = PointsOutcomeEvent {
+            deduction: Some(jifen_proto::v1::Deduction {
+                order_id: "o-1".into(),
+                channel_id: "alpha".into(),
+                user_id: "u".into(),
+                points: 5,
+                state: DeductionState::Rejected.into(),
+                reason: "insufficient points".into(),
+                updated_at_unix_ms: 0,
+            }),
+        }
+        .encode_to_vec();
+        let outcome = decode("jifen.evt.channel.alpha.rejected", &payload).unwrap();
+        assert_eq!(outcome.state, LedgerState::Rejected);
+        assert_eq!(
+            outcome.step,
+            StepKey::Line {
+                channel_id: "alpha".into(),
+                user_id: "u".into()
+            }
+        );
+        assert!(decode("jifen.evt.portal.deducted", b"\xff\xff").is_err());
+        assert!(decode("jifen.other", &payload).is_err());
+    }
+}

@@ -1,0 +1,327 @@
+//! The order saga (DESIGN §2): outcome events from the channels and the portal move an order's
+//! steps, and the order with them — channels first, then one quota deduction per channel,
+//! `COMPLETED`; on any business rejection, `COMPENSATING`: refunds for everything that may hold
+//! points, then `CANCELLED`.
+//!
+//! A fetched batch of events is applied in one transaction, each event under a savepoint
+//! ([`Saga::apply_batch`]); applying one starts by bumping its order's version — a write, so
+//! concurrent events for one order queue on its row — and writes the commands the change causes
+//! into the outbox. What each event does is decided in [`machine`], free of I/O. Step changes
+//! only go forward, so a duplicate or late event changes nothing; a deduct that lands where
+//! nothing may be held is refunded again (DESIGN §9).
+
+use std::sync::Arc;
+
+pub mod machine;
+mod writes;
+
+use jifen_mesh::bus::consume::{Delivery, Disposition, Handler};
+use jifen_mesh::storage::Database;
+use jifen_mesh::time::now_unix_ms;
+use sqlx::AnyConnection;
+use tokio::sync::{Notify, broadcast};
+
+use crate::order::{OrderState, StepState};
+use crate::store::record;
+
+pub use machine::{Decision, Outcome, Report, StepFacts, StepKey, decide, decode, next_step_state};
+use machine::{history_detail, history_kind, rejection_reason};
+pub(crate) use writes::{compensate, lock_order, settle_if_done};
+use writes::{correct, count_not, request_quotas, set_order, set_step, step_of};
+
+/// What applying an event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Ignored(&'static str),
+    Moved {
+        order_state: OrderState,
+    },
+    /// A deduct came for a step that must hold nothing: a refund of it was sent.
+    Corrected,
+}
+
+/// What one event did inside a transaction, for the caller to act on once it commits.
+#[derive(Debug)]
+struct Effect {
+    applied: Applied,
+    /// Something was written: the transaction must commit (else it is undone).
+    changed: bool,
+    /// Commands were written to the outbox: the relay is woken.
+    sent_commands: bool,
+    /// A corrective refund was sent, of this kind (`points`, `quota`).
+    corrected: Option<&'static str>,
+}
+
+impl Effect {
+    fn ignored(why: &'static str) -> Self {
+        Self {
+            applied: Applied::Ignored(why),
+            changed: false,
+            sent_commands: false,
+            corrected: None,
+        }
+    }
+}
+
+/// The saga's event handler.
+#[derive(Debug, Clone)]
+pub struct Saga {
+    db: Database,
+    relay: Arc<Notify>,
+    changes: broadcast::Sender<String>,
+}
+
+impl Saga {
+    pub fn new(db: Database, relay: Arc<Notify>, changes: broadcast::Sender<String>) -> Self {
+        Self { db, relay, changes }
+    }
+
+    /// Applies one event in a transaction of its own.
+    pub async fn apply(&self, outcome: &Outcome) -> Result<Applied, sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        let effect = apply_in(&mut tx, outcome, now_unix_ms()).await?;
+        if effect.changed {
+            tx.commit().await?;
+        }
+        self.after_commit(&outcome.order_id, &effect);
+        Ok(effect.applied)
+    }
+
+    /// Applies a batch of events in one transaction (one commit, one fsync), each under a
+    /// savepoint: an event that fails is undone alone and reported, the others stand. Orders
+    /// are locked in order-id order (stable, so one order's events keep theirs), so that two
+    /// mall replicas applying batches never wait for each other in a cycle. If the transaction
+    /// itself fails (its start, a savepoint, the commit), nothing of it holds and the events
+    /// are applied one by one instead, so one bad event can never fail the rest again.
+    pub async fn apply_batch(
+        &self,
+        events: &[(&Outcome, &tracing::Span)],
+    ) -> Vec<Result<Applied, String>> {
+        let mut order: Vec<usize> = (0..events.len()).collect();
+        order.sort_by(|a, b| events[*a].0.order_id.cmp(&events[*b].0.order_id));
+        match self.try_batch(events, &order).await {
+            Ok(results) => results,
+            Err(error) => {
+                tracing::debug!(%error, events = events.len(), "batch failed; applying its events one by one");
+                let mut results = Vec::with_capacity(events.len());
+                for (outcome, span) in events {
+                    let applied =
+                        tracing::Instrument::instrument(self.apply(outcome), (*span).clone());
+                    results.push(applied.await.map_err(|e| e.to_string()));
+                }
+                results
+            }
+        }
+    }
+
+    async fn try_batch(
+        &self,
+        events: &[(&Outcome, &tracing::Span)],
+        order: &[usize],
+    ) -> Result<Vec<Result<Applied, String>>, sqlx::Error> {
+        let now = now_unix_ms();
+        let mut tx = self.db.begin().await?;
+        let mut results: Vec<Result<Applied, String>> =
+            vec![Err("not applied".to_owned()); events.len()];
+        let mut effects = Vec::with_capacity(events.len());
+        for &i in order {
+            let (outcome, span) = events[i];
+            sqlx::query("SAVEPOINT saga_event")
+                .execute(&mut *tx)
+                .await?;
+            let applied =
+                tracing::Instrument::instrument(apply_in(&mut tx, outcome, now), span.clone())
+                    .await;
+            // Keep what changed; undo the rest (an ignored event's lock and version bump too).
+            let keep = matches!(&applied, Ok(effect) if effect.changed);
+            if !keep {
+                sqlx::query("ROLLBACK TO SAVEPOINT saga_event")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("RELEASE SAVEPOINT saga_event")
+                .execute(&mut *tx)
+                .await?;
+            results[i] = match applied {
+                Ok(effect) => {
+                    let applied = effect.applied.clone();
+                    effects.push((outcome, effect));
+                    Ok(applied)
+                }
+                Err(error) => Err(error.to_string()),
+            };
+        }
+        tx.commit().await?;
+        for (outcome, effect) in &effects {
+            self.after_commit(&outcome.order_id, effect);
+        }
+        Ok(results)
+    }
+
+    fn after_commit(&self, order_id: &str, effect: &Effect) {
+        if let Some(kind) = effect.corrected {
+            jifen_mesh::metrics::CORRECTIVE_REFUNDS
+                .with_label_values(&[kind])
+                .inc();
+        }
+        if effect.sent_commands {
+            self.relay.notify_one();
+        }
+        if effect.changed {
+            let _ = self.changes.send(order_id.to_owned());
+        }
+    }
+}
+
+/// Applies one event in the caller's transaction.
+async fn apply_in(
+    tx: &mut AnyConnection,
+    outcome: &Outcome,
+    now: i64,
+) -> Result<Effect, sqlx::Error> {
+    let Some(order) = lock_order(tx, &outcome.order_id, now).await? else {
+        return Ok(Effect::ignored("unknown order"));
+    };
+    let Some(step) = step_of(tx, outcome).await? else {
+        return Ok(Effect::ignored("unknown step"));
+    };
+    let report = Report {
+        state: outcome.state,
+        points: outcome.points,
+    };
+    let next = match decide(order, step, report) {
+        Decision::Ignore => return Ok(Effect::ignored("duplicate or late event")),
+        Decision::NoteDeduct => {
+            let noted = StepFacts {
+                deduct_seen: true,
+                ..step
+            };
+            set_step(tx, outcome, noted).await?;
+            record(
+                tx,
+                &outcome.order_id,
+                &history_kind(outcome),
+                &format!(
+                    "{} while its refund is outstanding",
+                    history_detail(outcome)
+                ),
+                now,
+            )
+            .await?;
+            return Ok(Effect {
+                applied: Applied::Ignored("deduct noted; its refund is outstanding"),
+                changed: true,
+                sent_commands: false,
+                corrected: None,
+            });
+        }
+        Decision::Correct => {
+            let kind = correct(tx, outcome, step.state, now).await?;
+            return Ok(Effect {
+                applied: Applied::Corrected,
+                changed: true,
+                sent_commands: true,
+                corrected: Some(kind),
+            });
+        }
+        Decision::Move(next) => next,
+    };
+    let refunded_points = if next == StepState::Refunded {
+        outcome.points
+    } else {
+        0
+    };
+    let moved = StepFacts {
+        state: next,
+        deduct_seen: false,
+        refunded_points,
+    };
+    set_step(tx, outcome, moved).await?;
+    record(
+        tx,
+        &outcome.order_id,
+        &history_kind(outcome),
+        &history_detail(outcome),
+        now,
+    )
+    .await?;
+
+    let mut sent_commands = false;
+    let order_state = match (order, next) {
+        (OrderState::Pending, StepState::Rejected | StepState::Refunded) => {
+            let reason = rejection_reason(outcome);
+            sent_commands = compensate(tx, &outcome.order_id, &reason, now).await?;
+            settle_if_done(tx, &outcome.order_id, now).await?
+        }
+        (OrderState::Pending, StepState::Deducted) => match outcome.step {
+            StepKey::Line { .. } => {
+                if count_not(tx, "order_lines", &outcome.order_id, "DEDUCTED").await? == 0 {
+                    request_quotas(tx, &outcome.order_id, now).await?;
+                    sent_commands = true;
+                }
+                OrderState::Pending
+            }
+            StepKey::Quota { .. } => {
+                if count_not(tx, "order_quotas", &outcome.order_id, "DEDUCTED").await? == 0 {
+                    set_order(tx, &outcome.order_id, OrderState::Completed, None, now).await?;
+                    record(
+                        tx,
+                        &outcome.order_id,
+                        "completed",
+                        "every line and quota deducted",
+                        now,
+                    )
+                    .await?;
+                    OrderState::Completed
+                } else {
+                    OrderState::Pending
+                }
+            }
+        },
+        (OrderState::Compensating, _) => settle_if_done(tx, &outcome.order_id, now).await?,
+        _ => order,
+    };
+    Ok(Effect {
+        applied: Applied::Moved { order_state },
+        changed: true,
+        sent_commands,
+        corrected: None,
+    })
+}
+
+impl Handler for Saga {
+    async fn handle(&self, delivery: &Delivery) -> Disposition {
+        self.handle_batch(std::slice::from_ref(delivery))
+            .await
+            .pop()
+            .unwrap_or_else(|| Disposition::Retry("no disposition".to_owned()))
+    }
+
+    async fn handle_batch(&self, deliveries: &[Delivery]) -> Vec<Disposition> {
+        let mut dispositions = vec![Disposition::Ack; deliveries.len()];
+        let mut decoded = Vec::with_capacity(deliveries.len());
+        for (i, delivery) in deliveries.iter().enumerate() {
+            match decode(&delivery.subject, &delivery.payload) {
+                Ok(outcome) => decoded.push((i, outcome)),
+                Err(reason) => {
+                    dispositions[i] = Disposition::Poison(format!("undecodable event: {reason}"));
+                }
+            }
+        }
+        let events: Vec<(&Outcome, &tracing::Span)> = decoded
+            .iter()
+            .map(|(i, outcome)| (outcome, &deliveries[*i].span))
+            .collect();
+        let results = self.apply_batch(&events).await;
+        for ((i, outcome), result) in decoded.iter().zip(results) {
+            dispositions[*i] = match result {
+                Ok(applied) => {
+                    tracing::debug!(order_id = %outcome.order_id, ?applied, "event applied");
+                    Disposition::Ack
+                }
+                Err(error) => Disposition::Retry(format!("cannot apply the event: {error}")),
+            };
+        }
+        dispositions
+    }
+}

@@ -1,0 +1,309 @@
+//! The saga's writes to an order and its steps, in the caller's transaction.
+
+use jifen_mesh::bus::subjects::Step;
+use sqlx::{AnyConnection, Row};
+
+use super::machine::{Outcome, StepFacts, StepKey, history_detail};
+use crate::commands;
+use crate::order::{OrderState, StepState};
+use crate::store::{enqueue, next_generation, order_state, record, step_state};
+use jifen_mesh::bus::subjects::outcome_token;
+
+/// Bumps the order's version (which takes its row lock) and returns its state.
+pub(crate) async fn lock_order(
+    tx: &mut AnyConnection,
+    order_id: &str,
+    now: i64,
+) -> Result<Option<OrderState>, sqlx::Error> {
+    sqlx::query(
+        "UPDATE orders SET version = version + 1, updated_at_ms = $2 WHERE order_id = $1 RETURNING state",
+    )
+    .bind(order_id)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(|row| order_state(row.try_get("state")?))
+    .transpose()
+}
+
+pub(super) async fn step_of(
+    tx: &mut AnyConnection,
+    outcome: &Outcome,
+) -> Result<Option<StepFacts>, sqlx::Error> {
+    let row = match &outcome.step {
+        StepKey::Line {
+            channel_id,
+            user_id,
+        } => {
+            sqlx::query(
+                "SELECT state, deduct_seen, refunded_points FROM order_lines \
+                 WHERE order_id = $1 AND channel_id = $2 AND user_id = $3",
+            )
+            .bind(&outcome.order_id)
+            .bind(channel_id)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        }
+        StepKey::Quota { channel_id } => {
+            sqlx::query(
+                "SELECT state, deduct_seen, refunded_points FROM order_quotas \
+                 WHERE order_id = $1 AND channel_id = $2",
+            )
+            .bind(&outcome.order_id)
+            .bind(channel_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        }
+    };
+    row.map(|row| {
+        Ok(StepFacts {
+            state: step_state(row.try_get("state")?)?,
+            deduct_seen: row.try_get::<i64, _>("deduct_seen")? != 0,
+            refunded_points: row.try_get("refunded_points")?,
+        })
+    })
+    .transpose()
+}
+
+pub(super) async fn set_step(
+    tx: &mut AnyConnection,
+    outcome: &Outcome,
+    step: StepFacts,
+) -> Result<(), sqlx::Error> {
+    let (state, deduct_seen) = (step.state, i64::from(step.deduct_seen));
+    match &outcome.step {
+        StepKey::Line {
+            channel_id,
+            user_id,
+        } => {
+            sqlx::query(
+                "UPDATE order_lines SET state = $4, deduct_seen = $5, refunded_points = $6 \
+                 WHERE order_id = $1 AND channel_id = $2 AND user_id = $3",
+            )
+            .bind(&outcome.order_id)
+            .bind(channel_id)
+            .bind(user_id)
+            .bind(state.as_str())
+            .bind(deduct_seen)
+            .bind(step.refunded_points)
+            .execute(&mut *tx)
+            .await?;
+        }
+        StepKey::Quota { channel_id } => {
+            sqlx::query(
+                "UPDATE order_quotas SET state = $3, deduct_seen = $4, refunded_points = $5 \
+                 WHERE order_id = $1 AND channel_id = $2",
+            )
+            .bind(&outcome.order_id)
+            .bind(channel_id)
+            .bind(state.as_str())
+            .bind(deduct_seen)
+            .bind(step.refunded_points)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn set_order(
+    tx: &mut AnyConnection,
+    order_id: &str,
+    state: OrderState,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let created_at_ms: i64 = sqlx::query(
+        "UPDATE orders SET state = $2, reason = COALESCE($3, reason), updated_at_ms = $4 \
+         WHERE order_id = $1 RETURNING created_at_ms",
+    )
+    .bind(order_id)
+    .bind(state.as_str())
+    .bind(reason)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get("created_at_ms")?;
+    if state.is_terminal() {
+        let seconds = (now - created_at_ms).max(0) as f64 / 1000.0;
+        jifen_mesh::metrics::ORDER_SETTLE_LATENCY
+            .with_label_values(&[state.as_str()])
+            .observe(seconds);
+    }
+    Ok(())
+}
+
+/// How many of the order's steps in `table` are not in `state`.
+pub(super) async fn count_not(
+    tx: &mut AnyConnection,
+    table: &'static str,
+    order_id: &str,
+    state: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT COUNT(*) FROM {table} WHERE order_id = $1 AND state <> $2"
+    ))
+    .bind(order_id)
+    .bind(state)
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get(0)
+}
+
+/// Every line is deducted: ask the portal for each channel's quota.
+pub(super) async fn request_quotas(
+    tx: &mut AnyConnection,
+    order_id: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let quotas = sqlx::query(
+        "UPDATE order_quotas SET state = 'PENDING' WHERE order_id = $1 AND state = 'WAITING' \
+         RETURNING channel_id, points",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in &quotas {
+        let channel_id: String = row.try_get("channel_id")?;
+        let points: i64 = row.try_get("points")?;
+        enqueue(
+            tx,
+            &commands::quota(Step::Deduct, order_id, &channel_id, points),
+            now,
+        )
+        .await?;
+    }
+    record(
+        tx,
+        order_id,
+        "quota_requested",
+        &format!("every line deducted; {} quota deduct(s) sent", quotas.len()),
+        now,
+    )
+    .await
+}
+
+/// Refunds a step whose deduct arrived after the step stopped holding points, under a new
+/// generation of ids (the first refund's id may still be in the server's duplicate window).
+/// The step waits in `REFUNDING`; a compensating order waits for it, a cancelled one stays
+/// cancelled (it is what the customer was told) and its step settles when the refund does.
+pub(super) async fn correct(
+    tx: &mut AnyConnection,
+    outcome: &Outcome,
+    step: StepState,
+    now: i64,
+) -> Result<&'static str, sqlx::Error> {
+    let generation = next_generation(tx, &outcome.order_id).await?;
+    set_step(tx, outcome, StepFacts::new(StepState::Refunding)).await?;
+    let (refund, kind) = match &outcome.step {
+        StepKey::Line {
+            channel_id,
+            user_id,
+        } => (
+            commands::points(Step::Refund, &outcome.order_id, channel_id, user_id, 0),
+            "points",
+        ),
+        StepKey::Quota { channel_id } => (
+            commands::quota(Step::Refund, &outcome.order_id, channel_id, 0),
+            "quota",
+        ),
+    };
+    enqueue(tx, &commands::regenerated(refund, generation), now).await?;
+    record(
+        tx,
+        &outcome.order_id,
+        "corrective_refund",
+        &format!(
+            "{} reported {} with the step {}: refund sent again",
+            history_detail(outcome),
+            outcome_token(outcome.state),
+            step.as_str()
+        ),
+        now,
+    )
+    .await?;
+    tracing::warn!(order_id = %outcome.order_id, step = kind, was = step.as_str(), "late deduct: corrective refund sent");
+    Ok(kind)
+}
+
+/// Starts compensation: a refund for every step that may hold points; steps never asked for
+/// are skipped. Returns whether any command was written.
+pub(crate) async fn compensate(
+    tx: &mut AnyConnection,
+    order_id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    set_order(tx, order_id, OrderState::Compensating, Some(reason), now).await?;
+    let lines = sqlx::query(
+        "UPDATE order_lines SET state = 'REFUNDING' WHERE order_id = $1 AND state IN ('PENDING', 'DEDUCTED') \
+         RETURNING channel_id, user_id",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in &lines {
+        let channel_id: String = row.try_get("channel_id")?;
+        let user_id: String = row.try_get("user_id")?;
+        enqueue(
+            tx,
+            &commands::points(Step::Refund, order_id, &channel_id, &user_id, 0),
+            now,
+        )
+        .await?;
+    }
+    let quotas = sqlx::query(
+        "UPDATE order_quotas SET state = 'REFUNDING' WHERE order_id = $1 AND state IN ('PENDING', 'DEDUCTED') \
+         RETURNING channel_id",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in &quotas {
+        let channel_id: String = row.try_get("channel_id")?;
+        enqueue(
+            tx,
+            &commands::quota(Step::Refund, order_id, &channel_id, 0),
+            now,
+        )
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE order_quotas SET state = 'SKIPPED' WHERE order_id = $1 AND state = 'WAITING'",
+    )
+    .bind(order_id)
+    .execute(&mut *tx)
+    .await?;
+    record(
+        tx,
+        order_id,
+        "compensating",
+        &format!("{reason}; {} refund(s) sent", lines.len() + quotas.len()),
+        now,
+    )
+    .await?;
+    Ok(!lines.is_empty() || !quotas.is_empty())
+}
+
+/// Cancels a compensating order once no refund is outstanding.
+pub(crate) async fn settle_if_done(
+    tx: &mut AnyConnection,
+    order_id: &str,
+    now: i64,
+) -> Result<OrderState, sqlx::Error> {
+    let refunding: i64 = sqlx::query(
+        "SELECT (SELECT COUNT(*) FROM order_lines WHERE order_id = $1 AND state = 'REFUNDING') + \
+                (SELECT COUNT(*) FROM order_quotas WHERE order_id = $1 AND state = 'REFUNDING')",
+    )
+    .bind(order_id)
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get(0)?;
+    if refunding > 0 {
+        return Ok(OrderState::Compensating);
+    }
+    set_order(tx, order_id, OrderState::Cancelled, None, now).await?;
+    record(tx, order_id, "cancelled", "every deduction refunded", now).await?;
+    Ok(OrderState::Cancelled)
+}

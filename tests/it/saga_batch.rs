@@ -1,0 +1,113 @@
+//! The saga applies a fetched batch of events in one transaction: every event takes effect
+//! once, in its order, and one that fails neither fails nor repeats its neighbours.
+
+use std::sync::Arc;
+
+use jifen_mall::order::NewOrder;
+use jifen_mall::saga::{Outcome, Saga, StepKey};
+use jifen_mall::store::OrderStore;
+use jifen_mesh::barrier::LedgerState;
+use jifen_mesh::storage::Database;
+use sqlx::Row;
+
+use jifen_tests::mesh::order_request;
+
+fn deducted(order_id: &str) -> Outcome {
+    Outcome {
+        order_id: order_id.to_owned(),
+        step: StepKey::Line {
+            channel_id: "alpha".into(),
+            user_id: "u1".into(),
+        },
+        state: LedgerState::Deducted,
+        points: 10,
+        reason: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_batch_applies_each_event_once_and_a_failing_one_alone_is_left_to_retry() {
+    let test_db = jifen_tests::TestDatabase::create("mall").await;
+    let db = Database::open_with(test_db.url(), &jifen_mall::app::MIGRATIONS, 4)
+        .await
+        .unwrap();
+    let store = OrderStore::new(db.clone());
+    for order_id in ["a", "b", "c"] {
+        let order = NewOrder::parse(order_request(order_id, &[("alpha", "u1", 10)])).unwrap();
+        store.insert(&order).await.unwrap();
+    }
+    // b's line holds a state no code wrote: applying its event fails.
+    sqlx::query("UPDATE order_lines SET state = 'BOGUS' WHERE order_id = 'b'")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM outbox")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let (changes, _) = tokio::sync::broadcast::channel(16);
+    let saga = Saga::new(db.clone(), Arc::new(tokio::sync::Notify::new()), changes);
+    let span = tracing::Span::none();
+    let (a, b, c) = (deducted("a"), deducted("b"), deducted("c"));
+    let events = [(&a, &span), (&b, &span), (&c, &span), (&a, &span)];
+    let results = saga.apply_batch(&events).await;
+    assert!(results[0].is_ok(), "{results:?}");
+    assert!(results[1].is_err(), "{results:?}");
+    assert!(results[2].is_ok(), "{results:?}");
+    assert!(
+        matches!(results[3], Ok(jifen_mall::saga::Applied::Ignored(_))),
+        "the repeat changes nothing: {results:?}"
+    );
+
+    let line = |order_id: &'static str| {
+        let pool = db.pool().clone();
+        async move {
+            sqlx::query("SELECT state FROM order_lines WHERE order_id = $1")
+                .bind(order_id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .try_get::<String, _>("state")
+                .unwrap()
+        }
+    };
+    assert_eq!(line("a").await, "DEDUCTED");
+    assert_eq!(line("b").await, "BOGUS", "the failed event left nothing");
+    assert_eq!(line("c").await, "DEDUCTED");
+    let count = |sql: &'static str| {
+        let pool = db.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    // One quota command each for a and c, none for b; one history entry per applied event.
+    assert_eq!(count("SELECT COUNT(*) FROM outbox").await, 2);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM outbox WHERE order_id = 'b'").await,
+        0
+    );
+    assert_eq!(
+        count(
+            "SELECT COUNT(*) FROM order_events WHERE order_id = 'a' AND kind = 'points_deducted'"
+        )
+        .await,
+        1
+    );
+    // The ignored repeat did not move a's version beyond its one change.
+    assert_eq!(
+        count("SELECT version FROM orders WHERE order_id = 'a'").await,
+        1
+    );
+
+    // Fixed, b's event applies when it is delivered again.
+    sqlx::query("UPDATE order_lines SET state = 'PENDING' WHERE order_id = 'b'")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let again = saga.apply_batch(&[(&b, &span)]).await;
+    assert!(again[0].is_ok(), "{again:?}");
+    assert_eq!(line("b").await, "DEDUCTED");
+}
