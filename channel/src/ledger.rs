@@ -28,9 +28,9 @@ pub struct PointsLedger {
 impl PointsLedger {
     pub fn new(db: Database, channel_id: ChannelId) -> Self {
         Self {
+            barrier: Barrier::new("deductions", "user_id", ACCOUNTS).with_group_commit(db.clone()),
             db,
             channel_id,
-            barrier: Barrier::new("deductions", "user_id", ACCOUNTS),
         }
     }
 

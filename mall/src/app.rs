@@ -174,7 +174,11 @@ impl MallApp {
             SAGA_CONSUMER,
             consume::run(
                 self.js.clone(),
-                ConsumerSpec::new(EVT_STREAM, SAGA_CONSUMER, EVT_SUBJECTS, &retry),
+                // Events of a batch share one commit: room for large batches.
+                ConsumerSpec {
+                    concurrency: SAGA_IN_FLIGHT,
+                    ..ConsumerSpec::new(EVT_STREAM, SAGA_CONSUMER, EVT_SUBJECTS, &retry)
+                },
                 Arc::new(saga),
                 workers.clone(),
             ),
@@ -276,6 +280,9 @@ impl MallApp {
         served
     }
 }
+
+/// Events the saga has in flight at most; a batch is up to this many.
+const SAGA_IN_FLIGHT: usize = 64;
 
 /// How long a stopping mall waits for its background workers.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);

@@ -161,7 +161,7 @@ impl Mall {
             Inserted::New => {
                 self.relay.notify_one();
                 let _ = self.changes.send(order_id.clone());
-                tracing::info!(%order_id, lines = order.lines.len(), "order submitted");
+                tracing::debug!(%order_id, lines = order.lines.len(), "order submitted");
             }
             Inserted::Existing(fingerprint) => return self.existing(&order, &fingerprint).await,
         }

@@ -41,12 +41,30 @@ impl Relay {
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut failures = 0_u32;
         loop {
             match self.drain().await {
-                Ok(0) => {}
-                Ok(sent) => tracing::debug!(sent, "outbox relayed"),
+                Ok(sent) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "outbox relay publishing again");
+                    }
+                    failures = 0;
+                    if sent > 0 {
+                        tracing::debug!(sent, "outbox relayed");
+                    }
+                }
                 Err(error) => {
-                    tracing::warn!(error = %jifen_mesh::telemetry::chain(&error), "outbox relay failed; retrying at the next sweep")
+                    failures = failures.saturating_add(1);
+                    // During an election every publish fails at once ("no responders"): wait
+                    // out a back-off, deaf to commits, instead of spinning on them.
+                    let delay = (Duration::from_millis(100) * 2_u32.pow(failures.min(6)))
+                        .min(self.sweep.max(Duration::from_millis(100)));
+                    tracing::warn!(error = %jifen_mesh::telemetry::chain(&error), failures, ?delay, "outbox relay failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                    continue;
                 }
             }
             tokio::select! {

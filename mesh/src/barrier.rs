@@ -300,6 +300,8 @@ pub struct Balance {
 pub struct Barrier {
     ledger: Ledger,
     balance: Balance,
+    /// With group commit, deducts and refunds go to this writer.
+    writer: Option<crate::group_commit::Writer>,
 }
 
 impl Barrier {
@@ -308,7 +310,19 @@ impl Barrier {
         Self {
             ledger: Ledger::new(table, party),
             balance,
+            writer: None,
         }
+    }
+
+    /// Sends deducts and refunds from now on to one writer task on `db` that commits many in
+    /// one transaction ([`crate::group_commit`]). Needs a Tokio runtime.
+    pub fn with_group_commit(mut self, db: Database) -> Self {
+        let core = Self {
+            writer: None,
+            ..self.clone()
+        };
+        self.writer = Some(crate::group_commit::Writer::spawn(core, db));
+        self
     }
 
     pub async fn get(
@@ -328,14 +342,49 @@ impl Barrier {
         party: &str,
         points: i64,
     ) -> Result<DeductOutcome, sqlx::Error> {
-        let now = now_unix_ms();
+        if let Some(writer) = &self.writer {
+            return writer.deduct(order_id, party, points).await;
+        }
         let mut tx = db.begin().await?;
+        let outcome = self
+            .deduct_in(&mut tx, order_id, party, points, now_unix_ms())
+            .await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Refunds the key once and returns its ledger row.
+    pub async fn refund(
+        &self,
+        db: &Database,
+        order_id: &str,
+        party: &str,
+    ) -> Result<LedgerEntry, sqlx::Error> {
+        if let Some(writer) = &self.writer {
+            return writer.refund(order_id, party).await;
+        }
+        let mut tx = db.begin().await?;
+        let entry = self
+            .refund_in(&mut tx, order_id, party, now_unix_ms())
+            .await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    /// [`deduct`](Self::deduct) in the caller's transaction, which commits.
+    pub(crate) async fn deduct_in(
+        &self,
+        tx: &mut AnyConnection,
+        order_id: &str,
+        party: &str,
+        points: i64,
+        now: i64,
+    ) -> Result<DeductOutcome, sqlx::Error> {
         let claim = self
             .ledger
-            .claim_deduct(&mut tx, order_id, party, points, now)
+            .claim_deduct(&mut *tx, order_id, party, points, now)
             .await?;
         if let DeductClaim::Recorded(entry) = claim {
-            tx.commit().await?;
             return replay(entry, points);
         }
         let taken = sqlx::query(self.balance.take)
@@ -347,7 +396,6 @@ impl Barrier {
             .rows_affected()
             == 1;
         if taken {
-            tx.commit().await?;
             return Ok(DeductOutcome::Deducted(LedgerEntry {
                 order_id: order_id.to_owned(),
                 party: party.to_owned(),
@@ -369,44 +417,43 @@ impl Barrier {
         };
         let entry = self
             .ledger
-            .reject(&mut tx, order_id, party, rejection.code(), now)
+            .reject(&mut *tx, order_id, party, rejection.code(), now)
             .await?;
-        tx.commit().await?;
         Ok(DeductOutcome::Rejected(entry, rejection))
     }
 
-    /// Refunds the key once and returns its ledger row.
-    pub async fn refund(
+    /// [`refund`](Self::refund) in the caller's transaction, which commits.
+    pub(crate) async fn refund_in(
         &self,
-        db: &Database,
+        tx: &mut AnyConnection,
         order_id: &str,
         party: &str,
+        now: i64,
     ) -> Result<LedgerEntry, sqlx::Error> {
-        let now = now_unix_ms();
-        let mut tx = db.begin().await?;
-        let entry = match self
-            .ledger
-            .claim_refund(&mut tx, order_id, party, now)
-            .await?
-        {
-            RefundClaim::Restore(entry) => {
-                let restored = sqlx::query(self.balance.restore)
-                    .bind(entry.points)
-                    .bind(now)
-                    .bind(party)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if restored != 1 {
-                    // The party held these points a moment ago; without it they would be lost.
-                    return Err(sqlx::Error::RowNotFound);
+        Ok(
+            match self
+                .ledger
+                .claim_refund(&mut *tx, order_id, party, now)
+                .await?
+            {
+                RefundClaim::Restore(entry) => {
+                    let restored = sqlx::query(self.balance.restore)
+                        .bind(entry.points)
+                        .bind(now)
+                        .bind(party)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if restored != 1 {
+                        // The party held these points a moment ago; without it they would be
+                        // lost.
+                        return Err(sqlx::Error::RowNotFound);
+                    }
+                    entry
                 }
-                entry
-            }
-            RefundClaim::NullCompensation(entry) | RefundClaim::Recorded(entry) => entry,
-        };
-        tx.commit().await?;
-        Ok(entry)
+                RefundClaim::NullCompensation(entry) | RefundClaim::Recorded(entry) => entry,
+            },
+        )
     }
 }
 

@@ -14,6 +14,7 @@
 //!   check) and running a local `nats-server` child for `jifen dev` and the tests.
 //! - [`connector`]: drives a ledger endpoint from its commands on the bus (check-back,
 //!   status classification, outcome events).
+//! - [`group_commit`]: one writer per ledger that commits many barrier calls at once.
 //! - [`trace`]: the W3C trace context across gRPC calls and bus messages.
 //! - [`shutdown`]: turns SIGINT/SIGTERM into a cancellation token; [`startup`] and [`status`]:
 //!   the errors every service shares at start and at its gRPC edge.
@@ -23,6 +24,7 @@ pub mod bus;
 pub mod config;
 pub mod connector;
 pub mod domain;
+pub mod group_commit;
 pub mod grpc;
 pub mod metrics;
 pub mod nats_server;

@@ -57,8 +57,9 @@ pub struct QuotaBook {
 impl QuotaBook {
     pub fn new(db: Database) -> Self {
         Self {
+            barrier: Barrier::new("quota_deductions", "channel_id", QUOTAS)
+                .with_group_commit(db.clone()),
             db,
-            barrier: Barrier::new("quota_deductions", "channel_id", QUOTAS),
         }
     }
 

@@ -169,6 +169,16 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
+/// How long a fetch waits for messages when none are there.
+const FETCH_EXPIRES: Duration = Duration::from_secs(1);
+/// How long past its expiry an unanswered fetch is waited for.
+const LOST_PULL_GRACE: Duration = Duration::from_millis(500);
+/// How long sampling a consumer's counts may take (they are only metrics).
+const SAMPLE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long re-creating a vanished consumer may take before the loop fetches again.
+const RECREATE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long a batch waits for more messages of the same fetch once its first has arrived.
 const LINGER: Duration = Duration::from_millis(2);
 
@@ -229,12 +239,13 @@ pub async fn run<H: Handler>(
         {
             permits.merge(more);
         }
+        tracing::trace!(consumer = %spec.durable, room = permits.num_permits(), "fetching");
         let fetched = tokio::select! {
             () = shutdown.cancelled() => break,
             fetched = consumer
                 .fetch()
                 .max_messages(permits.num_permits())
-                .expires(Duration::from_secs(1))
+                .expires(FETCH_EXPIRES)
                 .messages() => fetched,
         };
         // A fetch can fail outright, or "succeed" and carry the failure as an item of the
@@ -243,6 +254,7 @@ pub async fn run<H: Handler>(
         let failure = match fetched {
             Ok(mut fetch) => loop {
                 let group = next_group(&mut fetch, &shutdown).await;
+                tracing::trace!(consumer = %spec.durable, messages = group.messages.len(), ended = group.ended, "fetched");
                 if !group.messages.is_empty() {
                     let held = permits.split(group.messages.len());
                     let (cx, created) = (cx.clone(), stream_created);
@@ -270,14 +282,25 @@ pub async fn run<H: Handler>(
             .with_label_values(&[spec.durable.as_str()])
             .inc();
         let delay = retry_delay(failures);
-        tracing::warn!(consumer = %spec.durable, %error, failures, ?delay, "fetch failed; re-creating the consumer");
+        tracing::warn!(consumer = %spec.durable, %error, failures, ?delay, "fetch failed; retrying");
         if pause(&shutdown, delay).await {
             break;
         }
-        match create(&js, &spec).await {
-            Ok((again, created)) => (consumer, stream_created) = (again, created),
-            Err(error) => {
-                tracing::warn!(consumer = %spec.durable, %error, "cannot re-create the consumer yet")
+        // One failure is often an election (409 Leadership Change): the consumer is still there.
+        // Twice in a row, it may be gone: make it again — briefly, since during an election
+        // the request would wait out the whole API timeout.
+        if failures >= 2 {
+            match tokio::time::timeout(RECREATE_TIMEOUT, create(&js, &spec)).await {
+                Ok(Ok((again, created))) => {
+                    tracing::info!(consumer = %spec.durable, "consumer re-created");
+                    (consumer, stream_created) = (again, created);
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(consumer = %spec.durable, %error, "cannot re-create the consumer yet")
+                }
+                Err(_) => {
+                    tracing::warn!(consumer = %spec.durable, timeout = ?RECREATE_TIMEOUT, "re-creating the consumer timed out")
+                }
             }
         }
     }
@@ -303,9 +326,11 @@ async fn next_group(fetch: &mut pull::Batch, shutdown: &CancellationToken) -> Gr
         ended: false,
         failure: None,
     };
+    // A pull request lost with a dead node is answered by nobody: async-nats gives up on it
+    // only 5 s after its expiry, so give up sooner.
     let first = tokio::select! {
         () = shutdown.cancelled() => None,
-        item = fetch.next() => item,
+        item = tokio::time::timeout(FETCH_EXPIRES + LOST_PULL_GRACE, fetch.next()) => item.unwrap_or(None),
     };
     let mut item = first;
     loop {
@@ -338,7 +363,7 @@ fn report_panic(spec: &ConsumerSpec, done: Result<(), tokio::task::JoinError>) {
 
 /// Samples the consumer's pending and ack-pending messages into the metrics.
 async fn sample(spec: &ConsumerSpec, consumer: &mut jetstream::consumer::Consumer<pull::Config>) {
-    if let Ok(info) = consumer.info().await {
+    if let Ok(Ok(info)) = tokio::time::timeout(SAMPLE_TIMEOUT, consumer.info()).await {
         let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         metrics::CONSUMER_PENDING
             .with_label_values(&[spec.durable.as_str()])
