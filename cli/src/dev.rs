@@ -159,7 +159,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             channel_endpoint: Some(format!("http://{addr}")),
             portal_endpoint: portal_endpoint.clone(),
             call_timeout: Duration::from_secs(5),
-            concurrency: 16,
+            concurrency: 64,
             health_listen: None,
             bus: bus.clone(),
             retry: args.retry.clone(),
@@ -179,7 +179,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let config = PortalConnectorConfig {
         portal_endpoint: portal_endpoint.clone(),
         call_timeout: Duration::from_secs(5),
-        concurrency: 16,
+        concurrency: 64,
         health_listen: None,
         bus: bus.clone(),
         retry: args.retry.clone(),

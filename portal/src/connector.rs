@@ -158,7 +158,7 @@ pub struct PortalConnectorConfig {
     #[arg(long, env = "JIFEN_CALL_TIMEOUT", default_value = "5s", value_parser = jifen_mesh::config::parse_duration)]
     pub call_timeout: Duration,
     /// Commands handled at once.
-    #[arg(long, env = "JIFEN_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "JIFEN_CONCURRENCY", default_value_t = 64)]
     pub concurrency: usize,
     /// Serves gRPC health here (for probes) when set.
     #[arg(long, env = "JIFEN_HEALTH_LISTEN")]
