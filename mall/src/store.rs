@@ -3,6 +3,7 @@
 
 use jifen_mesh::bus::publish::Outgoing;
 use jifen_mesh::bus::subjects::Step;
+use jifen_mesh::group_commit::{Write, Writer};
 use jifen_mesh::storage::Database;
 use jifen_mesh::time::now_unix_ms;
 use sqlx::any::AnyRow;
@@ -53,14 +54,19 @@ pub enum Inserted {
 #[derive(Debug, Clone)]
 pub struct OrderStore {
     db: Database,
+    submits: Writer<Submits>,
 }
 
 const ORDER_COLUMNS: &str =
     "order_id, customer_id, state, needs_attention, reason, version, created_at_ms, updated_at_ms";
 
 impl OrderStore {
+    /// Needs a Tokio runtime: it starts the submits' writer task.
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self {
+            submits: Writer::spawn(Submits, db.clone()),
+            db,
+        }
     }
 
     pub fn database(&self) -> &Database {
@@ -76,72 +82,16 @@ impl OrderStore {
             .transpose()
     }
 
-    /// Stores a new order, its steps and its deduct commands in one transaction.
+    /// Stores a new order, its steps and its deduct commands in one transaction — shared with
+    /// the submits that arrive meanwhile (group commit); answers after the commit.
     pub async fn insert(&self, order: &NewOrder) -> Result<Inserted, sqlx::Error> {
-        let now = now_unix_ms();
-        let order_id = order.order_id.as_str();
-        let mut tx = self.db.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO orders (order_id, customer_id, state, needs_attention, reason, fingerprint, \
-             version, created_at_ms, updated_at_ms) VALUES ($1, $2, 'PENDING', 0, '', $3, 0, $4, $4) \
-             ON CONFLICT (order_id) DO NOTHING",
-        )
-        .bind(order_id)
-        .bind(order.customer_id.as_str())
-        .bind(order.fingerprint())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            let fingerprint: String =
-                sqlx::query("SELECT fingerprint FROM orders WHERE order_id = $1")
-                    .bind(order_id)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get("fingerprint")?;
-            return Ok(Inserted::Existing(fingerprint));
-        }
-        for (position, line) in order.lines.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO order_lines (order_id, position, channel_id, user_id, points, state) \
-                 VALUES ($1, $2, $3, $4, $5, 'PENDING')",
-            )
-            .bind(order_id)
-            .bind(i64::try_from(position).unwrap_or(i64::MAX))
-            .bind(line.channel_id.as_str())
-            .bind(line.user_id.as_str())
-            .bind(line.points.get())
-            .execute(&mut *tx)
-            .await?;
-            let command = commands::points(
-                Step::Deduct,
-                order_id,
-                line.channel_id.as_str(),
-                line.user_id.as_str(),
-                line.points.get(),
-            );
-            enqueue(&mut tx, &command, now).await?;
-        }
-        for (channel_id, points) in order.quotas() {
-            sqlx::query(
-                "INSERT INTO order_quotas (order_id, channel_id, points, state) \
-                 VALUES ($1, $2, $3, 'WAITING')",
-            )
-            .bind(order_id)
-            .bind(channel_id.as_str())
-            .bind(points)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let detail = format!(
-            "{} line(s) over {} channel(s); points deducts sent",
-            order.lines.len(),
-            order.quotas().len()
-        );
-        record(&mut tx, order_id, "submitted", &detail, now).await?;
-        tx.commit().await?;
-        Ok(Inserted::New)
+        self.submits
+            .call(Submit {
+                order: order.clone(),
+                // The writer task runs outside the caller's span: the trace goes with the order.
+                traceparent: jifen_mesh::trace::current_traceparent(),
+            })
+            .await
     }
 
     pub async fn find(&self, order_id: &str) -> Result<Option<Order>, sqlx::Error> {
@@ -305,6 +255,101 @@ impl OrderStore {
             history,
         })
     }
+}
+
+/// A submit queued for group commit.
+#[derive(Debug)]
+struct Submit {
+    order: NewOrder,
+    traceparent: Option<String>,
+}
+
+/// The submits' writer.
+#[derive(Debug)]
+struct Submits;
+
+impl Write for Submits {
+    type Op = Submit;
+    type Answer = Inserted;
+
+    async fn apply(
+        &self,
+        tx: &mut AnyConnection,
+        submit: &Submit,
+        now: i64,
+    ) -> Result<Inserted, sqlx::Error> {
+        insert_in(tx, &submit.order, submit.traceparent.as_deref(), now).await
+    }
+}
+
+/// Stores a new order, its steps and its deduct commands in the caller's transaction.
+async fn insert_in(
+    tx: &mut AnyConnection,
+    order: &NewOrder,
+    traceparent: Option<&str>,
+    now: i64,
+) -> Result<Inserted, sqlx::Error> {
+    let order_id = order.order_id.as_str();
+    let inserted = sqlx::query(
+            "INSERT INTO orders (order_id, customer_id, state, needs_attention, reason, fingerprint, \
+             version, created_at_ms, updated_at_ms) VALUES ($1, $2, 'PENDING', 0, '', $3, 0, $4, $4) \
+             ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(order_id)
+        .bind(order.customer_id.as_str())
+        .bind(order.fingerprint())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if inserted == 0 {
+        let fingerprint: String = sqlx::query("SELECT fingerprint FROM orders WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("fingerprint")?;
+        return Ok(Inserted::Existing(fingerprint));
+    }
+    for (position, line) in order.lines.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO order_lines (order_id, position, channel_id, user_id, points, state) \
+                 VALUES ($1, $2, $3, $4, $5, 'PENDING')",
+        )
+        .bind(order_id)
+        .bind(i64::try_from(position).unwrap_or(i64::MAX))
+        .bind(line.channel_id.as_str())
+        .bind(line.user_id.as_str())
+        .bind(line.points.get())
+        .execute(&mut *tx)
+        .await?;
+        let mut command = commands::points(
+            Step::Deduct,
+            order_id,
+            line.channel_id.as_str(),
+            line.user_id.as_str(),
+            line.points.get(),
+        );
+        command.traceparent = traceparent.map(str::to_owned);
+        enqueue(tx, &command, now).await?;
+    }
+    for (channel_id, points) in order.quotas() {
+        sqlx::query(
+            "INSERT INTO order_quotas (order_id, channel_id, points, state) \
+                 VALUES ($1, $2, $3, 'WAITING')",
+        )
+        .bind(order_id)
+        .bind(channel_id.as_str())
+        .bind(points)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let detail = format!(
+        "{} line(s) over {} channel(s); points deducts sent",
+        order.lines.len(),
+        order.quotas().len()
+    );
+    record(tx, order_id, "submitted", &detail, now).await?;
+    Ok(Inserted::New)
 }
 
 /// Adds a command to the outbox, in the caller's transaction.

@@ -17,6 +17,7 @@
 
 use sqlx::{Any, AnyConnection, Executor, Row, any::AnyRow};
 
+use crate::group_commit::{Write, Writer};
 use crate::storage::Database;
 use crate::time::now_unix_ms;
 
@@ -301,7 +302,7 @@ pub struct Barrier {
     ledger: Ledger,
     balance: Balance,
     /// With group commit, deducts and refunds go to this writer.
-    writer: Option<crate::group_commit::Writer>,
+    writer: Option<Writer<Barrier>>,
 }
 
 impl Barrier {
@@ -321,7 +322,7 @@ impl Barrier {
             writer: None,
             ..self.clone()
         };
-        self.writer = Some(crate::group_commit::Writer::spawn(core, db));
+        self.writer = Some(Writer::spawn(core, db));
         self
     }
 
@@ -343,7 +344,15 @@ impl Barrier {
         points: i64,
     ) -> Result<DeductOutcome, sqlx::Error> {
         if let Some(writer) = &self.writer {
-            return writer.deduct(order_id, party, points).await;
+            let op = BarrierOp::Deduct {
+                order_id: order_id.to_owned(),
+                party: party.to_owned(),
+                points,
+            };
+            return match writer.call(op).await? {
+                BarrierAnswer::Deducted(outcome) => Ok(outcome),
+                BarrierAnswer::Refunded(_) => Err(mixed_up()),
+            };
         }
         let mut tx = db.begin().await?;
         let outcome = self
@@ -361,7 +370,14 @@ impl Barrier {
         party: &str,
     ) -> Result<LedgerEntry, sqlx::Error> {
         if let Some(writer) = &self.writer {
-            return writer.refund(order_id, party).await;
+            let op = BarrierOp::Refund {
+                order_id: order_id.to_owned(),
+                party: party.to_owned(),
+            };
+            return match writer.call(op).await? {
+                BarrierAnswer::Refunded(entry) => Ok(entry),
+                BarrierAnswer::Deducted(_) => Err(mixed_up()),
+            };
         }
         let mut tx = db.begin().await?;
         let entry = self
@@ -454,6 +470,57 @@ impl Barrier {
                 RefundClaim::NullCompensation(entry) | RefundClaim::Recorded(entry) => entry,
             },
         )
+    }
+}
+
+/// A deduct or refund queued for group commit.
+#[derive(Debug)]
+pub enum BarrierOp {
+    Deduct {
+        order_id: String,
+        party: String,
+        points: i64,
+    },
+    Refund {
+        order_id: String,
+        party: String,
+    },
+}
+
+#[derive(Debug)]
+pub enum BarrierAnswer {
+    Deducted(DeductOutcome),
+    Refunded(LedgerEntry),
+}
+
+fn mixed_up() -> sqlx::Error {
+    sqlx::Error::Protocol("the group-commit writer answered another kind of call".into())
+}
+
+impl Write for Barrier {
+    type Op = BarrierOp;
+    type Answer = BarrierAnswer;
+
+    async fn apply(
+        &self,
+        tx: &mut AnyConnection,
+        op: &BarrierOp,
+        now: i64,
+    ) -> Result<BarrierAnswer, sqlx::Error> {
+        match op {
+            BarrierOp::Deduct {
+                order_id,
+                party,
+                points,
+            } => self
+                .deduct_in(tx, order_id, party, *points, now)
+                .await
+                .map(BarrierAnswer::Deducted),
+            BarrierOp::Refund { order_id, party } => self
+                .refund_in(tx, order_id, party, now)
+                .await
+                .map(BarrierAnswer::Refunded),
+        }
     }
 }
 

@@ -111,3 +111,54 @@ async fn a_batch_applies_each_event_once_and_a_failing_one_alone_is_left_to_retr
     assert!(again[0].is_ok(), "{again:?}");
     assert_eq!(line("b").await, "DEDUCTED");
 }
+
+#[tokio::test]
+async fn concurrent_submits_share_commits_and_each_gets_its_own_answer() {
+    use jifen_proto::v1::OrderState;
+    let mut mesh = jifen_tests::TestMesh::start(&["alpha", "beta"], &["u1", "u2"]).await;
+    let mall = mesh.mall().client.clone();
+    let mut submits = tokio::task::JoinSet::new();
+    // 20 orders, each submitted twice at once.
+    for i in 0..20 {
+        for copy in 0..2 {
+            let mut mall = mall.clone();
+            submits.spawn(async move {
+                let lines = [("alpha", "u1", 10 + i), ("beta", "u2", 5)];
+                let result = mall
+                    .submit_order(order_request(&format!("g-{i}"), &lines))
+                    .await;
+                (i, copy, result.map(|r| r.into_inner().order.unwrap()))
+            });
+        }
+    }
+    while let Some(done) = submits.join_next().await {
+        let (i, copy, order) = done.unwrap();
+        let order = order.unwrap_or_else(|e| panic!("g-{i} copy {copy}: {e}"));
+        assert_eq!(order.order_id, format!("g-{i}"));
+        assert_eq!(order.lines.len(), 2);
+    }
+    // Other content under a stored id is refused.
+    let conflict = mall
+        .clone()
+        .submit_order(order_request("g-0", &[("alpha", "u1", 999)]))
+        .await;
+    assert_eq!(
+        conflict.map(drop).unwrap_err().code(),
+        tonic::Code::AlreadyExists
+    );
+    for i in 0..20 {
+        assert_eq!(
+            mesh.settled(&format!("g-{i}")).await.state(),
+            OrderState::Completed
+        );
+    }
+    let expected: i64 = (0..20).map(|i| 10 + i).sum();
+    assert_eq!(
+        mesh.balance("alpha", "u1").await,
+        jifen_tests::mesh::START_POINTS - expected
+    );
+    assert_eq!(
+        jifen_tests::invariants::assert_mesh_consistent(&mesh).await,
+        20
+    );
+}
