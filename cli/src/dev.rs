@@ -60,9 +60,37 @@ pub struct DevArgs {
     /// Bearer token of the admin API; a random one is made and printed when unset.
     #[arg(long, env = "JIFEN_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Run every system on its own database of this PostgreSQL server (`jifen_portal`,
+    /// `jifen_mall`, `jifen_channel_<id>`, created when missing) instead of SQLite files.
+    #[arg(long, env = "JIFEN_DEV_POSTGRES")]
+    postgres: Option<String>,
     /// Retry schedule of every consumer group.
     #[command(flatten)]
     retry: RetryArgs,
+}
+
+/// Where the systems of `jifen dev` keep their data.
+enum Storage<'a> {
+    Sqlite(&'a Path),
+    Postgres(&'a str),
+}
+
+impl Storage<'_> {
+    /// The database URL of system `name` (`portal`, `mall`, `channel-alpha`).
+    async fn url(&self, name: &str) -> anyhow::Result<String> {
+        match self {
+            Self::Sqlite(dir) => Ok(format!(
+                "sqlite://{}",
+                dir.join(format!("{name}.db")).display()
+            )),
+            Self::Postgres(server) => {
+                let database = format!("jifen_{}", name.replace('-', "_"));
+                jifen_mesh::storage::ensure_postgres_database(server, &database)
+                    .await
+                    .with_context(|| format!("cannot prepare database {database} on --postgres"))
+            }
+        }
+    }
 }
 
 /// 128 random bits, hex-encoded.
@@ -80,6 +108,10 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         .with_context(|| format!("cannot create the data folder {}", args.data_dir.display()))?;
     let data_dir = std::path::absolute(&args.data_dir)
         .with_context(|| format!("cannot resolve {}", args.data_dir.display()))?;
+    let storage = match &args.postgres {
+        Some(server) => Storage::Postgres(server),
+        None => Storage::Sqlite(&data_dir),
+    };
     let quick = ShutdownArgs {
         shutdown_grace_secs: 0,
     };
@@ -101,7 +133,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
 
     let portal = PortalApp::build(PortalConfig {
         listen: args.portal_listen,
-        database_url: sqlite_url(&data_dir, "portal"),
+        database_url: storage.url("portal").await?,
         db_max_connections: DEFAULT_MAX_CONNECTIONS,
         channels_file: None,
         shutdown: quick.clone(),
@@ -131,7 +163,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         let channel = ChannelApp::build(ChannelConfig {
             channel_id: (*channel_id).to_owned(),
             listen,
-            database_url: sqlite_url(&data_dir, &format!("channel-{channel_id}")),
+            database_url: storage.url(&format!("channel-{channel_id}")).await?,
             db_max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown: quick.clone(),
         })
@@ -150,7 +182,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         let server = ChannelConfig {
             channel_id: (*channel_id).to_owned(),
             listen: *addr,
-            database_url: sqlite_url(&data_dir, &format!("channel-{channel_id}")),
+            database_url: storage.url(&format!("channel-{channel_id}")).await?,
             db_max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown: quick.clone(),
         };
@@ -193,7 +225,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     };
     let mall = MallApp::build(MallConfig {
         listen: args.mall_listen,
-        database_url: sqlite_url(&data_dir, "mall"),
+        database_url: storage.url("mall").await?,
         db_max_connections: DEFAULT_MAX_CONNECTIONS,
         portal_endpoint,
         call_timeout: Duration::from_secs(3),
@@ -240,10 +272,6 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             Ok(())
         }
     }
-}
-
-fn sqlite_url(data_dir: &Path, name: &str) -> String {
-    format!("sqlite://{}", data_dir.join(format!("{name}.db")).display())
 }
 
 async fn seed(

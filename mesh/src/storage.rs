@@ -29,6 +29,12 @@ pub enum StorageError {
     Connect(#[source] sqlx::Error),
     #[error("cannot migrate the database")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create database {name}")]
+    Create {
+        name: String,
+        #[source]
+        source: sqlx::Error,
+    },
 }
 
 /// Connections per pool unless configured: several systems often share one PostgreSQL server.
@@ -282,5 +288,68 @@ mod tests {
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+}
+
+/// `url` (a PostgreSQL server URL, any database) pointing at database `name` instead; the query
+/// (`?sslmode=…`) stays.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// Creates database `name` on the PostgreSQL server of `admin_url` unless it exists, and
+/// returns its URL. `name` is a compile-time or checked identifier (letters, digits, `_`).
+pub async fn ensure_postgres_database(admin_url: &str, name: &str) -> Result<String, StorageError> {
+    use sqlx::Connection;
+    let create = |source| StorageError::Create {
+        name: name.to_owned(),
+        source,
+    };
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(StorageError::UnsupportedUrl(name.to_owned()));
+    }
+    let mut admin = sqlx::PgConnection::connect(admin_url)
+        .await
+        .map_err(StorageError::Connect)?;
+    let exists = sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_optional(&mut admin)
+        .await
+        .map_err(create)?
+        .is_some();
+    if !exists {
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .map_err(create)?;
+    }
+    let _ = admin.close().await;
+    Ok(with_database(admin_url, name))
+}
+
+#[cfg(test)]
+mod url_tests {
+    #[test]
+    fn with_database_replaces_only_the_database() {
+        assert_eq!(
+            super::with_database("postgres://u@h:5432/test?sslmode=disable", "jifen_mall"),
+            "postgres://u@h:5432/jifen_mall?sslmode=disable"
+        );
+        assert_eq!(
+            super::with_database("postgres://u@h:5432", "x"),
+            "postgres://u@h:5432/x"
+        );
     }
 }

@@ -129,22 +129,7 @@ impl Drop for TestDatabase {
     }
 }
 
-/// `postgres://u@h:5432/test?sslmode=disable` with the database part replaced by `name`.
-pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{base}/{name}?{query}"),
-        None => format!("{base}/{name}"),
-    }
-}
+pub use jifen_mesh::storage::with_database;
 
 /// `JIFEN_TEST_CONTAINERS=1` in a build without the `containers` feature would silently test
 /// something else: say so instead.
