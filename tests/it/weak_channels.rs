@@ -30,6 +30,19 @@ async fn order(mesh: &mut TestMesh, order_id: &str) -> Order {
         .unwrap()
 }
 
+/// The user spends all its points at the channel on something else (after a pre-check passed).
+async fn spend_everything_elsewhere(mesh: &mut TestMesh, channel_id: &str, user_id: &str) {
+    mesh.channel(channel_id)
+        .client
+        .deduct_points(DeductPointsRequest {
+            order_id: "elsewhere".into(),
+            user_id: user_id.into(),
+            points: START_POINTS,
+        })
+        .await
+        .unwrap();
+}
+
 fn corrective_refunds() -> u64 {
     jifen_mesh::metrics::CORRECTIVE_REFUNDS
         .with_label_values(&["points"])
@@ -51,15 +64,7 @@ async fn a_deduct_that_lands_after_its_refund_at_a_channel_without_anti_hanging_
     mesh.submit("late-1", &[("weak", "u1", 300), ("alpha", "u1", 6_000)])
         .await
         .unwrap();
-    mesh.channel("alpha")
-        .client
-        .deduct_points(DeductPointsRequest {
-            order_id: "elsewhere".into(),
-            user_id: "u1".into(),
-            points: START_POINTS,
-        })
-        .await
-        .unwrap();
+    spend_everything_elsewhere(&mut mesh, "alpha", "u1").await;
     mesh.start_connector("alpha").await;
     let cancelled = mesh.settled("late-1").await;
     assert_eq!(cancelled.state(), OrderState::Cancelled);
@@ -227,15 +232,7 @@ async fn a_quota_deducted_for_a_cancelled_order_is_refunded_at_the_portal() {
     mesh.submit("q-1", &[("alpha", "u1", 100), ("beta", "u1", 200)])
         .await
         .unwrap();
-    mesh.channel("beta")
-        .client
-        .deduct_points(DeductPointsRequest {
-            order_id: "elsewhere".into(),
-            user_id: "u1".into(),
-            points: START_POINTS,
-        })
-        .await
-        .unwrap();
+    spend_everything_elsewhere(&mut mesh, "beta", "u1").await;
     mesh.start_connector("beta").await;
     assert_eq!(mesh.settled("q-1").await.state(), OrderState::Cancelled);
     let used_before = mesh.quota_used("alpha").await;

@@ -108,17 +108,7 @@ impl TestMesh {
                 })
                 .await
                 .expect("grant");
-            for user in users {
-                channel
-                    .client
-                    .credit_points(CreditPointsRequest {
-                        request_id: format!("start-{user}"),
-                        user_id: (*user).to_owned(),
-                        points: START_POINTS,
-                    })
-                    .await
-                    .expect("credit");
-            }
+            credit_start_points(&mut channel, users).await;
             channels.insert((*channel_id).to_owned(), channel);
         }
         let mut mesh = Self {
@@ -160,17 +150,7 @@ impl TestMesh {
     /// [`START_POINTS`], and its connector, which finds the endpoint in the portal's registry.
     pub async fn add_unregistered_channel(&mut self, channel_id: &str, users: &[&str]) {
         let mut channel = TestChannel::start(channel_id).await;
-        for user in users {
-            channel
-                .client
-                .credit_points(CreditPointsRequest {
-                    request_id: format!("start-{user}"),
-                    user_id: (*user).to_owned(),
-                    points: START_POINTS,
-                })
-                .await
-                .expect("credit");
-        }
+        credit_start_points(&mut channel, users).await;
         self.channels.insert(channel_id.to_owned(), channel);
         self.spawn_connector(channel_id, None);
     }
@@ -378,6 +358,21 @@ impl TestMesh {
             .await
             .expect("a channel")
             .used
+    }
+}
+
+/// Gives every user [`START_POINTS`] at the channel.
+async fn credit_start_points(channel: &mut TestChannel, users: &[&str]) {
+    for user in users {
+        channel
+            .client
+            .credit_points(CreditPointsRequest {
+                request_id: format!("start-{user}"),
+                user_id: (*user).to_owned(),
+                points: START_POINTS,
+            })
+            .await
+            .expect("credit");
     }
 }
 
