@@ -92,25 +92,14 @@ async fn a_deduct_that_lands_after_its_refund_at_a_channel_without_anti_hanging_
     )
     .await;
     assert_eq!(weak.balance("u1"), START_POINTS);
-    let healed = eventually("the step to settle", Duration::from_secs(20), || {
-        let mut client = mesh.mall().client.clone();
-        async move {
-            let order = client
-                .get_order(GetOrderRequest {
-                    order_id: "late-1".into(),
-                })
-                .await
-                .ok()?
-                .into_inner()
-                .order?;
+    let healed = mesh
+        .order_when("late-1", "the step to settle", |order| {
             order
                 .lines
                 .iter()
                 .all(|l| matches!(l.state(), StepState::Refunded | StepState::Rejected))
-                .then_some(order)
-        }
-    })
-    .await;
+        })
+        .await;
     assert_eq!(healed.state(), OrderState::Cancelled, "it stays cancelled");
     let correction = healed
         .history
@@ -268,29 +257,18 @@ async fn a_quota_deducted_for_a_cancelled_order_is_refunded_at_the_portal() {
         .unwrap()
         .await
         .unwrap();
-    let healed = eventually("the quota correction", Duration::from_secs(20), || {
-        let mut client = mesh.mall().client.clone();
-        async move {
-            let order = client
-                .get_order(GetOrderRequest {
-                    order_id: "q-1".into(),
-                })
-                .await
-                .ok()?
-                .into_inner()
-                .order?;
-            (order
+    let healed = mesh
+        .order_when("q-1", "the quota correction", |order| {
+            order
                 .history
                 .iter()
                 .any(|h| h.kind == "corrective_refund" && h.detail.contains("portal quota"))
                 && order
                     .quotas
                     .iter()
-                    .all(|q| q.state() != StepState::Refunding))
-            .then_some(order)
-        }
-    })
-    .await;
+                    .all(|q| q.state() != StepState::Refunding)
+        })
+        .await;
     assert_eq!(healed.state(), OrderState::Cancelled);
     assert!(
         healed
@@ -321,21 +299,11 @@ async fn an_answer_that_is_not_the_commands_never_marks_a_step_and_is_dead_lette
     mesh.attach_channel("weak", &weak.endpoint()).await;
     weak.faults.misreport_points.store(true, Ordering::Relaxed);
     mesh.submit("odd-1", &[("weak", "u1", 100)]).await.unwrap();
-    let flagged = eventually("the order to be flagged", Duration::from_secs(20), || {
-        let mut client = mesh.mall().client.clone();
-        async move {
-            let order = client
-                .get_order(GetOrderRequest {
-                    order_id: "odd-1".into(),
-                })
-                .await
-                .ok()?
-                .into_inner()
-                .order?;
-            order.needs_attention.then_some(order)
-        }
-    })
-    .await;
+    let flagged = mesh
+        .order_when("odd-1", "the order to be flagged", |order| {
+            order.needs_attention
+        })
+        .await;
     assert!(
         flagged
             .reason

@@ -305,9 +305,23 @@ impl TestMesh {
 
     /// Waits until the order is COMPLETED or CANCELLED and returns it.
     pub async fn settled(&mut self, order_id: &str) -> Order {
+        self.order_when(order_id, "to settle", |order| {
+            matches!(order.state(), OrderState::Completed | OrderState::Cancelled)
+        })
+        .await
+    }
+
+    /// Waits (60 s at most) until `order_id` as the mall shows it meets `ready`, and returns it.
+    pub async fn order_when(
+        &mut self,
+        order_id: &str,
+        what: &str,
+        ready: impl Fn(&Order) -> bool,
+    ) -> Order {
         let client = self.mall().client.clone();
+        let ready = &ready;
         eventually(
-            &format!("order {order_id} to settle"),
+            &format!("order {order_id} {what}"),
             Duration::from_secs(60),
             || {
                 let mut client = client.clone();
@@ -320,8 +334,7 @@ impl TestMesh {
                         .ok()?
                         .into_inner()
                         .order?;
-                    matches!(order.state(), OrderState::Completed | OrderState::Cancelled)
-                        .then_some(order)
+                    ready(&order).then_some(order)
                 }
             },
         )
