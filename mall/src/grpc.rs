@@ -275,7 +275,11 @@ impl MallService for Mall {
                         Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
-                    _ = poll.tick() => {}
+                    // A poll reads the version only; the order when it moved.
+                    _ = poll.tick() => match mall.store.version(&order_id).await {
+                        Ok(Some(now)) if now == version => continue,
+                        _ => {}
+                    },
                     () = tx.closed() => return,
                     () = shutdown.cancelled() => {
                         let _ = tx.send(Err(Status::unavailable("the mall is shutting down; watch again"))).await;

@@ -94,6 +94,16 @@ impl OrderStore {
             .await
     }
 
+    /// The order's version (bumped by every change), or `None` when it does not exist.
+    pub async fn version(&self, order_id: &str) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query("SELECT version FROM orders WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(self.db.pool())
+            .await?
+            .map(|row| row.try_get("version"))
+            .transpose()
+    }
+
     pub async fn find(&self, order_id: &str) -> Result<Option<Order>, sqlx::Error> {
         let row = sqlx::query(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1"
