@@ -2,24 +2,29 @@
 //! stuck orders and reconciliation. Every call needs `authorization: Bearer <token>`
 //! ([`Auth`]); every action that changes an order is written into its history with its note.
 
+mod auth;
+mod reconcile;
+mod reemit;
+
 use std::sync::Arc;
 
 use jifen_mesh::bus::publish::{Outgoing, Publisher};
-use jifen_mesh::bus::subjects::Step;
 use jifen_mesh::domain::{InvalidField, OrderId};
 use jifen_mesh::time::now_unix_ms;
 use jifen_proto::v1::admin_service_server::AdminService;
 use jifen_proto::v1::{
     CompensateOrderRequest, CompensateOrderResponse, DeadLetter as WireDeadLetter,
     DiscardDeadLetterRequest, DiscardDeadLetterResponse, GetDeadLetterRequest,
-    GetDeadLetterResponse, GetDeductionRequest, GetQuotaDeductionRequest, ListDeadLettersRequest,
-    ListDeadLettersResponse, ListStuckOrdersRequest, ListStuckOrdersResponse, Mismatch,
-    ReconcileRequest, ReconcileResponse, RedriveDeadLetterRequest, RedriveDeadLetterResponse,
-    RetryOrderRequest, RetryOrderResponse,
+    GetDeadLetterResponse, ListDeadLettersRequest, ListDeadLettersResponse, ListStuckOrdersRequest,
+    ListStuckOrdersResponse, ReconcileRequest, ReconcileResponse, RedriveDeadLetterRequest,
+    RedriveDeadLetterResponse, RetryOrderRequest, RetryOrderResponse,
 };
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 use tokio::sync::{Notify, broadcast};
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
+
+pub use auth::Auth;
+use reemit::reemit;
 
 use crate::commands;
 use crate::dead_letters::{self, DeadLetter};
@@ -28,61 +33,10 @@ use crate::grpc::{order_message, page_size};
 use crate::order::{Order, OrderState, StepState};
 use crate::precheck::Registry;
 use crate::saga;
-use crate::store::{OrderStore, Selection, enqueue, record};
+use crate::store::{OrderStore, Selection, record};
 
 /// Most orders one `Reconcile` call compares.
 pub const RECONCILE_LIMIT: i64 = 10_000;
-
-/// Checks `authorization: Bearer <token>` on every admin call.
-#[derive(Clone)]
-pub struct Auth {
-    token: Option<Arc<str>>,
-}
-
-impl std::fmt::Debug for Auth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth")
-            .field("configured", &self.token.is_some())
-            .finish()
-    }
-}
-
-impl Auth {
-    /// Without a token every admin call is refused.
-    pub fn new(token: Option<String>) -> Self {
-        Self {
-            token: token.filter(|t| !t.is_empty()).map(Arc::from),
-        }
-    }
-
-    pub fn check(&self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.token else {
-            return Err(Status::unauthenticated(
-                "the admin API has no token configured (JIFEN_ADMIN_TOKEN)",
-            ));
-        };
-        let given = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-            Ok(request)
-        } else {
-            Err(Status::unauthenticated("missing or wrong admin token"))
-        }
-    }
-}
-
-/// Compares without stopping at the first difference, so timing does not reveal the token.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, x) in a.iter().enumerate() {
-        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
-    }
-    diff == 0
-}
 
 #[derive(Debug, Clone)]
 pub struct Admin {
@@ -279,239 +233,10 @@ impl Admin {
         Ok(())
     }
 
-    async fn reconcile(&self, request: ReconcileRequest) -> Result<ReconcileResponse, MallError> {
-        let orders = if request.order_id.is_empty() {
-            let to = if request.to_unix_ms == 0 {
-                i64::MAX
-            } else {
-                request.to_unix_ms
-            };
-            let ids: Vec<String> = sqlx::query(
-                "SELECT order_id FROM orders WHERE created_at_ms >= $1 AND created_at_ms < $2 \
-                 ORDER BY created_at_ms LIMIT $3",
-            )
-            .bind(request.from_unix_ms)
-            .bind(to)
-            .bind(RECONCILE_LIMIT)
-            .fetch_all(self.store.database().pool())
-            .await?
-            .iter()
-            .map(|row| row.try_get("order_id"))
-            .collect::<Result<_, _>>()?;
-            let mut orders = Vec::with_capacity(ids.len());
-            for id in ids {
-                orders.push(self.order(&id).await?);
-            }
-            orders
-        } else {
-            let id = OrderId::parse("order_id", request.order_id)?;
-            vec![self.order(id.as_str()).await?]
-        };
-        let mut mismatches = Vec::new();
-        for order in &orders {
-            self.compare(order, &mut mismatches).await?;
-        }
-        Ok(ReconcileResponse {
-            orders_checked: i64::try_from(orders.len()).unwrap_or(i64::MAX),
-            mismatches,
-        })
-    }
-
-    /// Compares each settled step of `order` with the ledger that holds it. Steps in flight
-    /// (pending, refunding) are not compared.
-    async fn compare(&self, order: &Order, out: &mut Vec<Mismatch>) -> Result<(), MallError> {
-        for line in &order.lines {
-            let Some(expect_live) = expected_live(line.state) else {
-                continue;
-            };
-            let mut client = self.registry.channel(&line.channel_id).await?;
-            let found = client
-                .get_deduction(GetDeductionRequest {
-                    order_id: order.order_id.clone(),
-                    user_id: line.user_id.clone(),
-                })
-                .await;
-            let actual = recorded(
-                found.map(|r| {
-                    r.into_inner()
-                        .deduction
-                        .map(|d| (d.state().as_str_name().to_owned(), d.points))
-                }),
-                || format!("channel {}", line.channel_id),
-            )?;
-            check(
-                out,
-                &order.order_id,
-                format!("channel:{}", line.channel_id),
-                format!("{}/{}", line.channel_id, line.user_id),
-                expect_live,
-                line.points,
-                actual,
-                "DEDUCTION_STATE_DEDUCTED",
-            );
-        }
-        for quota in &order.quotas {
-            let Some(expect_live) = expected_live(quota.state) else {
-                continue;
-            };
-            let found = self
-                .registry
-                .portal()
-                .get_quota_deduction(GetQuotaDeductionRequest {
-                    order_id: order.order_id.clone(),
-                    channel_id: quota.channel_id.clone(),
-                })
-                .await;
-            let actual = recorded(
-                found.map(|r| {
-                    r.into_inner()
-                        .quota_deduction
-                        .map(|d| (d.state().as_str_name().to_owned(), d.points))
-                }),
-                || "the portal".to_owned(),
-            )?;
-            check(
-                out,
-                &order.order_id,
-                "portal".to_owned(),
-                quota.channel_id.clone(),
-                expect_live,
-                quota.points,
-                actual,
-                "QUOTA_DEDUCTION_STATE_DEDUCTED",
-            );
-        }
-        Ok(())
-    }
-
     fn after_change(&self, order_id: &str) {
         self.relay.notify_one();
         let _ = self.changes.send(order_id.to_owned());
     }
-}
-
-/// What a ledger recorded for a key, as `(state, points)`: nothing when it answers NOT_FOUND;
-/// any other failure stops the reconciliation.
-fn recorded(
-    answer: Result<Option<(String, i64)>, Status>,
-    what: impl FnOnce() -> String,
-) -> Result<Option<(String, i64)>, MallError> {
-    match answer {
-        Ok(found) => Ok(found),
-        Err(status) if status.code() == Code::NotFound => Ok(None),
-        Err(status) => Err(MallError::Upstream {
-            what: what(),
-            code: status.code(),
-            message: status.message().to_owned(),
-        }),
-    }
-}
-
-/// Whether the mall's step state says its ledger must hold a live deduction (`Some(true)`),
-/// must not (`Some(false)`), or is in flight (`None`).
-fn expected_live(state: StepState) -> Option<bool> {
-    match state {
-        StepState::Deducted => Some(true),
-        StepState::Rejected | StepState::Refunded | StepState::Skipped | StepState::Waiting => {
-            Some(false)
-        }
-        StepState::Pending | StepState::Refunding => None,
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn check(
-    out: &mut Vec<Mismatch>,
-    order_id: &str,
-    system: String,
-    key: String,
-    expect_live: bool,
-    points: i64,
-    actual: Option<(String, i64)>,
-    live_state: &str,
-) {
-    let is_live = actual
-        .as_ref()
-        .is_some_and(|(state, _)| state == live_state);
-    let wrong_amount = is_live && actual.as_ref().is_some_and(|(_, p)| *p != points);
-    if is_live != expect_live || wrong_amount {
-        out.push(Mismatch {
-            order_id: order_id.to_owned(),
-            system,
-            key,
-            expected: if expect_live {
-                format!("{live_state} {points}")
-            } else {
-                "no live deduction".to_owned()
-            },
-            actual: actual.map_or("nothing recorded".to_owned(), |(s, p)| format!("{s} {p}")),
-        });
-    }
-}
-
-/// The command to send again for a step stored in `raw` state, when that state is one of
-/// `states`: a refund for a refunding step, a deduct otherwise.
-fn resend(raw: &str, states: &[StepState]) -> Result<Option<Step>, sqlx::Error> {
-    let state = crate::store::step_state(raw)?;
-    Ok(states
-        .contains(&state)
-        .then_some(if state == StepState::Refunding {
-            Step::Refund
-        } else {
-            Step::Deduct
-        }))
-}
-
-/// Sends again, under the order's next generation of ids, the command of every step in one
-/// of `states`: deducts for pending steps, refunds for refunding ones. Returns how many.
-async fn reemit(
-    tx: &mut AnyConnection,
-    order_id: &str,
-    states: &[StepState],
-    now: i64,
-) -> Result<usize, sqlx::Error> {
-    let generation = crate::store::next_generation(tx, order_id).await?;
-    let mut messages = Vec::new();
-    for row in sqlx::query(
-        "SELECT channel_id, user_id, points, state FROM order_lines WHERE order_id = $1",
-    )
-    .bind(order_id)
-    .fetch_all(&mut *tx)
-    .await?
-    {
-        let Some(step) = resend(row.try_get("state")?, states)? else {
-            continue;
-        };
-        let (channel_id, user_id): (String, String) =
-            (row.try_get("channel_id")?, row.try_get("user_id")?);
-        messages.push(commands::points(
-            step,
-            order_id,
-            &channel_id,
-            &user_id,
-            row.try_get("points")?,
-        ));
-    }
-    for row in sqlx::query("SELECT channel_id, points, state FROM order_quotas WHERE order_id = $1")
-        .bind(order_id)
-        .fetch_all(&mut *tx)
-        .await?
-    {
-        let Some(step) = resend(row.try_get("state")?, states)? else {
-            continue;
-        };
-        let channel_id: String = row.try_get("channel_id")?;
-        messages.push(commands::quota(
-            step,
-            order_id,
-            &channel_id,
-            row.try_get("points")?,
-        ));
-    }
-    for message in &messages {
-        enqueue(tx, &commands::regenerated(message.clone(), generation), now).await?;
-    }
-    Ok(messages.len())
 }
 
 #[tonic::async_trait]
@@ -639,37 +364,5 @@ impl AdminService for Admin {
         request: Request<ReconcileRequest>,
     ) -> Result<Response<ReconcileResponse>, Status> {
         Ok(Response::new(self.reconcile(request.into_inner()).await?))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn with_token(token: &str) -> Request<()> {
-        let mut request = Request::new(());
-        request
-            .metadata_mut()
-            .insert("authorization", token.parse().unwrap());
-        request
-    }
-
-    #[test]
-    fn only_the_configured_bearer_token_passes() {
-        let auth = Auth::new(Some("s3cret".into()));
-        assert!(auth.check(with_token("Bearer s3cret")).is_ok());
-        for bad in ["Bearer s3cre", "Bearer s3cret2", "s3cret", "Bearer "] {
-            let status = auth.check(with_token(bad)).unwrap_err();
-            assert_eq!(status.code(), Code::Unauthenticated, "{bad}");
-        }
-        assert_eq!(
-            auth.check(Request::new(())).unwrap_err().code(),
-            Code::Unauthenticated
-        );
-        let none = Auth::new(None);
-        assert_eq!(
-            none.check(with_token("Bearer ")).unwrap_err().code(),
-            Code::Unauthenticated
-        );
     }
 }

@@ -1,0 +1,182 @@
+//! `Reconcile`: the mall's view of each order against what the channels and the portal
+//! recorded, key by key (`GetDeduction`, `GetQuotaDeduction`).
+
+use jifen_mesh::domain::OrderId;
+use jifen_proto::v1::{
+    GetDeductionRequest, GetQuotaDeductionRequest, Mismatch, ReconcileRequest, ReconcileResponse,
+};
+use sqlx::Row;
+use tonic::{Code, Status};
+
+use super::{Admin, RECONCILE_LIMIT};
+use crate::error::MallError;
+use crate::order::{Order, StepState};
+
+impl Admin {
+    pub(super) async fn reconcile(
+        &self,
+        request: ReconcileRequest,
+    ) -> Result<ReconcileResponse, MallError> {
+        let orders = if request.order_id.is_empty() {
+            let to = if request.to_unix_ms == 0 {
+                i64::MAX
+            } else {
+                request.to_unix_ms
+            };
+            let ids: Vec<String> = sqlx::query(
+                "SELECT order_id FROM orders WHERE created_at_ms >= $1 AND created_at_ms < $2 \
+                 ORDER BY created_at_ms LIMIT $3",
+            )
+            .bind(request.from_unix_ms)
+            .bind(to)
+            .bind(RECONCILE_LIMIT)
+            .fetch_all(self.store.database().pool())
+            .await?
+            .iter()
+            .map(|row| row.try_get("order_id"))
+            .collect::<Result<_, _>>()?;
+            let mut orders = Vec::with_capacity(ids.len());
+            for id in ids {
+                orders.push(self.order(&id).await?);
+            }
+            orders
+        } else {
+            let id = OrderId::parse("order_id", request.order_id)?;
+            vec![self.order(id.as_str()).await?]
+        };
+        let mut mismatches = Vec::new();
+        for order in &orders {
+            self.compare(order, &mut mismatches).await?;
+        }
+        Ok(ReconcileResponse {
+            orders_checked: i64::try_from(orders.len()).unwrap_or(i64::MAX),
+            mismatches,
+        })
+    }
+
+    /// Compares each settled step of `order` with the ledger that holds it. Steps in flight
+    /// (pending, refunding) are not compared.
+    async fn compare(&self, order: &Order, out: &mut Vec<Mismatch>) -> Result<(), MallError> {
+        for line in &order.lines {
+            let Some(expect_live) = expected_live(line.state) else {
+                continue;
+            };
+            let mut client = self.registry.channel(&line.channel_id).await?;
+            let found = client
+                .get_deduction(GetDeductionRequest {
+                    order_id: order.order_id.clone(),
+                    user_id: line.user_id.clone(),
+                })
+                .await;
+            let actual = recorded(
+                found.map(|r| {
+                    r.into_inner()
+                        .deduction
+                        .map(|d| (d.state().as_str_name().to_owned(), d.points))
+                }),
+                || format!("channel {}", line.channel_id),
+            )?;
+            check(
+                out,
+                &order.order_id,
+                format!("channel:{}", line.channel_id),
+                format!("{}/{}", line.channel_id, line.user_id),
+                expect_live,
+                line.points,
+                actual,
+                "DEDUCTION_STATE_DEDUCTED",
+            );
+        }
+        for quota in &order.quotas {
+            let Some(expect_live) = expected_live(quota.state) else {
+                continue;
+            };
+            let found = self
+                .registry
+                .portal()
+                .get_quota_deduction(GetQuotaDeductionRequest {
+                    order_id: order.order_id.clone(),
+                    channel_id: quota.channel_id.clone(),
+                })
+                .await;
+            let actual = recorded(
+                found.map(|r| {
+                    r.into_inner()
+                        .quota_deduction
+                        .map(|d| (d.state().as_str_name().to_owned(), d.points))
+                }),
+                || "the portal".to_owned(),
+            )?;
+            check(
+                out,
+                &order.order_id,
+                "portal".to_owned(),
+                quota.channel_id.clone(),
+                expect_live,
+                quota.points,
+                actual,
+                "QUOTA_DEDUCTION_STATE_DEDUCTED",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What a ledger recorded for a key, as `(state, points)`: nothing when it answers NOT_FOUND;
+/// any other failure stops the reconciliation.
+fn recorded(
+    answer: Result<Option<(String, i64)>, Status>,
+    what: impl FnOnce() -> String,
+) -> Result<Option<(String, i64)>, MallError> {
+    match answer {
+        Ok(found) => Ok(found),
+        Err(status) if status.code() == Code::NotFound => Ok(None),
+        Err(status) => Err(MallError::Upstream {
+            what: what(),
+            code: status.code(),
+            message: status.message().to_owned(),
+        }),
+    }
+}
+
+/// Whether the mall's step state says its ledger must hold a live deduction (`Some(true)`),
+/// must not (`Some(false)`), or is in flight (`None`).
+fn expected_live(state: StepState) -> Option<bool> {
+    match state {
+        StepState::Deducted => Some(true),
+        StepState::Rejected | StepState::Refunded | StepState::Skipped | StepState::Waiting => {
+            Some(false)
+        }
+        StepState::Pending | StepState::Refunding => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check(
+    out: &mut Vec<Mismatch>,
+    order_id: &str,
+    system: String,
+    key: String,
+    expect_live: bool,
+    points: i64,
+    actual: Option<(String, i64)>,
+    live_state: &str,
+) {
+    let is_live = actual
+        .as_ref()
+        .is_some_and(|(state, _)| state == live_state);
+    let wrong_amount = is_live && actual.as_ref().is_some_and(|(_, p)| *p != points);
+    if is_live != expect_live || wrong_amount {
+        out.push(Mismatch {
+            order_id: order_id.to_owned(),
+            system,
+            key,
+            expected: if expect_live {
+                format!("{live_state} {points}")
+            } else {
+                "no live deduction".to_owned()
+            },
+            actual: actual.map_or("nothing recorded".to_owned(), |(s, p)| format!("{s} {p}")),
+        });
+    }
+}

@@ -1,0 +1,75 @@
+//! Sending an order's open commands again under a new generation of message ids (RetryOrder,
+//! CompensateOrder on a compensating order): the server's duplicate window would drop the old
+//! ids, and the barrier makes a repeat harmless.
+
+use jifen_mesh::bus::subjects::Step;
+use sqlx::{AnyConnection, Row};
+
+use crate::commands;
+use crate::order::StepState;
+use crate::store::enqueue;
+
+/// The command to send again for a step stored in `raw` state, when that state is one of
+/// `states`: a refund for a refunding step, a deduct otherwise.
+fn resend(raw: &str, states: &[StepState]) -> Result<Option<Step>, sqlx::Error> {
+    let state = crate::store::step_state(raw)?;
+    Ok(states
+        .contains(&state)
+        .then_some(if state == StepState::Refunding {
+            Step::Refund
+        } else {
+            Step::Deduct
+        }))
+}
+
+/// Sends again, under the order's next generation of ids, the command of every step in one
+/// of `states`: deducts for pending steps, refunds for refunding ones. Returns how many.
+pub(super) async fn reemit(
+    tx: &mut AnyConnection,
+    order_id: &str,
+    states: &[StepState],
+    now: i64,
+) -> Result<usize, sqlx::Error> {
+    let generation = crate::store::next_generation(tx, order_id).await?;
+    let mut messages = Vec::new();
+    for row in sqlx::query(
+        "SELECT channel_id, user_id, points, state FROM order_lines WHERE order_id = $1",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        let Some(step) = resend(row.try_get("state")?, states)? else {
+            continue;
+        };
+        let (channel_id, user_id): (String, String) =
+            (row.try_get("channel_id")?, row.try_get("user_id")?);
+        messages.push(commands::points(
+            step,
+            order_id,
+            &channel_id,
+            &user_id,
+            row.try_get("points")?,
+        ));
+    }
+    for row in sqlx::query("SELECT channel_id, points, state FROM order_quotas WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_all(&mut *tx)
+        .await?
+    {
+        let Some(step) = resend(row.try_get("state")?, states)? else {
+            continue;
+        };
+        let channel_id: String = row.try_get("channel_id")?;
+        messages.push(commands::quota(
+            step,
+            order_id,
+            &channel_id,
+            row.try_get("points")?,
+        ));
+    }
+    for message in &messages {
+        enqueue(tx, &commands::regenerated(message.clone(), generation), now).await?;
+    }
+    Ok(messages.len())
+}
