@@ -240,8 +240,8 @@ async fn wait_for_registration(portal: &str, channel_id: &str) -> String {
             Err(error) => format!("cannot read the portal's registry: {error}"),
         };
         attempts = attempts.saturating_add(1);
-        let delay = (Duration::from_secs(1) * 2_u32.pow(attempts.saturating_sub(1).min(5)))
-            .min(Duration::from_secs(30));
+        let delay =
+            jifen_mesh::retry::doubling(Duration::from_secs(1), attempts, Duration::from_secs(30));
         tracing::warn!(%portal, channel_id, attempts, ?delay, "{why}; waiting");
         tokio::time::sleep(delay).await;
     }

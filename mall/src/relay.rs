@@ -57,8 +57,11 @@ impl Relay {
                     failures = failures.saturating_add(1);
                     // During an election every publish fails at once ("no responders"): wait
                     // out a back-off, deaf to commits, instead of spinning on them.
-                    let delay = (Duration::from_millis(100) * 2_u32.pow(failures.min(6)))
-                        .min(self.sweep.max(Duration::from_millis(100)));
+                    let delay = jifen_mesh::retry::doubling(
+                        Duration::from_millis(200),
+                        failures,
+                        self.sweep.max(Duration::from_millis(100)),
+                    );
                     tracing::warn!(error = %jifen_mesh::telemetry::chain(&error), failures, ?delay, "outbox relay failed; retrying");
                     tokio::select! {
                         () = shutdown.cancelled() => break,

@@ -14,6 +14,7 @@
 //!   check) and running a local `nats-server` child for `jifen dev` and the tests.
 //! - [`connector`]: drives a ledger endpoint from its commands on the bus (check-back,
 //!   status classification, outcome events).
+//! - [`retry`]: the doubling back-off of every retry loop.
 //! - [`group_commit`]: one writer per ledger that commits many barrier calls at once.
 //! - [`trace`]: the W3C trace context across gRPC calls and bus messages.
 //! - [`shutdown`]: turns SIGINT/SIGTERM into a cancellation token; [`startup`] and [`status`]:
@@ -28,6 +29,7 @@ pub mod group_commit;
 pub mod grpc;
 pub mod metrics;
 pub mod nats_server;
+pub mod retry;
 pub mod shutdown;
 pub mod startup;
 pub mod status;

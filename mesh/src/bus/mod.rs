@@ -92,9 +92,11 @@ pub async fn connect(urls: &str) -> Result<async_nats::Client, BusError> {
                 ) =>
             {
                 attempts = attempts.saturating_add(1);
-                let delay = (std::time::Duration::from_millis(250)
-                    * 2_u32.pow(attempts.saturating_sub(1).min(5)))
-                .min(std::time::Duration::from_secs(5));
+                let delay = crate::retry::doubling(
+                    std::time::Duration::from_millis(250),
+                    attempts,
+                    std::time::Duration::from_secs(5),
+                );
                 tracing::warn!(url = urls, error = %source, attempts, ?delay, "NATS is not answering yet; retrying");
                 tokio::time::sleep(delay).await;
             }

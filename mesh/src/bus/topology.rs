@@ -81,7 +81,11 @@ impl Topology {
                     Ok(()) => break,
                     Err(error) if attempts < 8 => {
                         attempts += 1;
-                        let delay = Duration::from_millis(250) * 2_u32.pow(attempts.min(5));
+                        let delay = crate::retry::doubling(
+                            Duration::from_millis(500),
+                            attempts,
+                            Duration::from_secs(8),
+                        );
                         tracing::warn!(%error, attempts, ?delay, "cannot check the stream yet; retrying");
                         tokio::time::sleep(delay).await;
                     }

@@ -397,8 +397,7 @@ async fn create(js: &jetstream::Context, spec: &ConsumerSpec) -> Result<Bound, B
 
 /// The wait after `failures` failed fetches in a row: 250 ms, doubling, at most 5 s.
 fn retry_delay(failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(5);
-    (Duration::from_millis(250) * 2_u32.pow(doublings)).min(Duration::from_secs(5))
+    crate::retry::doubling(Duration::from_millis(250), failures, Duration::from_secs(5))
 }
 
 /// Sleeps for `delay`; true when shutdown came first.
