@@ -28,7 +28,7 @@ pub struct PointsLedger {
 impl PointsLedger {
     pub fn new(db: Database, channel_id: ChannelId) -> Self {
         Self {
-            barrier: Barrier::new("deductions", "user_id", ACCOUNTS).with_group_commit(db.clone()),
+            barrier: Barrier::new("deductions", "user_id", ACCOUNTS, db.clone()),
             db,
             channel_id,
         }
@@ -64,7 +64,7 @@ impl PointsLedger {
     ) -> Result<LedgerEntry, ChannelError> {
         let outcome = self
             .barrier
-            .deduct(&self.db, order_id.as_str(), user_id.as_str(), points.get())
+            .deduct(order_id.as_str(), user_id.as_str(), points.get())
             .await?;
         match outcome {
             DeductOutcome::Deducted(entry) => Ok(entry),
@@ -100,7 +100,7 @@ impl PointsLedger {
     ) -> Result<LedgerEntry, ChannelError> {
         Ok(self
             .barrier
-            .refund(&self.db, order_id.as_str(), user_id.as_str())
+            .refund(order_id.as_str(), user_id.as_str())
             .await?)
     }
 

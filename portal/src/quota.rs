@@ -57,8 +57,7 @@ pub struct QuotaBook {
 impl QuotaBook {
     pub fn new(db: Database) -> Self {
         Self {
-            barrier: Barrier::new("quota_deductions", "channel_id", QUOTAS)
-                .with_group_commit(db.clone()),
+            barrier: Barrier::new("quota_deductions", "channel_id", QUOTAS, db.clone()),
             db,
         }
     }
@@ -201,12 +200,7 @@ impl QuotaBook {
     ) -> Result<LedgerEntry, PortalError> {
         let outcome = self
             .barrier
-            .deduct(
-                &self.db,
-                order_id.as_str(),
-                channel_id.as_str(),
-                points.get(),
-            )
+            .deduct(order_id.as_str(), channel_id.as_str(), points.get())
             .await?;
         match outcome {
             DeductOutcome::Deducted(entry) => Ok(entry),
@@ -242,7 +236,7 @@ impl QuotaBook {
     ) -> Result<LedgerEntry, PortalError> {
         Ok(self
             .barrier
-            .refund(&self.db, order_id.as_str(), channel_id.as_str())
+            .refund(order_id.as_str(), channel_id.as_str())
             .await?)
     }
 

@@ -23,7 +23,6 @@ use ledger::{DeductClaim, Ledger, RefundClaim};
 
 use crate::group_commit::{Write, Writer};
 use crate::storage::Database;
-use crate::time::now_unix_ms;
 
 /// Where one key stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,34 +130,27 @@ pub struct Balance {
     pub exists: &'static str,
 }
 
-/// A ledger and the balance it guards.
+/// A ledger and the balance it guards. Deducts and refunds go to one writer task that commits
+/// many in one transaction ([`crate::group_commit`]); reads go straight to the database.
 #[derive(Debug, Clone)]
 pub struct Barrier {
     ledger: Ledger,
-    balance: Balance,
-    /// With group commit, deducts and refunds go to this writer.
-    writer: Option<Writer<Barrier>>,
+    writer: Writer<Rules>,
 }
 
 impl Barrier {
-    /// `table` (with a `party` column) is a compile-time name, never input.
-    pub fn new(table: &'static str, party: &'static str, balance: Balance) -> Self {
-        Self {
-            ledger: Ledger::new(table, party),
+    /// `table` (with a `party` column) is a compile-time name, never input. Needs a Tokio
+    /// runtime: it starts the writer task on `db`.
+    pub fn new(table: &'static str, party: &'static str, balance: Balance, db: Database) -> Self {
+        let ledger = Ledger::new(table, party);
+        let rules = Rules {
+            ledger: ledger.clone(),
             balance,
-            writer: None,
-        }
-    }
-
-    /// Sends deducts and refunds from now on to one writer task on `db` that commits many in
-    /// one transaction ([`crate::group_commit`]). Needs a Tokio runtime.
-    pub fn with_group_commit(mut self, db: Database) -> Self {
-        let core = Self {
-            writer: None,
-            ..self.clone()
         };
-        self.writer = Some(Writer::spawn(core, db));
-        self
+        Self {
+            ledger,
+            writer: Writer::spawn(rules, db),
+        }
     }
 
     pub async fn get(
@@ -173,57 +165,44 @@ impl Barrier {
     /// Deducts `points` for the key once; see the module docs for every case.
     pub async fn deduct(
         &self,
-        db: &Database,
         order_id: &str,
         party: &str,
         points: i64,
     ) -> Result<DeductOutcome, sqlx::Error> {
-        if let Some(writer) = &self.writer {
-            let op = BarrierOp::Deduct {
-                order_id: order_id.to_owned(),
-                party: party.to_owned(),
-                points,
-            };
-            return match writer.call(op).await? {
-                BarrierAnswer::Deducted(outcome) => Ok(outcome),
-                BarrierAnswer::Refunded(_) => Err(mixed_up()),
-            };
+        let op = BarrierOp::Deduct {
+            order_id: order_id.to_owned(),
+            party: party.to_owned(),
+            points,
+        };
+        match self.writer.call(op).await? {
+            BarrierAnswer::Deducted(outcome) => Ok(outcome),
+            BarrierAnswer::Refunded(_) => Err(mixed_up()),
         }
-        let mut tx = db.begin().await?;
-        let outcome = self
-            .deduct_in(&mut tx, order_id, party, points, now_unix_ms())
-            .await?;
-        tx.commit().await?;
-        Ok(outcome)
     }
 
     /// Refunds the key once and returns its ledger row.
-    pub async fn refund(
-        &self,
-        db: &Database,
-        order_id: &str,
-        party: &str,
-    ) -> Result<LedgerEntry, sqlx::Error> {
-        if let Some(writer) = &self.writer {
-            let op = BarrierOp::Refund {
-                order_id: order_id.to_owned(),
-                party: party.to_owned(),
-            };
-            return match writer.call(op).await? {
-                BarrierAnswer::Refunded(entry) => Ok(entry),
-                BarrierAnswer::Deducted(_) => Err(mixed_up()),
-            };
+    pub async fn refund(&self, order_id: &str, party: &str) -> Result<LedgerEntry, sqlx::Error> {
+        let op = BarrierOp::Refund {
+            order_id: order_id.to_owned(),
+            party: party.to_owned(),
+        };
+        match self.writer.call(op).await? {
+            BarrierAnswer::Refunded(entry) => Ok(entry),
+            BarrierAnswer::Deducted(_) => Err(mixed_up()),
         }
-        let mut tx = db.begin().await?;
-        let entry = self
-            .refund_in(&mut tx, order_id, party, now_unix_ms())
-            .await?;
-        tx.commit().await?;
-        Ok(entry)
     }
+}
 
-    /// [`deduct`](Self::deduct) in the caller's transaction, which commits.
-    pub(crate) async fn deduct_in(
+/// The barrier's rules as SQL, applied by the writer in its transaction.
+#[derive(Debug, Clone)]
+struct Rules {
+    ledger: Ledger,
+    balance: Balance,
+}
+
+impl Rules {
+    /// [`Barrier::deduct`] in the caller's transaction, which commits.
+    async fn deduct_in(
         &self,
         tx: &mut AnyConnection,
         order_id: &str,
@@ -273,8 +252,8 @@ impl Barrier {
         Ok(DeductOutcome::Rejected(entry, rejection))
     }
 
-    /// [`refund`](Self::refund) in the caller's transaction, which commits.
-    pub(crate) async fn refund_in(
+    /// [`Barrier::refund`] in the caller's transaction, which commits.
+    async fn refund_in(
         &self,
         tx: &mut AnyConnection,
         order_id: &str,
@@ -310,7 +289,7 @@ impl Barrier {
 
 /// A deduct or refund queued for group commit.
 #[derive(Debug)]
-pub enum BarrierOp {
+enum BarrierOp {
     Deduct {
         order_id: String,
         party: String,
@@ -323,7 +302,7 @@ pub enum BarrierOp {
 }
 
 #[derive(Debug)]
-pub enum BarrierAnswer {
+enum BarrierAnswer {
     Deducted(DeductOutcome),
     Refunded(LedgerEntry),
 }
@@ -332,7 +311,7 @@ fn mixed_up() -> sqlx::Error {
     sqlx::Error::Protocol("the group-commit writer answered another kind of call".into())
 }
 
-impl Write for Barrier {
+impl Write for Rules {
     type Op = BarrierOp;
     type Answer = BarrierAnswer;
 
