@@ -111,15 +111,9 @@ async fn a_process_never_changes_the_settings_of_an_existing_stream() {
         .ensure(&js)
         .await
         .unwrap();
-    let after = js
-        .get_stream("JIFEN_CMD")
+    let after = jifen_tests::nats::stream_info(&js, "JIFEN_CMD")
         .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .config
-        .clone();
+        .config;
     assert_eq!(after.duplicate_window, tuned.duplicate_window);
     assert_eq!(after.max_age, tuned.max_age);
     // What was missing was created.

@@ -10,6 +10,7 @@ use async_nats::jetstream;
 use jifen_proto::v1::OrderState;
 use jifen_tests::invariants::assert_mesh_consistent;
 use jifen_tests::mesh::order_request;
+use jifen_tests::nats::stream_info;
 use jifen_tests::{TestMesh, TestNats, eventually};
 
 const ORDERS: u64 = 240;
@@ -32,15 +33,7 @@ async fn losing_the_command_stream_leader_mid_load_loses_nothing_and_stalls_no_l
     let mut mesh = TestMesh::start_on(nats, &["alpha", "beta"], &users).await;
     let pool = mesh.mall_db_pool().await;
     let js = jetstream::new(mesh.nats.connect().await);
-    let replicas = js
-        .get_stream("JIFEN_CMD")
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .config
-        .num_replicas;
+    let replicas = stream_info(&js, "JIFEN_CMD").await.config.num_replicas;
     assert_eq!(replicas, 3);
 
     // Load: orders go in steadily, four at a time, whatever happens to NATS.
@@ -93,15 +86,9 @@ async fn losing_the_command_stream_leader_mid_load_loses_nothing_and_stalls_no_l
         || async { (settled(&pool).await >= ORDERS / 4).then_some(()) },
     )
     .await;
-    let leader = js
-        .get_stream("JIFEN_CMD")
+    let leader = stream_info(&js, "JIFEN_CMD")
         .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
         .cluster
-        .clone()
         .and_then(|c| c.leader)
         .expect("the stream has a leader");
     let node = mesh

@@ -365,7 +365,7 @@ async fn a_stopping_mall_ends_its_open_watches() {
 
 #[tokio::test]
 async fn a_connector_started_before_its_channel_is_registered_waits_and_then_serves() {
-    use jifen_proto::v1::{GrantQuotaRequest, RegisterChannelRequest};
+    use jifen_tests::mesh::register_with_quota;
     let mut mesh = TestMesh::start(&["alpha"], &["u1"]).await;
     mesh.add_unregistered_channel("late", &["u1"]).await;
     // The connector looked in the registry, found nothing, and did not give up.
@@ -390,24 +390,7 @@ async fn a_connector_started_before_its_channel_is_registered_waits_and_then_ser
     )
     .await;
     let endpoint = mesh.channel("late").server.endpoint();
-    mesh.portal
-        .client
-        .register_channel(RegisterChannelRequest {
-            channel_id: "late".into(),
-            name: "Late points".into(),
-            endpoint,
-        })
-        .await
-        .unwrap();
-    mesh.portal
-        .client
-        .grant_quota(GrantQuotaRequest {
-            request_id: "late-quota".into(),
-            channel_id: "late".into(),
-            points: START_QUOTA,
-        })
-        .await
-        .unwrap();
+    register_with_quota(&mut mesh.portal, "late", "Late points", &endpoint).await;
     mesh.submit("o-late", &[("late", "u1", 40), ("alpha", "u1", 10)])
         .await
         .unwrap();

@@ -90,24 +90,8 @@ impl TestMesh {
         let mut channels = BTreeMap::new();
         for channel_id in channel_ids {
             let mut channel = TestChannel::start(channel_id).await;
-            portal
-                .client
-                .register_channel(RegisterChannelRequest {
-                    channel_id: (*channel_id).to_owned(),
-                    name: format!("{channel_id} points"),
-                    endpoint: channel.server.endpoint(),
-                })
-                .await
-                .expect("register");
-            portal
-                .client
-                .grant_quota(GrantQuotaRequest {
-                    request_id: format!("start-{channel_id}"),
-                    channel_id: (*channel_id).to_owned(),
-                    points: START_QUOTA,
-                })
-                .await
-                .expect("grant");
+            let name = format!("{channel_id} points");
+            register_with_quota(&mut portal, channel_id, &name, &channel.server.endpoint()).await;
             credit_start_points(&mut channel, users).await;
             channels.insert((*channel_id).to_owned(), channel);
         }
@@ -197,24 +181,8 @@ impl TestMesh {
     /// Adds a channel served elsewhere (a third party's endpoint): registers it at the portal
     /// with [`START_QUOTA`] and starts its connector.
     pub async fn attach_channel(&mut self, channel_id: &str, endpoint: &str) {
-        self.portal
-            .client
-            .register_channel(RegisterChannelRequest {
-                channel_id: channel_id.to_owned(),
-                name: format!("{channel_id} (third party)"),
-                endpoint: endpoint.to_owned(),
-            })
-            .await
-            .expect("register");
-        self.portal
-            .client
-            .grant_quota(GrantQuotaRequest {
-                request_id: format!("start-{channel_id}"),
-                channel_id: channel_id.to_owned(),
-                points: START_QUOTA,
-            })
-            .await
-            .expect("grant");
+        let name = format!("{channel_id} (third party)");
+        register_with_quota(&mut self.portal, channel_id, &name, endpoint).await;
         self.external
             .insert(channel_id.to_owned(), endpoint.to_owned());
         self.start_connector(channel_id).await;
@@ -372,6 +340,33 @@ impl TestMesh {
             .expect("a channel")
             .used
     }
+}
+
+/// Registers a channel at the portal and grants it [`START_QUOTA`].
+pub async fn register_with_quota(
+    portal: &mut TestPortal,
+    channel_id: &str,
+    name: &str,
+    endpoint: &str,
+) {
+    portal
+        .client
+        .register_channel(RegisterChannelRequest {
+            channel_id: channel_id.to_owned(),
+            name: name.to_owned(),
+            endpoint: endpoint.to_owned(),
+        })
+        .await
+        .expect("register");
+    portal
+        .client
+        .grant_quota(GrantQuotaRequest {
+            request_id: format!("start-{channel_id}"),
+            channel_id: channel_id.to_owned(),
+            points: START_QUOTA,
+        })
+        .await
+        .expect("grant");
 }
 
 /// Gives every user [`START_POINTS`] at the channel.

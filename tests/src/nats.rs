@@ -205,3 +205,17 @@ fn free_ports(count: usize) -> Vec<u16> {
         .map(|l| l.local_addr().expect("an address").port())
         .collect()
 }
+
+/// What the server says of a stream now (configuration, state, cluster and leader).
+pub async fn stream_info(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+) -> async_nats::jetstream::stream::Info {
+    js.get_stream(name)
+        .await
+        .unwrap_or_else(|e| panic!("stream {name}: {e}"))
+        .info()
+        .await
+        .unwrap_or_else(|e| panic!("info of stream {name}: {e}"))
+        .clone()
+}
