@@ -8,7 +8,8 @@
 //!
 //! The shape is Restate's background appender: `mpsc::Receiver::recv_many` drains whatever
 //! queued while the previous commit ran, so batches grow with the load and a lone write waits
-//! for nobody. Used by the barrier of the reference ledgers and by the mall's `SubmitOrder`.
+//! for nobody. Used by the barrier of the reference ledgers and by the mall's `SubmitOrder`;
+//! the saga applies its fetched batches with the same [`apply_all`].
 
 use std::future::Future;
 
@@ -33,6 +34,12 @@ pub trait Write: Send + Sync + 'static {
         op: &Self::Op,
         now: i64,
     ) -> impl Future<Output = Result<Self::Answer, sqlx::Error>> + Send;
+
+    /// Whether a write that succeeded changed something to commit; one that did not is undone
+    /// (its savepoint rolled back, its own transaction not committed).
+    fn keep(&self, _answer: &Self::Answer) -> bool {
+        true
+    }
 }
 
 struct Job<W: Write> {
@@ -81,41 +88,53 @@ impl<W: Write> Writer<W> {
 async fn run<W: Write>(write: W, db: Database, mut queue: mpsc::Receiver<Job<W>>) {
     let mut batch = Vec::with_capacity(MOST_PER_COMMIT);
     while queue.recv_many(&mut batch, MOST_PER_COMMIT).await > 0 {
-        if batch.len() > 1 {
-            match together(&write, &db, &batch).await {
-                Ok(answers) => {
-                    for (job, answer) in batch.drain(..).zip(answers) {
-                        let _ = job.reply.send(answer);
-                    }
-                    continue;
-                }
-                Err(error) => {
-                    tracing::debug!(%error, writes = batch.len(), "group commit failed; one by one");
-                }
-            }
-        }
-        for job in batch.drain(..) {
-            let answer = alone(&write, &db, &job.op).await;
+        let ops: Vec<&W::Op> = batch.iter().map(|job| &job.op).collect();
+        let answers = apply_all(&write, &db, &ops).await;
+        for (job, answer) in batch.drain(..).zip(answers) {
             let _ = job.reply.send(answer);
         }
     }
+}
+
+/// Applies `ops` in their order in one transaction, each under a savepoint, and answers each
+/// after the commit. If the transaction itself fails (its start, a savepoint, the commit),
+/// nothing of it holds and every op is applied again on its own, so no op gets another's
+/// failure.
+pub async fn apply_all<W: Write>(
+    write: &W,
+    db: &Database,
+    ops: &[&W::Op],
+) -> Vec<Result<W::Answer, sqlx::Error>> {
+    if ops.len() > 1 {
+        match together(write, db, ops).await {
+            Ok(answers) => return answers,
+            Err(error) => {
+                tracing::debug!(%error, writes = ops.len(), "group commit failed; one by one");
+            }
+        }
+    }
+    let mut answers = Vec::with_capacity(ops.len());
+    for op in ops {
+        answers.push(alone(write, db, op).await);
+    }
+    answers
 }
 
 /// Every write of the batch in one transaction; `Err` when the transaction itself failed.
 async fn together<W: Write>(
     write: &W,
     db: &Database,
-    batch: &[Job<W>],
+    ops: &[&W::Op],
 ) -> Result<Vec<Result<W::Answer, sqlx::Error>>, sqlx::Error> {
     let now = now_unix_ms();
     let mut tx = db.begin().await?;
-    let mut answers = Vec::with_capacity(batch.len());
-    for job in batch {
+    let mut answers = Vec::with_capacity(ops.len());
+    for op in ops {
         sqlx::query("SAVEPOINT group_write")
             .execute(&mut *tx)
             .await?;
-        let answer = write.apply(&mut tx, &job.op, now).await;
-        if answer.is_err() {
+        let answer = write.apply(&mut tx, op, now).await;
+        if !matches!(&answer, Ok(kept) if write.keep(kept)) {
             sqlx::query("ROLLBACK TO SAVEPOINT group_write")
                 .execute(&mut *tx)
                 .await?;
@@ -133,6 +152,8 @@ async fn together<W: Write>(
 async fn alone<W: Write>(write: &W, db: &Database, op: &W::Op) -> Result<W::Answer, sqlx::Error> {
     let mut tx = db.begin().await?;
     let answer = write.apply(&mut tx, op, now_unix_ms()).await?;
-    tx.commit().await?;
+    if write.keep(&answer) {
+        tx.commit().await?;
+    }
     Ok(answer)
 }

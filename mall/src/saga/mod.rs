@@ -16,8 +16,8 @@ pub mod machine;
 mod writes;
 
 use jifen_mesh::bus::consume::{Delivery, Disposition, Handler};
+use jifen_mesh::group_commit::{self, Write};
 use jifen_mesh::storage::Database;
-use jifen_mesh::time::now_unix_ms;
 use sqlx::AnyConnection;
 use tokio::sync::{Notify, broadcast};
 
@@ -76,86 +76,36 @@ impl Saga {
         Self { db, relay, changes }
     }
 
-    /// Applies one event in a transaction of its own.
-    pub async fn apply(&self, outcome: &Outcome) -> Result<Applied, sqlx::Error> {
-        let mut tx = self.db.begin().await?;
-        let effect = apply_in(&mut tx, outcome, now_unix_ms()).await?;
-        if effect.changed {
-            tx.commit().await?;
-        }
-        self.after_commit(&outcome.order_id, &effect);
-        Ok(effect.applied)
-    }
-
     /// Applies a batch of events in one transaction (one commit, one fsync), each under a
-    /// savepoint: an event that fails is undone alone and reported, the others stand. Orders
-    /// are locked in order-id order (stable, so one order's events keep theirs), so that two
-    /// mall replicas applying batches never wait for each other in a cycle. If the transaction
-    /// itself fails (its start, a savepoint, the commit), nothing of it holds and the events
-    /// are applied one by one instead, so one bad event can never fail the rest again.
+    /// savepoint: an event that fails is undone alone and reported, the others stand; an event
+    /// that changes nothing is undone too (its lock and version bump). Orders are locked in
+    /// order-id order (stable, so one order's events keep theirs), so that two mall replicas
+    /// applying batches never wait for each other in a cycle. If the transaction itself fails,
+    /// the events are applied one by one ([`group_commit::apply_all`]).
     pub async fn apply_batch(
         &self,
         events: &[(&Outcome, &tracing::Span)],
     ) -> Vec<Result<Applied, String>> {
         let mut order: Vec<usize> = (0..events.len()).collect();
         order.sort_by(|a, b| events[*a].0.order_id.cmp(&events[*b].0.order_id));
-        match self.try_batch(events, &order).await {
-            Ok(results) => results,
-            Err(error) => {
-                tracing::debug!(%error, events = events.len(), "batch failed; applying its events one by one");
-                let mut results = Vec::with_capacity(events.len());
-                for (outcome, span) in events {
-                    let applied =
-                        tracing::Instrument::instrument(self.apply(outcome), (*span).clone());
-                    results.push(applied.await.map_err(|e| e.to_string()));
-                }
-                results
-            }
-        }
-    }
-
-    async fn try_batch(
-        &self,
-        events: &[(&Outcome, &tracing::Span)],
-        order: &[usize],
-    ) -> Result<Vec<Result<Applied, String>>, sqlx::Error> {
-        let now = now_unix_ms();
-        let mut tx = self.db.begin().await?;
+        let sorted: Vec<(Outcome, tracing::Span)> = order
+            .iter()
+            .map(|&i| (events[i].0.clone(), events[i].1.clone()))
+            .collect();
+        let ops: Vec<&(Outcome, tracing::Span)> = sorted.iter().collect();
+        let answers = group_commit::apply_all(&Events, &self.db, &ops).await;
         let mut results: Vec<Result<Applied, String>> =
             vec![Err("not applied".to_owned()); events.len()];
-        let mut effects = Vec::with_capacity(events.len());
-        for &i in order {
-            let (outcome, span) = events[i];
-            sqlx::query("SAVEPOINT saga_event")
-                .execute(&mut *tx)
-                .await?;
-            let applied =
-                tracing::Instrument::instrument(apply_in(&mut tx, outcome, now), span.clone())
-                    .await;
-            // Keep what changed; undo the rest (an ignored event's lock and version bump too).
-            let keep = matches!(&applied, Ok(effect) if effect.changed);
-            if !keep {
-                sqlx::query("ROLLBACK TO SAVEPOINT saga_event")
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            sqlx::query("RELEASE SAVEPOINT saga_event")
-                .execute(&mut *tx)
-                .await?;
-            results[i] = match applied {
+        for (i, answer) in order.into_iter().zip(answers) {
+            results[i] = match answer {
                 Ok(effect) => {
-                    let applied = effect.applied.clone();
-                    effects.push((outcome, effect));
-                    Ok(applied)
+                    self.after_commit(&events[i].0.order_id, &effect);
+                    Ok(effect.applied)
                 }
                 Err(error) => Err(error.to_string()),
             };
         }
-        tx.commit().await?;
-        for (outcome, effect) in &effects {
-            self.after_commit(&outcome.order_id, effect);
-        }
-        Ok(results)
+        results
     }
 
     fn after_commit(&self, order_id: &str, effect: &Effect) {
@@ -170,6 +120,28 @@ impl Saga {
         if effect.changed {
             let _ = self.changes.send(order_id.to_owned());
         }
+    }
+}
+
+/// The saga's events as group-commit writes: each in its own span, kept only if it changed
+/// something.
+struct Events;
+
+impl Write for Events {
+    type Op = (Outcome, tracing::Span);
+    type Answer = Effect;
+
+    async fn apply(
+        &self,
+        tx: &mut AnyConnection,
+        (outcome, span): &Self::Op,
+        now: i64,
+    ) -> Result<Effect, sqlx::Error> {
+        tracing::Instrument::instrument(apply_in(tx, outcome, now), span.clone()).await
+    }
+
+    fn keep(&self, effect: &Effect) -> bool {
+        effect.changed
     }
 }
 
