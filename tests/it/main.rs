@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin;
+mod admin_orders;
 mod bad_input;
 mod bus_faults;
 mod channel_barrier;

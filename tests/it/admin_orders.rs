@@ -1,0 +1,156 @@
+//! The operator's order-level tools over the admin API: stuck orders, reconciliation against
+//! the ledgers, and re-sending an order's open commands.
+
+use std::time::Duration;
+
+use jifen_proto::v1::{GetOrderRequest, ListStuckOrdersRequest, OrderState, ReconcileRequest};
+use jifen_tests::invariants::assert_mesh_consistent;
+use jifen_tests::mesh::START_POINTS;
+use jifen_tests::{TestMesh, eventually};
+use tonic::Code;
+
+use crate::admin::{admin, authed};
+use crate::assert_status;
+
+#[tokio::test]
+async fn stuck_orders_are_listed_and_flagged_after_their_deadline() {
+    let mut mesh = TestMesh::start(&["alpha"], &["u1"]).await;
+    mesh.stop_connector("alpha").await;
+    mesh.stop_mall().await;
+    mesh.stuck_after = Duration::from_millis(300);
+    mesh.start_mall().await;
+    mesh.submit("o-1", &[("alpha", "u1", 5)]).await.unwrap();
+    let mut admin = admin(&mut mesh).await;
+    let stuck = admin
+        .list_stuck_orders(authed(ListStuckOrdersRequest {
+            older_than_seconds: 0,
+            page_size: 0,
+            page_token: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .orders;
+    assert_eq!(
+        stuck
+            .iter()
+            .map(|o| o.order_id.as_str())
+            .collect::<Vec<_>>(),
+        ["o-1"]
+    );
+    let client = mesh.mall().client.clone();
+    eventually("the sweeper flags o-1", Duration::from_secs(10), || {
+        let mut client = client.clone();
+        async move {
+            let order = client
+                .get_order(GetOrderRequest {
+                    order_id: "o-1".into(),
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .order?;
+            order.needs_attention.then_some(())
+        }
+    })
+    .await;
+    let later = admin
+        .list_stuck_orders(authed(ListStuckOrdersRequest {
+            older_than_seconds: 3600,
+            page_size: 0,
+            page_token: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .orders;
+    assert!(later.is_empty());
+    mesh.start_connector("alpha").await;
+    assert_eq!(mesh.settled("o-1").await.state(), OrderState::Completed);
+}
+
+#[tokio::test]
+async fn reconcile_finds_a_mismatch_planted_in_a_channel_database() {
+    let mut mesh = TestMesh::start(&["alpha", "beta"], &["u1"]).await;
+    mesh.submit("o-1", &[("alpha", "u1", 10), ("beta", "u1", 20)])
+        .await
+        .unwrap();
+    mesh.submit("o-2", &[("alpha", "u1", 1)]).await.unwrap();
+    mesh.settled("o-1").await;
+    mesh.settled("o-2").await;
+    let mut admin = admin(&mut mesh).await;
+    let clean = admin
+        .reconcile(authed(ReconcileRequest {
+            order_id: String::new(),
+            from_unix_ms: 0,
+            to_unix_ms: 0,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((clean.orders_checked, clean.mismatches.len()), (2, 0));
+
+    sqlx::query("UPDATE deductions SET state = 'REFUNDED' WHERE order_id = 'o-1'")
+        .execute(mesh.channels["alpha"].ledger.database().pool())
+        .await
+        .unwrap();
+    let found = admin
+        .reconcile(authed(ReconcileRequest {
+            order_id: "o-1".into(),
+            from_unix_ms: 0,
+            to_unix_ms: 0,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.orders_checked, 1);
+    assert_eq!(found.mismatches.len(), 1, "{:?}", found.mismatches);
+    let mismatch = &found.mismatches[0];
+    assert_eq!(
+        (
+            mismatch.order_id.as_str(),
+            mismatch.system.as_str(),
+            mismatch.key.as_str()
+        ),
+        ("o-1", "channel:alpha", "alpha/u1")
+    );
+    assert!(mismatch.actual.contains("REFUNDED"), "{mismatch:?}");
+}
+
+#[tokio::test]
+async fn retry_order_sends_the_open_commands_again_and_they_take_effect_once() {
+    use jifen_proto::v1::RetryOrderRequest;
+    let mut mesh = TestMesh::start(&["alpha"], &["u1"]).await;
+    mesh.stop_connector("alpha").await;
+    mesh.submit("o-1", &[("alpha", "u1", 40)]).await.unwrap();
+    let mut admin = admin(&mut mesh).await;
+    let order = admin
+        .retry_order(authed(RetryOrderRequest {
+            order_id: "o-1".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    assert!(
+        order
+            .history
+            .iter()
+            .any(|h| h.kind == "admin_retry" && h.detail == "1 open command(s) sent again")
+    );
+    // The original deduct and its re-sent copy both reach alpha: the barrier takes it once.
+    mesh.start_connector("alpha").await;
+    assert_eq!(mesh.settled("o-1").await.state(), OrderState::Completed);
+    assert_eq!(mesh.balance("alpha", "u1").await, START_POINTS - 40);
+    assert_status(
+        admin
+            .retry_order(authed(RetryOrderRequest {
+                order_id: "o-1".into(),
+            }))
+            .await,
+        Code::FailedPrecondition,
+        "COMPLETED",
+    );
+    assert_mesh_consistent(&mesh).await;
+}
