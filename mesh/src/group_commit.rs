@@ -1,10 +1,13 @@
 //! Group commit (DESIGN §6): concurrent writes are queued to one writer task that applies many
 //! in one transaction — one commit, one fsync — and answers each caller only after that
-//! commit. Each write runs under a savepoint, so one that fails is undone alone; the writes of
-//! a batch run one after another in the transaction, in the order they were queued, so each
-//! means exactly what it means on its own (the barrier's per-key rules included, two calls for
-//! one key in one batch too). If the transaction itself fails, its writes are run again one by
-//! one, each in its own transaction, so no caller gets another caller's failure.
+//! commit. The writes of a batch run one after another in the transaction, in the order they
+//! were queued, so each means exactly what it means on its own (the barrier's per-key rules
+//! included, two calls for one key in one batch too). If one write fails, or the transaction
+//! itself, nothing of the batch holds and its writes are run again one by one, each in its own
+//! transaction, so no caller gets another caller's failure and none is applied twice.
+//!
+//! There is no savepoint per write: on SQLite every statement is a hand-off to the
+//! connection's thread, and two more per write cost more than running a failed batch again.
 //!
 //! The shape is Restate's background appender: `mpsc::Receiver::recv_many` drains whatever
 //! queued while the previous commit ran, so batches grow with the load and a lone write waits
@@ -35,8 +38,9 @@ pub trait Write: Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<Self::Answer, sqlx::Error>> + Send;
 
-    /// Whether a write that succeeded changed something to commit; one that did not is undone
-    /// (its savepoint rolled back, its own transaction not committed).
+    /// Whether a write that succeeded changed something to commit. A write that answers `false`
+    /// must have written nothing that matters, since in a batch it is not undone; on its own,
+    /// its transaction is rolled back rather than committed (no fsync).
     fn keep(&self, _answer: &Self::Answer) -> bool {
         true
     }
@@ -96,10 +100,9 @@ async fn run<W: Write>(write: W, db: Database, mut queue: mpsc::Receiver<Job<W>>
     }
 }
 
-/// Applies `ops` in their order in one transaction, each under a savepoint, and answers each
-/// after the commit. If the transaction itself fails (its start, a savepoint, the commit),
-/// nothing of it holds and every op is applied again on its own, so no op gets another's
-/// failure.
+/// Applies `ops` in their order in one transaction and answers each after the commit. If one
+/// op fails, or the transaction itself (its start, the commit), nothing of it holds and every
+/// op is applied again on its own, so no op gets another's failure.
 pub async fn apply_all<W: Write>(
     write: &W,
     db: &Database,
@@ -120,7 +123,8 @@ pub async fn apply_all<W: Write>(
     answers
 }
 
-/// Every write of the batch in one transaction; `Err` when the transaction itself failed.
+/// Every write of the batch in one transaction; `Err` when one write or the transaction
+/// failed (the transaction is then rolled back as it is dropped).
 async fn together<W: Write>(
     write: &W,
     db: &Database,
@@ -130,19 +134,7 @@ async fn together<W: Write>(
     let mut tx = db.begin().await?;
     let mut answers = Vec::with_capacity(ops.len());
     for op in ops {
-        sqlx::query("SAVEPOINT group_write")
-            .execute(&mut *tx)
-            .await?;
-        let answer = write.apply(&mut tx, op, now).await;
-        if !matches!(&answer, Ok(kept) if write.keep(kept)) {
-            sqlx::query("ROLLBACK TO SAVEPOINT group_write")
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("RELEASE SAVEPOINT group_write")
-            .execute(&mut *tx)
-            .await?;
-        answers.push(answer);
+        answers.push(Ok(write.apply(&mut tx, op, now).await?));
     }
     tx.commit().await?;
     Ok(answers)

@@ -3,10 +3,10 @@
 //! `COMPLETED`; on any business rejection, `COMPENSATING`: refunds for everything that may hold
 //! points, then `CANCELLED`.
 //!
-//! A fetched batch of events is applied in one transaction, each event under a savepoint
-//! ([`Saga::apply_batch`]); applying one starts by bumping its order's version — a write, so
-//! concurrent events for one order queue on its row — and writes the commands the change causes
-//! into the outbox. What each event does is decided in [`machine`], free of I/O. Step changes
+//! A fetched batch of events is applied in one transaction ([`Saga::apply_batch`]); applying
+//! one starts by taking its order's row lock with a write that changes nothing, so concurrent
+//! events for one order queue on its row, bumps the version only if the event moves something,
+//! and writes the commands the change causes into the outbox. What each event does is decided in [`machine`], free of I/O. Step changes
 //! only go forward, so a duplicate or late event changes nothing; a deduct that lands where
 //! nothing may be held is refunded again (DESIGN §9).
 
@@ -26,8 +26,10 @@ use crate::store::record;
 
 pub use machine::{Decision, Outcome, Report, StepFacts, StepKey, decide, decode, next_step_state};
 use machine::{history_detail, history_kind, rejection_reason};
+use writes::{
+    claim_order, correct, count_not, request_quotas, set_order, set_step, step_of, touch_order,
+};
 pub(crate) use writes::{compensate, lock_order, settle_if_done};
-use writes::{correct, count_not, request_quotas, set_order, set_step, step_of};
 
 /// What applying an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,9 +78,9 @@ impl Saga {
         Self { db, relay, changes }
     }
 
-    /// Applies a batch of events in one transaction (one commit, one fsync), each under a
-    /// savepoint: an event that fails is undone alone and reported, the others stand; an event
-    /// that changes nothing is undone too (its lock and version bump). Orders are locked in
+    /// Applies a batch of events in one transaction (one commit, one fsync); if one event
+    /// fails, the batch is applied again one by one, so it is undone alone and reported while
+    /// the others stand; an event that changes nothing writes nothing. Orders are locked in
     /// order-id order (stable, so one order's events keep theirs), so that two mall replicas
     /// applying batches never wait for each other in a cycle. If the transaction itself fails,
     /// the events are applied one by one ([`group_commit::apply_all`]).
@@ -151,7 +153,7 @@ async fn apply_in(
     outcome: &Outcome,
     now: i64,
 ) -> Result<Effect, sqlx::Error> {
-    let Some(order) = lock_order(tx, &outcome.order_id, now).await? else {
+    let Some(order) = claim_order(tx, &outcome.order_id).await? else {
         return Ok(Effect::ignored("unknown order"));
     };
     let Some(step) = step_of(tx, outcome).await? else {
@@ -161,7 +163,12 @@ async fn apply_in(
         state: outcome.state,
         points: outcome.points,
     };
-    let next = match decide(order, step, report) {
+    let decision = decide(order, step, report);
+    if decision == Decision::Ignore {
+        return Ok(Effect::ignored("duplicate or late event"));
+    }
+    touch_order(tx, &outcome.order_id, now).await?;
+    let next = match decision {
         Decision::Ignore => return Ok(Effect::ignored("duplicate or late event")),
         Decision::NoteDeduct => {
             let noted = StepFacts {

@@ -26,6 +26,35 @@ pub(crate) async fn lock_order(
     .transpose()
 }
 
+/// Takes the order's row lock — on SQLite the database's write lock — without changing it,
+/// and returns its state. An event that turns out to change nothing then leaves no trace, so a
+/// batch needs no savepoint to undo it; [`touch_order`] bumps the version once it does change.
+pub(super) async fn claim_order(
+    tx: &mut AnyConnection,
+    order_id: &str,
+) -> Result<Option<OrderState>, sqlx::Error> {
+    sqlx::query("UPDATE orders SET version = version WHERE order_id = $1 RETURNING state")
+        .bind(order_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| order_state(row.try_get("state")?))
+        .transpose()
+}
+
+/// Marks the order changed: a new version for watchers, and the time of the change.
+pub(super) async fn touch_order(
+    tx: &mut AnyConnection,
+    order_id: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE orders SET version = version + 1, updated_at_ms = $2 WHERE order_id = $1")
+        .bind(order_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 pub(super) async fn step_of(
     tx: &mut AnyConnection,
     outcome: &Outcome,
