@@ -106,13 +106,16 @@ impl Relay {
                  ORDER BY id LIMIT $1"
             }
         };
-        // On SQLite a transaction held across the publishes would block every writer.
-        let mut tx = match self.db.backend() {
+        // On SQLite a transaction held across the publishes would block every writer: the rows
+        // are read without one, and deleted in a transaction of their own, which takes the
+        // process's write turn like every other writer (an autocommit delete would fight them
+        // for SQLite's lock and sleep in its busy handler).
+        let mut claim_tx = match self.db.backend() {
             Backend::Postgres => Some(self.db.begin().await?),
             Backend::Sqlite => None,
         };
         let query = sqlx::query(claim).bind(BATCH);
-        let rows = match tx.as_mut() {
+        let rows = match claim_tx.as_mut() {
             Some(tx) => query.fetch_all(&mut **tx).await?,
             None => query.fetch_all(self.db.pool()).await?,
         };
@@ -148,12 +151,14 @@ impl Relay {
             for id in &sent {
                 query = query.bind(*id);
             }
-            match tx.as_mut() {
-                Some(tx) => query.execute(&mut **tx).await?,
-                None => query.execute(self.db.pool()).await?,
+            let mut tx = match claim_tx.take() {
+                Some(tx) => tx,
+                None => self.db.begin().await?,
             };
+            query.execute(&mut *tx).await?;
+            tx.commit().await?;
         }
-        if let Some(tx) = tx {
+        if let Some(tx) = claim_tx {
             tx.commit().await?;
         }
         if let Some(Err(error)) = results.into_iter().find(Result::is_err) {

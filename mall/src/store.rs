@@ -204,53 +204,42 @@ impl OrderStore {
 
     async fn complete(&self, row: &AnyRow) -> Result<Order, sqlx::Error> {
         let order_id: String = row.try_get("order_id")?;
-        let pool = self.db.pool();
-        let lines = sqlx::query(
-            "SELECT channel_id, user_id, points, state FROM order_lines WHERE order_id = $1 ORDER BY position",
+        // One query for the order's lines, quotas and history: every statement on SQLite is a
+        // hand-off to the connection's thread and back, and a watched order is read after each
+        // of its changes. Each part ranks by its own key (`seq`, then `a`).
+        let rows = sqlx::query(
+            "SELECT 'L' AS part, position AS seq, channel_id AS a, user_id AS b, points AS n, state AS s \
+               FROM order_lines WHERE order_id = $1 \
+             UNION ALL SELECT 'Q', 0, channel_id, '', points, state \
+               FROM order_quotas WHERE order_id = $1 \
+             UNION ALL SELECT 'R', id, kind, detail, at_ms, '' \
+               FROM order_events WHERE order_id = $1 \
+             ORDER BY part, seq, a",
         )
         .bind(&order_id)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Line {
-                channel_id: r.try_get("channel_id")?,
-                user_id: r.try_get("user_id")?,
-                points: r.try_get("points")?,
-                state: step_state(r.try_get("state")?)?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
-        let quotas = sqlx::query(
-            "SELECT channel_id, points, state FROM order_quotas WHERE order_id = $1 ORDER BY channel_id",
-        )
-        .bind(&order_id)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Quota {
-                channel_id: r.try_get("channel_id")?,
-                points: r.try_get("points")?,
-                state: step_state(r.try_get("state")?)?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
-        let history = sqlx::query(
-            "SELECT at_ms, kind, detail FROM order_events WHERE order_id = $1 ORDER BY id",
-        )
-        .bind(&order_id)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(HistoryEntry {
-                at_ms: r.try_get("at_ms")?,
-                kind: r.try_get("kind")?,
-                detail: r.try_get("detail")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
+        .fetch_all(self.db.pool())
+        .await?;
+        let (mut lines, mut quotas, mut history) = (Vec::new(), Vec::new(), Vec::new());
+        for r in &rows {
+            match r.try_get::<String, _>("part")?.as_str() {
+                "L" => lines.push(Line {
+                    channel_id: r.try_get("a")?,
+                    user_id: r.try_get("b")?,
+                    points: r.try_get("n")?,
+                    state: step_state(r.try_get("s")?)?,
+                }),
+                "Q" => quotas.push(Quota {
+                    channel_id: r.try_get("a")?,
+                    points: r.try_get("n")?,
+                    state: step_state(r.try_get("s")?)?,
+                }),
+                _ => history.push(HistoryEntry {
+                    at_ms: r.try_get("n")?,
+                    kind: r.try_get("a")?,
+                    detail: r.try_get("b")?,
+                }),
+            }
+        }
         Ok(Order {
             customer_id: row.try_get("customer_id")?,
             state: order_state(row.try_get("state")?)?,

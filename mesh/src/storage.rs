@@ -183,15 +183,22 @@ impl Database {
     }
 
     /// Starts a transaction. Every transaction that writes should start here: on SQLite it
-    /// waits for the process's write turn first.
+    /// waits for the process's write turn first, then takes the database's write lock at once
+    /// (`BEGIN IMMEDIATE`), so that what it reads stays current until it commits — a deferred
+    /// transaction that read first could not write after another connection's commit.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        let turn = match self.backend {
-            Backend::Sqlite => Some(self.sqlite_writer.clone().lock_owned().await),
-            Backend::Postgres => None,
-        };
-        Ok(Tx {
-            tx: self.pool.begin().await?,
-            _turn: turn,
+        Ok(match self.backend {
+            Backend::Sqlite => {
+                let turn = self.sqlite_writer.clone().lock_owned().await;
+                Tx {
+                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    _turn: Some(turn),
+                }
+            }
+            Backend::Postgres => Tx {
+                tx: self.pool.begin().await?,
+                _turn: None,
+            },
         })
     }
 

@@ -17,7 +17,7 @@ mod writes;
 
 use jifen_mesh::bus::consume::{Delivery, Disposition, Handler};
 use jifen_mesh::group_commit::{self, Write};
-use jifen_mesh::storage::Database;
+use jifen_mesh::storage::{Backend, Database};
 use sqlx::AnyConnection;
 use tokio::sync::{Notify, broadcast};
 
@@ -26,9 +26,7 @@ use crate::store::record;
 
 pub use machine::{Decision, Outcome, Report, StepFacts, StepKey, decide, decode, next_step_state};
 use machine::{history_detail, history_kind, rejection_reason};
-use writes::{
-    claim_order, correct, count_not, request_quotas, set_order, set_step, step_of, touch_order,
-};
+use writes::{claim_step, correct, count_not, request_quotas, set_order, set_step, touch_order};
 pub(crate) use writes::{compensate, lock_order, settle_if_done};
 
 /// What applying an event did.
@@ -95,7 +93,7 @@ impl Saga {
             .map(|&i| (events[i].0.clone(), events[i].1.clone()))
             .collect();
         let ops: Vec<&(Outcome, tracing::Span)> = sorted.iter().collect();
-        let answers = group_commit::apply_all(&Events, &self.db, &ops).await;
+        let answers = group_commit::apply_all(&Events(self.db.backend()), &self.db, &ops).await;
         let mut results: Vec<Result<Applied, String>> =
             vec![Err("not applied".to_owned()); events.len()];
         for (i, answer) in order.into_iter().zip(answers) {
@@ -127,7 +125,7 @@ impl Saga {
 
 /// The saga's events as group-commit writes: each in its own span, kept only if it changed
 /// something.
-struct Events;
+struct Events(Backend);
 
 impl Write for Events {
     type Op = (Outcome, tracing::Span);
@@ -139,7 +137,7 @@ impl Write for Events {
         (outcome, span): &Self::Op,
         now: i64,
     ) -> Result<Effect, sqlx::Error> {
-        tracing::Instrument::instrument(apply_in(tx, outcome, now), span.clone()).await
+        tracing::Instrument::instrument(apply_in(tx, self.0, outcome, now), span.clone()).await
     }
 
     fn keep(&self, effect: &Effect) -> bool {
@@ -150,13 +148,14 @@ impl Write for Events {
 /// Applies one event in the caller's transaction.
 async fn apply_in(
     tx: &mut AnyConnection,
+    backend: Backend,
     outcome: &Outcome,
     now: i64,
 ) -> Result<Effect, sqlx::Error> {
-    let Some(order) = claim_order(tx, &outcome.order_id).await? else {
+    let Some((order, step)) = claim_step(tx, backend, outcome).await? else {
         return Ok(Effect::ignored("unknown order"));
     };
-    let Some(step) = step_of(tx, outcome).await? else {
+    let Some(step) = step else {
         return Ok(Effect::ignored("unknown step"));
     };
     let report = Report {

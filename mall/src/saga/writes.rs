@@ -1,6 +1,7 @@
 //! The saga's writes to an order and its steps, in the caller's transaction.
 
 use jifen_mesh::bus::subjects::Step;
+use jifen_mesh::storage::Backend;
 use sqlx::{AnyConnection, Row};
 
 use super::machine::{Outcome, StepFacts, StepKey, history_detail};
@@ -26,19 +27,64 @@ pub(crate) async fn lock_order(
     .transpose()
 }
 
-/// Takes the order's row lock — on SQLite the database's write lock — without changing it,
-/// and returns its state. An event that turns out to change nothing then leaves no trace, so a
-/// batch needs no savepoint to undo it; [`touch_order`] bumps the version once it does change.
-pub(super) async fn claim_order(
+/// Reads the order's state and the event's step, holding the order's row lock until the
+/// transaction ends — on SQLite the transaction holds the database's write lock from its start
+/// (`BEGIN IMMEDIATE`); on PostgreSQL `FOR UPDATE` takes the row's — so concurrent events for
+/// one order queue on it. Nothing is written: an event that turns out to change nothing leaves
+/// no trace, and a batch needs no savepoint to undo it; [`touch_order`] bumps the version once
+/// it does change. `None` when the order is unknown; a `None` step when the step is.
+pub(super) async fn claim_step(
     tx: &mut AnyConnection,
-    order_id: &str,
-) -> Result<Option<OrderState>, sqlx::Error> {
-    sqlx::query("UPDATE orders SET version = version WHERE order_id = $1 RETURNING state")
-        .bind(order_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|row| order_state(row.try_get("state")?))
-        .transpose()
+    backend: Backend,
+    outcome: &Outcome,
+) -> Result<Option<(OrderState, Option<StepFacts>)>, sqlx::Error> {
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE OF o",
+        Backend::Sqlite => "",
+    };
+    let row = match &outcome.step {
+        StepKey::Line {
+            channel_id,
+            user_id,
+        } => {
+            sqlx::query(&format!(
+                "SELECT o.state AS order_state, s.state, s.deduct_seen, s.refunded_points \
+                 FROM orders o LEFT JOIN order_lines s \
+                 ON s.order_id = o.order_id AND s.channel_id = $2 AND s.user_id = $3 \
+                 WHERE o.order_id = $1{lock}"
+            ))
+            .bind(&outcome.order_id)
+            .bind(channel_id)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        }
+        StepKey::Quota { channel_id } => {
+            sqlx::query(&format!(
+                "SELECT o.state AS order_state, s.state, s.deduct_seen, s.refunded_points \
+                 FROM orders o LEFT JOIN order_quotas s \
+                 ON s.order_id = o.order_id AND s.channel_id = $2 \
+                 WHERE o.order_id = $1{lock}"
+            ))
+            .bind(&outcome.order_id)
+            .bind(channel_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        }
+    };
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let order = order_state(row.try_get("order_state")?)?;
+    let step = match row.try_get::<Option<String>, _>("state")? {
+        None => None,
+        Some(state) => Some(StepFacts {
+            state: step_state(&state)?,
+            deduct_seen: row.try_get::<i64, _>("deduct_seen")? != 0,
+            refunded_points: row.try_get("refunded_points")?,
+        }),
+    };
+    Ok(Some((order, step)))
 }
 
 /// Marks the order changed: a new version for watchers, and the time of the change.
@@ -53,46 +99,6 @@ pub(super) async fn touch_order(
         .execute(&mut *tx)
         .await?;
     Ok(())
-}
-
-pub(super) async fn step_of(
-    tx: &mut AnyConnection,
-    outcome: &Outcome,
-) -> Result<Option<StepFacts>, sqlx::Error> {
-    let row = match &outcome.step {
-        StepKey::Line {
-            channel_id,
-            user_id,
-        } => {
-            sqlx::query(
-                "SELECT state, deduct_seen, refunded_points FROM order_lines \
-                 WHERE order_id = $1 AND channel_id = $2 AND user_id = $3",
-            )
-            .bind(&outcome.order_id)
-            .bind(channel_id)
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?
-        }
-        StepKey::Quota { channel_id } => {
-            sqlx::query(
-                "SELECT state, deduct_seen, refunded_points FROM order_quotas \
-                 WHERE order_id = $1 AND channel_id = $2",
-            )
-            .bind(&outcome.order_id)
-            .bind(channel_id)
-            .fetch_optional(&mut *tx)
-            .await?
-        }
-    };
-    row.map(|row| {
-        Ok(StepFacts {
-            state: step_state(row.try_get("state")?)?,
-            deduct_seen: row.try_get::<i64, _>("deduct_seen")? != 0,
-            refunded_points: row.try_get("refunded_points")?,
-        })
-    })
-    .transpose()
 }
 
 pub(super) async fn set_step(
