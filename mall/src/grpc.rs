@@ -158,14 +158,14 @@ impl Mall {
         }
         self.registry.check(&order).await?;
         match self.store.insert(&order).await? {
-            Inserted::New => {
+            Inserted::New(stored) => {
                 self.relay.notify_one();
                 let _ = self.changes.send(order_id.clone());
                 tracing::debug!(%order_id, lines = order.lines.len(), "order submitted");
+                Ok(*stored)
             }
-            Inserted::Existing(fingerprint) => return self.existing(&order, &fingerprint).await,
+            Inserted::Existing(fingerprint) => self.existing(&order, &fingerprint).await,
         }
-        self.load(&order_id).await
     }
 
     async fn existing(&self, order: &NewOrder, fingerprint: &str) -> Result<Order, MallError> {

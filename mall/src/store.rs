@@ -46,7 +46,8 @@ impl Selection {
 /// What storing a new order came to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Inserted {
-    New,
+    /// Stored: the order as it was committed (its answer needs no read).
+    New(Box<Order>),
     /// An order with this id exists; its fingerprint.
     Existing(String),
 }
@@ -348,7 +349,40 @@ async fn insert_in(
         order.quotas().len()
     );
     record(tx, order_id, "submitted", &detail, now).await?;
-    Ok(Inserted::New)
+    Ok(Inserted::New(Box::new(Order {
+        order_id: order_id.to_owned(),
+        customer_id: order.customer_id.to_string(),
+        state: OrderState::Pending,
+        needs_attention: false,
+        reason: String::new(),
+        version: 0,
+        created_at_ms: now,
+        updated_at_ms: now,
+        lines: order
+            .lines
+            .iter()
+            .map(|line| Line {
+                channel_id: line.channel_id.to_string(),
+                user_id: line.user_id.to_string(),
+                points: line.points.get(),
+                state: StepState::Pending,
+            })
+            .collect(),
+        quotas: order
+            .quotas()
+            .into_iter()
+            .map(|(channel_id, points)| Quota {
+                channel_id: channel_id.to_string(),
+                points,
+                state: StepState::Waiting,
+            })
+            .collect(),
+        history: vec![HistoryEntry {
+            at_ms: now,
+            kind: "submitted".to_owned(),
+            detail,
+        }],
+    })))
 }
 
 /// Adds a command to the outbox, in the caller's transaction.

@@ -26,7 +26,7 @@ use crate::store::record;
 
 pub use machine::{Decision, Outcome, Report, StepFacts, StepKey, decide, decode, next_step_state};
 use machine::{history_detail, history_kind, rejection_reason};
-use writes::{claim_step, correct, count_not, request_quotas, set_order, set_step, touch_order};
+use writes::{Claimed, claim_step, correct, request_quotas, set_order, set_step, touch_order};
 pub(crate) use writes::{compensate, lock_order, settle_if_done};
 
 /// What applying an event did.
@@ -152,7 +152,12 @@ async fn apply_in(
     outcome: &Outcome,
     now: i64,
 ) -> Result<Effect, sqlx::Error> {
-    let Some((order, step)) = claim_step(tx, backend, outcome).await? else {
+    let Some(Claimed {
+        order,
+        step,
+        undeducted,
+    }) = claim_step(tx, backend, outcome).await?
+    else {
         return Ok(Effect::ignored("unknown order"));
     };
     let Some(step) = step else {
@@ -233,14 +238,15 @@ async fn apply_in(
         }
         (OrderState::Pending, StepState::Deducted) => match outcome.step {
             StepKey::Line { .. } => {
-                if count_not(tx, "order_lines", &outcome.order_id, "DEDUCTED").await? == 0 {
+                // This step was not deducted (else the event would be ignored): it was the last.
+                if undeducted == 1 {
                     request_quotas(tx, &outcome.order_id, now).await?;
                     sent_commands = true;
                 }
                 OrderState::Pending
             }
             StepKey::Quota { .. } => {
-                if count_not(tx, "order_quotas", &outcome.order_id, "DEDUCTED").await? == 0 {
+                if undeducted == 1 {
                     set_order(tx, &outcome.order_id, OrderState::Completed, None, now).await?;
                     record(
                         tx,

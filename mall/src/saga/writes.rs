@@ -28,31 +28,39 @@ pub(crate) async fn lock_order(
 }
 
 /// Reads the order's state and the event's step, holding the order's row lock until the
-/// transaction ends — on SQLite the transaction holds the database's write lock from its start
-/// (`BEGIN IMMEDIATE`); on PostgreSQL `FOR UPDATE` takes the row's — so concurrent events for
-/// one order queue on it. Nothing is written: an event that turns out to change nothing leaves
-/// no trace, and a batch needs no savepoint to undo it; [`touch_order`] bumps the version once
-/// it does change. `None` when the order is unknown; a `None` step when the step is.
+/// transaction ends, so concurrent events for one order queue on it. On SQLite the transaction
+/// holds the database's write lock from its start (`BEGIN IMMEDIATE`) and one query does. On
+/// PostgreSQL the row is locked first, by a statement of its own: a read that waited on the
+/// lock inside its own statement would see the rest (the step, the counts) as they were before
+/// the transaction it waited for committed. Nothing is written: an event that turns out to
+/// change nothing leaves no trace, and a batch needs no savepoint to undo it; [`touch_order`]
+/// bumps the version once it does change. `None` when the order is unknown.
 pub(super) async fn claim_step(
     tx: &mut AnyConnection,
     backend: Backend,
     outcome: &Outcome,
-) -> Result<Option<(OrderState, Option<StepFacts>)>, sqlx::Error> {
-    let lock = match backend {
-        Backend::Postgres => " FOR UPDATE OF o",
-        Backend::Sqlite => "",
-    };
+) -> Result<Option<Claimed>, sqlx::Error> {
+    if backend == Backend::Postgres {
+        let locked = sqlx::query("SELECT 1 FROM orders WHERE order_id = $1 FOR UPDATE")
+            .bind(&outcome.order_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if locked.is_none() {
+            return Ok(None);
+        }
+    }
     let row = match &outcome.step {
         StepKey::Line {
             channel_id,
             user_id,
         } => {
-            sqlx::query(&format!(
-                "SELECT o.state AS order_state, s.state, s.deduct_seen, s.refunded_points \
+            sqlx::query(
+                "SELECT o.state AS order_state, s.state, s.deduct_seen, s.refunded_points, \
+                 (SELECT COUNT(*) FROM order_lines WHERE order_id = $1 AND state <> 'DEDUCTED') AS undeducted \
                  FROM orders o LEFT JOIN order_lines s \
                  ON s.order_id = o.order_id AND s.channel_id = $2 AND s.user_id = $3 \
-                 WHERE o.order_id = $1{lock}"
-            ))
+                 WHERE o.order_id = $1",
+            )
             .bind(&outcome.order_id)
             .bind(channel_id)
             .bind(user_id)
@@ -60,12 +68,13 @@ pub(super) async fn claim_step(
             .await?
         }
         StepKey::Quota { channel_id } => {
-            sqlx::query(&format!(
-                "SELECT o.state AS order_state, s.state, s.deduct_seen, s.refunded_points \
+            sqlx::query(
+                "SELECT o.state AS order_state, s.state, s.deduct_seen, s.refunded_points, \
+                 (SELECT COUNT(*) FROM order_quotas WHERE order_id = $1 AND state <> 'DEDUCTED') AS undeducted \
                  FROM orders o LEFT JOIN order_quotas s \
                  ON s.order_id = o.order_id AND s.channel_id = $2 \
-                 WHERE o.order_id = $1{lock}"
-            ))
+                 WHERE o.order_id = $1",
+            )
             .bind(&outcome.order_id)
             .bind(channel_id)
             .fetch_optional(&mut *tx)
@@ -84,7 +93,21 @@ pub(super) async fn claim_step(
             refunded_points: row.try_get("refunded_points")?,
         }),
     };
-    Ok(Some((order, step)))
+    Ok(Some(Claimed {
+        order,
+        step,
+        undeducted: row.try_get("undeducted")?,
+    }))
+}
+
+/// What [`claim_step`] read under the order's lock.
+pub(super) struct Claimed {
+    pub(super) order: OrderState,
+    /// `None` when the order has no such step.
+    pub(super) step: Option<StepFacts>,
+    /// How many steps of the event's kind (lines, or quotas) are not deducted: the event that
+    /// deducts one of them deducts the last when this is 1 (the lock keeps it true meanwhile).
+    pub(super) undeducted: i64,
 }
 
 /// Marks the order changed: a new version for watchers, and the time of the change.
@@ -167,23 +190,6 @@ pub(super) async fn set_order(
             .observe(seconds);
     }
     Ok(())
-}
-
-/// How many of the order's steps in `table` are not in `state`.
-pub(super) async fn count_not(
-    tx: &mut AnyConnection,
-    table: &'static str,
-    order_id: &str,
-    state: &str,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query(&format!(
-        "SELECT COUNT(*) FROM {table} WHERE order_id = $1 AND state <> $2"
-    ))
-    .bind(order_id)
-    .bind(state)
-    .fetch_one(&mut *tx)
-    .await?
-    .try_get(0)
 }
 
 /// Every line is deducted: ask the portal for each channel's quota.
