@@ -271,20 +271,34 @@ struct Submits;
 impl Write for Submits {
     type Op = Submit;
     type Answer = Inserted;
+    type Staged = Appends;
 
     async fn apply(
         &self,
         tx: &mut AnyConnection,
+        appends: &mut Appends,
         submit: &Submit,
         now: i64,
     ) -> Result<Inserted, sqlx::Error> {
-        insert_in(tx, &submit.order, submit.traceparent.as_deref(), now).await
+        insert_in(
+            tx,
+            appends,
+            &submit.order,
+            submit.traceparent.as_deref(),
+            now,
+        )
+        .await
+    }
+
+    async fn finish(&self, tx: &mut AnyConnection, appends: Appends) -> Result<(), sqlx::Error> {
+        appends.write(tx).await
     }
 }
 
 /// Stores a new order, its steps and its deduct commands in the caller's transaction.
 async fn insert_in(
     tx: &mut AnyConnection,
+    appends: &mut Appends,
     order: &NewOrder,
     traceparent: Option<&str>,
     now: i64,
@@ -330,7 +344,7 @@ async fn insert_in(
             line.points.get(),
         );
         command.traceparent = traceparent.map(str::to_owned);
-        enqueue(tx, &command, now).await?;
+        appends.enqueue(&command, now);
     }
     for (channel_id, points) in order.quotas() {
         sqlx::query(
@@ -348,7 +362,7 @@ async fn insert_in(
         order.lines.len(),
         order.quotas().len()
     );
-    record(tx, order_id, "submitted", &detail, now).await?;
+    appends.record(order_id, "submitted", &detail, now);
     Ok(Inserted::New(Box::new(Order {
         order_id: order_id.to_owned(),
         customer_id: order.customer_id.to_string(),
@@ -391,25 +405,91 @@ pub async fn enqueue(
     message: &Outgoing,
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO outbox (subject, msg_id, order_id, traceparent, payload, created_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&message.subject)
-    .bind(&message.msg_id)
-    .bind(&message.order_id)
-    // Commands carry the trace of whatever caused them: the submit, or the event applied.
-    .bind(
-        message
-            .traceparent
-            .clone()
-            .or_else(jifen_mesh::trace::current_traceparent),
-    )
-    .bind(message.payload.to_vec())
-    .bind(now_ms)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    let mut appends = Appends::default();
+    appends.enqueue(message, now_ms);
+    appends.write(tx).await
+}
+
+/// History entries and outbox rows a transaction writes at its end, many rows per statement:
+/// a batch of events or submits writes several of each per order, and on SQLite every
+/// statement is a hand-off to the connection's thread and back. Staged rows keep their order
+/// (history and outbox ids follow it). Write them with [`Appends::write`] before the commit.
+#[derive(Debug, Default)]
+pub struct Appends {
+    history: Vec<(String, i64, String, String)>,
+    outbox: Vec<(Outgoing, i64)>,
+}
+
+/// Rows per multi-row INSERT: far below SQLite's 32 766 bound parameters.
+const ROWS_PER_INSERT: usize = 256;
+
+impl Appends {
+    /// Stages an entry of an order's history.
+    pub fn record(&mut self, order_id: &str, kind: &str, detail: &str, now_ms: i64) {
+        self.history.push((
+            order_id.to_owned(),
+            now_ms,
+            kind.to_owned(),
+            detail.to_owned(),
+        ));
+    }
+
+    /// Stages a command for the outbox, with the trace of whatever causes it (the submit, or
+    /// the event applied) when it carries none of its own.
+    pub fn enqueue(&mut self, message: &Outgoing, now_ms: i64) {
+        let mut message = message.clone();
+        if message.traceparent.is_none() {
+            message.traceparent = jifen_mesh::trace::current_traceparent();
+        }
+        self.outbox.push((message, now_ms));
+    }
+
+    /// Writes what is staged, in the caller's transaction.
+    pub async fn write(self, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        for rows in self.history.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO order_events (order_id, at_ms, kind, detail) VALUES {}",
+                placeholders(rows.len(), 4)
+            );
+            let mut query = sqlx::query(&sql);
+            for (order_id, at_ms, kind, detail) in rows {
+                query = query.bind(order_id).bind(*at_ms).bind(kind).bind(detail);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for rows in self.outbox.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO outbox (subject, msg_id, order_id, traceparent, payload, created_at_ms) \
+                 VALUES {}",
+                placeholders(rows.len(), 6)
+            );
+            let mut query = sqlx::query(&sql);
+            for (message, now_ms) in rows {
+                query = query
+                    .bind(&message.subject)
+                    .bind(&message.msg_id)
+                    .bind(&message.order_id)
+                    .bind(&message.traceparent)
+                    .bind(message.payload.to_vec())
+                    .bind(*now_ms);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+}
+
+/// `($1, $2), ($3, $4)` for two rows of two columns.
+fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let values: Vec<String> = (1..=columns)
+                .map(|column| format!("${}", row * columns + column))
+                .collect();
+            format!("({})", values.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Moves the order to its next generation of command ids and returns it: a command sent again
@@ -432,12 +512,7 @@ pub async fn record(
     detail: &str,
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO order_events (order_id, at_ms, kind, detail) VALUES ($1, $2, $3, $4)")
-        .bind(order_id)
-        .bind(now_ms)
-        .bind(kind)
-        .bind(detail)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
+    let mut appends = Appends::default();
+    appends.record(order_id, kind, detail, now_ms);
+    appends.write(tx).await
 }

@@ -29,14 +29,26 @@ const MOST_PER_COMMIT: usize = 128;
 pub trait Write: Send + Sync + 'static {
     type Op: Send + Sync + 'static;
     type Answer: Send + 'static;
+    /// Rows the writes of one transaction leave to be written together at its end, one
+    /// statement for many (`()` when there are none).
+    type Staged: Default + Send;
 
-    /// Applies one write in `tx`; `now` is the batch's time (ms).
+    /// Applies one write in `tx`, or stages part of it in `staged`; `now` is the batch's time
+    /// (ms).
     fn apply(
         &self,
         tx: &mut AnyConnection,
+        staged: &mut Self::Staged,
         op: &Self::Op,
         now: i64,
     ) -> impl Future<Output = Result<Self::Answer, sqlx::Error>> + Send;
+
+    /// Writes what the transaction's writes staged, just before it commits.
+    fn finish(
+        &self,
+        tx: &mut AnyConnection,
+        staged: Self::Staged,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 
     /// Whether a write that succeeded changed something to commit. A write that answers `false`
     /// must have written nothing that matters, since in a batch it is not undone; on its own,
@@ -132,10 +144,12 @@ async fn together<W: Write>(
 ) -> Result<Vec<Result<W::Answer, sqlx::Error>>, sqlx::Error> {
     let now = now_unix_ms();
     let mut tx = db.begin().await?;
+    let mut staged = W::Staged::default();
     let mut answers = Vec::with_capacity(ops.len());
     for op in ops {
-        answers.push(Ok(write.apply(&mut tx, op, now).await?));
+        answers.push(Ok(write.apply(&mut tx, &mut staged, op, now).await?));
     }
+    write.finish(&mut tx, staged).await?;
     tx.commit().await?;
     Ok(answers)
 }
@@ -143,8 +157,10 @@ async fn together<W: Write>(
 /// One write in a transaction of its own.
 async fn alone<W: Write>(write: &W, db: &Database, op: &W::Op) -> Result<W::Answer, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let answer = write.apply(&mut tx, op, now_unix_ms()).await?;
+    let mut staged = W::Staged::default();
+    let answer = write.apply(&mut tx, &mut staged, op, now_unix_ms()).await?;
     if write.keep(&answer) {
+        write.finish(&mut tx, staged).await?;
         tx.commit().await?;
     }
     Ok(answer)

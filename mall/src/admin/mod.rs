@@ -33,7 +33,7 @@ use crate::grpc::{order_message, page_size};
 use crate::order::{Order, OrderState, StepState};
 use crate::precheck::Registry;
 use crate::saga;
-use crate::store::{OrderStore, Selection, record};
+use crate::store::{Appends, OrderStore, Selection, record};
 
 /// Most orders one `Reconcile` call compares.
 pub const RECONCILE_LIMIT: i64 = 10_000;
@@ -128,16 +128,20 @@ impl Admin {
         let mut tx = self.store.database().begin().await?;
         let state = self.lock_open(&mut tx, order_id, "compensate", now).await?;
         record(&mut tx, order_id, "admin_compensate", reason, now).await?;
+        let mut appends = Appends::default();
         match state {
             OrderState::Pending => {
-                saga::compensate(&mut tx, order_id, &format!("operator: {reason}"), now).await?;
+                let reason = format!("operator: {reason}");
+                saga::compensate(&mut tx, &mut appends, order_id, &reason, now).await?;
             }
             // Already compensating: send the refunds still open again, under new ids.
             _ => {
                 reemit(&mut tx, order_id, &[StepState::Refunding], now).await?;
             }
         }
-        saga::settle_if_done(&mut tx, order_id, now).await?;
+        saga::settle_if_done(&mut tx, &mut appends, order_id, now).await?;
+        // Written before what follows, so the history keeps its order.
+        appends.write(&mut tx).await?;
         dead_letters::clear_attention_if_settled(&mut tx, order_id, now).await?;
         tx.commit().await?;
         self.after_change(order_id);

@@ -22,7 +22,7 @@ use sqlx::AnyConnection;
 use tokio::sync::{Notify, broadcast};
 
 use crate::order::{OrderState, StepState};
-use crate::store::record;
+use crate::store::Appends;
 
 pub use machine::{Decision, Outcome, Report, StepFacts, StepKey, decide, decode, next_step_state};
 use machine::{history_detail, history_kind, rejection_reason};
@@ -130,14 +130,21 @@ struct Events(Backend);
 impl Write for Events {
     type Op = (Outcome, tracing::Span);
     type Answer = Effect;
+    type Staged = Appends;
 
     async fn apply(
         &self,
         tx: &mut AnyConnection,
+        appends: &mut Appends,
         (outcome, span): &Self::Op,
         now: i64,
     ) -> Result<Effect, sqlx::Error> {
-        tracing::Instrument::instrument(apply_in(tx, self.0, outcome, now), span.clone()).await
+        tracing::Instrument::instrument(apply_in(tx, appends, self.0, outcome, now), span.clone())
+            .await
+    }
+
+    async fn finish(&self, tx: &mut AnyConnection, appends: Appends) -> Result<(), sqlx::Error> {
+        appends.write(tx).await
     }
 
     fn keep(&self, effect: &Effect) -> bool {
@@ -148,6 +155,7 @@ impl Write for Events {
 /// Applies one event in the caller's transaction.
 async fn apply_in(
     tx: &mut AnyConnection,
+    appends: &mut Appends,
     backend: Backend,
     outcome: &Outcome,
     now: i64,
@@ -180,8 +188,7 @@ async fn apply_in(
                 ..step
             };
             set_step(tx, outcome, noted).await?;
-            record(
-                tx,
+            appends.record(
                 &outcome.order_id,
                 &history_kind(outcome),
                 &format!(
@@ -189,8 +196,7 @@ async fn apply_in(
                     history_detail(outcome)
                 ),
                 now,
-            )
-            .await?;
+            );
             return Ok(Effect {
                 applied: Applied::Ignored("deduct noted; its refund is outstanding"),
                 changed: true,
@@ -199,7 +205,7 @@ async fn apply_in(
             });
         }
         Decision::Correct => {
-            let kind = correct(tx, outcome, step.state, now).await?;
+            let kind = correct(tx, appends, outcome, step.state, now).await?;
             return Ok(Effect {
                 applied: Applied::Corrected,
                 changed: true,
@@ -220,27 +226,25 @@ async fn apply_in(
         refunded_points,
     };
     set_step(tx, outcome, moved).await?;
-    record(
-        tx,
+    appends.record(
         &outcome.order_id,
         &history_kind(outcome),
         &history_detail(outcome),
         now,
-    )
-    .await?;
+    );
 
     let mut sent_commands = false;
     let order_state = match (order, next) {
         (OrderState::Pending, StepState::Rejected | StepState::Refunded) => {
             let reason = rejection_reason(outcome);
-            sent_commands = compensate(tx, &outcome.order_id, &reason, now).await?;
-            settle_if_done(tx, &outcome.order_id, now).await?
+            sent_commands = compensate(tx, appends, &outcome.order_id, &reason, now).await?;
+            settle_if_done(tx, appends, &outcome.order_id, now).await?
         }
         (OrderState::Pending, StepState::Deducted) => match outcome.step {
             StepKey::Line { .. } => {
                 // This step was not deducted (else the event would be ignored): it was the last.
                 if undeducted == 1 {
-                    request_quotas(tx, &outcome.order_id, now).await?;
+                    request_quotas(tx, appends, &outcome.order_id, now).await?;
                     sent_commands = true;
                 }
                 OrderState::Pending
@@ -248,21 +252,21 @@ async fn apply_in(
             StepKey::Quota { .. } => {
                 if undeducted == 1 {
                     set_order(tx, &outcome.order_id, OrderState::Completed, None, now).await?;
-                    record(
-                        tx,
+                    appends.record(
                         &outcome.order_id,
                         "completed",
                         "every line and quota deducted",
                         now,
-                    )
-                    .await?;
+                    );
                     OrderState::Completed
                 } else {
                     OrderState::Pending
                 }
             }
         },
-        (OrderState::Compensating, _) => settle_if_done(tx, &outcome.order_id, now).await?,
+        (OrderState::Compensating, _) => {
+            settle_if_done(tx, appends, &outcome.order_id, now).await?
+        }
         _ => order,
     };
     Ok(Effect {

@@ -7,7 +7,7 @@ use sqlx::{AnyConnection, Row};
 use super::machine::{Outcome, StepFacts, StepKey, history_detail};
 use crate::commands;
 use crate::order::{OrderState, StepState};
-use crate::store::{enqueue, next_generation, order_state, record, step_state};
+use crate::store::{Appends, next_generation, order_state, step_state};
 use jifen_mesh::bus::subjects::outcome_token;
 
 /// Bumps the order's version (which takes its row lock) and returns its state.
@@ -195,6 +195,7 @@ pub(super) async fn set_order(
 /// Every line is deducted: ask the portal for each channel's quota.
 pub(super) async fn request_quotas(
     tx: &mut AnyConnection,
+    appends: &mut Appends,
     order_id: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
@@ -208,21 +209,18 @@ pub(super) async fn request_quotas(
     for row in &quotas {
         let channel_id: String = row.try_get("channel_id")?;
         let points: i64 = row.try_get("points")?;
-        enqueue(
-            tx,
+        appends.enqueue(
             &commands::quota(Step::Deduct, order_id, &channel_id, points),
             now,
-        )
-        .await?;
+        );
     }
-    record(
-        tx,
+    appends.record(
         order_id,
         "quota_requested",
         &format!("every line deducted; {} quota deduct(s) sent", quotas.len()),
         now,
-    )
-    .await
+    );
+    Ok(())
 }
 
 /// Refunds a step whose deduct arrived after the step stopped holding points, under a new
@@ -231,6 +229,7 @@ pub(super) async fn request_quotas(
 /// cancelled (it is what the customer was told) and its step settles when the refund does.
 pub(super) async fn correct(
     tx: &mut AnyConnection,
+    appends: &mut Appends,
     outcome: &Outcome,
     step: StepState,
     now: i64,
@@ -250,9 +249,8 @@ pub(super) async fn correct(
             "quota",
         ),
     };
-    enqueue(tx, &commands::regenerated(refund, generation), now).await?;
-    record(
-        tx,
+    appends.enqueue(&commands::regenerated(refund, generation), now);
+    appends.record(
         &outcome.order_id,
         "corrective_refund",
         &format!(
@@ -262,8 +260,7 @@ pub(super) async fn correct(
             step.as_str()
         ),
         now,
-    )
-    .await?;
+    );
     tracing::warn!(order_id = %outcome.order_id, step = kind, was = step.as_str(), "late deduct: corrective refund sent");
     Ok(kind)
 }
@@ -272,6 +269,7 @@ pub(super) async fn correct(
 /// are skipped. Returns whether any command was written.
 pub(crate) async fn compensate(
     tx: &mut AnyConnection,
+    appends: &mut Appends,
     order_id: &str,
     reason: &str,
     now: i64,
@@ -287,12 +285,10 @@ pub(crate) async fn compensate(
     for row in &lines {
         let channel_id: String = row.try_get("channel_id")?;
         let user_id: String = row.try_get("user_id")?;
-        enqueue(
-            tx,
+        appends.enqueue(
             &commands::points(Step::Refund, order_id, &channel_id, &user_id, 0),
             now,
-        )
-        .await?;
+        );
     }
     let quotas = sqlx::query(
         "UPDATE order_quotas SET state = 'REFUNDING' WHERE order_id = $1 AND state IN ('PENDING', 'DEDUCTED') \
@@ -303,12 +299,10 @@ pub(crate) async fn compensate(
     .await?;
     for row in &quotas {
         let channel_id: String = row.try_get("channel_id")?;
-        enqueue(
-            tx,
+        appends.enqueue(
             &commands::quota(Step::Refund, order_id, &channel_id, 0),
             now,
-        )
-        .await?;
+        );
     }
     sqlx::query(
         "UPDATE order_quotas SET state = 'SKIPPED' WHERE order_id = $1 AND state = 'WAITING'",
@@ -316,20 +310,19 @@ pub(crate) async fn compensate(
     .bind(order_id)
     .execute(&mut *tx)
     .await?;
-    record(
-        tx,
+    appends.record(
         order_id,
         "compensating",
         &format!("{reason}; {} refund(s) sent", lines.len() + quotas.len()),
         now,
-    )
-    .await?;
+    );
     Ok(!lines.is_empty() || !quotas.is_empty())
 }
 
 /// Cancels a compensating order once no refund is outstanding.
 pub(crate) async fn settle_if_done(
     tx: &mut AnyConnection,
+    appends: &mut Appends,
     order_id: &str,
     now: i64,
 ) -> Result<OrderState, sqlx::Error> {
@@ -345,6 +338,6 @@ pub(crate) async fn settle_if_done(
         return Ok(OrderState::Compensating);
     }
     set_order(tx, order_id, OrderState::Cancelled, None, now).await?;
-    record(tx, order_id, "cancelled", "every deduction refunded", now).await?;
+    appends.record(order_id, "cancelled", "every deduction refunded", now);
     Ok(OrderState::Cancelled)
 }

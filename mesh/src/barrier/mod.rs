@@ -314,10 +314,16 @@ fn mixed_up() -> sqlx::Error {
 impl Write for Rules {
     type Op = BarrierOp;
     type Answer = BarrierAnswer;
+    type Staged = ();
+
+    async fn finish(&self, _tx: &mut AnyConnection, (): ()) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
 
     async fn apply(
         &self,
         tx: &mut AnyConnection,
+        _staged: &mut (),
         op: &BarrierOp,
         now: i64,
     ) -> Result<BarrierAnswer, sqlx::Error> {
