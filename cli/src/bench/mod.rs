@@ -9,6 +9,7 @@
 //! exit status is non-zero when the check fails.
 
 mod ledgers;
+mod plot;
 mod report;
 mod workload;
 
@@ -63,6 +64,10 @@ pub struct BenchArgs {
     /// Also write every figure to this file, as JSON.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Also draw settled orders per second over the run and the latency distribution into
+    /// this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -139,6 +144,11 @@ pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result
         &expected,
     );
     let figures = Figures::new(&samples, wall, mismatches);
+    // A plot that cannot be drawn does not hide the figures: it fails the run after them.
+    let plotted = args.plot.as_ref().map(|path| {
+        plot::draw(path, &samples, wall)
+            .inspect(|()| eprintln!("plot             {}", path.display()))
+    });
     figures.print();
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&figures.json())?)
@@ -147,6 +157,7 @@ pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result
     if !figures.invariants_ok() {
         bail!("the ledgers do not add up to the settled orders");
     }
+    plotted.transpose()?;
     Ok(())
 }
 
@@ -169,7 +180,10 @@ async fn load(
         let (submitted, settled) = (submitted.clone(), settled.clone());
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let (sample, spent) = one_order(mall, &ledgers, &order, &submitted).await;
+            let (mut sample, spent) = one_order(mall, &ledgers, &order, &submitted).await;
+            if sample.settled.is_some() {
+                sample.settled_at = Some(started.elapsed());
+            }
             settled.fetch_add(1, Ordering::Relaxed);
             (order, sample, spent)
         });

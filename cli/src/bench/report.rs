@@ -9,7 +9,10 @@ use jifen_proto::v1::OrderState;
 #[derive(Debug, Default)]
 pub struct Sample {
     pub submit: Option<Duration>,
+    /// Submit → settled, and how it settled.
     pub settled: Option<(Duration, OrderState)>,
+    /// When it settled, since the timed run began.
+    pub settled_at: Option<Duration>,
     pub error: Option<String>,
 }
 
