@@ -324,18 +324,19 @@ async fn insert_in(
             .try_get("fingerprint")?;
         return Ok(Inserted::Existing(fingerprint));
     }
+    // One statement for the lines, one for the quotas (an order's lines are bounded by
+    // `NewOrder::parse`, far below SQLite's bound-parameter limit).
+    let sql = format!(
+        "INSERT INTO order_lines (order_id, position, channel_id, user_id, points, state) VALUES {}",
+        rows_of(order.lines.len(), "($1, ${}, ${}, ${}, ${}, 'PENDING')", 2)
+    );
+    let mut lines = sqlx::query(&sql).bind(order_id);
     for (position, line) in order.lines.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO order_lines (order_id, position, channel_id, user_id, points, state) \
-                 VALUES ($1, $2, $3, $4, $5, 'PENDING')",
-        )
-        .bind(order_id)
-        .bind(i64::try_from(position).unwrap_or(i64::MAX))
-        .bind(line.channel_id.as_str())
-        .bind(line.user_id.as_str())
-        .bind(line.points.get())
-        .execute(&mut *tx)
-        .await?;
+        lines = lines
+            .bind(i64::try_from(position).unwrap_or(i64::MAX))
+            .bind(line.channel_id.as_str())
+            .bind(line.user_id.as_str())
+            .bind(line.points.get());
         let mut command = commands::points(
             Step::Deduct,
             order_id,
@@ -346,17 +347,17 @@ async fn insert_in(
         command.traceparent = traceparent.map(str::to_owned);
         appends.enqueue(&command, now);
     }
-    for (channel_id, points) in order.quotas() {
-        sqlx::query(
-            "INSERT INTO order_quotas (order_id, channel_id, points, state) \
-                 VALUES ($1, $2, $3, 'WAITING')",
-        )
-        .bind(order_id)
-        .bind(channel_id.as_str())
-        .bind(points)
-        .execute(&mut *tx)
-        .await?;
+    lines.execute(&mut *tx).await?;
+    let quotas = order.quotas();
+    let sql = format!(
+        "INSERT INTO order_quotas (order_id, channel_id, points, state) VALUES {}",
+        rows_of(quotas.len(), "($1, ${}, ${}, 'WAITING')", 2)
+    );
+    let mut query = sqlx::query(&sql).bind(order_id);
+    for (channel_id, points) in &quotas {
+        query = query.bind(channel_id.as_str()).bind(*points);
     }
+    query.execute(&mut *tx).await?;
     let detail = format!(
         "{} line(s) over {} channel(s); points deducts sent",
         order.lines.len(),
@@ -479,17 +480,29 @@ impl Appends {
     }
 }
 
+/// `rows` copies of `template`, each `${}` in them numbered on from `first`:
+/// `rows_of(2, "($1, ${}, ${})", 2)` is `($1, $2, $3), ($1, $4, $5)`.
+fn rows_of(rows: usize, template: &str, first: usize) -> String {
+    let mut next = first;
+    let mut out = String::new();
+    for row in 0..rows {
+        if row > 0 {
+            out.push_str(", ");
+        }
+        let mut parts = template.split("${}");
+        out.push_str(parts.next().unwrap_or_default());
+        for part in parts {
+            out.push_str(&format!("${next}"));
+            next += 1;
+            out.push_str(part);
+        }
+    }
+    out
+}
+
 /// `($1, $2), ($3, $4)` for two rows of two columns.
 fn placeholders(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|row| {
-            let values: Vec<String> = (1..=columns)
-                .map(|column| format!("${}", row * columns + column))
-                .collect();
-            format!("({})", values.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    rows_of(rows, &format!("({})", vec!["${}"; columns].join(", ")), 1)
 }
 
 /// Moves the order to its next generation of command ids and returns it: a command sent again
@@ -515,4 +528,19 @@ pub async fn record(
     let mut appends = Appends::default();
     appends.record(order_id, kind, detail, now_ms);
     appends.write(tx).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_row_placeholders_number_on() {
+        assert_eq!(placeholders(2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(placeholders(0, 3), "");
+        assert_eq!(
+            rows_of(2, "($1, ${}, ${}, 'X')", 2),
+            "($1, $2, $3, 'X'), ($1, $4, $5, 'X')"
+        );
+    }
 }
