@@ -1,0 +1,149 @@
+//! History entries and outbox rows, written many per statement.
+
+use jifen_mesh::bus::publish::Outgoing;
+use sqlx::{AnyConnection, Row};
+
+/// Adds a command to the outbox, in the caller's transaction.
+pub async fn enqueue(
+    tx: &mut AnyConnection,
+    message: &Outgoing,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    let mut appends = Appends::default();
+    appends.enqueue(message, now_ms);
+    appends.write(tx).await
+}
+
+/// History entries and outbox rows a transaction writes at its end, many rows per statement:
+/// a batch of events or submits writes several of each per order, and on SQLite every
+/// statement is a hand-off to the connection's thread and back. Staged rows keep their order
+/// (history and outbox ids follow it). Write them with [`Appends::write`] before the commit.
+#[derive(Debug, Default)]
+pub struct Appends {
+    history: Vec<(String, i64, String, String)>,
+    outbox: Vec<(Outgoing, i64)>,
+}
+
+/// Rows per multi-row INSERT: far below SQLite's 32 766 bound parameters.
+const ROWS_PER_INSERT: usize = 256;
+
+impl Appends {
+    /// Stages an entry of an order's history.
+    pub fn record(&mut self, order_id: &str, kind: &str, detail: &str, now_ms: i64) {
+        self.history.push((
+            order_id.to_owned(),
+            now_ms,
+            kind.to_owned(),
+            detail.to_owned(),
+        ));
+    }
+
+    /// Stages a command for the outbox, with the trace of whatever causes it (the submit, or
+    /// the event applied) when it carries none of its own.
+    pub fn enqueue(&mut self, message: &Outgoing, now_ms: i64) {
+        let mut message = message.clone();
+        if message.traceparent.is_none() {
+            message.traceparent = jifen_mesh::trace::current_traceparent();
+        }
+        self.outbox.push((message, now_ms));
+    }
+
+    /// Writes what is staged, in the caller's transaction.
+    pub async fn write(self, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        for rows in self.history.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO order_events (order_id, at_ms, kind, detail) VALUES {}",
+                placeholders(rows.len(), 4)
+            );
+            let mut query = sqlx::query(&sql);
+            for (order_id, at_ms, kind, detail) in rows {
+                query = query.bind(order_id).bind(*at_ms).bind(kind).bind(detail);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for rows in self.outbox.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO outbox (subject, msg_id, order_id, traceparent, payload, created_at_ms) \
+                 VALUES {}",
+                placeholders(rows.len(), 6)
+            );
+            let mut query = sqlx::query(&sql);
+            for (message, now_ms) in rows {
+                query = query
+                    .bind(&message.subject)
+                    .bind(&message.msg_id)
+                    .bind(&message.order_id)
+                    .bind(&message.traceparent)
+                    .bind(message.payload.to_vec())
+                    .bind(*now_ms);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+}
+
+/// `rows` copies of `template`, each `${}` in them numbered on from `first`:
+/// `rows_of(2, "($1, ${}, ${})", 2)` is `($1, $2, $3), ($1, $4, $5)`.
+pub(super) fn rows_of(rows: usize, template: &str, first: usize) -> String {
+    let mut next = first;
+    let mut out = String::new();
+    for row in 0..rows {
+        if row > 0 {
+            out.push_str(", ");
+        }
+        let mut parts = template.split("${}");
+        out.push_str(parts.next().unwrap_or_default());
+        for part in parts {
+            out.push_str(&format!("${next}"));
+            next += 1;
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+/// `($1, $2), ($3, $4)` for two rows of two columns.
+fn placeholders(rows: usize, columns: usize) -> String {
+    rows_of(rows, &format!("({})", vec!["${}"; columns].join(", ")), 1)
+}
+
+/// Moves the order to its next generation of command ids and returns it: a command sent again
+/// (an operator's re-emission, a corrective refund) must get past the server's duplicate window.
+pub async fn next_generation(tx: &mut AnyConnection, order_id: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "UPDATE orders SET generation = generation + 1 WHERE order_id = $1 RETURNING generation",
+    )
+    .bind(order_id)
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get("generation")
+}
+
+/// Adds an entry to an order's history, in the caller's transaction.
+pub async fn record(
+    tx: &mut AnyConnection,
+    order_id: &str,
+    kind: &str,
+    detail: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    let mut appends = Appends::default();
+    appends.record(order_id, kind, detail, now_ms);
+    appends.write(tx).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_row_placeholders_number_on() {
+        assert_eq!(placeholders(2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(placeholders(0, 3), "");
+        assert_eq!(
+            rows_of(2, "($1, ${}, ${}, 'X')", 2),
+            "($1, $2, $3, 'X'), ($1, $4, $5, 'X')"
+        );
+    }
+}

@@ -1,0 +1,264 @@
+//! The mall's database: orders, their steps and history, and the outbox. Writers take a
+//! transaction so that a state change and the commands it causes commit together.
+//!
+//! [`submit`] stores new orders (group commit); [`appends`] writes history entries and outbox
+//! rows, many per statement.
+
+mod appends;
+mod submit;
+
+pub use appends::{Appends, enqueue, next_generation, record};
+
+use jifen_mesh::group_commit::Writer;
+use jifen_mesh::storage::Database;
+use jifen_mesh::time::now_unix_ms;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::order::{HistoryEntry, Line, NewOrder, Order, OrderState, Quota, StepState};
+use submit::{Submit, Submits};
+
+fn decode_error(what: &str, raw: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("unknown {what} {raw:?}").into())
+}
+
+pub fn step_state(raw: &str) -> Result<StepState, sqlx::Error> {
+    StepState::parse(raw).ok_or_else(|| decode_error("step state", raw))
+}
+
+pub fn order_state(raw: &str) -> Result<OrderState, sqlx::Error> {
+    OrderState::parse(raw).ok_or_else(|| decode_error("order state", raw))
+}
+
+/// Which orders a listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    All,
+    In(OrderState),
+    /// Pending or compensating.
+    Unsettled,
+}
+
+impl Selection {
+    fn token(self) -> &'static str {
+        match self {
+            Self::All => "ALL",
+            Self::In(state) => state.as_str(),
+            Self::Unsettled => "UNSETTLED",
+        }
+    }
+}
+
+/// What storing a new order came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inserted {
+    /// Stored: the order as it was committed (its answer needs no read).
+    New(Box<Order>),
+    /// An order with this id exists; its fingerprint.
+    Existing(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct OrderStore {
+    db: Database,
+    submits: Writer<Submits>,
+}
+
+const ORDER_COLUMNS: &str =
+    "order_id, customer_id, state, needs_attention, reason, version, created_at_ms, updated_at_ms";
+
+impl OrderStore {
+    /// Needs a Tokio runtime: it starts the submits' writer task.
+    pub fn new(db: Database) -> Self {
+        Self {
+            submits: Writer::spawn(Submits, db.clone()),
+            db,
+        }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    pub async fn fingerprint(&self, order_id: &str) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query("SELECT fingerprint FROM orders WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(self.db.pool())
+            .await?
+            .map(|row| row.try_get("fingerprint"))
+            .transpose()
+    }
+
+    /// Stores a new order, its steps and its deduct commands in one transaction — shared with
+    /// the submits that arrive meanwhile (group commit); answers after the commit.
+    pub async fn insert(&self, order: &NewOrder) -> Result<Inserted, sqlx::Error> {
+        self.submits
+            .call(Submit {
+                order: order.clone(),
+                // The writer task runs outside the caller's span: the trace goes with the order.
+                traceparent: jifen_mesh::trace::current_traceparent(),
+            })
+            .await
+    }
+
+    /// The order's version (bumped by every change), or `None` when it does not exist.
+    pub async fn version(&self, order_id: &str) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query("SELECT version FROM orders WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(self.db.pool())
+            .await?
+            .map(|row| row.try_get("version"))
+            .transpose()
+    }
+
+    pub async fn find(&self, order_id: &str) -> Result<Option<Order>, sqlx::Error> {
+        let row = sqlx::query(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1"
+        ))
+        .bind(order_id)
+        .fetch_optional(self.db.pool())
+        .await?;
+        match row {
+            Some(row) => Ok(Some(self.complete(&row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Orders newest first, created before `created_before_ms`, after the
+    /// `(created_at_ms, order_id)` position `after`.
+    pub async fn list(
+        &self,
+        selection: Selection,
+        created_before_ms: Option<i64>,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<Order>, sqlx::Error> {
+        let (after_ms, after_id) = after.unwrap_or((i64::MAX, String::new()));
+        let rows = sqlx::query(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders \
+             WHERE ($1 = 'ALL' OR state = $1 OR ($1 = 'UNSETTLED' AND state IN ('PENDING', 'COMPENSATING'))) \
+             AND created_at_ms < $2 \
+             AND (created_at_ms < $3 OR (created_at_ms = $3 AND ($4 = '' OR order_id < $4))) \
+             ORDER BY created_at_ms DESC, order_id DESC LIMIT $5"
+        ))
+        .bind(selection.token())
+        .bind(created_before_ms.unwrap_or(i64::MAX))
+        .bind(after_ms)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut orders = Vec::with_capacity(rows.len());
+        for row in &rows {
+            orders.push(self.complete(row).await?);
+        }
+        Ok(orders)
+    }
+
+    /// Samples the mall's gauges: orders by state, orders needing attention, open dead
+    /// letters, outbox backlog.
+    pub async fn sample_metrics(&self) -> Result<(), sqlx::Error> {
+        use jifen_mesh::metrics;
+        let pool = self.db.pool();
+        for state in ["PENDING", "COMPENSATING", "COMPLETED", "CANCELLED"] {
+            let count: i64 = sqlx::query("SELECT COUNT(*) FROM orders WHERE state = $1")
+                .bind(state)
+                .fetch_one(pool)
+                .await?
+                .try_get(0)?;
+            metrics::ORDERS.with_label_values(&[state]).set(count);
+        }
+        let scalar = |sql: &'static str| async move {
+            sqlx::query(sql).fetch_one(pool).await?.try_get::<i64, _>(0)
+        };
+        metrics::ORDERS_NEEDING_ATTENTION
+            .set(scalar("SELECT COUNT(*) FROM orders WHERE needs_attention = 1").await?);
+        metrics::OPEN_DEAD_LETTERS
+            .set(scalar("SELECT COUNT(*) FROM dead_letters WHERE state = 'OPEN'").await?);
+        metrics::OUTBOX_BACKLOG.set(scalar("SELECT COUNT(*) FROM outbox").await?);
+        Ok(())
+    }
+
+    /// Flags orders still not settled `deadline_ms` after they were created; returns how many.
+    pub async fn flag_overdue(&self, deadline_ms: i64) -> Result<u64, sqlx::Error> {
+        let now = now_unix_ms();
+        let cutoff = now.saturating_sub(deadline_ms);
+        let mut tx = self.db.begin().await?;
+        let flagged = sqlx::query(
+            "UPDATE orders SET needs_attention = 1, version = version + 1, updated_at_ms = $2, \
+             reason = CASE WHEN reason = '' THEN 'not settled in time' ELSE reason END \
+             WHERE state IN ('PENDING', 'COMPENSATING') AND needs_attention = 0 AND created_at_ms < $1 \
+             RETURNING order_id",
+        )
+        .bind(cutoff)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &flagged {
+            let order_id: String = row.try_get("order_id")?;
+            record(
+                &mut tx,
+                &order_id,
+                "overdue",
+                "not settled in time; flagged for an operator",
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(flagged.len() as u64)
+    }
+
+    async fn complete(&self, row: &AnyRow) -> Result<Order, sqlx::Error> {
+        let order_id: String = row.try_get("order_id")?;
+        // One query for the order's lines, quotas and history: every statement on SQLite is a
+        // hand-off to the connection's thread and back, and a watched order is read after each
+        // of its changes. Each part ranks by its own key (`seq`, then `a`).
+        let rows = sqlx::query(
+            "SELECT 'L' AS part, position AS seq, channel_id AS a, user_id AS b, points AS n, state AS s \
+               FROM order_lines WHERE order_id = $1 \
+             UNION ALL SELECT 'Q', 0, channel_id, '', points, state \
+               FROM order_quotas WHERE order_id = $1 \
+             UNION ALL SELECT 'R', id, kind, detail, at_ms, '' \
+               FROM order_events WHERE order_id = $1 \
+             ORDER BY part, seq, a",
+        )
+        .bind(&order_id)
+        .fetch_all(self.db.pool())
+        .await?;
+        let (mut lines, mut quotas, mut history) = (Vec::new(), Vec::new(), Vec::new());
+        for r in &rows {
+            match r.try_get::<String, _>("part")?.as_str() {
+                "L" => lines.push(Line {
+                    channel_id: r.try_get("a")?,
+                    user_id: r.try_get("b")?,
+                    points: r.try_get("n")?,
+                    state: step_state(r.try_get("s")?)?,
+                }),
+                "Q" => quotas.push(Quota {
+                    channel_id: r.try_get("a")?,
+                    points: r.try_get("n")?,
+                    state: step_state(r.try_get("s")?)?,
+                }),
+                _ => history.push(HistoryEntry {
+                    at_ms: r.try_get("n")?,
+                    kind: r.try_get("a")?,
+                    detail: r.try_get("b")?,
+                }),
+            }
+        }
+        Ok(Order {
+            customer_id: row.try_get("customer_id")?,
+            state: order_state(row.try_get("state")?)?,
+            needs_attention: row.try_get::<i64, _>("needs_attention")? != 0,
+            reason: row.try_get("reason")?,
+            version: row.try_get("version")?,
+            created_at_ms: row.try_get("created_at_ms")?,
+            updated_at_ms: row.try_get("updated_at_ms")?,
+            order_id,
+            lines,
+            quotas,
+            history,
+        })
+    }
+}

@@ -1,0 +1,154 @@
+//! `SubmitOrder`'s writes: an order, its steps and its deduct commands, group-committed with
+//! the submits that arrive meanwhile.
+
+use jifen_mesh::bus::subjects::Step;
+use jifen_mesh::group_commit::Write;
+use sqlx::{AnyConnection, Row};
+
+use super::Inserted;
+use super::appends::{Appends, rows_of};
+use crate::commands;
+use crate::order::{HistoryEntry, Line, NewOrder, Order, OrderState, Quota, StepState};
+
+/// A submit queued for group commit.
+#[derive(Debug)]
+pub(super) struct Submit {
+    pub(super) order: NewOrder,
+    pub(super) traceparent: Option<String>,
+}
+
+/// The submits' writer.
+#[derive(Debug)]
+pub(super) struct Submits;
+
+impl Write for Submits {
+    type Op = Submit;
+    type Answer = Inserted;
+    type Staged = Appends;
+
+    async fn apply(
+        &self,
+        tx: &mut AnyConnection,
+        appends: &mut Appends,
+        submit: &Submit,
+        now: i64,
+    ) -> Result<Inserted, sqlx::Error> {
+        insert_in(
+            tx,
+            appends,
+            &submit.order,
+            submit.traceparent.as_deref(),
+            now,
+        )
+        .await
+    }
+
+    async fn finish(&self, tx: &mut AnyConnection, appends: Appends) -> Result<(), sqlx::Error> {
+        appends.write(tx).await
+    }
+}
+
+/// Stores a new order, its steps and its deduct commands in the caller's transaction.
+async fn insert_in(
+    tx: &mut AnyConnection,
+    appends: &mut Appends,
+    order: &NewOrder,
+    traceparent: Option<&str>,
+    now: i64,
+) -> Result<Inserted, sqlx::Error> {
+    let order_id = order.order_id.as_str();
+    let inserted = sqlx::query(
+            "INSERT INTO orders (order_id, customer_id, state, needs_attention, reason, fingerprint, \
+             version, created_at_ms, updated_at_ms) VALUES ($1, $2, 'PENDING', 0, '', $3, 0, $4, $4) \
+             ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(order_id)
+        .bind(order.customer_id.as_str())
+        .bind(order.fingerprint())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if inserted == 0 {
+        let fingerprint: String = sqlx::query("SELECT fingerprint FROM orders WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("fingerprint")?;
+        return Ok(Inserted::Existing(fingerprint));
+    }
+    // One statement for the lines, one for the quotas (an order's lines are bounded by
+    // `NewOrder::parse`, far below SQLite's bound-parameter limit).
+    let sql = format!(
+        "INSERT INTO order_lines (order_id, position, channel_id, user_id, points, state) VALUES {}",
+        rows_of(order.lines.len(), "($1, ${}, ${}, ${}, ${}, 'PENDING')", 2)
+    );
+    let mut lines = sqlx::query(&sql).bind(order_id);
+    for (position, line) in order.lines.iter().enumerate() {
+        lines = lines
+            .bind(i64::try_from(position).unwrap_or(i64::MAX))
+            .bind(line.channel_id.as_str())
+            .bind(line.user_id.as_str())
+            .bind(line.points.get());
+        let mut command = commands::points(
+            Step::Deduct,
+            order_id,
+            line.channel_id.as_str(),
+            line.user_id.as_str(),
+            line.points.get(),
+        );
+        command.traceparent = traceparent.map(str::to_owned);
+        appends.enqueue(&command, now);
+    }
+    lines.execute(&mut *tx).await?;
+    let quotas = order.quotas();
+    let sql = format!(
+        "INSERT INTO order_quotas (order_id, channel_id, points, state) VALUES {}",
+        rows_of(quotas.len(), "($1, ${}, ${}, 'WAITING')", 2)
+    );
+    let mut query = sqlx::query(&sql).bind(order_id);
+    for (channel_id, points) in &quotas {
+        query = query.bind(channel_id.as_str()).bind(*points);
+    }
+    query.execute(&mut *tx).await?;
+    let detail = format!(
+        "{} line(s) over {} channel(s); points deducts sent",
+        order.lines.len(),
+        order.quotas().len()
+    );
+    appends.record(order_id, "submitted", &detail, now);
+    Ok(Inserted::New(Box::new(Order {
+        order_id: order_id.to_owned(),
+        customer_id: order.customer_id.to_string(),
+        state: OrderState::Pending,
+        needs_attention: false,
+        reason: String::new(),
+        version: 0,
+        created_at_ms: now,
+        updated_at_ms: now,
+        lines: order
+            .lines
+            .iter()
+            .map(|line| Line {
+                channel_id: line.channel_id.to_string(),
+                user_id: line.user_id.to_string(),
+                points: line.points.get(),
+                state: StepState::Pending,
+            })
+            .collect(),
+        quotas: order
+            .quotas()
+            .into_iter()
+            .map(|(channel_id, points)| Quota {
+                channel_id: channel_id.to_string(),
+                points,
+                state: StepState::Waiting,
+            })
+            .collect(),
+        history: vec![HistoryEntry {
+            at_ms: now,
+            kind: "submitted".to_owned(),
+            detail,
+        }],
+    })))
+}
