@@ -4,11 +4,12 @@
 //! points, then `CANCELLED`.
 //!
 //! A fetched batch of events is applied in one transaction ([`Saga::apply_batch`]); applying
-//! one starts by taking its order's row lock with a write that changes nothing, so concurrent
-//! events for one order queue on its row, bumps the version only if the event moves something,
-//! and writes the commands the change causes into the outbox. What each event does is decided in [`machine`], free of I/O. Step changes
-//! only go forward, so a duplicate or late event changes nothing; a deduct that lands where
-//! nothing may be held is refunded again (DESIGN §9).
+//! one starts by reading its order and step under the order's lock (so concurrent events for
+//! one order queue on it) without writing; an event that moves something writes its step,
+//! stages history and the commands it causes (outbox) and marks the order for a new version,
+//! all written together at the end of the batch. What each event does is decided in
+//! [`machine`], free of I/O. Step changes only go forward, so a duplicate or late event changes
+//! nothing; a deduct that lands where nothing may be held is refunded again (DESIGN §9).
 
 use std::sync::Arc;
 
@@ -26,7 +27,7 @@ use crate::store::Appends;
 
 pub use machine::{Decision, Outcome, Report, StepFacts, StepKey, decide, decode, next_step_state};
 use machine::{history_detail, history_kind, rejection_reason};
-use writes::{Claimed, claim_step, correct, request_quotas, set_order, set_step, touch_order};
+use writes::{Claimed, claim_step, correct, request_quotas, set_order, set_step};
 pub(crate) use writes::{compensate, lock_order, settle_if_done};
 
 /// What applying an event did.
@@ -179,7 +180,7 @@ async fn apply_in(
     if decision == Decision::Ignore {
         return Ok(Effect::ignored("duplicate or late event"));
     }
-    touch_order(tx, &outcome.order_id, now).await?;
+    appends.touch(&outcome.order_id, now);
     let next = match decision {
         Decision::Ignore => return Ok(Effect::ignored("duplicate or late event")),
         Decision::NoteDeduct => {

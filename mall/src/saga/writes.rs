@@ -33,7 +33,7 @@ pub(crate) async fn lock_order(
 /// PostgreSQL the row is locked first, by a statement of its own: a read that waited on the
 /// lock inside its own statement would see the rest (the step, the counts) as they were before
 /// the transaction it waited for committed. Nothing is written: an event that turns out to
-/// change nothing leaves no trace, and a batch needs no savepoint to undo it; [`touch_order`]
+/// change nothing leaves no trace, and a batch needs no savepoint to undo it; [`Appends::touch`]
 /// bumps the version once it does change. `None` when the order is unknown.
 pub(super) async fn claim_step(
     tx: &mut AnyConnection,
@@ -108,20 +108,6 @@ pub(super) struct Claimed {
     /// How many steps of the event's kind (lines, or quotas) are not deducted: the event that
     /// deducts one of them deducts the last when this is 1 (the lock keeps it true meanwhile).
     pub(super) undeducted: i64,
-}
-
-/// Marks the order changed: a new version for watchers, and the time of the change.
-pub(super) async fn touch_order(
-    tx: &mut AnyConnection,
-    order_id: &str,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE orders SET version = version + 1, updated_at_ms = $2 WHERE order_id = $1")
-        .bind(order_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
 }
 
 pub(super) async fn set_step(

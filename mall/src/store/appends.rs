@@ -1,4 +1,4 @@
-//! History entries and outbox rows, written many per statement.
+//! History entries, outbox rows and order versions, written many per statement.
 
 use jifen_mesh::bus::publish::Outgoing;
 use sqlx::{AnyConnection, Row};
@@ -17,17 +17,27 @@ pub async fn enqueue(
 /// History entries and outbox rows a transaction writes at its end, many rows per statement:
 /// a batch of events or submits writes several of each per order, and on SQLite every
 /// statement is a hand-off to the connection's thread and back. Staged rows keep their order
-/// (history and outbox ids follow it). Write them with [`Appends::write`] before the commit.
+/// (history and outbox ids follow it). Orders marked changed get one new version per
+/// transaction, however many of their events it applied. Write them with [`Appends::write`]
+/// before the commit.
 #[derive(Debug, Default)]
 pub struct Appends {
     history: Vec<(String, i64, String, String)>,
     outbox: Vec<(Outgoing, i64)>,
+    touched: Vec<String>,
+    touched_at_ms: i64,
 }
 
 /// Rows per multi-row INSERT: far below SQLite's 32 766 bound parameters.
 const ROWS_PER_INSERT: usize = 256;
 
 impl Appends {
+    /// Marks an order changed: a new version for its watchers, and the time of the change.
+    pub fn touch(&mut self, order_id: &str, now_ms: i64) {
+        self.touched.push(order_id.to_owned());
+        self.touched_at_ms = self.touched_at_ms.max(now_ms);
+    }
+
     /// Stages an entry of an order's history.
     pub fn record(&mut self, order_id: &str, kind: &str, detail: &str, now_ms: i64) {
         self.history.push((
@@ -49,7 +59,20 @@ impl Appends {
     }
 
     /// Writes what is staged, in the caller's transaction.
-    pub async fn write(self, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    pub async fn write(mut self, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        self.touched.sort_unstable();
+        self.touched.dedup();
+        for ids in self.touched.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "UPDATE orders SET version = version + 1, updated_at_ms = $1 WHERE order_id IN ({})",
+                rows_of(ids.len(), "${}", 2)
+            );
+            let mut query = sqlx::query(&sql).bind(self.touched_at_ms);
+            for id in ids {
+                query = query.bind(id);
+            }
+            query.execute(&mut *tx).await?;
+        }
         for rows in self.history.chunks(ROWS_PER_INSERT) {
             let sql = format!(
                 "INSERT INTO order_events (order_id, at_ms, kind, detail) VALUES {}",
