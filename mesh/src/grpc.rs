@@ -10,10 +10,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +91,7 @@ impl GrpcServer {
         Server::builder()
             .layer(crate::metrics::GrpcMetricsLayer)
             .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stopping)
+            .serve_with_incoming_shutdown(incoming(self.listener), stopping)
             .await?;
         tracing::info!(%addr, "gRPC server stopped");
         Ok(())
@@ -110,4 +110,12 @@ fn reflection(services: &[&'static str]) -> tonic_reflection::server::Builder<'s
     services
         .iter()
         .fold(builder, |builder, name| builder.with_service_name(*name))
+}
+
+/// The accepted connections, with Nagle's algorithm off. A listener handed to tonic does not
+/// get its `tcp_nodelay` setting: with Nagle on, a response's second small write waits for
+/// the peer's delayed ACK — 40 ms on Linux — which showed as 40 ms steps in every order's
+/// latency.
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }

@@ -292,6 +292,10 @@ async fn one_order(
                 let state = watched.state();
                 if matches!(state, OrderState::Completed | OrderState::Cancelled) {
                     sample.settled = Some((start.elapsed(), state));
+                    // The mall ends the stream after the settled order: read it to its end
+                    // rather than reset it, as a well-behaved client does (a client resetting
+                    // streams by the thousand is what HTTP/2 servers shield themselves from).
+                    while let Some(Ok(_)) = stream.next().await {}
                     break;
                 }
             }

@@ -30,7 +30,23 @@ pub struct Figures {
     pub settled_p50: Duration,
     pub settled_p99: Duration,
     pub first_error: Option<String>,
+    /// Errors by kind (their text up to the first `:`), most frequent first, with one of each.
+    pub errors: Vec<(String, usize, String)>,
     pub mismatches: Vec<String>,
+}
+
+fn error_kinds(samples: &[Sample]) -> Vec<(String, usize, String)> {
+    let mut kinds = std::collections::BTreeMap::<&str, (usize, &str)>::new();
+    for error in samples.iter().filter_map(|s| s.error.as_deref()) {
+        let kind = error.split(':').next().unwrap_or(error).trim();
+        kinds.entry(kind).or_insert((0, error)).0 += 1;
+    }
+    let mut kinds: Vec<_> = kinds
+        .into_iter()
+        .map(|(kind, (count, example))| (kind.to_owned(), count, example.to_owned()))
+        .collect();
+    kinds.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    kinds
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -68,6 +84,7 @@ impl Figures {
             settled_p50: percentile(&settle, 50.0),
             settled_p99: percentile(&settle, 99.0),
             first_error: samples.iter().find_map(|s| s.error.clone()),
+            errors: error_kinds(samples),
             mismatches,
         }
     }
@@ -97,8 +114,8 @@ impl Figures {
             ms(self.settled_p50),
             ms(self.settled_p99)
         );
-        if let Some(first) = &self.first_error {
-            println!("first error      {first}");
+        for (_, count, example) in self.errors.iter().take(5) {
+            println!("errors           {count} × {example}");
         }
         if self.invariants_ok() {
             println!("invariants       ok: every balance and quota moved by exactly what settled");
@@ -139,6 +156,7 @@ impl Figures {
             "settled_p50_ms": ms(self.settled_p50),
             "settled_p99_ms": ms(self.settled_p99),
             "first_error": self.first_error,
+            "errors": self.errors.iter().map(|(kind, count, example)| serde_json::json!({"kind": kind, "count": count, "example": example})).collect::<Vec<_>>(),
             "invariants": if self.invariants_ok() { "ok" } else { "FAIL" },
             "mismatches": self.mismatches,
         })
