@@ -13,7 +13,6 @@ use jifen_mesh::group_commit::Writer;
 use jifen_mesh::storage::Database;
 use jifen_mesh::time::now_unix_ms;
 use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use crate::order::{HistoryEntry, Line, NewOrder, Order, OrderState, Quota, StepState};
 use submit::{Submit, Submits};
@@ -111,17 +110,69 @@ impl OrderStore {
             .transpose()
     }
 
+    /// The order with its steps and history, in one query: every statement on SQLite is a
+    /// hand-off to the connection's thread and back, on PostgreSQL a round trip, and a watched
+    /// order is read after each of its changes. Each part (`A` the order, `L` lines, `Q`
+    /// quotas, `R` history) ranks by its own key (`seq`, then `a`).
     pub async fn find(&self, order_id: &str) -> Result<Option<Order>, sqlx::Error> {
-        let row = sqlx::query(&format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1"
-        ))
+        let rows = sqlx::query(
+            "SELECT 'A' AS part, needs_attention AS seq, customer_id AS a, reason AS b, \
+                    version AS n, state AS s, created_at_ms AS n2, updated_at_ms AS n3 \
+               FROM orders WHERE order_id = $1 \
+             UNION ALL SELECT 'L', position, channel_id, user_id, points, state, 0, 0 \
+               FROM order_lines WHERE order_id = $1 \
+             UNION ALL SELECT 'Q', 0, channel_id, '', points, state, 0, 0 \
+               FROM order_quotas WHERE order_id = $1 \
+             UNION ALL SELECT 'R', id, kind, detail, at_ms, '', 0, 0 \
+               FROM order_events WHERE order_id = $1 \
+             ORDER BY part, seq, a",
+        )
         .bind(order_id)
-        .fetch_optional(self.db.pool())
+        .fetch_all(self.db.pool())
         .await?;
-        match row {
-            Some(row) => Ok(Some(self.complete(&row).await?)),
-            None => Ok(None),
+        let mut order: Option<Order> = None;
+        for r in &rows {
+            let part: String = r.try_get("part")?;
+            if part == "A" {
+                order = Some(Order {
+                    order_id: order_id.to_owned(),
+                    customer_id: r.try_get("a")?,
+                    state: order_state(r.try_get("s")?)?,
+                    needs_attention: r.try_get::<i64, _>("seq")? != 0,
+                    reason: r.try_get("b")?,
+                    version: r.try_get("n")?,
+                    created_at_ms: r.try_get("n2")?,
+                    updated_at_ms: r.try_get("n3")?,
+                    lines: Vec::new(),
+                    quotas: Vec::new(),
+                    history: Vec::new(),
+                });
+                continue;
+            }
+            // The order's row sorts first: steps without it were read as it was deleted.
+            let Some(order) = order.as_mut() else {
+                return Ok(None);
+            };
+            match part.as_str() {
+                "L" => order.lines.push(Line {
+                    channel_id: r.try_get("a")?,
+                    user_id: r.try_get("b")?,
+                    points: r.try_get("n")?,
+                    state: step_state(r.try_get("s")?)?,
+                }),
+                "Q" => order.quotas.push(Quota {
+                    channel_id: r.try_get("a")?,
+                    points: r.try_get("n")?,
+                    state: step_state(r.try_get("s")?)?,
+                }),
+                _ => order.history.push(HistoryEntry {
+                    at_ms: r.try_get("n")?,
+                    kind: r.try_get("a")?,
+                    detail: r.try_get("b")?,
+                }),
+            }
         }
+        Ok(order)
     }
 
     /// Orders newest first, created before `created_before_ms`, after the
@@ -150,7 +201,9 @@ impl OrderStore {
         .await?;
         let mut orders = Vec::with_capacity(rows.len());
         for row in &rows {
-            orders.push(self.complete(row).await?);
+            if let Some(order) = self.find(row.try_get("order_id")?).await? {
+                orders.push(order);
+            }
         }
         Ok(orders)
     }
@@ -207,58 +260,5 @@ impl OrderStore {
         }
         tx.commit().await?;
         Ok(flagged.len() as u64)
-    }
-
-    async fn complete(&self, row: &AnyRow) -> Result<Order, sqlx::Error> {
-        let order_id: String = row.try_get("order_id")?;
-        // One query for the order's lines, quotas and history: every statement on SQLite is a
-        // hand-off to the connection's thread and back, and a watched order is read after each
-        // of its changes. Each part ranks by its own key (`seq`, then `a`).
-        let rows = sqlx::query(
-            "SELECT 'L' AS part, position AS seq, channel_id AS a, user_id AS b, points AS n, state AS s \
-               FROM order_lines WHERE order_id = $1 \
-             UNION ALL SELECT 'Q', 0, channel_id, '', points, state \
-               FROM order_quotas WHERE order_id = $1 \
-             UNION ALL SELECT 'R', id, kind, detail, at_ms, '' \
-               FROM order_events WHERE order_id = $1 \
-             ORDER BY part, seq, a",
-        )
-        .bind(&order_id)
-        .fetch_all(self.db.pool())
-        .await?;
-        let (mut lines, mut quotas, mut history) = (Vec::new(), Vec::new(), Vec::new());
-        for r in &rows {
-            match r.try_get::<String, _>("part")?.as_str() {
-                "L" => lines.push(Line {
-                    channel_id: r.try_get("a")?,
-                    user_id: r.try_get("b")?,
-                    points: r.try_get("n")?,
-                    state: step_state(r.try_get("s")?)?,
-                }),
-                "Q" => quotas.push(Quota {
-                    channel_id: r.try_get("a")?,
-                    points: r.try_get("n")?,
-                    state: step_state(r.try_get("s")?)?,
-                }),
-                _ => history.push(HistoryEntry {
-                    at_ms: r.try_get("n")?,
-                    kind: r.try_get("a")?,
-                    detail: r.try_get("b")?,
-                }),
-            }
-        }
-        Ok(Order {
-            customer_id: row.try_get("customer_id")?,
-            state: order_state(row.try_get("state")?)?,
-            needs_attention: row.try_get::<i64, _>("needs_attention")? != 0,
-            reason: row.try_get("reason")?,
-            version: row.try_get("version")?,
-            created_at_ms: row.try_get("created_at_ms")?,
-            updated_at_ms: row.try_get("updated_at_ms")?,
-            order_id,
-            lines,
-            quotas,
-            history,
-        })
     }
 }
