@@ -145,6 +145,12 @@ impl Database {
             .idle_timeout((!in_memory).then_some(Duration::from_secs(600)))
             .max_lifetime((!in_memory).then_some(Duration::from_secs(1800)))
             .acquire_timeout(Duration::from_secs(10))
+            // No ping before each use: it is a round trip (on SQLite a thread hand-off) per
+            // query, more than a tenth of all statements under load. A connection that died
+            // (PostgreSQL restarted) fails the one query that meets it; every caller already
+            // retries a failed query (consumers redeliver, the relay sweeps, gRPC answers
+            // UNAVAILABLE), and the pool drops the broken connection.
+            .test_before_acquire(false)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
