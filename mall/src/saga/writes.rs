@@ -27,76 +27,63 @@ pub(crate) async fn lock_order(
     .transpose()
 }
 
-/// Reads the order's state and the event's step, holding the order's row lock until the
-/// transaction ends, so concurrent events for one order queue on it. On SQLite the transaction
-/// holds the database's write lock from its start (`BEGIN IMMEDIATE`) and one query does. On
-/// PostgreSQL the row is locked first, by a statement of its own: a read that waited on the
-/// lock inside its own statement would see the rest (the step, the counts) as they were before
-/// the transaction it waited for committed. Nothing is written: an event that turns out to
-/// change nothing leaves no trace, and a batch needs no savepoint to undo it; [`Appends::touch`]
-/// bumps the version once it does change. `None` when the order is unknown.
+/// Reads the order's state and all its steps of the event's kind (lines, or quotas), in one
+/// query holding their locks until the transaction ends, so concurrent events for one order
+/// queue on it: on SQLite the transaction holds the database's write lock from its start
+/// (`BEGIN IMMEDIATE`); on PostgreSQL `FOR UPDATE` locks every row read, and a read that
+/// waited for a lock sees the latest version of each locked row — which is why the steps are
+/// read as rows, not counted in a subquery (that would see them as before the commit it
+/// waited for). Nothing is written: an event that turns out to change nothing leaves no trace,
+/// and a batch needs no savepoint to undo it; [`Appends::touch`] bumps the version once it
+/// does change. `None` when the order is unknown (or has no such steps).
 pub(super) async fn claim_step(
     tx: &mut AnyConnection,
     backend: Backend,
     outcome: &Outcome,
 ) -> Result<Option<Claimed>, sqlx::Error> {
-    if backend == Backend::Postgres {
-        let locked = sqlx::query("SELECT 1 FROM orders WHERE order_id = $1 FOR UPDATE")
-            .bind(&outcome.order_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if locked.is_none() {
-            return Ok(None);
-        }
-    }
-    let row = match &outcome.step {
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    };
+    let (table, user_column, wanted) = match &outcome.step {
         StepKey::Line {
             channel_id,
             user_id,
-        } => {
-            sqlx::query(
-                "SELECT o.state AS order_state, s.state, s.deduct_seen, s.refunded_points, \
-                 (SELECT COUNT(*) FROM order_lines WHERE order_id = $1 AND state <> 'DEDUCTED') AS undeducted \
-                 FROM orders o LEFT JOIN order_lines s \
-                 ON s.order_id = o.order_id AND s.channel_id = $2 AND s.user_id = $3 \
-                 WHERE o.order_id = $1",
-            )
-            .bind(&outcome.order_id)
-            .bind(channel_id)
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?
-        }
-        StepKey::Quota { channel_id } => {
-            sqlx::query(
-                "SELECT o.state AS order_state, s.state, s.deduct_seen, s.refunded_points, \
-                 (SELECT COUNT(*) FROM order_quotas WHERE order_id = $1 AND state <> 'DEDUCTED') AS undeducted \
-                 FROM orders o LEFT JOIN order_quotas s \
-                 ON s.order_id = o.order_id AND s.channel_id = $2 \
-                 WHERE o.order_id = $1",
-            )
-            .bind(&outcome.order_id)
-            .bind(channel_id)
-            .fetch_optional(&mut *tx)
-            .await?
-        }
+        } => ("order_lines", "s.user_id", (channel_id, user_id.as_str())),
+        StepKey::Quota { channel_id } => ("order_quotas", "''", (channel_id, "")),
     };
-    let Some(row) = row else {
+    let rows = sqlx::query(&format!(
+        "SELECT o.state AS order_state, s.channel_id, {user_column} AS user_id, s.state, \
+         s.deduct_seen, s.refunded_points \
+         FROM orders o JOIN {table} s ON s.order_id = o.order_id \
+         WHERE o.order_id = $1{lock}"
+    ))
+    .bind(&outcome.order_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let order = order_state(row.try_get("order_state")?)?;
-    let step = match row.try_get::<Option<String>, _>("state")? {
-        None => None,
-        Some(state) => Some(StepFacts {
-            state: step_state(&state)?,
-            deduct_seen: row.try_get::<i64, _>("deduct_seen")? != 0,
-            refunded_points: row.try_get("refunded_points")?,
-        }),
-    };
+    let order = order_state(first.try_get("order_state")?)?;
+    let (mut step, mut undeducted) = (None, 0_i64);
+    for row in &rows {
+        let state = step_state(row.try_get("state")?)?;
+        if state != StepState::Deducted {
+            undeducted += 1;
+        }
+        let key: (String, String) = (row.try_get("channel_id")?, row.try_get("user_id")?);
+        if (&key.0, key.1.as_str()) == wanted {
+            step = Some(StepFacts {
+                state,
+                deduct_seen: row.try_get::<i64, _>("deduct_seen")? != 0,
+                refunded_points: row.try_get("refunded_points")?,
+            });
+        }
+    }
     Ok(Some(Claimed {
         order,
         step,
-        undeducted: row.try_get("undeducted")?,
+        undeducted,
     }))
 }
 
