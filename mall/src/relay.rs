@@ -10,9 +10,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::outbox;
 use jifen_mesh::bus::publish::{Outgoing, Publisher};
 use jifen_mesh::storage::{Backend, Database};
-use sqlx::Row;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -95,45 +95,23 @@ impl Relay {
     }
 
     async fn round(&self) -> Result<usize, RelayError> {
-        let claim = match self.db.backend() {
-            Backend::Postgres => {
-                "SELECT id, subject, msg_id, order_id, traceparent, payload FROM outbox \
-                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
-            }
-            // One SQLite database has one mall process, hence one relay.
-            Backend::Sqlite => {
-                "SELECT id, subject, msg_id, order_id, traceparent, payload FROM outbox \
-                 ORDER BY id LIMIT $1"
-            }
-        };
+        let backend = self.db.backend();
         // On SQLite a transaction held across the publishes would block every writer: the rows
         // are read without one, and deleted in a transaction of their own, which takes the
         // process's write turn like every other writer (an autocommit delete would fight them
         // for SQLite's lock and sleep in its busy handler).
-        let mut claim_tx = match self.db.backend() {
+        let mut claim_tx = match backend {
             Backend::Postgres => Some(self.db.begin().await?),
             Backend::Sqlite => None,
         };
-        let query = sqlx::query(claim).bind(BATCH);
         let rows = match claim_tx.as_mut() {
-            Some(tx) => query.fetch_all(&mut **tx).await?,
-            None => query.fetch_all(self.db.pool()).await?,
+            Some(tx) => outbox::oldest(&mut **tx, backend, BATCH).await?,
+            None => outbox::oldest(self.db.pool(), backend, BATCH).await?,
         };
         if rows.is_empty() {
             return Ok(0);
         }
-        let mut ids = Vec::with_capacity(rows.len());
-        let mut messages = Vec::with_capacity(rows.len());
-        for row in &rows {
-            ids.push(row.try_get::<i64, _>("id")?);
-            messages.push(Outgoing {
-                subject: row.try_get("subject")?,
-                msg_id: row.try_get("msg_id")?,
-                order_id: row.try_get("order_id")?,
-                traceparent: row.try_get("traceparent")?,
-                payload: row.try_get::<Vec<u8>, _>("payload")?.into(),
-            });
-        }
+        let (ids, messages): (Vec<i64>, Vec<Outgoing>) = rows.into_iter().unzip();
         let results = self.publisher.publish_all(&messages, ACK_DEADLINE).await;
         let sent: Vec<i64> = ids
             .iter()
@@ -142,20 +120,11 @@ impl Relay {
             .map(|(id, _)| *id)
             .collect();
         if !sent.is_empty() {
-            let placeholders: Vec<String> = (1..=sent.len()).map(|i| format!("${i}")).collect();
-            let delete = format!(
-                "DELETE FROM outbox WHERE id IN ({})",
-                placeholders.join(", ")
-            );
-            let mut query = sqlx::query(&delete);
-            for id in &sent {
-                query = query.bind(*id);
-            }
             let mut tx = match claim_tx.take() {
                 Some(tx) => tx,
                 None => self.db.begin().await?,
             };
-            query.execute(&mut *tx).await?;
+            outbox::delete(&mut tx, &sent).await?;
             tx.commit().await?;
         }
         if let Some(tx) = claim_tx {

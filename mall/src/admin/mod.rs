@@ -4,7 +4,6 @@
 
 mod auth;
 mod reconcile;
-mod reemit;
 
 use std::sync::Arc;
 
@@ -23,8 +22,9 @@ use sqlx::AnyConnection;
 use tokio::sync::{Notify, broadcast};
 use tonic::{Request, Response, Status};
 
+use crate::store::reemit::reemit;
+use crate::store::steps;
 pub use auth::Auth;
-use reemit::reemit;
 
 use crate::commands;
 use crate::dead_letters::{self, DeadLetter};
@@ -32,7 +32,6 @@ use crate::error::MallError;
 use crate::grpc::{order_message, page_size};
 use crate::order::{Order, OrderState, StepState};
 use crate::precheck::Registry;
-use crate::saga;
 use crate::store::{Appends, OrderStore, Selection, record};
 
 /// Most orders one `Reconcile` call compares.
@@ -110,7 +109,7 @@ impl Admin {
         action: &'static str,
         now: i64,
     ) -> Result<OrderState, MallError> {
-        let state = saga::lock_order(tx, order_id, now)
+        let state = steps::lock_order(tx, order_id, now)
             .await?
             .ok_or_else(|| MallError::UnknownOrder(order_id.to_owned()))?;
         if state.is_terminal() {
@@ -132,14 +131,14 @@ impl Admin {
         match state {
             OrderState::Pending => {
                 let reason = format!("operator: {reason}");
-                saga::compensate(&mut tx, &mut appends, order_id, &reason, now).await?;
+                steps::compensate(&mut tx, &mut appends, order_id, &reason, now).await?;
             }
             // Already compensating: send the refunds still open again, under new ids.
             _ => {
                 reemit(&mut tx, order_id, &[StepState::Refunding], now).await?;
             }
         }
-        saga::settle_if_done(&mut tx, &mut appends, order_id, now).await?;
+        steps::settle_if_done(&mut tx, &mut appends, order_id, now).await?;
         // Written before what follows, so the history keeps its order.
         appends.write(&mut tx).await?;
         dead_letters::clear_attention_if_settled(&mut tx, order_id, now).await?;

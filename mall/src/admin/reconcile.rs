@@ -5,7 +5,6 @@ use jifen_mesh::domain::OrderId;
 use jifen_proto::v1::{
     GetDeductionRequest, GetQuotaDeductionRequest, Mismatch, ReconcileRequest, ReconcileResponse,
 };
-use sqlx::Row;
 use tonic::{Code, Status};
 
 use super::{Admin, RECONCILE_LIMIT};
@@ -23,18 +22,10 @@ impl Admin {
             } else {
                 request.to_unix_ms
             };
-            let ids: Vec<String> = sqlx::query(
-                "SELECT order_id FROM orders WHERE created_at_ms >= $1 AND created_at_ms < $2 \
-                 ORDER BY created_at_ms LIMIT $3",
-            )
-            .bind(request.from_unix_ms)
-            .bind(to)
-            .bind(RECONCILE_LIMIT)
-            .fetch_all(self.store.database().pool())
-            .await?
-            .iter()
-            .map(|row| row.try_get("order_id"))
-            .collect::<Result<_, _>>()?;
+            let ids = self
+                .store
+                .created_between(request.from_unix_ms, to, RECONCILE_LIMIT)
+                .await?;
             let mut orders = Vec::with_capacity(ids.len());
             for id in ids {
                 orders.push(self.order(&id).await?);

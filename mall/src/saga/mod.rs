@@ -14,7 +14,6 @@
 use std::sync::Arc;
 
 pub mod machine;
-mod writes;
 
 use jifen_mesh::bus::consume::{Delivery, Disposition, Handler};
 use jifen_mesh::group_commit::{self, Write};
@@ -25,10 +24,11 @@ use tokio::sync::{Notify, broadcast};
 use crate::order::{OrderState, StepState};
 use crate::store::Appends;
 
+use crate::store::steps::{
+    Claimed, claim_step, compensate, correct, request_quotas, set_order, set_step, settle_if_done,
+};
 pub use machine::{Decision, Outcome, Report, StepFacts, StepKey, decide, decode, next_step_state};
 use machine::{history_detail, history_kind, rejection_reason};
-use writes::{Claimed, claim_step, correct, request_quotas, set_order, set_step};
-pub(crate) use writes::{compensate, lock_order, settle_if_done};
 
 /// What applying an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]

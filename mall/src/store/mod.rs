@@ -1,10 +1,15 @@
 //! The mall's database: orders, their steps and history, and the outbox. Writers take a
 //! transaction so that a state change and the commands it causes commit together.
 //!
-//! [`submit`] stores new orders (group commit); [`appends`] writes history entries and outbox
-//! rows, many per statement.
+//! [`submit`] stores new orders (group commit); [`steps`] moves orders and their steps (the
+//! saga's and the operator's writes); [`reemit`] sends an order's open commands again;
+//! [`appends`] writes history entries, outbox rows and versions, many per statement;
+//! [`outbox`] is the relay's reading and deleting.
 
 mod appends;
+pub(crate) mod outbox;
+pub(crate) mod reemit;
+pub(crate) mod steps;
 mod submit;
 
 pub use appends::{Appends, enqueue, next_generation, record};
@@ -173,6 +178,27 @@ impl OrderStore {
             }
         }
         Ok(order)
+    }
+
+    /// Ids of the orders created in `[from_ms, to_ms)`, oldest first, `limit` at most.
+    pub async fn created_between(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query(
+            "SELECT order_id FROM orders WHERE created_at_ms >= $1 AND created_at_ms < $2 \
+             ORDER BY created_at_ms LIMIT $3",
+        )
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?
+        .iter()
+        .map(|row| row.try_get("order_id"))
+        .collect()
     }
 
     /// Orders newest first, created before `created_before_ms`, after the

@@ -1,12 +1,13 @@
-//! The saga's writes to an order and its steps, in the caller's transaction.
+//! Writes to an order and its steps, in the caller's transaction: the saga's (what its pure
+//! state machine decided) and the operator's (compensate, settle).
 
 use jifen_mesh::bus::subjects::Step;
 use jifen_mesh::storage::Backend;
 use sqlx::{AnyConnection, Row};
 
-use super::machine::{Outcome, StepFacts, StepKey, history_detail};
 use crate::commands;
 use crate::order::{OrderState, StepState};
+use crate::saga::machine::{Outcome, StepFacts, StepKey, history_detail};
 use crate::store::{Appends, next_generation, order_state, step_state};
 use jifen_mesh::bus::subjects::outcome_token;
 
@@ -36,7 +37,7 @@ pub(crate) async fn lock_order(
 /// waited for). Nothing is written: an event that turns out to change nothing leaves no trace,
 /// and a batch needs no savepoint to undo it; [`Appends::touch`] bumps the version once it
 /// does change. `None` when the order is unknown (or has no such steps).
-pub(super) async fn claim_step(
+pub(crate) async fn claim_step(
     tx: &mut AnyConnection,
     backend: Backend,
     outcome: &Outcome,
@@ -88,16 +89,16 @@ pub(super) async fn claim_step(
 }
 
 /// What [`claim_step`] read under the order's lock.
-pub(super) struct Claimed {
-    pub(super) order: OrderState,
+pub(crate) struct Claimed {
+    pub(crate) order: OrderState,
     /// `None` when the order has no such step.
-    pub(super) step: Option<StepFacts>,
+    pub(crate) step: Option<StepFacts>,
     /// How many steps of the event's kind (lines, or quotas) are not deducted: the event that
     /// deducts one of them deducts the last when this is 1 (the lock keeps it true meanwhile).
-    pub(super) undeducted: i64,
+    pub(crate) undeducted: i64,
 }
 
-pub(super) async fn set_step(
+pub(crate) async fn set_step(
     tx: &mut AnyConnection,
     outcome: &Outcome,
     step: StepFacts,
@@ -138,7 +139,7 @@ pub(super) async fn set_step(
     Ok(())
 }
 
-pub(super) async fn set_order(
+pub(crate) async fn set_order(
     tx: &mut AnyConnection,
     order_id: &str,
     state: OrderState,
@@ -166,7 +167,7 @@ pub(super) async fn set_order(
 }
 
 /// Every line is deducted: ask the portal for each channel's quota.
-pub(super) async fn request_quotas(
+pub(crate) async fn request_quotas(
     tx: &mut AnyConnection,
     appends: &mut Appends,
     order_id: &str,
@@ -200,7 +201,7 @@ pub(super) async fn request_quotas(
 /// generation of ids (the first refund's id may still be in the server's duplicate window).
 /// The step waits in `REFUNDING`; a compensating order waits for it, a cancelled one stays
 /// cancelled (it is what the customer was told) and its step settles when the refund does.
-pub(super) async fn correct(
+pub(crate) async fn correct(
     tx: &mut AnyConnection,
     appends: &mut Appends,
     outcome: &Outcome,

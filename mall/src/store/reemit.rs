@@ -24,7 +24,7 @@ fn resend(raw: &str, states: &[StepState]) -> Result<Option<Step>, sqlx::Error> 
 
 /// Sends again, under the order's next generation of ids, the command of every step in one
 /// of `states`: deducts for pending steps, refunds for refunding ones. Returns how many.
-pub(super) async fn reemit(
+pub(crate) async fn reemit(
     tx: &mut AnyConnection,
     order_id: &str,
     states: &[StepState],
