@@ -197,7 +197,7 @@ async fn clearing_the_attention_flag_never_overwrites_one_set_meanwhile() {
                 .execute(&mut *tx)
                 .await
                 .unwrap();
-            jifen_mall::dead_letters::clear_attention_if_settled(&mut tx, "o-1", 1)
+            jifen_mall::store::dead_letters::clear_attention_if_settled(&mut tx, "o-1", 1)
                 .await
                 .unwrap();
             tx.commit().await.unwrap();

@@ -27,11 +27,11 @@ use crate::store::steps;
 pub use auth::Auth;
 
 use crate::commands;
-use crate::dead_letters::{self, DeadLetter};
 use crate::error::MallError;
 use crate::grpc::{order_message, page_size};
 use crate::order::{Order, OrderState, StepState};
 use crate::precheck::Registry;
+use crate::store::dead_letters::{self, DeadLetter};
 use crate::store::{Appends, OrderStore, Selection, record};
 
 /// Most orders one `Reconcile` call compares.

@@ -4,9 +4,10 @@
 //! [`submit`] stores new orders (group commit); [`steps`] moves orders and their steps (the
 //! saga's and the operator's writes); [`reemit`] sends an order's open commands again;
 //! [`appends`] writes history entries, outbox rows and versions, many per statement;
-//! [`outbox`] is the relay's reading and deleting.
+//! [`outbox`] is the relay's reading and deleting; [`dead_letters`] holds what operators settle.
 
 mod appends;
+pub mod dead_letters;
 pub(crate) mod outbox;
 pub(crate) mod reemit;
 pub(crate) mod steps;
