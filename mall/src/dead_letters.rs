@@ -13,7 +13,7 @@ use jifen_mesh::storage::Database;
 use jifen_mesh::time::now_unix_ms;
 use tokio::sync::broadcast;
 
-use crate::store::dead_letters::{self, NewDeadLetter};
+use crate::store::dead_letters::{self, DeadLetter};
 
 /// Consumes `JIFEN_DLQ` into the `dead_letters` table.
 #[derive(Debug, Clone)]
@@ -37,7 +37,7 @@ impl Indexer {
                 number(ORIGIN_SEQUENCE_HEADER)
             )
         });
-        let letter = NewDeadLetter {
+        let letter = DeadLetter {
             id,
             order_id: header(ORDER_ID_HEADER),
             origin_stream: header(ORIGIN_STREAM_HEADER),
@@ -48,9 +48,11 @@ impl Indexer {
             deliveries: number(DELIVERIES_HEADER),
             last_error: header(LAST_ERROR_HEADER),
             payload: delivery.payload.to_vec(),
+            redrives: 0,
+            dead_at_ms: now_unix_ms(),
         };
         let mut tx = self.db.begin().await?;
-        if !dead_letters::insert(&mut tx, &letter, now_unix_ms()).await? {
+        if !dead_letters::insert(&mut tx, &letter).await? {
             return Ok(None);
         }
         tx.commit().await?;

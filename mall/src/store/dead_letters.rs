@@ -134,28 +134,10 @@ pub async fn clear_attention_if_settled(
     Ok(())
 }
 
-/// A dead letter to record, as the dead-letter queue's headers describe it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewDeadLetter {
-    pub id: String,
-    pub order_id: String,
-    pub origin_stream: String,
-    pub origin_sequence: i64,
-    pub origin_msg_id: String,
-    pub subject: String,
-    pub consumer: String,
-    pub deliveries: i64,
-    pub last_error: String,
-    pub payload: Vec<u8>,
-}
-
-/// Records a dead letter once and flags its order for an operator, in the caller's
-/// transaction; `false` when it was recorded before.
-pub async fn insert(
-    tx: &mut AnyConnection,
-    letter: &NewDeadLetter,
-    now: i64,
-) -> Result<bool, sqlx::Error> {
+/// Records a dead letter once (open, at `dead_at_ms`) and flags its order for an operator, in
+/// the caller's transaction; `false` when it was recorded before.
+pub async fn insert(tx: &mut AnyConnection, letter: &DeadLetter) -> Result<bool, sqlx::Error> {
+    let now = letter.dead_at_ms;
     let inserted = sqlx::query(
         "INSERT INTO dead_letters (id, order_id, origin_stream, origin_sequence, origin_msg_id, subject, \
          consumer, deliveries, last_error, payload, state, note, redrives, dead_at_ms, updated_at_ms) \
