@@ -6,6 +6,7 @@
 //! migrates and serves, the same way in `main` and in tests.
 
 pub mod app;
+pub mod check;
 pub mod connector;
 pub mod error;
 pub mod grpc;

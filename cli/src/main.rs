@@ -6,8 +6,10 @@
 //! - `jifen mall`, `jifen portal`, `jifen channel`, `jifen channel-connector` and
 //!   `jifen portal-connector` run one part each, as a deployment does.
 //! - `jifen bench` loads a running mesh with orders and reports throughput and latencies.
+//! - `jifen channel-check` finds which guarantees a live channel gives.
 
 mod bench;
+mod check;
 mod dev;
 
 use anyhow::Context;
@@ -50,6 +52,8 @@ enum Command {
     PortalConnector(PortalConnectorConfig),
     /// Load a running mesh with orders; print throughput and latencies.
     Bench(bench::BenchArgs),
+    /// Check which guarantees (DESIGN §9) a live channel gives; exit 0 all, 1 not all, 2 could not run.
+    ChannelCheck(check::CheckArgs),
 }
 
 #[tokio::main]
@@ -85,6 +89,7 @@ impl Command {
             Self::ChannelConnector(_) => "channel-connector",
             Self::PortalConnector(_) => "portal-connector",
             Self::Bench(_) => "bench",
+            Self::ChannelCheck(_) => "channel-check",
         }
     }
 }
@@ -155,5 +160,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench::run(args, shutdown).await,
+        Command::ChannelCheck(args) => std::process::exit(check::run(args).await),
     }
 }

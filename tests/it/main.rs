@@ -9,6 +9,7 @@ mod admin_orders;
 mod bad_input;
 mod bus_faults;
 mod channel_barrier;
+mod channel_check;
 mod cluster;
 mod concurrency;
 mod dead_letter_ids;

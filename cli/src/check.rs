@@ -1,0 +1,91 @@
+//! `jifen channel-check`: runs [`jifen_channel::check`] against a live channel and reports it:
+//! a table (or `--json`), the capability block to paste into the channel's config, and the
+//! exit status 0 (all six guarantees hold), 1 (one or more do not), 2 (it could not run).
+
+use jifen_channel::check::{self, GUARANTEES, Report};
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The channel's ChannelService (gRPC) endpoint.
+    #[arg(long)]
+    endpoint: String,
+    /// A test user of the channel with at least `--points` points; everything taken is given
+    /// back.
+    #[arg(long)]
+    user: String,
+    /// Points per deduct.
+    #[arg(long, default_value_t = 1)]
+    points: i64,
+    /// Print `{"guarantees": {...}, "capabilities": {...}, "checks": [...]}` instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the check; returns the process's exit status.
+pub async fn run(args: CheckArgs) -> i32 {
+    let prefix = format!("jifen-check-{}-", jifen_mesh::time::now_unix_ms());
+    match check::run(&args.endpoint, &args.user, args.points, &prefix).await {
+        Ok(report) => {
+            if args.json {
+                println!("{}", json(&report));
+            } else {
+                print_table(&report, &prefix);
+            }
+            if report.all_hold() { 0 } else { 1 }
+        }
+        Err(error) => {
+            eprintln!("channel-check: {error}");
+            2
+        }
+    }
+}
+
+fn json(report: &Report) -> serde_json::Value {
+    let guarantees: serde_json::Map<String, serde_json::Value> = GUARANTEES
+        .iter()
+        .map(|name| ((*name).to_owned(), report.holds(name).into()))
+        .collect();
+    let capabilities: serde_json::Map<String, serde_json::Value> = report
+        .capabilities()
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).into()))
+        .collect();
+    serde_json::json!({
+        "guarantees": guarantees,
+        "capabilities": capabilities,
+        "checks": report.findings.iter().map(|f| serde_json::json!({
+            "guarantee": f.guarantee,
+            "holds": f.holds,
+            "saw": f.saw,
+        })).collect::<Vec<_>>(),
+        "balance_before": report.balance_before,
+        "balance_after": report.balance_after,
+    })
+}
+
+fn print_table(report: &Report, prefix: &str) {
+    println!("order ids under {prefix}*");
+    for finding in &report.findings {
+        let verdict = if finding.holds { "holds" } else { "MISSING" };
+        println!("{:<18} {verdict}", finding.guarantee);
+        for seen in &finding.saw {
+            println!("{:<18}   {seen}", "");
+        }
+    }
+    println!(
+        "balance          {} before, {} after{}",
+        report.balance_before,
+        report.balance_after,
+        if report.balance_before == report.balance_after {
+            " (everything given back)"
+        } else {
+            " (NOT all given back: see above)"
+        }
+    );
+    println!();
+    println!("# capabilities to declare for this channel:");
+    println!("[capabilities]");
+    for (name, value) in report.capabilities() {
+        println!("{name} = {value}");
+    }
+}

@@ -1,0 +1,83 @@
+//! `jifen channel-check` (issue "third-party channels"): run against live channels, it names
+//! exactly the guarantees each lacks and gives back everything it took.
+
+use jifen_channel::check::{self, GUARANTEES, Report};
+use jifen_tests::TestChannel;
+use jifen_tests::weak_channel::WeakChannel;
+
+use crate::channel_barrier::credit;
+
+fn missing(report: &Report) -> Vec<&'static str> {
+    report
+        .findings
+        .iter()
+        .filter(|f| !f.holds)
+        .map(|f| f.guarantee)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_reference_channel_gives_all_six_guarantees_and_gets_its_points_back() {
+    let mut channel = TestChannel::start("check-ref").await;
+    credit(&mut channel, "tester", 50).await;
+    let report = check::run(&channel.server.endpoint(), "tester", 7, "check-a-")
+        .await
+        .expect("the check runs");
+    let names: Vec<_> = report.findings.iter().map(|f| f.guarantee).collect();
+    assert_eq!(names, GUARANTEES);
+    assert!(report.all_hold(), "{:#?}", report.findings);
+    assert_eq!((report.balance_before, report.balance_after), (50, 50));
+    assert!(report.capabilities().iter().all(|(_, declared)| *declared));
+}
+
+#[tokio::test]
+async fn a_channel_without_null_compensation_or_anti_hanging_is_named_for_exactly_those() {
+    let weak = WeakChannel::start("check-weak", &["tester"], 50).await;
+    let report = check::run(&weak.endpoint(), "tester", 5, "check-b-")
+        .await
+        .expect("the check runs");
+    // The fake also takes a deduct of zero points, so its status codes do not hold either.
+    assert_eq!(
+        missing(&report),
+        ["null_compensation", "anti_hanging", "status_codes"],
+        "{:#?}",
+        report.findings
+    );
+    // The hanging deduct it let through was given back.
+    assert_eq!(weak.balance("tester"), 50);
+    assert_eq!(report.balance_after, 50);
+    let capabilities = report.capabilities();
+    assert!(capabilities.contains(&("refund", true)));
+    assert!(capabilities.contains(&("null_compensation", false)));
+}
+
+#[tokio::test]
+async fn a_channel_that_cannot_be_reached_or_an_unknown_user_stops_the_check() {
+    let unreachable = check::run("http://127.0.0.1:1", "tester", 1, "check-c-").await;
+    assert!(
+        matches!(unreachable, Err(check::CheckError::Unreachable(_))),
+        "{unreachable:?}"
+    );
+    let weak = WeakChannel::start("check-unknown", &["tester"], 3).await;
+    let unknown = check::run(&weak.endpoint(), "nobody", 1, "check-d-").await;
+    assert!(
+        matches!(unknown, Err(check::CheckError::UnknownUser(_))),
+        "{unknown:?}"
+    );
+    let poor = check::run(&weak.endpoint(), "tester", 4, "check-e-").await;
+    assert!(
+        matches!(
+            poor,
+            Err(check::CheckError::TooFewPoints {
+                balance: 3,
+                needed: 4
+            })
+        ),
+        "{poor:?}"
+    );
+    let zero = check::run(&weak.endpoint(), "tester", 0, "check-f-").await;
+    assert!(
+        matches!(zero, Err(check::CheckError::Points(0))),
+        "{zero:?}"
+    );
+}
