@@ -122,7 +122,7 @@ pub async fn run(
     let mut findings = Vec::with_capacity(GUARANTEES.len());
     findings.push(probe.idempotent_deduct(&deducted, points, before).await?);
     findings.push(probe.query(&deducted, &never, points).await);
-    let (refund_once, refund_call) = probe.refund_once(&deducted, before).await?;
+    let (refund_once, refund_call) = probe.refund_once(&deducted, points).await?;
     findings.push(refund_once);
     findings.push(probe.null_compensation(&never).await);
     findings.push(probe.anti_hanging(&never, points).await?);
@@ -212,7 +212,7 @@ impl Probe {
         saw.push(format!("balance {before} → {now}"));
         Ok(Finding {
             guarantee: "idempotent_deduct",
-            holds: answered && now == before - points,
+            holds: answered && Some(now) == before.checked_sub(points),
             saw,
         })
     }
@@ -255,9 +255,11 @@ impl Probe {
         }
     }
 
-    /// Also says whether the channel answers refund calls at all.
-    async fn refund_once(&mut self, key: &str, before: i64) -> Result<(Finding, bool), CheckError> {
+    /// Also says whether the channel answers refund calls at all. Judged against the balance
+    /// just before the refunds, so that a deduct taken twice is not blamed on the refund.
+    async fn refund_once(&mut self, key: &str, points: i64) -> Result<(Finding, bool), CheckError> {
         let mut saw = Vec::new();
+        let before = self.balance().await?;
         let mut answered = 0;
         for attempt in ["refund", "same refund again"] {
             match self.refund(key).await {
@@ -269,10 +271,10 @@ impl Probe {
             }
         }
         let now = self.balance().await?;
-        saw.push(format!("balance back to {now} (was {before})"));
+        saw.push(format!("balance {before} → {now}"));
         let finding = Finding {
             guarantee: "refund_once",
-            holds: answered == 2 && now == before,
+            holds: answered == 2 && Some(now) == before.checked_add(points),
             saw,
         };
         Ok((finding, answered > 0))

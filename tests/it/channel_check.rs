@@ -81,3 +81,36 @@ async fn a_channel_that_cannot_be_reached_or_an_unknown_user_stops_the_check() {
         "{zero:?}"
     );
 }
+
+/// A third party that gives every guarantee but `lacking`.
+async fn lacking(lacking: &str) -> WeakChannel {
+    use std::sync::atomic::Ordering::Relaxed;
+    let weak = WeakChannel::start(&format!("check-{lacking}"), &["tester"], 50).await;
+    let faults = &weak.faults;
+    faults.null_compensation.store(true, Relaxed);
+    faults.strict_points.store(true, Relaxed);
+    match lacking {
+        "idempotent_deduct" => faults.deducts_not_idempotent.store(true, Relaxed),
+        "query" => faults.no_query.store(true, Relaxed),
+        "refund_once" => faults.refunds_repeat.store(true, Relaxed),
+        "null_compensation" => {
+            faults.null_compensation.store(false, Relaxed);
+            faults.tombstones.store(true, Relaxed);
+        }
+        "anti_hanging" => faults.hanging_deducts.store(true, Relaxed),
+        "status_codes" => faults.strict_points.store(false, Relaxed),
+        other => panic!("no such guarantee {other}"),
+    }
+    weak
+}
+
+#[tokio::test]
+async fn each_missing_guarantee_is_named_alone() {
+    for guarantee in GUARANTEES {
+        let weak = lacking(guarantee).await;
+        let report = check::run(&weak.endpoint(), "tester", 5, "check-g-")
+            .await
+            .expect("the check runs");
+        assert_eq!(missing(&report), [guarantee], "{:#?}", report.findings);
+    }
+}

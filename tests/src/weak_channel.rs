@@ -34,6 +34,22 @@ pub struct Faults {
     pub max_delay_ms: AtomicU32,
     /// Deducts answer with one point more than they took (a broken integration).
     pub misreport_points: AtomicBool,
+    /// A deduct sent again takes again (no idempotency by key).
+    pub deducts_not_idempotent: AtomicBool,
+    /// A refund sent again gives the points back again.
+    pub refunds_repeat: AtomicBool,
+    /// `GetDeduction` is not offered (UNIMPLEMENTED).
+    pub no_query: AtomicBool,
+    /// A refund of a key never deducted is answered (REFUNDED, 0 points) and recorded.
+    pub null_compensation: AtomicBool,
+    /// A refund of a key never deducted answers NOT_FOUND but is remembered, so a later deduct
+    /// of the key is refused (anti-hanging without null compensation).
+    pub tombstones: AtomicBool,
+    /// A deduct of a key refunded with 0 points takes anyway (no anti-hanging even where a null
+    /// compensation was recorded).
+    pub hanging_deducts: AtomicBool,
+    /// Points below 1 are refused with INVALID_ARGUMENT (the fake takes them otherwise).
+    pub strict_points: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +62,7 @@ struct Entry {
 struct Book {
     balances: HashMap<String, i64>,
     deductions: HashMap<(String, String), Entry>,
+    tombstones: std::collections::HashSet<(String, String)>,
     credited: i64,
 }
 
@@ -127,11 +144,26 @@ impl ChannelService for Fake {
             return Err(Status::unavailable("maintenance"));
         }
         self.misbehave_before().await?;
+        let on = |flag: &AtomicBool| flag.load(Ordering::Relaxed);
+        if on(&self.faults.strict_points) && request.points < 1 {
+            return Err(Status::invalid_argument("points must be positive"));
+        }
         let key = (request.order_id.clone(), request.user_id.clone());
         let entry = {
             let mut book = self.book();
-            if let Some(entry) = book.deductions.get(&key) {
-                *entry
+            let known = book.deductions.get(&key).copied();
+            let take_again = match known {
+                Some(entry) if entry.state == DeductionState::Refunded && entry.points == 0 => {
+                    on(&self.faults.hanging_deducts)
+                }
+                Some(_) => on(&self.faults.deducts_not_idempotent),
+                None => true,
+            };
+            if book.tombstones.contains(&key) {
+                return Err(Status::failed_precondition("refunded before"));
+            }
+            if let (Some(entry), false) = (known, take_again) {
+                entry
             } else {
                 let balance = book
                     .balances
@@ -169,9 +201,29 @@ impl ChannelService for Fake {
         let entry = {
             let mut book = self.book();
             let Some(entry) = book.deductions.get(&key).copied() else {
+                if self.faults.null_compensation.load(Ordering::Relaxed) {
+                    let null = Entry {
+                        state: DeductionState::Refunded,
+                        points: 0,
+                    };
+                    book.deductions.insert(key, null);
+                    drop(book);
+                    return Ok(Response::new(RefundPointsResponse {
+                        deduction: Some(self.deduction(&request.order_id, &request.user_id, null)),
+                    }));
+                }
+                if self.faults.tombstones.load(Ordering::Relaxed) {
+                    book.tombstones.insert(key);
+                }
                 return Err(Status::not_found("no such deduction"));
             };
-            if entry.state == DeductionState::Deducted {
+            let again = entry.state == DeductionState::Refunded
+                && entry.points > 0
+                && self.faults.refunds_repeat.load(Ordering::Relaxed);
+            if again {
+                *book.balances.entry(request.user_id.clone()).or_default() += entry.points;
+                entry
+            } else if entry.state == DeductionState::Deducted {
                 *book.balances.entry(request.user_id.clone()).or_default() += entry.points;
                 let refunded = Entry {
                     state: DeductionState::Refunded,
@@ -193,6 +245,9 @@ impl ChannelService for Fake {
         request: Request<GetDeductionRequest>,
     ) -> Result<Response<GetDeductionResponse>, Status> {
         let request = request.into_inner();
+        if self.faults.no_query.load(Ordering::Relaxed) {
+            return Err(Status::unimplemented("no query by key"));
+        }
         self.misbehave_before().await?;
         let key = (request.order_id.clone(), request.user_id.clone());
         let entry = self.book().deductions.get(&key).copied();
