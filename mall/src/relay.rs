@@ -10,11 +10,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::store::outbox;
 use jifen_mesh::bus::publish::{Outgoing, Publisher};
 use jifen_mesh::storage::{Backend, Database};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::store::outbox;
 
 /// Rows published per round.
 const BATCH: i64 = 256;

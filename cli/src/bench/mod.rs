@@ -180,10 +180,7 @@ async fn load(
         let (submitted, settled) = (submitted.clone(), settled.clone());
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let (mut sample, spent) = one_order(mall, &ledgers, &order, &submitted).await;
-            if sample.settled.is_some() {
-                sample.settled_at = Some(started.elapsed());
-            }
+            let (sample, spent) = one_order(mall, &ledgers, &order, &submitted, started).await;
             settled.fetch_add(1, Ordering::Relaxed);
             (order, sample, spent)
         });
@@ -238,6 +235,7 @@ async fn one_order(
     ledgers: &Ledgers,
     order: &PlannedOrder,
     submitted: &AtomicUsize,
+    run_started: Instant,
 ) -> (Sample, Option<(Pair, i64)>) {
     let request = SubmitOrderRequest {
         order_id: order.order_id.clone(),
@@ -292,6 +290,7 @@ async fn one_order(
                 let state = watched.state();
                 if matches!(state, OrderState::Completed | OrderState::Cancelled) {
                     sample.settled = Some((start.elapsed(), state));
+                    sample.settled_at = Some(run_started.elapsed());
                     // The mall ends the stream after the settled order: read it to its end
                     // rather than reset it, as a well-behaved client does (a client resetting
                     // streams by the thousand is what HTTP/2 servers shield themselves from).

@@ -140,8 +140,16 @@ impl Write for Events {
         (outcome, span): &Self::Op,
         now: i64,
     ) -> Result<Effect, sqlx::Error> {
-        tracing::Instrument::instrument(apply_in(tx, appends, self.0, outcome, now), span.clone())
-            .await
+        let effect = tracing::Instrument::instrument(
+            apply_in(tx, appends, self.0, outcome, now),
+            span.clone(),
+        )
+        .await?;
+        // An event that changed its order gives it a new version (one per batch).
+        if effect.changed {
+            appends.touch(&outcome.order_id, now);
+        }
+        Ok(effect)
     }
 
     async fn finish(&self, tx: &mut AnyConnection, appends: Appends) -> Result<(), sqlx::Error> {
@@ -176,12 +184,7 @@ async fn apply_in(
         state: outcome.state,
         points: outcome.points,
     };
-    let decision = decide(order, step, report);
-    if decision == Decision::Ignore {
-        return Ok(Effect::ignored("duplicate or late event"));
-    }
-    appends.touch(&outcome.order_id, now);
-    let next = match decision {
+    let next = match decide(order, step, report) {
         Decision::Ignore => return Ok(Effect::ignored("duplicate or late event")),
         Decision::NoteDeduct => {
             let noted = StepFacts {

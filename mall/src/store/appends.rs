@@ -1,18 +1,7 @@
 //! History entries, outbox rows and order versions, written many per statement.
 
 use jifen_mesh::bus::publish::Outgoing;
-use sqlx::{AnyConnection, Row};
-
-/// Adds a command to the outbox, in the caller's transaction.
-pub async fn enqueue(
-    tx: &mut AnyConnection,
-    message: &Outgoing,
-    now_ms: i64,
-) -> Result<(), sqlx::Error> {
-    let mut appends = Appends::default();
-    appends.enqueue(message, now_ms);
-    appends.write(tx).await
-}
+use sqlx::AnyConnection;
 
 /// History entries and outbox rows a transaction writes at its end, many rows per statement:
 /// a batch of events or submits writes several of each per order, and on SQLite every
@@ -50,8 +39,7 @@ impl Appends {
 
     /// Stages a command for the outbox, with the trace of whatever causes it (the submit, or
     /// the event applied) when it carries none of its own.
-    pub fn enqueue(&mut self, message: &Outgoing, now_ms: i64) {
-        let mut message = message.clone();
+    pub fn enqueue(&mut self, mut message: Outgoing, now_ms: i64) {
         if message.traceparent.is_none() {
             message.traceparent = jifen_mesh::trace::current_traceparent();
         }
@@ -129,18 +117,6 @@ pub(super) fn rows_of(rows: usize, template: &str, first: usize) -> String {
 /// `($1, $2), ($3, $4)` for two rows of two columns.
 fn placeholders(rows: usize, columns: usize) -> String {
     rows_of(rows, &format!("({})", vec!["${}"; columns].join(", ")), 1)
-}
-
-/// Moves the order to its next generation of command ids and returns it: a command sent again
-/// (an operator's re-emission, a corrective refund) must get past the server's duplicate window.
-pub async fn next_generation(tx: &mut AnyConnection, order_id: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query(
-        "UPDATE orders SET generation = generation + 1 WHERE order_id = $1 RETURNING generation",
-    )
-    .bind(order_id)
-    .fetch_one(&mut *tx)
-    .await?
-    .try_get("generation")
 }
 
 /// Adds an entry to an order's history, in the caller's transaction.

@@ -13,7 +13,7 @@ pub(crate) mod reemit;
 pub(crate) mod steps;
 mod submit;
 
-pub use appends::{Appends, enqueue, next_generation, record};
+pub use appends::{Appends, record};
 
 use jifen_mesh::group_commit::Writer;
 use jifen_mesh::storage::Database;
@@ -68,9 +68,6 @@ pub struct OrderStore {
     db: Database,
     submits: Writer<Submits>,
 }
-
-const ORDER_COLUMNS: &str =
-    "order_id, customer_id, state, needs_attention, reason, version, created_at_ms, updated_at_ms";
 
 impl OrderStore {
     /// Needs a Tokio runtime: it starts the submits' writer task.
@@ -212,13 +209,14 @@ impl OrderStore {
         limit: i64,
     ) -> Result<Vec<Order>, sqlx::Error> {
         let (after_ms, after_id) = after.unwrap_or((i64::MAX, String::new()));
-        let rows = sqlx::query(&format!(
-            "SELECT {ORDER_COLUMNS} FROM orders \
+        // Ids only: each order is then read whole by `find`.
+        let rows = sqlx::query(
+            "SELECT order_id FROM orders \
              WHERE ($1 = 'ALL' OR state = $1 OR ($1 = 'UNSETTLED' AND state IN ('PENDING', 'COMPENSATING'))) \
              AND created_at_ms < $2 \
              AND (created_at_ms < $3 OR (created_at_ms = $3 AND ($4 = '' OR order_id < $4))) \
-             ORDER BY created_at_ms DESC, order_id DESC LIMIT $5"
-        ))
+             ORDER BY created_at_ms DESC, order_id DESC LIMIT $5",
+        )
         .bind(selection.token())
         .bind(created_before_ms.unwrap_or(i64::MAX))
         .bind(after_ms)

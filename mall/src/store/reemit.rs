@@ -7,7 +7,8 @@ use sqlx::{AnyConnection, Row};
 
 use crate::commands;
 use crate::order::StepState;
-use crate::store::enqueue;
+use crate::store::Appends;
+use crate::store::steps::next_generation;
 
 /// The command to send again for a step stored in `raw` state, when that state is one of
 /// `states`: a refund for a refunding step, a deduct otherwise.
@@ -30,7 +31,7 @@ pub(crate) async fn reemit(
     states: &[StepState],
     now: i64,
 ) -> Result<usize, sqlx::Error> {
-    let generation = crate::store::next_generation(tx, order_id).await?;
+    let generation = next_generation(tx, order_id).await?;
     let mut messages = Vec::new();
     for row in sqlx::query(
         "SELECT channel_id, user_id, points, state FROM order_lines WHERE order_id = $1",
@@ -68,8 +69,11 @@ pub(crate) async fn reemit(
             row.try_get("points")?,
         ));
     }
-    for message in &messages {
-        enqueue(tx, &commands::regenerated(message.clone(), generation), now).await?;
+    let sent = messages.len();
+    let mut appends = Appends::default();
+    for message in messages {
+        appends.enqueue(commands::regenerated(message, generation), now);
     }
-    Ok(messages.len())
+    appends.write(tx).await?;
+    Ok(sent)
 }

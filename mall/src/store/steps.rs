@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, Row};
 use crate::commands;
 use crate::order::{OrderState, StepState};
 use crate::saga::machine::{Outcome, StepFacts, StepKey, history_detail};
-use crate::store::{Appends, next_generation, order_state, step_state};
+use crate::store::{Appends, order_state, step_state};
 use jifen_mesh::bus::subjects::outcome_token;
 
 /// Bumps the order's version (which takes its row lock) and returns its state.
@@ -184,7 +184,7 @@ pub(crate) async fn request_quotas(
         let channel_id: String = row.try_get("channel_id")?;
         let points: i64 = row.try_get("points")?;
         appends.enqueue(
-            &commands::quota(Step::Deduct, order_id, &channel_id, points),
+            commands::quota(Step::Deduct, order_id, &channel_id, points),
             now,
         );
     }
@@ -223,7 +223,7 @@ pub(crate) async fn correct(
             "quota",
         ),
     };
-    appends.enqueue(&commands::regenerated(refund, generation), now);
+    appends.enqueue(commands::regenerated(refund, generation), now);
     appends.record(
         &outcome.order_id,
         "corrective_refund",
@@ -260,7 +260,7 @@ pub(crate) async fn compensate(
         let channel_id: String = row.try_get("channel_id")?;
         let user_id: String = row.try_get("user_id")?;
         appends.enqueue(
-            &commands::points(Step::Refund, order_id, &channel_id, &user_id, 0),
+            commands::points(Step::Refund, order_id, &channel_id, &user_id, 0),
             now,
         );
     }
@@ -273,10 +273,7 @@ pub(crate) async fn compensate(
     .await?;
     for row in &quotas {
         let channel_id: String = row.try_get("channel_id")?;
-        appends.enqueue(
-            &commands::quota(Step::Refund, order_id, &channel_id, 0),
-            now,
-        );
+        appends.enqueue(commands::quota(Step::Refund, order_id, &channel_id, 0), now);
     }
     sqlx::query(
         "UPDATE order_quotas SET state = 'SKIPPED' WHERE order_id = $1 AND state = 'WAITING'",
@@ -314,4 +311,16 @@ pub(crate) async fn settle_if_done(
     set_order(tx, order_id, OrderState::Cancelled, None, now).await?;
     appends.record(order_id, "cancelled", "every deduction refunded", now);
     Ok(OrderState::Cancelled)
+}
+
+/// Moves the order to its next generation of command ids and returns it: a command sent again
+/// (an operator's re-emission, a corrective refund) must get past the server's duplicate window.
+pub async fn next_generation(tx: &mut AnyConnection, order_id: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "UPDATE orders SET generation = generation + 1 WHERE order_id = $1 RETURNING generation",
+    )
+    .bind(order_id)
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get("generation")
 }

@@ -98,7 +98,7 @@ async fn insert_in(
             line.points.get(),
         );
         command.traceparent = traceparent.map(str::to_owned);
-        appends.enqueue(&command, now);
+        appends.enqueue(command, now);
     }
     lines.execute(&mut *tx).await?;
     let quotas = order.quotas();
