@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use jifen_mesh::barrier::LedgerState;
-use jifen_mesh::bus::subjects::{Step, channel_event};
+use jifen_mesh::bus::subjects::{Step, channel_event, channel_manual_refund_event};
+use jifen_mesh::capabilities::Capabilities;
 use jifen_mesh::connector::{AnsweredKey, LedgerCommand, LedgerEndpoint, Recorded};
 use jifen_mesh::domain::InvalidField;
 use jifen_proto::v1::channel_service_client::ChannelServiceClient;
@@ -22,11 +23,17 @@ use tonic::transport::Channel;
 pub struct ChannelEndpoint {
     channel_id: String,
     client: ChannelServiceClient<Channel>,
+    capabilities: Capabilities,
 }
 
 impl ChannelEndpoint {
     /// Connects lazily: the connector starts even while the channel is down.
-    pub fn new(channel_id: &str, endpoint: &str, timeout: Duration) -> Result<Self, InvalidField> {
+    pub fn new(
+        channel_id: &str,
+        endpoint: &str,
+        timeout: Duration,
+        capabilities: Capabilities,
+    ) -> Result<Self, InvalidField> {
         let channel = Channel::from_shared(endpoint.to_owned())
             .map_err(|e| InvalidField::new("endpoint", e.to_string()))?
             .timeout(timeout)
@@ -35,6 +42,7 @@ impl ChannelEndpoint {
         Ok(Self {
             channel_id: channel_id.to_owned(),
             client: ChannelServiceClient::new(channel),
+            capabilities,
         })
     }
 }
@@ -135,27 +143,58 @@ impl LedgerEndpoint for ChannelEndpoint {
     }
 
     fn event(&self, command: &LedgerCommand, recorded: &Recorded) -> (String, Vec<u8>) {
-        let state = match recorded.state {
-            LedgerState::Deducted => DeductionState::Deducted,
-            LedgerState::Refunded => DeductionState::Refunded,
-            LedgerState::Rejected => DeductionState::Rejected,
-        };
-        let event = PointsOutcomeEvent {
-            deduction: Some(Deduction {
-                order_id: command.order_id.clone(),
-                channel_id: command.channel_id.clone(),
-                user_id: command.user_id.clone(),
-                points: recorded.points,
-                state: state.into(),
-                reason: recorded.reason.clone(),
-                updated_at_unix_ms: jifen_mesh::time::now_unix_ms(),
-            }),
-        };
         (
             channel_event(&command.channel_id, recorded.state),
-            event.encode_to_vec(),
+            outcome_event(command, recorded),
         )
     }
+
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    fn manual_refund_event(
+        &self,
+        command: &LedgerCommand,
+        points: i64,
+    ) -> Option<(String, Vec<u8>)> {
+        Some(manual_refund_event(command, points))
+    }
+}
+
+/// The event asking an operator to refund a line by hand: what the key holds, as deducted.
+pub fn manual_refund_event(command: &LedgerCommand, points: i64) -> (String, Vec<u8>) {
+    let held = Recorded {
+        state: LedgerState::Deducted,
+        points,
+        reason: "the channel has no refund call".to_owned(),
+        key: None,
+    };
+    (
+        channel_manual_refund_event(&command.channel_id),
+        outcome_event(command, &held),
+    )
+}
+
+/// A channel's outcome event (`PointsOutcomeEvent`) for a command.
+pub fn outcome_event(command: &LedgerCommand, recorded: &Recorded) -> Vec<u8> {
+    let state = match recorded.state {
+        LedgerState::Deducted => DeductionState::Deducted,
+        LedgerState::Refunded => DeductionState::Refunded,
+        LedgerState::Rejected => DeductionState::Rejected,
+    };
+    PointsOutcomeEvent {
+        deduction: Some(Deduction {
+            order_id: command.order_id.clone(),
+            channel_id: command.channel_id.clone(),
+            user_id: command.user_id.clone(),
+            points: recorded.points,
+            state: state.into(),
+            reason: recorded.reason.clone(),
+            updated_at_unix_ms: jifen_mesh::time::now_unix_ms(),
+        }),
+    }
+    .encode_to_vec()
 }
 
 /// How a channel connector runs.
@@ -174,6 +213,10 @@ pub struct ChannelConnectorConfig {
         default_value = "http://127.0.0.1:50052"
     )]
     pub portal_endpoint: String,
+    /// Guarantees this channel lacks, comma-separated (`idempotent_deduct`, `refund`, `query`,
+    /// `null_compensation`, `anti_hanging`); the strategy follows (docs/channels.md).
+    #[arg(long, env = "JIFEN_CHANNEL_WITHOUT", value_delimiter = ',')]
+    pub without: Vec<String>,
     /// Deadline of each call to the channel.
     #[arg(long, env = "JIFEN_CALL_TIMEOUT", default_value = "5s", value_parser = jifen_mesh::config::parse_duration)]
     pub call_timeout: Duration,
@@ -203,6 +246,8 @@ pub async fn run_connector(
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), ConnectorError> {
     let channel_id = jifen_mesh::domain::ChannelId::parse("channel_id", config.channel_id.clone())?;
+    let capabilities = Capabilities::without(&config.without)
+        .map_err(|e| InvalidField::new("without", e.to_string()))?;
     let endpoint = match &config.channel_endpoint {
         Some(endpoint) => endpoint.clone(),
         None => {
@@ -222,8 +267,13 @@ pub async fn run_connector(
             &config.retry.policy(),
         )
     };
-    let target = ChannelEndpoint::new(channel_id.as_str(), &endpoint, config.call_timeout)?;
-    tracing::info!(channel_id = %channel_id, %endpoint, "channel connector starting");
+    let target = ChannelEndpoint::new(
+        channel_id.as_str(),
+        &endpoint,
+        config.call_timeout,
+        capabilities,
+    )?;
+    tracing::info!(channel_id = %channel_id, %endpoint, missing = ?capabilities.missing(), "channel connector starting");
     jifen_mesh::connector::run(&config.bus, spec, target, config.health_listen, shutdown).await?;
     Ok(())
 }

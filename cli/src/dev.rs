@@ -187,6 +187,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             shutdown: quick.clone(),
         };
         let connector = ChannelConnectorConfig {
+            without: Vec::new(),
             channel_id: (*channel_id).to_owned(),
             channel_endpoint: Some(format!("http://{addr}")),
             portal_endpoint: portal_endpoint.clone(),
@@ -285,6 +286,7 @@ async fn seed(
                 channel_id: (*channel_id).to_owned(),
                 name: (*name).to_owned(),
                 endpoint: format!("http://{addr}"),
+                kind: 0,
             })
             .await?;
         portal

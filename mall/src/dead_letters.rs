@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use jifen_mesh::bus::consume::{Delivery, Disposition, Handler};
 use jifen_mesh::bus::subjects::{
-    CONSUMER_HEADER, DELIVERIES_HEADER, LAST_ERROR_HEADER, ORDER_ID_HEADER, ORIGIN_MSG_ID_HEADER,
-    ORIGIN_SEQUENCE_HEADER, ORIGIN_STREAM_HEADER, ORIGIN_SUBJECT_HEADER,
+    CONSUMER_HEADER, DEAD_LETTER_KIND_HEADER, DELIVERIES_HEADER, LAST_ERROR_HEADER,
+    ORDER_ID_HEADER, ORIGIN_MSG_ID_HEADER, ORIGIN_SEQUENCE_HEADER, ORIGIN_STREAM_HEADER,
+    ORIGIN_SUBJECT_HEADER,
 };
 use jifen_mesh::storage::Database;
 use jifen_mesh::time::now_unix_ms;
@@ -50,6 +51,7 @@ impl Indexer {
             payload: delivery.payload.to_vec(),
             redrives: 0,
             dead_at_ms: now_unix_ms(),
+            kind: header(DEAD_LETTER_KIND_HEADER),
         };
         let mut tx = self.db.begin().await?;
         if !dead_letters::insert(&mut tx, &letter).await? {

@@ -44,6 +44,19 @@ pub enum MallError {
         state: &'static str,
         action: &'static str,
     },
+    #[error("order {order_id} has no line of channel {channel_id} and user {user_id}")]
+    UnknownLine {
+        order_id: String,
+        channel_id: String,
+        user_id: String,
+    },
+    #[error("the line of channel {channel_id} and user {user_id} is {state}: {wanted}")]
+    LineNotWaiting {
+        channel_id: String,
+        user_id: String,
+        state: &'static str,
+        wanted: &'static str,
+    },
     #[error("the bus did not take the message: {0}")]
     Bus(String),
     #[error("storage error")]
@@ -59,10 +72,12 @@ impl From<MallError> for Status {
             MallError::UnknownOrder(_)
             | MallError::UnknownDeadLetter(_)
             | MallError::UnknownChannel(_)
+            | MallError::UnknownLine { .. }
             | MallError::UnknownUser { .. } => Status::not_found(message),
             MallError::InsufficientQuota { .. }
             | MallError::InsufficientPoints { .. }
-            | MallError::Settled { .. } => Status::failed_precondition(message),
+            | MallError::Settled { .. }
+            | MallError::LineNotWaiting { .. } => Status::failed_precondition(message),
             MallError::Bus(_) => Status::unavailable(message),
             MallError::Upstream { code, .. } => match code {
                 Code::DeadlineExceeded => Status::deadline_exceeded(message),

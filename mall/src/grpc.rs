@@ -58,6 +58,7 @@ pub fn order_message(order: Order) -> jifen_proto::v1::Order {
             StepState::Refunding => WireStep::Refunding,
             StepState::Refunded => WireStep::Refunded,
             StepState::Skipped => WireStep::Skipped,
+            StepState::ManualRefund => WireStep::ManualRefund,
         }
         .into()
     };

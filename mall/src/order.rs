@@ -56,6 +56,8 @@ pub enum StepState {
     Refunded,
     /// Never asked for: the order was cancelled first.
     Skipped,
+    /// Its channel has no refund call: an operator refunds it by hand and records it.
+    ManualRefund,
 }
 
 impl StepState {
@@ -68,6 +70,7 @@ impl StepState {
             Self::Refunding => "REFUNDING",
             Self::Refunded => "REFUNDED",
             Self::Skipped => "SKIPPED",
+            Self::ManualRefund => "MANUAL_REFUND",
         }
     }
 
@@ -80,6 +83,7 @@ impl StepState {
             "REFUNDING" => Self::Refunding,
             "REFUNDED" => Self::Refunded,
             "SKIPPED" => Self::Skipped,
+            "MANUAL_REFUND" => Self::ManualRefund,
             _ => return None,
         })
     }

@@ -8,6 +8,11 @@
 //! `INVALID_ARGUMENT` and `ALREADY_EXISTS` can never succeed (poison), anything else is
 //! transient (retried with back-off). Before calling again a command whose first call may
 //! have happened (a redelivery), the connector asks the endpoint what it recorded (check-back).
+//!
+//! An endpoint that guarantees less ([`Capabilities`]) changes the strategy: no check-back
+//! without a query; a deduct at a channel whose deducts are not idempotent and cannot be asked
+//! about is never sent twice blindly (an answer that may be lost dead-letters it as "outcome
+//! unknown"); a refund at a channel without a refund call becomes a "manual refund" event.
 
 use std::future::Future;
 
@@ -17,8 +22,10 @@ use crate::barrier::LedgerState;
 use crate::bus::consume::{Delivery, Disposition, Handler};
 use crate::bus::publish::{Outgoing, Publisher};
 use crate::bus::subjects::{
-    Step, TRACEPARENT_HEADER, command_step, event_message_id, points_message_id, quota_message_id,
+    MANUAL_REFUND_TOKEN, Step, TRACEPARENT_HEADER, command_step, event_message_id, outcome_token,
+    points_message_id, quota_message_id,
 };
+use crate::capabilities::Capabilities;
 
 /// A command for one ledger key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +115,58 @@ pub trait LedgerEndpoint: Send + Sync + 'static {
     -> impl Future<Output = Result<Recorded, Status>> + Send;
     /// The outcome event of a command: subject and payload.
     fn event(&self, command: &LedgerCommand, recorded: &Recorded) -> (String, Vec<u8>);
+    /// What the ledger guarantees; a ledger speaking Jifen's contract guarantees everything.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::FULL
+    }
+    /// The event that asks an operator to refund `points` held by `command`'s key by hand, at
+    /// a ledger without a refund call; `None` where every ledger can refund.
+    fn manual_refund_event(
+        &self,
+        command: &LedgerCommand,
+        points: i64,
+    ) -> Option<(String, Vec<u8>)> {
+        let _ = (command, points);
+        None
+    }
+}
+
+/// What a connector learned about a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Answer {
+    Recorded(Recorded),
+    /// The ledger holds these points for the key and cannot give them back by itself.
+    RefundByHand {
+        points: i64,
+    },
+}
+
+/// Waits between the calls of a deduct that must not be repeated blindly, while the ledger
+/// says it did not apply it (it was unreachable, or asked to be called later).
+const NOT_APPLIED_RETRIES: [std::time::Duration; 4] = [
+    std::time::Duration::from_millis(500),
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(4),
+];
+
+/// Whether a failed call certainly did not reach the ledger's books: it could not be sent, or
+/// the ledger answered "later" (an adapter maps connection failures and declared transient
+/// answers here). Anything else — a timeout, a lost answer, a 5xx — may have been applied.
+fn not_applied(status: &Status) -> bool {
+    matches!(status.code(), Code::Unavailable | Code::ResourceExhausted)
+}
+
+/// Whether the status is the ledger's definite answer (applied or refused), not a failure.
+fn definite(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::FailedPrecondition
+            | Code::NotFound
+            | Code::Aborted
+            | Code::InvalidArgument
+            | Code::AlreadyExists
+    )
 }
 
 /// The consumer handler of a connector.
@@ -129,41 +188,138 @@ impl<E: LedgerEndpoint> Connector<E> {
         &self,
         command: &LedgerCommand,
         delivered: i64,
-    ) -> Result<Recorded, Disposition> {
+    ) -> Result<Answer, Disposition> {
+        let capabilities = self.endpoint.capabilities();
+        if command.step == Step::Refund && !capabilities.refund {
+            return self.refund_by_hand(command, capabilities).await;
+        }
+        let guarded =
+            command.step == Step::Deduct && !capabilities.idempotent_deduct && !capabilities.query;
         if delivered > 1 {
-            // Check-back: the earlier call may have happened before its answer was lost.
-            match self.endpoint.get(command).await {
-                Ok(recorded) if answers(command.step, &recorded) => return Ok(recorded),
-                Ok(_) => {}
-                Err(status) if status.code() == Code::NotFound => {}
-                Err(status) => return Err(classify_failure(command, status)),
+            if capabilities.query {
+                // Check-back: the earlier call may have happened before its answer was lost.
+                match self.endpoint.get(command).await {
+                    Ok(recorded) if answers(command.step, &recorded) => {
+                        return Ok(Answer::Recorded(recorded));
+                    }
+                    Ok(_) => {}
+                    Err(status) if status.code() == Code::NotFound => {}
+                    Err(status) => return Err(classify_failure(command, status)),
+                }
+            } else if guarded {
+                // An earlier delivery was not settled (the connector stopped mid-call): it
+                // may have deducted, and nothing can tell.
+                return Err(Disposition::OutcomeUnknown(format!(
+                    "{}: delivered again (delivery {delivered}) after an attempt that did not \
+                     settle; the channel's deducts are not idempotent and it cannot be asked \
+                     what it recorded: look at the channel and record the outcome",
+                    describe(command)
+                )));
             }
         }
         let called = match command.step {
+            Step::Deduct if guarded => self.deduct_once(command).await?,
             Step::Deduct => self.endpoint.deduct(command).await,
             Step::Refund => self.endpoint.refund(command).await,
         };
-        match called {
-            Ok(recorded) => Ok(recorded),
+        let recorded = match called {
+            Ok(recorded) => recorded,
             Err(status) => match status.code() {
-                Code::FailedPrecondition | Code::NotFound if command.step == Step::Deduct => Ok(
-                    Recorded::inferred(LedgerState::Rejected, command.points, &status),
-                ),
+                Code::FailedPrecondition | Code::NotFound if command.step == Step::Deduct => {
+                    Recorded::inferred(LedgerState::Rejected, command.points, &status)
+                }
                 // Refunding something the endpoint never heard of gives nothing back. (A
                 // ledger without null compensation may still take a late deduct: the mall
                 // refunds it again when that deduct's outcome arrives.)
-                Code::NotFound => Ok(Recorded::inferred(LedgerState::Refunded, 0, &status)),
+                Code::NotFound => Recorded::inferred(LedgerState::Refunded, 0, &status),
+                Code::Aborted if !capabilities.query => {
+                    Recorded::inferred(LedgerState::Refunded, 0, &status)
+                }
                 Code::Aborted => match self.endpoint.get(command).await {
-                    Ok(recorded) => Ok(recorded),
+                    Ok(recorded) => recorded,
                     Err(status) if status.code() == Code::NotFound => {
-                        Ok(Recorded::inferred(LedgerState::Refunded, 0, &status))
+                        Recorded::inferred(LedgerState::Refunded, 0, &status)
                     }
-                    Err(status) => Err(classify_failure(command, status)),
+                    Err(status) => return Err(classify_failure(command, status)),
                 },
-                _ => Err(classify_failure(command, status)),
+                _ => return Err(classify_failure(command, status)),
             },
+        };
+        Ok(Answer::Recorded(recorded))
+    }
+
+    /// A deduct at a channel that cannot repeat it safely nor be asked about it: called again
+    /// only while the channel says it did not apply it; any answer that may hide an applied
+    /// deduct makes the outcome unknown.
+    async fn deduct_once(
+        &self,
+        command: &LedgerCommand,
+    ) -> Result<Result<Recorded, Status>, Disposition> {
+        let mut waits = NOT_APPLIED_RETRIES.iter();
+        loop {
+            let status = match self.endpoint.deduct(command).await {
+                Ok(recorded) => return Ok(Ok(recorded)),
+                Err(status) if definite(&status) => return Ok(Err(status)),
+                Err(status) => status,
+            };
+            if !not_applied(&status) {
+                return Err(Disposition::OutcomeUnknown(format!(
+                    "{}: {:?} {} — the deduct may have been applied, and the channel can \
+                     neither repeat it safely nor be asked: look at the channel and record \
+                     the outcome",
+                    describe(command),
+                    status.code(),
+                    status.message()
+                )));
+            }
+            match waits.next() {
+                Some(wait) => tokio::time::sleep(*wait).await,
+                // Certainly not applied: a redrive sends it afresh once the channel is back.
+                None => {
+                    return Err(Disposition::Poison(format!(
+                        "{}: {:?} {} ({} attempts); nothing was deducted: redrive it once the \
+                         channel is back",
+                        describe(command),
+                        status.code(),
+                        status.message(),
+                        NOT_APPLIED_RETRIES.len() + 1
+                    )));
+                }
+            }
         }
     }
+
+    /// A refund at a channel without a refund call. What the key holds decides: nothing (never
+    /// deducted, refused) settles the refund; points held, or a channel that cannot be asked,
+    /// make it an operator's task.
+    async fn refund_by_hand(
+        &self,
+        command: &LedgerCommand,
+        capabilities: Capabilities,
+    ) -> Result<Answer, Disposition> {
+        if !capabilities.query {
+            return Ok(Answer::RefundByHand { points: 0 });
+        }
+        match self.endpoint.get(command).await {
+            Ok(recorded) if recorded.state == LedgerState::Deducted => Ok(Answer::RefundByHand {
+                points: recorded.points,
+            }),
+            Ok(recorded) => Ok(Answer::Recorded(recorded)),
+            Err(status) if status.code() == Code::NotFound => Ok(Answer::Recorded(
+                Recorded::inferred(LedgerState::Refunded, 0, &status),
+            )),
+            Err(status) => Err(classify_failure(command, status)),
+        }
+    }
+}
+
+fn describe(command: &LedgerCommand) -> String {
+    format!(
+        "{} {} for order {}",
+        command.step.as_str(),
+        command.channel_id,
+        command.order_id
+    )
 }
 
 /// Whether a recorded entry is the answer to a command: any record answers a deduct; a refund
@@ -177,10 +333,8 @@ fn answers(step: Step, recorded: &Recorded) -> bool {
 
 fn classify_failure(command: &LedgerCommand, status: Status) -> Disposition {
     let what = format!(
-        "{} {} for order {}: {:?} {}",
-        command.step.as_str(),
-        command.channel_id,
-        command.order_id,
+        "{}: {:?} {}",
+        describe(command),
         status.code(),
         status.message()
     );
@@ -201,19 +355,30 @@ impl<E: LedgerEndpoint> Handler for Connector<E> {
             Ok(command) => command,
             Err(reason) => return Disposition::Poison(format!("undecodable command: {reason}")),
         };
-        let recorded = match self.outcome(&command, delivery.delivered).await {
-            Ok(recorded) => recorded,
+        let answer = match self.outcome(&command, delivery.delivered).await {
+            Ok(answer) => answer,
             Err(disposition) => return disposition,
         };
-        if let Some(why) = mismatch(&command, &recorded) {
-            return Disposition::Poison(format!(
-                "{} {} for order {}: {why}",
-                command.step.as_str(),
-                command.channel_id,
-                command.order_id
-            ));
-        }
-        let (subject, payload) = self.endpoint.event(&command, &recorded);
+        let (subject, payload, token) = match &answer {
+            Answer::Recorded(recorded) => {
+                if let Some(why) = mismatch(&command, recorded) {
+                    return Disposition::Poison(format!("{}: {why}", describe(&command)));
+                }
+                let (subject, payload) = self.endpoint.event(&command, recorded);
+                (subject, payload, outcome_token(recorded.state))
+            }
+            Answer::RefundByHand { points } => {
+                match self.endpoint.manual_refund_event(&command, *points) {
+                    Some((subject, payload)) => (subject, payload, MANUAL_REFUND_TOKEN),
+                    None => {
+                        return Disposition::Poison(format!(
+                            "{}: the ledger has no refund call",
+                            describe(&command)
+                        ));
+                    }
+                }
+            }
+        };
         // The delivered command's id, so that a re-sent command (new generation, redrive) has
         // a fresh outcome event rather than one the server drops as a duplicate.
         let command_id = if let Some(id) = delivery.msg_id() {
@@ -230,7 +395,7 @@ impl<E: LedgerEndpoint> Handler for Connector<E> {
         };
         let event = Outgoing {
             subject,
-            msg_id: event_message_id(&command_id, recorded.state),
+            msg_id: event_message_id(&command_id, token),
             order_id: command.order_id.clone(),
             traceparent: crate::trace::current_traceparent()
                 .or_else(|| delivery.header(TRACEPARENT_HEADER).map(str::to_owned)),

@@ -14,6 +14,7 @@
 //!   check) and running a local `nats-server` child for `jifen dev` and the tests.
 //! - [`connector`]: drives a ledger endpoint from its commands on the bus (check-back,
 //!   status classification, outcome events).
+//! - [`capabilities`]: what a channel guarantees, which picks the connector's strategy.
 //! - [`retry`]: the doubling back-off of every retry loop.
 //! - [`group_commit`]: one writer per ledger that commits many barrier calls at once.
 //! - [`trace`]: the W3C trace context across gRPC calls and bus messages.
@@ -22,6 +23,7 @@
 
 pub mod barrier;
 pub mod bus;
+pub mod capabilities;
 pub mod config;
 pub mod connector;
 pub mod domain;

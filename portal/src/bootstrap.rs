@@ -4,7 +4,9 @@
 //!
 //! ```json
 //! {"channels": [{"channel_id": "alpha", "name": "Alpha Air miles",
-//!                "endpoint": "http://channel-alpha:50061", "quota": 1000000}]}
+//!                "endpoint": "http://channel-alpha:50061", "quota": 1000000},
+//!               {"channel_id": "delta", "name": "Delta Telecom Points", "kind": "http",
+//!                "endpoint": "https://points.delta.example/api", "quota": 1000000}]}
 //! ```
 //!
 //! `quota` is a floor on the channel's granted total: when the total is below it, the
@@ -18,7 +20,7 @@ use jifen_mesh::domain::{ChannelId, DisplayName, Endpoint, InvalidField, Points,
 use serde::Deserialize;
 
 use crate::error::PortalError;
-use crate::quota::QuotaBook;
+use crate::quota::{ChannelKind, QuotaBook};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +36,9 @@ struct Entry {
     endpoint: String,
     #[serde(default)]
     quota: i64,
+    /// `grpc` (the default) or `http`.
+    #[serde(default)]
+    kind: ChannelKind,
 }
 
 /// One channel as the configuration declares it, parsed.
@@ -44,6 +49,7 @@ pub struct DeclaredChannel {
     pub endpoint: Endpoint,
     /// The least total quota the channel must have; `None` for no grant.
     pub quota: Option<Points>,
+    pub kind: ChannelKind,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +108,7 @@ fn parse(path: &Path, text: &str) -> Result<Vec<DeclaredChannel>, BootstrapError
                 0 => None,
                 quota => Some(Points::parse("quota", quota).map_err(invalid)?),
             },
+            kind: entry.kind,
         };
         if declared.iter().any(|c| c.channel_id == channel.channel_id) {
             return Err(BootstrapError::Repeated {
@@ -119,7 +126,12 @@ fn parse(path: &Path, text: &str) -> Result<Vec<DeclaredChannel>, BootstrapError
 pub async fn apply(quotas: &QuotaBook, channels: &[DeclaredChannel]) -> Result<(), BootstrapError> {
     for channel in channels {
         let record = quotas
-            .register(&channel.channel_id, &channel.name, &channel.endpoint)
+            .register(
+                &channel.channel_id,
+                &channel.name,
+                &channel.endpoint,
+                channel.kind,
+            )
             .await?;
         let Some(floor) = channel.quota else {
             continue;

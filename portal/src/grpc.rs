@@ -14,7 +14,8 @@ use jifen_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::error::PortalError;
-use crate::quota::{ChannelRecord, QuotaBook};
+use crate::quota::{ChannelKind, ChannelRecord, QuotaBook};
+use jifen_proto::v1::ChannelKind as WireKind;
 
 fn channel(record: ChannelRecord) -> Channel {
     Channel {
@@ -24,6 +25,11 @@ fn channel(record: ChannelRecord) -> Channel {
         endpoint: record.endpoint,
         total: record.total,
         used: record.used,
+        kind: match record.kind {
+            ChannelKind::Grpc => WireKind::Grpc,
+            ChannelKind::Http => WireKind::Http,
+        }
+        .into(),
     }
 }
 
@@ -63,6 +69,10 @@ impl PortalService for QuotaBook {
         request: Request<RegisterChannelRequest>,
     ) -> Result<Response<RegisterChannelResponse>, Status> {
         let request = request.into_inner();
+        let kind = match request.kind() {
+            WireKind::Unspecified | WireKind::Grpc => ChannelKind::Grpc,
+            WireKind::Http => ChannelKind::Http,
+        };
         let parsed = (|| {
             Ok::<_, PortalError>((
                 ChannelId::parse("channel_id", request.channel_id)?,
@@ -71,7 +81,7 @@ impl PortalService for QuotaBook {
             ))
         })();
         let (channel_id, name, endpoint) = parsed?;
-        let record = self.register(&channel_id, &name, &endpoint).await?;
+        let record = self.register(&channel_id, &name, &endpoint, kind).await?;
         Ok(Response::new(RegisterChannelResponse {
             channel: Some(channel(record)),
         }))

@@ -12,6 +12,34 @@ use sqlx::any::AnyRow;
 
 use crate::error::PortalError;
 
+/// How a channel is reached (DESIGN §9).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKind {
+    /// Its endpoint speaks `ChannelService`.
+    #[default]
+    Grpc,
+    /// An HTTP/JSON points API driven through an adapter config.
+    Http,
+}
+
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grpc => "GRPC",
+            Self::Http => "HTTP",
+        }
+    }
+
+    fn parse(raw: &str) -> Self {
+        if raw == "HTTP" {
+            Self::Http
+        } else {
+            Self::Grpc
+        }
+    }
+}
+
 /// A registered channel with its quota.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelRecord {
@@ -20,6 +48,7 @@ pub struct ChannelRecord {
     pub endpoint: String,
     pub total: i64,
     pub used: i64,
+    pub kind: ChannelKind,
 }
 
 impl ChannelRecord {
@@ -34,11 +63,12 @@ impl ChannelRecord {
             endpoint: row.try_get("endpoint")?,
             total: row.try_get("total")?,
             used: row.try_get("used")?,
+            kind: ChannelKind::parse(&row.try_get::<String, _>("kind")?),
         })
     }
 }
 
-const CHANNEL_COLUMNS: &str = "channel_id, name, endpoint, total, used";
+const CHANNEL_COLUMNS: &str = "channel_id, name, endpoint, total, used, kind";
 
 const QUOTAS: Balance = Balance {
     take: "UPDATE channels SET used = used + $1, updated_at_ms = $2 \
@@ -66,24 +96,26 @@ impl QuotaBook {
         &self.db
     }
 
-    /// Registers a channel, or updates the name and endpoint of a registered one.
+    /// Registers a channel, or updates the name, endpoint and kind of a registered one.
     pub async fn register(
         &self,
         channel_id: &ChannelId,
         name: &DisplayName,
         endpoint: &Endpoint,
+        kind: ChannelKind,
     ) -> Result<ChannelRecord, PortalError> {
         let now = now_unix_ms();
         let row = sqlx::query(&format!(
-            "INSERT INTO channels (channel_id, name, endpoint, total, used, created_at_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, 0, 0, $4, $4) \
-             ON CONFLICT (channel_id) DO UPDATE SET name = $2, endpoint = $3, updated_at_ms = $4 \
+            "INSERT INTO channels (channel_id, name, endpoint, total, used, created_at_ms, updated_at_ms, kind) \
+             VALUES ($1, $2, $3, 0, 0, $4, $4, $5) \
+             ON CONFLICT (channel_id) DO UPDATE SET name = $2, endpoint = $3, updated_at_ms = $4, kind = $5 \
              RETURNING {CHANNEL_COLUMNS}"
         ))
         .bind(channel_id.as_str())
         .bind(name.as_str())
         .bind(endpoint.as_str())
         .bind(now)
+        .bind(kind.as_str())
         .fetch_one(self.db.pool())
         .await?;
         Ok(ChannelRecord::from_row(&row)?)

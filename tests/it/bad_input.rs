@@ -191,6 +191,7 @@ async fn the_portal_refuses_bad_fields_and_writes_nothing() {
             channel_id: channel_id.into(),
             name: name.into(),
             endpoint: endpoint.into(),
+            kind: 0,
         };
         assert_status(
             p.register_channel(request).await,

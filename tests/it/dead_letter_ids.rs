@@ -107,6 +107,7 @@ async fn a_dead_letter_dead_lettered_again_keeps_its_first_origin() {
         last_error: "channel down",
         headers,
         payload: "payload".into(),
+        kind: None,
     };
     copy(&js, &origin("JIFEN_CMD", "channel-alpha", Some(&command)))
         .await

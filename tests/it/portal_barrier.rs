@@ -18,6 +18,7 @@ pub async fn register(portal: &mut TestPortal, channel_id: &str, quota: i64) {
             channel_id: channel_id.to_owned(),
             name: format!("{channel_id} points"),
             endpoint: "http://127.0.0.1:1".to_owned(),
+            kind: 0,
         })
         .await
         .unwrap();
@@ -71,6 +72,7 @@ async fn registered_channels_are_listed_with_their_quota_and_can_be_updated() {
             channel_id: "alpha".into(),
             name: "Alpha Air".into(),
             endpoint: "http://10.0.0.7:50061".into(),
+            kind: 0,
         })
         .await
         .unwrap()
@@ -279,6 +281,7 @@ async fn a_declared_registry_is_applied_idempotently_and_its_quota_is_a_floor() 
             name: DisplayName::parse("name", "Alpha").unwrap(),
             endpoint: Endpoint::parse("endpoint", "http://alpha:50061").unwrap(),
             quota: Some(Points::parse("quota", quota).unwrap()),
+            kind: jifen_portal::quota::ChannelKind::Grpc,
         }]
     };
     apply(&portal.quotas, &declared(1_000)).await.unwrap();

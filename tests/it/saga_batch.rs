@@ -22,6 +22,7 @@ fn deducted(order_id: &str) -> Outcome {
         state: LedgerState::Deducted,
         points: 10,
         reason: String::new(),
+        refund_by_hand: false,
     }
 }
 

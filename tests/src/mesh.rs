@@ -69,6 +69,8 @@ pub struct TestMesh {
     connectors: BTreeMap<String, Task>,
     /// Channels served outside the harness (third-party fakes): their endpoints.
     external: BTreeMap<String, String>,
+    /// What each channel's connector is told the channel lacks (`--without`).
+    pub lacks: BTreeMap<String, Vec<String>>,
     pub nats: TestNats,
     /// How long the mall lets an order stay unsettled before flagging it (at its next start).
     pub stuck_after: Duration,
@@ -102,6 +104,7 @@ impl TestMesh {
             mall_db: TestDatabase::create("mall").await,
             connectors: BTreeMap::new(),
             external: BTreeMap::new(),
+            lacks: BTreeMap::new(),
             nats,
             stuck_after: Duration::from_secs(600),
             retry: test_retry(),
@@ -162,6 +165,7 @@ impl TestMesh {
                 channel_id: name.to_owned(),
                 channel_endpoint,
                 portal_endpoint: self.portal.server.endpoint(),
+                without: self.lacks.get(name).cloned().unwrap_or_default(),
                 call_timeout: Duration::from_secs(2),
                 concurrency: 16,
                 health_listen: None,
@@ -355,6 +359,7 @@ pub async fn register_with_quota(
             channel_id: channel_id.to_owned(),
             name: name.to_owned(),
             endpoint: endpoint.to_owned(),
+            kind: 0,
         })
         .await
         .expect("register");

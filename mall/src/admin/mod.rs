@@ -4,6 +4,7 @@
 
 mod auth;
 mod reconcile;
+mod settle;
 
 use std::sync::Arc;
 
@@ -15,8 +16,9 @@ use jifen_proto::v1::{
     CompensateOrderRequest, CompensateOrderResponse, DeadLetter as WireDeadLetter,
     DiscardDeadLetterRequest, DiscardDeadLetterResponse, GetDeadLetterRequest,
     GetDeadLetterResponse, ListDeadLettersRequest, ListDeadLettersResponse, ListStuckOrdersRequest,
-    ListStuckOrdersResponse, ReconcileRequest, ReconcileResponse, RedriveDeadLetterRequest,
-    RedriveDeadLetterResponse, RetryOrderRequest, RetryOrderResponse,
+    ListStuckOrdersResponse, ReconcileRequest, ReconcileResponse, RecordDeductOutcomeRequest,
+    RecordDeductOutcomeResponse, RecordManualRefundRequest, RecordManualRefundResponse,
+    RedriveDeadLetterRequest, RedriveDeadLetterResponse, RetryOrderRequest, RetryOrderResponse,
 };
 use sqlx::AnyConnection;
 use tokio::sync::{Notify, broadcast};
@@ -25,6 +27,7 @@ use tonic::{Request, Response, Status};
 use crate::store::reemit::reemit;
 use crate::store::steps;
 pub use auth::Auth;
+use settle::LineKey;
 
 use crate::commands;
 use crate::error::MallError;
@@ -65,6 +68,7 @@ fn dead_letter_message(dl: DeadLetter) -> WireDeadLetter {
         last_error: dl.last_error,
         dead_at_unix_ms: dl.dead_at_ms,
         redrives: u32::try_from(dl.redrives).unwrap_or(u32::MAX),
+        kind: dl.kind,
     }
 }
 
@@ -368,4 +372,45 @@ impl AdminService for Admin {
     ) -> Result<Response<ReconcileResponse>, Status> {
         Ok(Response::new(self.reconcile(request.into_inner()).await?))
     }
+
+    async fn record_deduct_outcome(
+        &self,
+        request: Request<RecordDeductOutcomeRequest>,
+    ) -> Result<Response<RecordDeductOutcomeResponse>, Status> {
+        let request = request.into_inner();
+        let line = LineKey::parse(request.order_id, request.channel_id, request.user_id)?;
+        let note = required_note(request.note)?;
+        let order = self
+            .record_deduct_outcome(&line, request.deducted, &note)
+            .await?;
+        tracing::info!(order_id = %line.order_id, channel_id = %line.channel_id, deducted = request.deducted, %note, "deduct outcome recorded by an operator");
+        Ok(Response::new(RecordDeductOutcomeResponse {
+            order: Some(order_message(order)),
+        }))
+    }
+
+    async fn record_manual_refund(
+        &self,
+        request: Request<RecordManualRefundRequest>,
+    ) -> Result<Response<RecordManualRefundResponse>, Status> {
+        let request = request.into_inner();
+        let line = LineKey::parse(request.order_id, request.channel_id, request.user_id)?;
+        let note = required_note(request.note)?;
+        let order = self.record_manual_refund(&line, &note).await?;
+        tracing::info!(order_id = %line.order_id, channel_id = %line.channel_id, %note, "manual refund recorded by an operator");
+        Ok(Response::new(RecordManualRefundResponse {
+            order: Some(order_message(order)),
+        }))
+    }
+}
+
+/// A note an operator must give: what they saw or did, for the order's history.
+fn required_note(raw: String) -> Result<String, MallError> {
+    let note = note("note", raw)?;
+    if note.trim().is_empty() {
+        return Err(
+            InvalidField::new("note", "must say what was seen or done at the channel").into(),
+        );
+    }
+    Ok(note)
 }

@@ -134,7 +134,8 @@ fn recorded(
 /// must not (`Some(false)`), or is in flight (`None`).
 fn expected_live(state: StepState) -> Option<bool> {
     match state {
-        StepState::Deducted => Some(true),
+        // Held at the channel until an operator refunds it by hand.
+        StepState::Deducted | StepState::ManualRefund => Some(true),
         StepState::Rejected | StepState::Refunded | StepState::Skipped | StepState::Waiting => {
             Some(false)
         }

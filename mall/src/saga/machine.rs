@@ -2,7 +2,7 @@
 //! to a step ([`decide`]) — so that every pair of order, step and report can be checked.
 
 use jifen_mesh::barrier::LedgerState;
-use jifen_mesh::bus::subjects::outcome_token;
+use jifen_mesh::bus::subjects::{MANUAL_REFUND_TOKEN, outcome_token};
 use jifen_proto::v1::{DeductionState, PointsOutcomeEvent, QuotaDeductionState, QuotaOutcomeEvent};
 use prost::Message;
 
@@ -25,6 +25,9 @@ pub struct Outcome {
     pub state: LedgerState,
     pub points: i64,
     pub reason: String,
+    /// The channel has no refund call: the step's refund is an operator's task (the state is
+    /// then `Deducted`, the points held, or 0 when the channel cannot tell).
+    pub refund_by_hand: bool,
 }
 
 /// Reads an outcome event from its subject and payload.
@@ -49,6 +52,7 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<Outcome, String> {
             state,
             points: d.points,
             reason: d.reason,
+            refund_by_hand: subject.rsplit('.').next() == Some(MANUAL_REFUND_TOKEN),
         })
     } else if subject.starts_with("jifen.evt.portal.") {
         let event = QuotaOutcomeEvent::decode(payload).map_err(|e| e.to_string())?;
@@ -69,6 +73,7 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<Outcome, String> {
             state,
             points: d.points,
             reason: d.reason,
+            refund_by_hand: false,
         })
     } else {
         Err(format!("not an outcome subject: {subject}"))
@@ -96,6 +101,8 @@ pub enum Decision {
 pub struct Report {
     pub state: LedgerState,
     pub points: i64,
+    /// The channel cannot refund: the step's refund waits for an operator.
+    pub by_hand: bool,
 }
 
 /// A step as the saga stored it.
@@ -120,6 +127,14 @@ impl StepFacts {
 
 /// The saga's state machine for one step: pure, so every case can be checked.
 pub fn decide(order: OrderState, step: StepFacts, report: Report) -> Decision {
+    if report.by_hand {
+        // Only an outstanding refund can become an operator's task; a repeat changes nothing.
+        return if step.state == StepState::Refunding {
+            Decision::Move(StepState::ManualRefund)
+        } else {
+            Decision::Ignore
+        };
+    }
     match (step.state, report.state) {
         // The refund gave points back: this is the deduct it undid, reported late.
         (StepState::Refunded, LedgerState::Deducted) if step.refunded_points > 0 => {
@@ -158,10 +173,11 @@ pub fn next_step_state(
         (OrderState::Pending, StepState::Pending, LedgerState::Refunded) => {
             Some(StepState::Refunded)
         }
-        // A cancelled order's step is refunding only while a corrective refund runs.
+        // A cancelled order's step is refunding only while a corrective refund runs. (A step
+        // waiting for a manual refund is settled by the channel's own refund just as well.)
         (
             OrderState::Compensating | OrderState::Cancelled,
-            StepState::Refunding,
+            StepState::Refunding | StepState::ManualRefund,
             LedgerState::Refunded,
         ) => Some(StepState::Refunded),
         // The deduct was refused before its refund ran: nothing is held.
@@ -179,6 +195,9 @@ pub(crate) fn history_kind(outcome: &Outcome) -> String {
         StepKey::Line { .. } => "points",
         StepKey::Quota { .. } => "quota",
     };
+    if outcome.refund_by_hand {
+        return "manual_refund_needed".to_owned();
+    }
     let state = outcome_token(outcome.state);
     format!("{what}_{state}")
 }
@@ -223,7 +242,8 @@ mod tests {
         OrderState::Completed,
         OrderState::Cancelled,
     ];
-    const STEPS: [StepState; 7] = [
+    const STEPS: [StepState; 8] = [
+        StepState::ManualRefund,
         StepState::Waiting,
         StepState::Pending,
         StepState::Deducted,
@@ -244,8 +264,8 @@ mod tests {
             for step in STEPS {
                 for ledger in LEDGER {
                     let next = next_step_state(order, step, ledger);
-                    let finishing_a_correction =
-                        order == OrderState::Cancelled && step == StepState::Refunding;
+                    let finishing_a_correction = order == OrderState::Cancelled
+                        && matches!(step, StepState::Refunding | StepState::ManualRefund);
                     if (order.is_terminal() && !finishing_a_correction)
                         || matches!(
                             step,
@@ -262,6 +282,7 @@ mod tests {
     const DEDUCTED: Report = Report {
         state: LedgerState::Deducted,
         points: 5,
+        by_hand: false,
     };
 
     fn facts(state: StepState, deduct_seen: bool, refunded_points: i64) -> StepFacts {
@@ -299,7 +320,11 @@ mod tests {
         for order in ORDERS {
             for step in STEPS {
                 for state in [LedgerState::Refunded, LedgerState::Rejected] {
-                    let report = Report { state, points: 5 };
+                    let report = Report {
+                        state,
+                        points: 5,
+                        by_hand: false,
+                    };
                     for seen in [false, true] {
                         assert_ne!(
                             decide(order, facts(step, seen, 0), report),
@@ -326,10 +351,12 @@ mod tests {
         let found_nothing = Report {
             state: LedgerState::Refunded,
             points: 0,
+            by_hand: false,
         };
         let gave_back = Report {
             state: LedgerState::Refunded,
             points: 5,
+            by_hand: false,
         };
         assert_eq!(
             decide(compensating, refunding(true), found_nothing),
@@ -349,6 +376,30 @@ mod tests {
             decide(OrderState::Cancelled, refunding(false), gave_back),
             Decision::Move(StepState::Refunded)
         );
+    }
+
+    #[test]
+    fn a_refund_the_channel_cannot_make_waits_for_an_operator_once() {
+        let by_hand = Report {
+            state: LedgerState::Deducted,
+            points: 5,
+            by_hand: true,
+        };
+        for order in ORDERS {
+            for step in STEPS {
+                let expected = if step == StepState::Refunding {
+                    Decision::Move(StepState::ManualRefund)
+                } else {
+                    Decision::Ignore
+                };
+                assert_eq!(decide(order, StepFacts::new(step), by_hand), expected);
+            }
+            // The held points are known: a deduct reported meanwhile changes nothing.
+            assert_eq!(
+                decide(order, StepFacts::new(StepState::ManualRefund), DEDUCTED),
+                Decision::Ignore
+            );
+        }
     }
 
     #[test]

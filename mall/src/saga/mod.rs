@@ -25,7 +25,8 @@ use crate::order::{OrderState, StepState};
 use crate::store::Appends;
 
 use crate::store::steps::{
-    Claimed, claim_step, compensate, correct, request_quotas, set_order, set_step, settle_if_done,
+    Claimed, claim_step, compensate, correct, flag_manual_refund, request_quotas, set_order,
+    set_step, settle_if_done,
 };
 pub use machine::{Decision, Outcome, Report, StepFacts, StepKey, decide, decode, next_step_state};
 use machine::{history_detail, history_kind, rejection_reason};
@@ -43,12 +44,12 @@ pub enum Applied {
 
 /// What one event did inside a transaction, for the caller to act on once it commits.
 #[derive(Debug)]
-struct Effect {
+pub(crate) struct Effect {
     applied: Applied,
     /// Something was written: the transaction must commit (else it is undone).
     changed: bool,
     /// Commands were written to the outbox: the relay is woken.
-    sent_commands: bool,
+    pub(crate) sent_commands: bool,
     /// A corrective refund was sent, of this kind (`points`, `quota`).
     corrected: Option<&'static str>,
 }
@@ -109,7 +110,7 @@ impl Saga {
         results
     }
 
-    fn after_commit(&self, order_id: &str, effect: &Effect) {
+    pub(crate) fn after_commit(&self, order_id: &str, effect: &Effect) {
         if let Some(kind) = effect.corrected {
             jifen_mesh::metrics::CORRECTIVE_REFUNDS
                 .with_label_values(&[kind])
@@ -161,8 +162,8 @@ impl Write for Events {
     }
 }
 
-/// Applies one event in the caller's transaction.
-async fn apply_in(
+/// Applies one event in the caller's transaction (an operator's recorded outcome is one too).
+pub(crate) async fn apply_in(
     tx: &mut AnyConnection,
     appends: &mut Appends,
     backend: Backend,
@@ -183,6 +184,7 @@ async fn apply_in(
     let report = Report {
         state: outcome.state,
         points: outcome.points,
+        by_hand: outcome.refund_by_hand,
     };
     let next = match decide(order, step, report) {
         Decision::Ignore => return Ok(Effect::ignored("duplicate or late event")),
@@ -236,6 +238,9 @@ async fn apply_in(
         &history_detail(outcome),
         now,
     );
+    if next == StepState::ManualRefund {
+        flag_manual_refund(tx, outcome, now).await?;
+    }
 
     let mut sent_commands = false;
     let order_state = match (order, next) {

@@ -22,10 +22,12 @@ pub struct DeadLetter {
     pub payload: Vec<u8>,
     pub redrives: i64,
     pub dead_at_ms: i64,
+    /// [`jifen_mesh::bus::subjects::OUTCOME_UNKNOWN`], or empty.
+    pub kind: String,
 }
 
 const COLUMNS: &str = "id, order_id, origin_stream, origin_sequence, origin_msg_id, subject, consumer, \
-                       deliveries, last_error, payload, redrives, dead_at_ms";
+                       deliveries, last_error, payload, redrives, dead_at_ms, kind";
 
 fn from_row(row: &AnyRow) -> Result<DeadLetter, sqlx::Error> {
     Ok(DeadLetter {
@@ -41,6 +43,7 @@ fn from_row(row: &AnyRow) -> Result<DeadLetter, sqlx::Error> {
         payload: row.try_get("payload")?,
         redrives: row.try_get("redrives")?,
         dead_at_ms: row.try_get("dead_at_ms")?,
+        kind: row.try_get("kind")?,
     })
 }
 
@@ -106,7 +109,8 @@ pub async fn close(
     Ok(closed == 1)
 }
 
-/// Clears an order's `needs_attention` once none of its dead letters is open.
+/// Clears an order's `needs_attention` once none of its dead letters is open and none of its
+/// lines waits for a manual refund.
 ///
 /// The order's row is locked first, by a statement of its own: on PostgreSQL (READ COMMITTED)
 /// each statement reads what was committed when it started, so the check for open dead letters
@@ -126,7 +130,8 @@ pub async fn clear_attention_if_settled(
         .await?;
     sqlx::query(
         "UPDATE orders SET needs_attention = 0 WHERE order_id = $1 AND needs_attention = 1 \
-         AND NOT EXISTS (SELECT 1 FROM dead_letters WHERE order_id = $1 AND state = 'OPEN')",
+         AND NOT EXISTS (SELECT 1 FROM dead_letters WHERE order_id = $1 AND state = 'OPEN') \
+         AND NOT EXISTS (SELECT 1 FROM order_lines WHERE order_id = $1 AND state = 'MANUAL_REFUND')",
     )
     .bind(order_id)
     .execute(&mut *tx)
@@ -140,8 +145,8 @@ pub async fn insert(tx: &mut AnyConnection, letter: &DeadLetter) -> Result<bool,
     let now = letter.dead_at_ms;
     let inserted = sqlx::query(
         "INSERT INTO dead_letters (id, order_id, origin_stream, origin_sequence, origin_msg_id, subject, \
-         consumer, deliveries, last_error, payload, state, note, redrives, dead_at_ms, updated_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'OPEN', '', 0, $11, $11) \
+         consumer, deliveries, last_error, payload, state, note, redrives, dead_at_ms, updated_at_ms, kind) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'OPEN', '', 0, $11, $11, $12) \
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(&letter.id)
@@ -155,6 +160,7 @@ pub async fn insert(tx: &mut AnyConnection, letter: &DeadLetter) -> Result<bool,
     .bind(&letter.last_error)
     .bind(&letter.payload)
     .bind(now)
+    .bind(&letter.kind)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -179,4 +185,22 @@ pub async fn insert(tx: &mut AnyConnection, letter: &DeadLetter) -> Result<bool,
         record(tx, &letter.order_id, "dead_lettered", &reason, now).await?;
     }
     Ok(true)
+}
+
+/// The open dead letters of an order on one subject, in the caller's transaction.
+pub async fn open_on_subject(
+    tx: &mut AnyConnection,
+    order_id: &str,
+    subject: &str,
+) -> Result<Vec<DeadLetter>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM dead_letters WHERE order_id = $1 AND subject = $2 AND state = 'OPEN'"
+    ))
+    .bind(order_id)
+    .bind(subject)
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(from_row)
+    .collect()
 }

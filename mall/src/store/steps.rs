@@ -290,7 +290,30 @@ pub(crate) async fn compensate(
     Ok(!lines.is_empty() || !quotas.is_empty())
 }
 
-/// Cancels a compensating order once no refund is outstanding.
+/// Flags the order for an operator: a line's channel cannot refund it (DESIGN §9).
+pub(crate) async fn flag_manual_refund(
+    tx: &mut AnyConnection,
+    outcome: &Outcome,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let reason = format!(
+        "manual refund needed: {} has no refund call; refund it there, then record it \
+         (AdminService.RecordManualRefund)",
+        history_detail(outcome)
+    );
+    sqlx::query(
+        "UPDATE orders SET needs_attention = 1, reason = $2, updated_at_ms = $3 WHERE order_id = $1",
+    )
+    .bind(&outcome.order_id)
+    .bind(&reason)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tracing::warn!(order_id = %outcome.order_id, "manual refund needed");
+    Ok(())
+}
+
+/// Cancels a compensating order once no refund is outstanding (a manual refund is one).
 pub(crate) async fn settle_if_done(
     tx: &mut AnyConnection,
     appends: &mut Appends,
@@ -298,7 +321,7 @@ pub(crate) async fn settle_if_done(
     now: i64,
 ) -> Result<OrderState, sqlx::Error> {
     let refunding: i64 = sqlx::query(
-        "SELECT (SELECT COUNT(*) FROM order_lines WHERE order_id = $1 AND state = 'REFUNDING') + \
+        "SELECT (SELECT COUNT(*) FROM order_lines WHERE order_id = $1 AND state IN ('REFUNDING', 'MANUAL_REFUND')) + \
                 (SELECT COUNT(*) FROM order_quotas WHERE order_id = $1 AND state = 'REFUNDING')",
     )
     .bind(order_id)
@@ -323,4 +346,23 @@ pub async fn next_generation(tx: &mut AnyConnection, order_id: &str) -> Result<i
     .fetch_one(&mut *tx)
     .await?
     .try_get("generation")
+}
+
+/// A line's state and points, read in the caller's transaction (after [`lock_order`]).
+pub(crate) async fn line(
+    tx: &mut AnyConnection,
+    order_id: &str,
+    channel_id: &str,
+    user_id: &str,
+) -> Result<Option<(StepState, i64)>, sqlx::Error> {
+    sqlx::query(
+        "SELECT state, points FROM order_lines WHERE order_id = $1 AND channel_id = $2 AND user_id = $3",
+    )
+    .bind(order_id)
+    .bind(channel_id)
+    .bind(user_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(|row| Ok((step_state(row.try_get("state")?)?, row.try_get("points")?)))
+    .transpose()
 }

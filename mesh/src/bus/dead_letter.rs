@@ -16,9 +16,9 @@ use serde::Deserialize;
 use super::BusError;
 use super::consume::{Delivery, Disposition, Handler};
 use super::subjects::{
-    CONSUMER_HEADER, DELIVERIES_HEADER, LAST_ERROR_HEADER, ORDER_ID_HEADER, ORIGIN_MSG_ID_HEADER,
-    ORIGIN_SEQUENCE_HEADER, ORIGIN_STREAM_HEADER, ORIGIN_SUBJECT_HEADER, TRACEPARENT_HEADER,
-    dlq_message_id, dlq_subject,
+    CONSUMER_HEADER, DEAD_LETTER_KIND_HEADER, DELIVERIES_HEADER, LAST_ERROR_HEADER,
+    ORDER_ID_HEADER, ORIGIN_MSG_ID_HEADER, ORIGIN_SEQUENCE_HEADER, ORIGIN_STREAM_HEADER,
+    ORIGIN_SUBJECT_HEADER, TRACEPARENT_HEADER, dlq_message_id, dlq_subject,
 };
 
 /// A message on its way to the dead-letter queue.
@@ -34,6 +34,8 @@ pub struct Origin<'a> {
     pub last_error: &'a str,
     pub headers: Option<&'a HeaderMap>,
     pub payload: Bytes,
+    /// [`DEAD_LETTER_KIND_HEADER`]'s value, when it is more than "could not be handled".
+    pub kind: Option<&'a str>,
 }
 
 /// Copies a message into `JIFEN_DLQ` and waits until it is stored. A dead letter that is
@@ -47,7 +49,7 @@ pub async fn copy(js: &jetstream::Context, origin: &Origin<'_>) -> Result<(), Bu
             .map(|v| v.as_str().to_owned())
     };
     let mut headers = HeaderMap::new();
-    for name in [ORDER_ID_HEADER, TRACEPARENT_HEADER] {
+    for name in [ORDER_ID_HEADER, TRACEPARENT_HEADER, DEAD_LETTER_KIND_HEADER] {
         if let Some(value) = header(name) {
             headers.insert(name, value.as_str());
         }
@@ -94,6 +96,9 @@ pub async fn copy(js: &jetstream::Context, origin: &Origin<'_>) -> Result<(), Bu
             origin.last_error.to_owned(),
         )
     };
+    if let Some(kind) = origin.kind {
+        headers.insert(DEAD_LETTER_KIND_HEADER, kind);
+    }
     headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
     headers.insert(DELIVERIES_HEADER, origin.deliveries.to_string().as_str());
     // Header values are one line.
@@ -185,6 +190,7 @@ impl Forwarder {
                 last_error: &last_error,
                 headers: Some(&message.headers),
                 payload: message.payload.clone(),
+                kind: None,
             },
         )
         .await

@@ -35,6 +35,11 @@ pub const ORIGIN_MSG_ID_HEADER: &str = "Jifen-Origin-Msg-Id";
 pub const CONSUMER_HEADER: &str = "Jifen-Consumer";
 pub const DELIVERIES_HEADER: &str = "Jifen-Deliveries";
 pub const LAST_ERROR_HEADER: &str = "Jifen-Last-Error";
+/// What kind of dead letter it is, when it is more than "could not be handled".
+pub const DEAD_LETTER_KIND_HEADER: &str = "Jifen-Dead-Letter-Kind";
+/// A deduct whose outcome the connector cannot know (DESIGN §9): an operator looks at the
+/// channel and records what happened.
+pub const OUTCOME_UNKNOWN: &str = "outcome_unknown";
 
 /// Where a dead letter of `stream` and `consumer` goes.
 pub fn dlq_subject(stream: &str, consumer: &str) -> String {
@@ -114,6 +119,14 @@ pub fn channel_event(channel_id: &str, state: LedgerState) -> String {
     format!("jifen.evt.channel.{channel_id}.{}", outcome_token(state))
 }
 
+/// A refund the channel cannot make (it has no refund call): an operator's task.
+pub fn channel_manual_refund_event(channel_id: &str) -> String {
+    format!("jifen.evt.channel.{channel_id}.{MANUAL_REFUND_TOKEN}")
+}
+
+/// The last token of a manual-refund event's subject.
+pub const MANUAL_REFUND_TOKEN: &str = "manual_refund";
+
 pub fn portal_event(state: LedgerState) -> String {
     format!("jifen.evt.portal.{}", outcome_token(state))
 }
@@ -135,8 +148,10 @@ pub fn quota_message_id(order_id: &str, step: Step, channel_id: &str) -> String 
 }
 
 /// The id of the event answering a command: the command's id and the outcome.
-pub fn event_message_id(command_id: &str, state: LedgerState) -> String {
-    format!("{command_id}:{}", outcome_token(state))
+/// The id of the outcome event of a command; `token` is [`outcome_token`] of the state (or
+/// [`MANUAL_REFUND_TOKEN`]).
+pub fn event_message_id(command_id: &str, token: &str) -> String {
+    format!("{command_id}:{token}")
 }
 
 #[cfg(test)]

@@ -150,6 +150,9 @@ pub enum Disposition {
     Retry(String),
     /// It can never succeed: stop delivering it.
     Poison(String),
+    /// A deduct whose effect at its ledger cannot be known and must not be tried again
+    /// blindly: dead-lettered as "outcome unknown" for an operator (DESIGN §9).
+    OutcomeUnknown(String),
 }
 
 pub trait Handler: Send + Sync + 'static {

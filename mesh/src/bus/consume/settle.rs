@@ -126,8 +126,12 @@ async fn dispose<H>(
         }
         // The last delivery failed, or the message can never succeed: into the dead-letter
         // queue, and off the work queue only once the copy is stored.
-        Disposition::Retry(reason) | Disposition::Poison(reason) => {
+        Disposition::Retry(reason)
+        | Disposition::Poison(reason)
+        | Disposition::OutcomeUnknown(reason) => {
             let origin = Origin {
+                kind: matches!(disposition, Disposition::OutcomeUnknown(_))
+                    .then_some(crate::bus::subjects::OUTCOME_UNKNOWN),
                 stream: &spec.stream,
                 stream_created_ns,
                 sequence: delivery.stream_sequence,
