@@ -47,6 +47,43 @@ impl ChannelEndpoint {
     }
 }
 
+/// A channel command from its payload, refused if it is for another channel.
+pub fn decode_command(
+    channel_id: &str,
+    step: Step,
+    payload: &[u8],
+) -> Result<LedgerCommand, String> {
+    let command = match step {
+        Step::Deduct => {
+            let c = DeductPointsCommand::decode(payload).map_err(|e| e.to_string())?;
+            LedgerCommand {
+                step,
+                order_id: c.order_id,
+                channel_id: c.channel_id,
+                user_id: c.user_id,
+                points: c.points,
+            }
+        }
+        Step::Refund => {
+            let c = RefundPointsCommand::decode(payload).map_err(|e| e.to_string())?;
+            LedgerCommand {
+                step,
+                order_id: c.order_id,
+                channel_id: c.channel_id,
+                user_id: c.user_id,
+                points: 0,
+            }
+        }
+    };
+    if command.channel_id != channel_id {
+        return Err(format!(
+            "command for channel {:?} reached the connector of {}",
+            command.channel_id, channel_id
+        ));
+    }
+    Ok(command)
+}
+
 fn recorded(deduction: Option<Deduction>) -> Result<Recorded, Status> {
     let deduction =
         deduction.ok_or_else(|| Status::internal("the channel answered without a deduction"))?;
@@ -74,35 +111,7 @@ fn recorded(deduction: Option<Deduction>) -> Result<Recorded, Status> {
 
 impl LedgerEndpoint for ChannelEndpoint {
     fn decode(&self, step: Step, payload: &[u8]) -> Result<LedgerCommand, String> {
-        let command = match step {
-            Step::Deduct => {
-                let c = DeductPointsCommand::decode(payload).map_err(|e| e.to_string())?;
-                LedgerCommand {
-                    step,
-                    order_id: c.order_id,
-                    channel_id: c.channel_id,
-                    user_id: c.user_id,
-                    points: c.points,
-                }
-            }
-            Step::Refund => {
-                let c = RefundPointsCommand::decode(payload).map_err(|e| e.to_string())?;
-                LedgerCommand {
-                    step,
-                    order_id: c.order_id,
-                    channel_id: c.channel_id,
-                    user_id: c.user_id,
-                    points: 0,
-                }
-            }
-        };
-        if command.channel_id != self.channel_id {
-            return Err(format!(
-                "command for channel {:?} reached the connector of {}",
-                command.channel_id, self.channel_id
-            ));
-        }
-        Ok(command)
+        decode_command(&self.channel_id, step, payload)
     }
 
     async fn deduct(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
@@ -204,8 +213,16 @@ pub struct ChannelConnectorConfig {
     #[arg(long, env = "JIFEN_CHANNEL_ID")]
     pub channel_id: String,
     /// The channel's `ChannelService`; looked up in the portal's registry when not given.
-    #[arg(long, env = "JIFEN_CHANNEL_ENDPOINT")]
+    #[arg(
+        long,
+        env = "JIFEN_CHANNEL_ENDPOINT",
+        conflicts_with = "adapter_config"
+    )]
     pub channel_endpoint: Option<String>,
+    /// Drive an HTTP/JSON points API described by this file instead of a `ChannelService`
+    /// (docs/channels.md); its `[capabilities]` say what the channel guarantees.
+    #[arg(long, env = "JIFEN_ADAPTER_CONFIG", conflicts_with = "without")]
+    pub adapter_config: Option<std::path::PathBuf>,
     /// The portal, for the registry lookup.
     #[arg(
         long,
@@ -237,6 +254,10 @@ pub enum ConnectorError {
     #[error(transparent)]
     Invalid(#[from] InvalidField),
     #[error(transparent)]
+    Adapter(#[from] crate::adapter::AdapterConfigError),
+    #[error("the adapter config is for channel {file}, but the connector runs channel {flag}")]
+    OtherChannel { file: String, flag: String },
+    #[error(transparent)]
     Bus(#[from] jifen_mesh::connector::ConnectorRunError),
 }
 
@@ -248,6 +269,29 @@ pub async fn run_connector(
     let channel_id = jifen_mesh::domain::ChannelId::parse("channel_id", config.channel_id.clone())?;
     let capabilities = Capabilities::without(&config.without)
         .map_err(|e| InvalidField::new("without", e.to_string()))?;
+    let spec = jifen_mesh::bus::consume::ConsumerSpec {
+        concurrency: config.concurrency.max(1),
+        ..jifen_mesh::bus::consume::ConsumerSpec::new(
+            jifen_mesh::bus::subjects::CMD_STREAM,
+            &jifen_mesh::bus::subjects::channel_consumer(channel_id.as_str()),
+            &jifen_mesh::bus::subjects::channel_commands(channel_id.as_str()),
+            &config.retry.policy(),
+        )
+    };
+    if let Some(path) = &config.adapter_config {
+        let adapter = crate::adapter::AdapterConfig::load(path)?;
+        if adapter.channel_id != channel_id {
+            return Err(ConnectorError::OtherChannel {
+                file: adapter.channel_id.to_string(),
+                flag: channel_id.to_string(),
+            });
+        }
+        let target = crate::adapter::HttpChannel::new(adapter)?;
+        tracing::info!(channel_id = %channel_id, api = target.base_url(), missing = ?target.capabilities().missing(), "channel connector starting (HTTP adapter)");
+        jifen_mesh::connector::run(&config.bus, spec, target, config.health_listen, shutdown)
+            .await?;
+        return Ok(());
+    }
     let endpoint = match &config.channel_endpoint {
         Some(endpoint) => endpoint.clone(),
         None => {
@@ -257,15 +301,6 @@ pub async fn run_connector(
                 () = shutdown.cancelled() => return Ok(()),
             }
         }
-    };
-    let spec = jifen_mesh::bus::consume::ConsumerSpec {
-        concurrency: config.concurrency.max(1),
-        ..jifen_mesh::bus::consume::ConsumerSpec::new(
-            jifen_mesh::bus::subjects::CMD_STREAM,
-            &jifen_mesh::bus::subjects::channel_consumer(channel_id.as_str()),
-            &jifen_mesh::bus::subjects::channel_commands(channel_id.as_str()),
-            &config.retry.policy(),
-        )
     };
     let target = ChannelEndpoint::new(
         channel_id.as_str(),

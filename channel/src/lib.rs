@@ -5,11 +5,13 @@
 //! into domain types and domain errors into statuses ([`error`]); [`app::ChannelApp`] binds,
 //! migrates and serves, the same way in `main` and in tests.
 
+pub mod adapter;
 pub mod app;
 pub mod check;
 pub mod connector;
 pub mod error;
 pub mod grpc;
 pub mod ledger;
+pub mod points_api;
 
 pub use app::{ChannelApp, ChannelConfig};

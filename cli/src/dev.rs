@@ -54,6 +54,13 @@ pub struct DevArgs {
     /// How many demo channels to run.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=6))]
     channels: u8,
+    /// Address of the HTTP demo channel (a REST points API driven through the adapter).
+    #[arg(long, default_value = "127.0.0.1:50070")]
+    http_channel_listen: SocketAddr,
+    /// Adapter config of the HTTP demo channel; by default the repository's
+    /// `deploy/local/delta-http.toml`, written into the data folder.
+    #[arg(long)]
+    http_channel_config: Option<PathBuf>,
     /// Client port of the nats-server child (0: any free port).
     #[arg(long, env = "JIFEN_DEV_NATS_PORT", default_value_t = 4223)]
     nats_port: u16,
@@ -188,6 +195,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         };
         let connector = ChannelConnectorConfig {
             without: Vec::new(),
+            adapter_config: None,
             channel_id: (*channel_id).to_owned(),
             channel_endpoint: Some(format!("http://{addr}")),
             portal_endpoint: portal_endpoint.clone(),
@@ -220,6 +228,23 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let token = shutdown.clone();
     tasks.spawn(async move { Ok(jifen_portal::connector::run_connector(config, token).await?) });
 
+    let http = crate::dev_http::start(
+        args.http_channel_listen,
+        args.http_channel_config.as_deref(),
+        &data_dir,
+        DEMO_USERS,
+        DEMO_POINTS,
+        DEMO_QUOTA,
+        &portal_endpoint,
+        &bus,
+        &args.retry,
+        &mut tasks,
+        &shutdown,
+    )
+    .await
+    .context("cannot start the HTTP demo channel")?;
+    let delta_config = http.config.clone();
+
     let admin_token = match &args.admin_token {
         Some(token) => token.clone(),
         None => random_token().context("cannot make an admin token")?,
@@ -234,6 +259,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         admin_token: Some(admin_token.clone()),
         admin_token_file: None,
         stuck_after: Duration::from_secs(600),
+        adapter_configs: vec![delta_config.clone()],
         bus: bus.clone(),
         retry: args.retry.clone(),
         shutdown: quick,
@@ -251,6 +277,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         mall_addr,
         portal_addr,
         &channels,
+        &http,
         &admin_token,
     );
 
@@ -316,6 +343,7 @@ fn print_banner(
     mall: SocketAddr,
     portal: SocketAddr,
     channels: &[(&str, &str, SocketAddr)],
+    http: &crate::dev_http::HttpDemo,
     admin_token: &str,
 ) {
     let (first_id, _, first) = channels[0];
@@ -331,10 +359,16 @@ fn print_banner(
     for (channel_id, name, addr) in channels {
         println!("  {channel_id:<8} {addr}   jifen.v1.ChannelService  ({name})");
     }
+    println!(
+        "  {:<8} {}   REST points API, driven through the adapter config {}",
+        http.channel_id,
+        http.addr,
+        http.config.display()
+    );
     println!("  nats     {nats}   JetStream (streams JIFEN_CMD, JIFEN_EVT)");
     println!();
     println!(
-        "Demo users {} hold {DEMO_POINTS} points in every channel; each channel has {DEMO_QUOTA} quota.",
+        "Demo users {} hold {DEMO_POINTS} points in every channel (the REST one too); each channel has {DEMO_QUOTA} quota.",
         DEMO_USERS.join(", ")
     );
     println!("Try (grpcurl; `buf curl --protocol grpc --http2-prior-knowledge` works too):");
@@ -355,6 +389,10 @@ fn print_banner(
         "  grpcurl -plaintext -d '{{\"user_id\":\"alice\"}}' {first} jifen.v1.ChannelService/GetUserPoints"
     );
     println!("  grpcurl -plaintext {portal} jifen.v1.PortalService/ListChannels");
+    println!(
+        "  curl -H 'X-Api-Key: jifen-demo-key' http://{}/v1/members/alice",
+        http.addr
+    );
     println!("  grpcurl -plaintext {mall} grpc.health.v1.Health/Check");
     println!();
     println!("Admin API (AdminService; runbook in docs/operations.md):");

@@ -11,6 +11,7 @@
 mod bench;
 mod check;
 mod dev;
+mod dev_http;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

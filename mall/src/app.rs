@@ -80,6 +80,14 @@ pub struct MallConfig {
     /// Orders not settled this long after they were created are flagged `needs_attention`.
     #[arg(long, env = "JIFEN_STUCK_AFTER", default_value = "10m", value_parser = parse_duration)]
     pub stuck_after: Duration,
+    /// Adapter configs of the channels the portal's registry lists as HTTP, for the pre-check
+    /// and reconciliation (the same files their connectors use); repeat for several.
+    #[arg(
+        long = "adapter-config",
+        env = "JIFEN_ADAPTER_CONFIGS",
+        value_delimiter = ','
+    )]
+    pub adapter_configs: Vec<std::path::PathBuf>,
     #[command(flatten)]
     pub bus: BusArgs,
     /// Retry schedule of the saga's consumer group.
@@ -107,7 +115,14 @@ impl MallApp {
         let client = jifen_mesh::bus::connect(&config.bus.nats_url).await?;
         let js = async_nats::jetstream::new(client.clone());
         config.bus.topology().ensure(&js).await?;
-        let registry = Registry::new(&config.portal_endpoint, config.call_timeout)
+        let mut adapters = Vec::new();
+        for path in &config.adapter_configs {
+            let adapter = jifen_channel::adapter::AdapterConfig::load(path)
+                .and_then(jifen_channel::adapter::HttpChannel::new)
+                .map_err(|e| MallStartError::Config(e.to_string()))?;
+            adapters.push(adapter);
+        }
+        let registry = Registry::new(&config.portal_endpoint, config.call_timeout, adapters)
             .map_err(|e| MallStartError::Config(e.to_string()))?;
         let admin_token = match &config.admin_token_file {
             Some(path) => Some(

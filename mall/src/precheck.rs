@@ -1,14 +1,21 @@
 //! The two checks before an order is stored (DESIGN §2, steps 1 and 2): every channel has the
 //! quota at the portal, and every user has the points at their channel. All calls run at once,
-//! each with a deadline. Channel endpoints come from the portal's registry.
+//! each with a deadline. Channel endpoints come from the portal's registry, which also says
+//! how each is reached: `ChannelService` over gRPC, or an HTTP/JSON API through its adapter.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
+use jifen_channel::adapter::{CallKey, HttpChannel};
+use jifen_mesh::barrier::LedgerState;
 use jifen_proto::v1::channel_service_client::ChannelServiceClient;
 use jifen_proto::v1::portal_service_client::PortalServiceClient;
-use jifen_proto::v1::{GetChannelQuotaRequest, GetUserPointsRequest, ListChannelsRequest};
+use jifen_proto::v1::{
+    ChannelKind, DeductionState, GetChannelQuotaRequest, GetDeductionRequest, GetUserPointsRequest,
+    ListChannelsRequest,
+};
+use std::sync::Arc;
 use tokio::sync::RwLock;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -16,12 +23,78 @@ use tonic::{Code, Status};
 use crate::error::MallError;
 use crate::order::NewOrder;
 
-/// The portal, and the channels it lists, as gRPC clients.
+/// The portal, and the channels it lists, as clients.
 #[derive(Debug)]
 pub struct Registry {
     portal: PortalServiceClient<Channel>,
-    channels: RwLock<HashMap<String, ChannelServiceClient<Channel>>>,
+    channels: RwLock<HashMap<String, ChannelClient>>,
+    /// The HTTP channels' adapters, by channel id.
+    adapters: HashMap<String, Arc<HttpChannel>>,
     timeout: Duration,
+}
+
+/// A channel as the mall reads it: balances (pre-check) and deductions (reconciliation).
+#[derive(Debug, Clone)]
+pub enum ChannelClient {
+    Grpc(ChannelServiceClient<Channel>),
+    Http(Arc<HttpChannel>),
+    /// Listed as HTTP, but the mall was given no adapter config for it.
+    Unconfigured(String),
+}
+
+impl ChannelClient {
+    /// A user's balance; `None` when the channel offers no balance call.
+    pub async fn balance(&self, user_id: &str) -> Result<Option<i64>, Status> {
+        match self {
+            Self::Grpc(client) => Ok(Some(
+                client
+                    .clone()
+                    .get_user_points(jifen_mesh::trace::request(GetUserPointsRequest {
+                        user_id: user_id.to_owned(),
+                    }))
+                    .await?
+                    .into_inner()
+                    .balance,
+            )),
+            Self::Http(api) => api.balance(user_id).await,
+            Self::Unconfigured(why) => Err(Status::failed_precondition(why.clone())),
+        }
+    }
+
+    /// What the channel recorded for a key, as `(state name, points)`; `NOT_FOUND` for nothing.
+    pub async fn deduction(&self, order_id: &str, user_id: &str) -> Result<(String, i64), Status> {
+        match self {
+            Self::Grpc(client) => {
+                let deduction = client
+                    .clone()
+                    .get_deduction(GetDeductionRequest {
+                        order_id: order_id.to_owned(),
+                        user_id: user_id.to_owned(),
+                    })
+                    .await?
+                    .into_inner()
+                    .deduction
+                    .ok_or_else(|| Status::not_found("no deduction"))?;
+                Ok((deduction.state().as_str_name().to_owned(), deduction.points))
+            }
+            Self::Http(api) => {
+                let recorded = api
+                    .query(CallKey {
+                        order_id,
+                        user_id,
+                        points: 0,
+                    })
+                    .await?;
+                let state = match recorded.state {
+                    LedgerState::Deducted => DeductionState::Deducted,
+                    LedgerState::Refunded => DeductionState::Refunded,
+                    LedgerState::Rejected => DeductionState::Rejected,
+                };
+                Ok((state.as_str_name().to_owned(), recorded.points))
+            }
+            Self::Unconfigured(why) => Err(Status::failed_precondition(why.clone())),
+        }
+    }
 }
 
 fn lazy(endpoint: &str, timeout: Duration) -> Result<Channel, MallError> {
@@ -41,10 +114,18 @@ fn upstream(what: impl Into<String>, status: &Status) -> MallError {
 }
 
 impl Registry {
-    pub fn new(portal_endpoint: &str, timeout: Duration) -> Result<Self, MallError> {
+    pub fn new(
+        portal_endpoint: &str,
+        timeout: Duration,
+        adapters: Vec<HttpChannel>,
+    ) -> Result<Self, MallError> {
         Ok(Self {
             portal: PortalServiceClient::new(lazy(portal_endpoint, timeout)?),
             channels: RwLock::new(HashMap::new()),
+            adapters: adapters
+                .into_iter()
+                .map(|a| (a.channel_id().to_owned(), Arc::new(a)))
+                .collect(),
             timeout,
         })
     }
@@ -54,10 +135,7 @@ impl Registry {
     }
 
     /// A client for a registered channel; the registry is read again on a miss.
-    pub async fn channel(
-        &self,
-        channel_id: &str,
-    ) -> Result<ChannelServiceClient<Channel>, MallError> {
+    pub async fn channel(&self, channel_id: &str) -> Result<ChannelClient, MallError> {
         if let Some(client) = self.channels.read().await.get(channel_id) {
             return Ok(client.clone());
         }
@@ -71,7 +149,19 @@ impl Registry {
             .channels;
         let mut channels = self.channels.write().await;
         for channel in listed {
-            let client = ChannelServiceClient::new(lazy(&channel.endpoint, self.timeout)?);
+            let client = match channel.kind() {
+                ChannelKind::Http => match self.adapters.get(&channel.channel_id) {
+                    Some(api) => ChannelClient::Http(api.clone()),
+                    None => ChannelClient::Unconfigured(format!(
+                        "channel {} is an HTTP channel, but the mall was started without its \
+                         adapter config (--adapter-config)",
+                        channel.channel_id
+                    )),
+                },
+                ChannelKind::Grpc | ChannelKind::Unspecified => ChannelClient::Grpc(
+                    ChannelServiceClient::new(lazy(&channel.endpoint, self.timeout)?),
+                ),
+            };
             channels.insert(channel.channel_id, client);
         }
         channels
@@ -108,11 +198,9 @@ impl Registry {
                 Ok(())
             });
         let points = order.lines.iter().map(|line| async move {
-            let mut client = self.channel(line.channel_id.as_str()).await?;
+            let client = self.channel(line.channel_id.as_str()).await?;
             let balance = client
-                .get_user_points(jifen_mesh::trace::request(GetUserPointsRequest {
-                    user_id: line.user_id.to_string(),
-                }))
+                .balance(line.user_id.as_str())
                 .await
                 .map_err(|s| match s.code() {
                     Code::NotFound => MallError::UnknownUser {
@@ -129,7 +217,10 @@ impl Registry {
                 // The endpoint may have moved: read the registry again next time.
                 self.channels.write().await.remove(line.channel_id.as_str());
             }
-            let balance = balance?.into_inner().balance;
+            // A channel without a balance call: its deduct alone decides.
+            let Some(balance) = balance? else {
+                return Ok(());
+            };
             if balance < line.points.get() {
                 return Err(MallError::InsufficientPoints {
                     channel_id: line.channel_id.to_string(),

@@ -15,6 +15,7 @@ mod concurrency;
 mod dead_letter_ids;
 mod harness;
 mod health;
+mod http_adapter;
 mod metrics;
 mod portal_barrier;
 mod saga;

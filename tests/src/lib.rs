@@ -13,6 +13,8 @@
 //!   parts that can be stopped and started again.
 //! - [`WeakChannel`]: a third-party channel as they often are (no null compensation, no
 //!   anti-hanging, flaky), for the cases the mall must heal.
+//! - [`http_channel::TestPointsApi`]: a third party's REST points API, with adapter configs
+//!   made from the repository's demo file.
 //! - [`invariants`]: the ledger invariants of DESIGN §2, checked against the databases.
 //! - [`eventually`]: polling with a deadline, instead of fixed sleeps.
 //!
@@ -21,6 +23,7 @@
 #[cfg(feature = "containers")]
 pub mod containers;
 pub mod database;
+pub mod http_channel;
 pub mod invariants;
 pub mod mesh;
 pub mod nats;

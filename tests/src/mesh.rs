@@ -3,6 +3,7 @@
 //! schedules. Parts can be stopped and started again to stage failures.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use jifen_channel::connector::{ChannelConnectorConfig, run_connector as run_channel_connector};
@@ -11,7 +12,7 @@ use jifen_mesh::config::{BusArgs, RetryArgs, ShutdownArgs};
 use jifen_portal::connector::{PortalConnectorConfig, run_connector as run_portal_connector};
 use jifen_proto::v1::mall_service_client::MallServiceClient;
 use jifen_proto::v1::{
-    CreditPointsRequest, GetOrderRequest, GrantQuotaRequest, Order, OrderState,
+    ChannelKind, CreditPointsRequest, GetOrderRequest, GrantQuotaRequest, Order, OrderState,
     RegisterChannelRequest, SubmitOrderLine, SubmitOrderRequest,
 };
 use tokio::task::JoinHandle;
@@ -71,6 +72,8 @@ pub struct TestMesh {
     external: BTreeMap<String, String>,
     /// What each channel's connector is told the channel lacks (`--without`).
     pub lacks: BTreeMap<String, Vec<String>>,
+    /// Channels driven through the HTTP adapter: their config files.
+    pub adapters: BTreeMap<String, std::path::PathBuf>,
     pub nats: TestNats,
     /// How long the mall lets an order stay unsettled before flagging it (at its next start).
     pub stuck_after: Duration,
@@ -105,6 +108,7 @@ impl TestMesh {
             connectors: BTreeMap::new(),
             external: BTreeMap::new(),
             lacks: BTreeMap::new(),
+            adapters: BTreeMap::new(),
             nats,
             stuck_after: Duration::from_secs(600),
             retry: test_retry(),
@@ -166,6 +170,7 @@ impl TestMesh {
                 channel_endpoint,
                 portal_endpoint: self.portal.server.endpoint(),
                 without: self.lacks.get(name).cloned().unwrap_or_default(),
+                adapter_config: self.adapters.get(name).cloned(),
                 call_timeout: Duration::from_secs(2),
                 concurrency: 16,
                 health_listen: None,
@@ -192,6 +197,27 @@ impl TestMesh {
         self.start_connector(channel_id).await;
     }
 
+    /// Adds a channel served as an HTTP/JSON API, driven through the adapter config at
+    /// `config`: registers it (kind HTTP) with [`START_QUOTA`], starts its connector, and
+    /// restarts the mall so that its pre-check reads the API through the same file.
+    pub async fn attach_http_channel(&mut self, channel_id: &str, base_url: &str, config: PathBuf) {
+        let name = format!("{channel_id} (REST API)");
+        register_with_quota_as(
+            &mut self.portal,
+            channel_id,
+            &name,
+            base_url,
+            ChannelKind::Http,
+        )
+        .await;
+        self.adapters.insert(channel_id.to_owned(), config);
+        self.spawn_connector(channel_id, None);
+        if self.mall.is_some() {
+            self.stop_mall().await;
+            self.start_mall().await;
+        }
+    }
+
     pub async fn stop_connector(&mut self, name: &str) {
         if let Some(task) = self.connectors.remove(name) {
             task.stop().await;
@@ -209,6 +235,7 @@ impl TestMesh {
             admin_token: Some(ADMIN_TOKEN.to_owned()),
             admin_token_file: None,
             stuck_after: self.stuck_after,
+            adapter_configs: self.adapters.values().cloned().collect(),
             bus: self.bus(),
             retry: self.retry.clone(),
             shutdown: ShutdownArgs {
@@ -353,13 +380,24 @@ pub async fn register_with_quota(
     name: &str,
     endpoint: &str,
 ) {
+    register_with_quota_as(portal, channel_id, name, endpoint, ChannelKind::Grpc).await;
+}
+
+/// [`register_with_quota`] for a channel of `kind`.
+pub async fn register_with_quota_as(
+    portal: &mut TestPortal,
+    channel_id: &str,
+    name: &str,
+    endpoint: &str,
+    kind: ChannelKind,
+) {
     portal
         .client
         .register_channel(RegisterChannelRequest {
             channel_id: channel_id.to_owned(),
             name: name.to_owned(),
             endpoint: endpoint.to_owned(),
-            kind: 0,
+            kind: kind.into(),
         })
         .await
         .expect("register");

@@ -2,9 +2,7 @@
 //! recorded, key by key (`GetDeduction`, `GetQuotaDeduction`).
 
 use jifen_mesh::domain::OrderId;
-use jifen_proto::v1::{
-    GetDeductionRequest, GetQuotaDeductionRequest, Mismatch, ReconcileRequest, ReconcileResponse,
-};
+use jifen_proto::v1::{GetQuotaDeductionRequest, Mismatch, ReconcileRequest, ReconcileResponse};
 use tonic::{Code, Status};
 
 use super::{Admin, RECONCILE_LIMIT};
@@ -52,21 +50,12 @@ impl Admin {
             let Some(expect_live) = expected_live(line.state) else {
                 continue;
             };
-            let mut client = self.registry.channel(&line.channel_id).await?;
+            let client = self.registry.channel(&line.channel_id).await?;
             let found = client
-                .get_deduction(GetDeductionRequest {
-                    order_id: order.order_id.clone(),
-                    user_id: line.user_id.clone(),
-                })
-                .await;
-            let actual = recorded(
-                found.map(|r| {
-                    r.into_inner()
-                        .deduction
-                        .map(|d| (d.state().as_str_name().to_owned(), d.points))
-                }),
-                || format!("channel {}", line.channel_id),
-            )?;
+                .deduction(&order.order_id, &line.user_id)
+                .await
+                .map(Some);
+            let actual = recorded(found, || format!("channel {}", line.channel_id))?;
             check(
                 out,
                 &order.order_id,

@@ -1,0 +1,187 @@
+//! Templates of the adapter config: text with placeholders `{order_id}`, `{user_id}`,
+//! `{channel_id}`, `{points}` and `{key}`, filled in for each call and escaped for where they
+//! go (a URL, a JSON body, a header). Any other brace is text, so a JSON body is written as is.
+
+/// What a placeholder names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Var {
+    OrderId,
+    UserId,
+    ChannelId,
+    Points,
+    Key,
+}
+
+const VARS: [(&str, Var); 5] = [
+    ("order_id", Var::OrderId),
+    ("user_id", Var::UserId),
+    ("channel_id", Var::ChannelId),
+    ("points", Var::Points),
+    ("key", Var::Key),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Var(Var),
+}
+
+/// A parsed template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template(Vec<Part>);
+
+/// The values of one call.
+#[derive(Debug, Clone)]
+pub struct Values<'a> {
+    pub order_id: &'a str,
+    pub user_id: &'a str,
+    pub channel_id: &'a str,
+    pub points: i64,
+    pub key: &'a str,
+}
+
+/// Where a filled-in template goes, which decides how values are escaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    /// Percent-encoded (a URL's path or query).
+    Url,
+    /// Inside a JSON string (`{points}` is a bare number, written outside quotes).
+    Json,
+    /// As is (a header, the idempotency key).
+    Raw,
+}
+
+impl Template {
+    /// Parses a template; a `{name}` of lower-case letters that is no placeholder is refused
+    /// (a typo would otherwise be sent as text).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut text = String::new();
+        let mut rest = raw;
+        while let Some(open) = rest.find('{') {
+            text.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let name_len = after
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .unwrap_or(after.len());
+            let (name, tail) = after.split_at(name_len);
+            if !name.is_empty() && tail.starts_with('}') {
+                let var = VARS
+                    .iter()
+                    .find(|(known, _)| *known == name)
+                    .map(|(_, var)| *var)
+                    .ok_or_else(|| {
+                        format!(
+                            "unknown placeholder {{{name}}}; the placeholders are {{order_id}}, \
+                             {{user_id}}, {{channel_id}}, {{points}} and {{key}}"
+                        )
+                    })?;
+                if !text.is_empty() {
+                    parts.push(Part::Text(std::mem::take(&mut text)));
+                }
+                parts.push(Part::Var(var));
+                rest = &tail[1..];
+            } else {
+                text.push('{');
+                rest = after;
+            }
+        }
+        text.push_str(rest);
+        if !text.is_empty() {
+            parts.push(Part::Text(text));
+        }
+        Ok(Self(parts))
+    }
+
+    /// The template filled in with `values`, escaped for `escape`.
+    pub fn render(&self, values: &Values<'_>, escape: Escape) -> String {
+        let mut out = String::new();
+        for part in &self.0 {
+            let value = match part {
+                Part::Text(text) => {
+                    out.push_str(text);
+                    continue;
+                }
+                Part::Var(Var::Points) => {
+                    out.push_str(&values.points.to_string());
+                    continue;
+                }
+                Part::Var(Var::OrderId) => values.order_id,
+                Part::Var(Var::UserId) => values.user_id,
+                Part::Var(Var::ChannelId) => values.channel_id,
+                Part::Var(Var::Key) => values.key,
+            };
+            match escape {
+                Escape::Raw => out.push_str(value),
+                Escape::Url => out.extend(value.bytes().map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        char::from(b).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })),
+                Escape::Json => {
+                    // serde_json quotes a string; the template supplies the quotes itself.
+                    let quoted = serde_json::Value::from(value).to_string();
+                    out.push_str(&quoted[1..quoted.len() - 1]);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether a JSON body template gives JSON once filled in (with awkward sample values).
+    pub fn check_json(&self) -> Result<(), String> {
+        let sample = Values {
+            order_id: "o\"1\\",
+            user_id: "u-1",
+            channel_id: "c",
+            points: 1,
+            key: "k:1",
+        };
+        serde_json::from_str::<serde_json::Value>(&self.render(&sample, Escape::Json))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values() -> Values<'static> {
+        Values {
+            order_id: "o/1 \"x\"",
+            user_id: "alice",
+            channel_id: "delta",
+            points: 25,
+            key: "o/1:alice",
+        }
+    }
+
+    #[test]
+    fn placeholders_are_escaped_for_where_they_go_and_other_braces_are_text() {
+        let body =
+            Template::parse(r#"{"ref": "{key}", "points": {points}, "o": "{order_id}"}"#).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&body.render(&values(), Escape::Json)).unwrap();
+        assert_eq!(json["o"], "o/1 \"x\"");
+        assert_eq!(json["points"], 25);
+        body.check_json().unwrap();
+        let url = Template::parse("/members/{user_id}/deductions/{key}").unwrap();
+        assert_eq!(
+            url.render(&values(), Escape::Url),
+            "/members/alice/deductions/o%2F1%3Aalice"
+        );
+    }
+
+    #[test]
+    fn an_unknown_placeholder_or_a_body_that_is_not_json_is_refused() {
+        assert!(
+            Template::parse("/members/{user}")
+                .unwrap_err()
+                .contains("{user}")
+        );
+        let broken = Template::parse(r#"{"points": {points}"#).unwrap();
+        assert!(broken.check_json().is_err());
+    }
+}
