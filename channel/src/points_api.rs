@@ -55,7 +55,10 @@ pub struct Faults {
     pub unavailable: AtomicU32,
     /// Apply, then answer 502 as if the answer were lost on the way.
     pub lose_answer: AtomicU32,
-    /// Wait this long (ms) before every answer.
+    /// Swallow the call: answer nothing for 10 s, then 503, having applied nothing (the
+    /// request was lost before it reached the books).
+    pub swallow: AtomicU32,
+    /// Wait this long (ms) before a call that changes something is handled.
     pub delay_ms: AtomicU64,
 }
 
@@ -166,7 +169,7 @@ impl PointsApi {
     /// The common front of every call: the key, the delay, and a 503 on demand.
     async fn front(&self, headers: &HeaderMap, changes: bool) -> Result<(), Response> {
         let delay = self.faults.delay_ms.load(Ordering::Relaxed);
-        if delay > 0 {
+        if changes && delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
         if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(self.api_key.as_str()) {
@@ -174,6 +177,14 @@ impl PointsApi {
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHORIZED",
                 "bad or missing X-Api-Key",
+            ));
+        }
+        if changes && take(&self.faults.swallow) {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "BUSY",
+                "try again later",
             ));
         }
         if changes && take(&self.faults.unavailable) {

@@ -10,6 +10,7 @@ mod bad_input;
 mod bus_faults;
 mod channel_barrier;
 mod channel_check;
+mod channel_strategies;
 mod cluster;
 mod concurrency;
 mod dead_letter_ids;

@@ -105,7 +105,7 @@ pub async fn assert_mesh_consistent(mesh: &crate::TestMesh) -> usize {
         );
         let completed = state == "COMPLETED";
         let open_steps: i64 = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM order_lines WHERE order_id = $1 AND state IN ('PENDING', 'REFUNDING')) + \
+            "SELECT (SELECT COUNT(*) FROM order_lines WHERE order_id = $1 AND state IN ('PENDING', 'REFUNDING', 'MANUAL_REFUND')) + \
                     (SELECT COUNT(*) FROM order_quotas WHERE order_id = $1 AND state IN ('PENDING', 'REFUNDING'))",
         )
         .bind(&order_id)
