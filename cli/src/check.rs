@@ -7,8 +7,11 @@ use jifen_channel::check::{self, GUARANTEES, Report};
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
     /// The channel's ChannelService (gRPC) endpoint.
-    #[arg(long)]
-    endpoint: String,
+    #[arg(long, required_unless_present = "adapter_config")]
+    endpoint: Option<String>,
+    /// Or: a REST points API, through its adapter config (it needs a [balance] call).
+    #[arg(long, conflicts_with = "endpoint")]
+    adapter_config: Option<std::path::PathBuf>,
     /// A test user of the channel with at least `--points` points; everything taken is given
     /// back.
     #[arg(long)]
@@ -24,7 +27,20 @@ pub struct CheckArgs {
 /// Runs the check; returns the process's exit status.
 pub async fn run(args: CheckArgs) -> i32 {
     let prefix = format!("jifen-check-{}-", jifen_mesh::time::now_unix_ms());
-    match check::run(&args.endpoint, &args.user, args.points, &prefix).await {
+    let target = match (&args.endpoint, &args.adapter_config) {
+        (_, Some(config)) => check::Target::http(config),
+        (Some(endpoint), None) => check::Target::grpc(endpoint).await,
+        // clap requires one of the two; this only guards a change of the flags.
+        (None, None) => Err(check::CheckError::Endpoint {
+            endpoint: String::new(),
+            reason: "give --endpoint or --adapter-config".to_owned(),
+        }),
+    };
+    let report = match target {
+        Ok(target) => check::run_on(target, &args.user, args.points, &prefix).await,
+        Err(error) => Err(error),
+    };
+    match report {
         Ok(report) => {
             if args.json {
                 println!("{}", json(&report));
@@ -79,7 +95,7 @@ fn print_table(report: &Report, prefix: &str) {
         if report.balance_before == report.balance_after {
             " (everything given back)"
         } else {
-            " (NOT all given back: see above)"
+            " (NOT all given back: see above; give the difference back by hand)"
         }
     );
     println!();

@@ -114,3 +114,37 @@ async fn each_missing_guarantee_is_named_alone() {
         assert_eq!(missing(&report), [guarantee], "{:#?}", report.findings);
     }
 }
+
+async fn check_rest_api(lacking: &[&str], config_declares_all: bool) -> Report {
+    let kept = if lacking.contains(&"refund") { 5 } else { 0 };
+    let api = jifen_tests::http_channel::TestPointsApi::start(&["tester"], 100).await;
+    let lacks = jifen_mesh::capabilities::Capabilities::without(lacking).unwrap();
+    api.guarantee(lacks);
+    // The operator's config may declare more than the API gives: the check looks for itself.
+    let declared = if config_declares_all {
+        jifen_mesh::capabilities::Capabilities::FULL
+    } else {
+        lacks
+    };
+    let target = check::Target::http(&api.config("delta", declared, "2s")).unwrap();
+    let report = check::run_on(target, "tester", 5, "check-h-")
+        .await
+        .unwrap();
+    // Without a refund call the first deduct cannot be given back (the table says so).
+    assert_eq!(report.balance_after, 100 - kept, "{report:?}");
+    report
+}
+
+#[tokio::test]
+async fn a_rest_api_is_checked_through_its_adapter_config() {
+    let report = check_rest_api(&[], true).await;
+    assert!(report.all_hold(), "{report:#?}");
+    let report = check_rest_api(&["null_compensation", "anti_hanging"], true).await;
+    assert_eq!(missing(&report), vec!["null_compensation", "anti_hanging"]);
+    // An API whose deducts are not idempotent and which has no lookups, declared honestly.
+    let report = check_rest_api(&["idempotent_deduct", "query"], false).await;
+    assert_eq!(missing(&report), vec!["idempotent_deduct", "query"]);
+    let report = check_rest_api(&["refund"], false).await;
+    assert!(!report.refund_call);
+    assert!(missing(&report).contains(&"refund_once"), "{report:#?}");
+}
