@@ -356,3 +356,83 @@ async fn a_rest_channel_without_anti_hanging_keeps_nothing_of_a_cancelled_order(
     assert!(healed.history.iter().any(|h| h.kind == "corrective_refund"));
     assert_mesh_consistent(&mesh).await;
 }
+
+/// The connector's handler on one delivery of a command for delta, as the consumer would
+/// call it (`delivered` is the server's delivery count).
+async fn handle(
+    nats: &jifen_tests::TestNats,
+    api: &TestPointsApi,
+    capabilities: Capabilities,
+    step: jifen_mesh::bus::subjects::Step,
+    delivered: i64,
+) -> jifen_mesh::bus::consume::Disposition {
+    use jifen_mesh::bus::consume::{Delivery, Handler};
+    use jifen_mesh::bus::publish::Publisher;
+    use jifen_mesh::connector::Connector;
+    let config =
+        jifen_channel::adapter::AdapterConfig::load(&api.config("delta", capabilities, "2s"))
+            .unwrap();
+    let endpoint = jifen_channel::adapter::HttpChannel::new(config).unwrap();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let bus = jifen_mesh::config::BusArgs {
+        nats_url: nats.url(),
+        stream_replicas: 1,
+    };
+    bus.topology().ensure(&js).await.unwrap();
+    let connector = Connector::new(endpoint, Publisher::new(js));
+    let command = jifen_mall::commands::points(step, "o-9", "delta", "u1", 40);
+    connector
+        .handle(&Delivery {
+            subject: command.subject.clone(),
+            payload: command.payload.clone(),
+            headers: None,
+            delivered,
+            stream_sequence: 1,
+            span: tracing::Span::none(),
+        })
+        .await
+}
+
+#[tokio::test]
+async fn a_deduct_redelivered_after_a_crash_is_never_repeated_blindly() {
+    use jifen_mesh::bus::consume::Disposition;
+    use jifen_mesh::bus::subjects::Step;
+    let nats = jifen_tests::TestNats::start().await;
+    let api = TestPointsApi::start(&["u1"], START_POINTS).await;
+    let weak = Capabilities::without(&["idempotent_deduct", "query"]).unwrap();
+    api.guarantee(weak);
+    // A second delivery means an earlier attempt did not settle (the connector died mid-call):
+    // it may have deducted, and nothing can tell.
+    let second = handle(&nats, &api, weak, Step::Deduct, 2).await;
+    assert!(
+        matches!(&second, Disposition::OutcomeUnknown(why) if why.contains("delivered again")),
+        "{second:?}"
+    );
+    assert_eq!(
+        api.api.applied_deducts.load(Ordering::SeqCst),
+        0,
+        "not sent"
+    );
+
+    // Where the channel can be asked, the redelivery checks back and sends only if nothing is
+    // recorded; where deducts are idempotent, sending again is safe.
+    for lacking in [&["idempotent_deduct"][..], &["query"][..]] {
+        let capabilities = Capabilities::without(lacking).unwrap();
+        api.guarantee(capabilities);
+        let answered = handle(&nats, &api, capabilities, Step::Deduct, 2).await;
+        assert_eq!(answered, Disposition::Ack, "{lacking:?}");
+    }
+    assert_eq!(
+        api.api.applied_deducts.load(Ordering::SeqCst),
+        1,
+        "taken once"
+    );
+
+    // A 503 is surely not applied: tried again in place, then a plain dead letter.
+    api.guarantee(weak);
+    api.api.faults.unavailable.store(2, Ordering::SeqCst);
+    let retried = handle(&nats, &api, weak, Step::Deduct, 1).await;
+    assert_eq!(retried, Disposition::Ack, "the third try went through");
+    assert_eq!(api.api.points_of("u1"), Some(START_POINTS - 80));
+}
