@@ -7,7 +7,9 @@
 //!   `jifen portal-connector` run one part each, as a deployment does.
 //! - `jifen bench` loads a running mesh with orders and reports throughput and latencies.
 //! - `jifen channel-check` finds which guarantees a live channel gives.
+//! - `jifen admin` runs the operator's calls against a mall's admin API.
 
+mod admin;
 mod bench;
 mod check;
 mod dev;
@@ -55,6 +57,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Check which guarantees (DESIGN §9) a live channel gives; exit 0 all, 1 not all, 2 could not run.
     ChannelCheck(check::CheckArgs),
+    /// The operator's calls (orders, dead letters, reconcile) against a running mall.
+    Admin(admin::AdminArgs),
 }
 
 #[tokio::main]
@@ -91,6 +95,7 @@ impl Command {
             Self::PortalConnector(_) => "portal-connector",
             Self::Bench(_) => "bench",
             Self::ChannelCheck(_) => "channel-check",
+            Self::Admin(_) => "admin",
         }
     }
 }
@@ -162,5 +167,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(args) => bench::run(args, shutdown).await,
         Command::ChannelCheck(args) => std::process::exit(check::run(args).await),
+        Command::Admin(args) => std::process::exit(admin::run(args).await),
     }
 }

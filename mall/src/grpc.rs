@@ -98,6 +98,7 @@ pub fn order_message(order: Order) -> jifen_proto::v1::Order {
             .collect(),
         created_at_unix_ms: order.created_at_ms,
         updated_at_unix_ms: order.updated_at_ms,
+        trace_id: order.trace_id,
     }
 }
 
@@ -222,8 +223,9 @@ impl MallService for Mall {
         let after = parse_page_token(&request.page_token).map_err(MallError::from)?;
         let orders = self
             .store
-            .list(
+            .list_flagged(
                 state.map_or(Selection::All, Selection::In),
+                request.needs_attention,
                 None,
                 after,
                 limit,

@@ -236,6 +236,8 @@ pub struct Order {
     pub version: i64,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// The W3C trace id of the submitting request; empty when untraced.
+    pub trace_id: String,
     pub lines: Vec<Line>,
     pub quotas: Vec<Quota>,
     pub history: Vec<HistoryEntry>,

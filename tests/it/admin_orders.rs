@@ -127,6 +127,7 @@ async fn retry_order_sends_the_open_commands_again_and_they_take_effect_once() {
     let order = admin
         .retry_order(authed(RetryOrderRequest {
             order_id: "o-1".into(),
+            note: String::new(),
         }))
         .await
         .unwrap()
@@ -147,6 +148,7 @@ async fn retry_order_sends_the_open_commands_again_and_they_take_effect_once() {
         admin
             .retry_order(authed(RetryOrderRequest {
                 order_id: "o-1".into(),
+                note: String::new(),
             }))
             .await,
         Code::FailedPrecondition,

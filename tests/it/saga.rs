@@ -248,6 +248,7 @@ async fn list_orders_filters_by_state_and_pages_newest_first() {
                 state: OrderState::Completed.into(),
                 page_size: 2,
                 page_token: token.clone(),
+                needs_attention: false,
             })
             .await
             .unwrap()
@@ -269,6 +270,7 @@ async fn list_orders_filters_by_state_and_pages_newest_first() {
             state: OrderState::Cancelled.into(),
             page_size: 0,
             page_token: String::new(),
+            needs_attention: false,
         })
         .await
         .unwrap()
@@ -281,6 +283,7 @@ async fn list_orders_filters_by_state_and_pages_newest_first() {
                 state: 0,
                 page_size: 1,
                 page_token: "garbage".into(),
+                needs_attention: false,
             })
             .await,
         Code::InvalidArgument,

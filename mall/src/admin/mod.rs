@@ -151,7 +151,7 @@ impl Admin {
         self.order(order_id).await
     }
 
-    async fn retry(&self, order_id: &str) -> Result<Order, MallError> {
+    async fn retry(&self, order_id: &str, note: &str) -> Result<Order, MallError> {
         let now = now_unix_ms();
         let mut tx = self.store.database().begin().await?;
         self.lock_open(&mut tx, order_id, "retry", now).await?;
@@ -166,7 +166,11 @@ impl Admin {
             &mut tx,
             order_id,
             "admin_retry",
-            &format!("{sent} open command(s) sent again"),
+            &if note.is_empty() {
+                format!("{sent} open command(s) sent again")
+            } else {
+                format!("{sent} open command(s) sent again: {note}")
+            },
             now,
         )
         .await?;
@@ -331,9 +335,10 @@ impl AdminService for Admin {
         &self,
         request: Request<RetryOrderRequest>,
     ) -> Result<Response<RetryOrderResponse>, Status> {
-        let order_id =
-            OrderId::parse("order_id", request.into_inner().order_id).map_err(MallError::from)?;
-        let order = self.retry(order_id.as_str()).await?;
+        let request = request.into_inner();
+        let order_id = OrderId::parse("order_id", request.order_id).map_err(MallError::from)?;
+        let note = note("note", request.note).map_err(MallError::from)?;
+        let order = self.retry(order_id.as_str(), &note).await?;
         Ok(Response::new(RetryOrderResponse {
             order: Some(order_message(order)),
         }))

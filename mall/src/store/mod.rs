@@ -120,13 +120,13 @@ impl OrderStore {
     pub async fn find(&self, order_id: &str) -> Result<Option<Order>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT 'A' AS part, needs_attention AS seq, customer_id AS a, reason AS b, \
-                    version AS n, state AS s, created_at_ms AS n2, updated_at_ms AS n3 \
+                    version AS n, state AS s, created_at_ms AS n2, updated_at_ms AS n3, trace_id AS t \
                FROM orders WHERE order_id = $1 \
-             UNION ALL SELECT 'L', position, channel_id, user_id, points, state, 0, 0 \
+             UNION ALL SELECT 'L', position, channel_id, user_id, points, state, 0, 0, '' \
                FROM order_lines WHERE order_id = $1 \
-             UNION ALL SELECT 'Q', 0, channel_id, '', points, state, 0, 0 \
+             UNION ALL SELECT 'Q', 0, channel_id, '', points, state, 0, 0, '' \
                FROM order_quotas WHERE order_id = $1 \
-             UNION ALL SELECT 'R', id, kind, detail, at_ms, '', 0, 0 \
+             UNION ALL SELECT 'R', id, kind, detail, at_ms, '', 0, 0, '' \
                FROM order_events WHERE order_id = $1 \
              ORDER BY part, seq, a",
         )
@@ -146,6 +146,7 @@ impl OrderStore {
                     version: r.try_get("n")?,
                     created_at_ms: r.try_get("n2")?,
                     updated_at_ms: r.try_get("n3")?,
+                    trace_id: r.try_get("t")?,
                     lines: Vec::new(),
                     quotas: Vec::new(),
                     history: Vec::new(),
@@ -208,6 +209,19 @@ impl OrderStore {
         after: Option<(i64, String)>,
         limit: i64,
     ) -> Result<Vec<Order>, sqlx::Error> {
+        self.list_flagged(selection, false, created_before_ms, after, limit)
+            .await
+    }
+
+    /// [`list`](Self::list), only orders flagged `needs_attention` when `flagged_only`.
+    pub async fn list_flagged(
+        &self,
+        selection: Selection,
+        flagged_only: bool,
+        created_before_ms: Option<i64>,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<Order>, sqlx::Error> {
         let (after_ms, after_id) = after.unwrap_or((i64::MAX, String::new()));
         // Ids only: each order is then read whole by `find`.
         let rows = sqlx::query(
@@ -215,6 +229,7 @@ impl OrderStore {
              WHERE ($1 = 'ALL' OR state = $1 OR ($1 = 'UNSETTLED' AND state IN ('PENDING', 'COMPENSATING'))) \
              AND created_at_ms < $2 \
              AND (created_at_ms < $3 OR (created_at_ms = $3 AND ($4 = '' OR order_id < $4))) \
+             AND ($6 = 0 OR needs_attention = 1) \
              ORDER BY created_at_ms DESC, order_id DESC LIMIT $5",
         )
         .bind(selection.token())
@@ -222,6 +237,7 @@ impl OrderStore {
         .bind(after_ms)
         .bind(after_id)
         .bind(limit)
+        .bind(i64::from(flagged_only))
         .fetch_all(self.db.pool())
         .await?;
         let mut orders = Vec::with_capacity(rows.len());

@@ -59,13 +59,14 @@ async fn insert_in(
     let order_id = order.order_id.as_str();
     let inserted = sqlx::query(
             "INSERT INTO orders (order_id, customer_id, state, needs_attention, reason, fingerprint, \
-             version, created_at_ms, updated_at_ms) VALUES ($1, $2, 'PENDING', 0, '', $3, 0, $4, $4) \
+             version, created_at_ms, updated_at_ms, trace_id) VALUES ($1, $2, 'PENDING', 0, '', $3, 0, $4, $4, $5) \
              ON CONFLICT (order_id) DO NOTHING",
         )
         .bind(order_id)
         .bind(order.customer_id.as_str())
         .bind(order.fingerprint())
         .bind(now)
+        .bind(trace_id(traceparent))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -126,6 +127,7 @@ async fn insert_in(
         version: 0,
         created_at_ms: now,
         updated_at_ms: now,
+        trace_id: trace_id(traceparent).to_owned(),
         lines: order
             .lines
             .iter()
@@ -151,4 +153,11 @@ async fn insert_in(
             detail,
         }],
     })))
+}
+
+/// The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
+fn trace_id(traceparent: Option<&str>) -> &str {
+    traceparent
+        .and_then(|t| t.split('-').nth(1))
+        .unwrap_or_default()
 }

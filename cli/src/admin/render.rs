@@ -1,0 +1,253 @@
+//! How `jifen admin` prints what the mall answered: tables for people, JSON for scripts.
+
+use jifen_proto::v1::{DeadLetter, Order, ReconcileResponse};
+use serde_json::{Value, json};
+
+/// An enum's name without its type prefix: `ORDER_STATE_PENDING` → `PENDING`.
+fn short(name: &str, prefix: &str) -> String {
+    name.strip_prefix(prefix).unwrap_or(name).to_owned()
+}
+
+fn time(unix_ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix_ms.to_string())
+}
+
+fn order_json(order: &Order) -> Value {
+    json!({
+        "order_id": order.order_id,
+        "customer_id": order.customer_id,
+        "state": short(order.state().as_str_name(), "ORDER_STATE_"),
+        "needs_attention": order.needs_attention,
+        "reason": order.reason,
+        "lines": order.lines.iter().map(|l| json!({
+            "channel_id": l.channel_id, "user_id": l.user_id, "points": l.points,
+            "state": short(l.state().as_str_name(), "STEP_STATE_"),
+        })).collect::<Vec<_>>(),
+        "quotas": order.quotas.iter().map(|q| json!({
+            "channel_id": q.channel_id, "points": q.points,
+            "state": short(q.state().as_str_name(), "STEP_STATE_"),
+        })).collect::<Vec<_>>(),
+        "history": order.history.iter().map(|h| json!({
+            "at_unix_ms": h.at_unix_ms, "kind": h.kind, "detail": h.detail,
+        })).collect::<Vec<_>>(),
+        "created_at_unix_ms": order.created_at_unix_ms,
+        "updated_at_unix_ms": order.updated_at_unix_ms,
+    })
+}
+
+fn dead_letter_json(dl: &DeadLetter) -> Value {
+    let payload: Value =
+        serde_json::from_str(&dl.payload_json).unwrap_or(Value::String(dl.payload_json.clone()));
+    json!({
+        "id": dl.id, "order_id": dl.order_id, "kind": dl.kind, "subject": dl.subject,
+        "consumer": dl.consumer, "deliveries": dl.deliveries, "last_error": dl.last_error,
+        "origin_stream": dl.origin_stream, "origin_sequence": dl.origin_sequence,
+        "headers": dl.headers, "payload": payload, "redrives": dl.redrives,
+        "dead_at_unix_ms": dl.dead_at_unix_ms,
+    })
+}
+
+fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
+
+pub fn orders(orders: &[Order], next_page_token: &str, as_json: bool) {
+    if as_json {
+        print_json(&json!({
+            "orders": orders.iter().map(order_json).collect::<Vec<_>>(),
+            "next_page_token": next_page_token,
+        }));
+        return;
+    }
+    println!(
+        "{:<28} {:<13} {:<9} {:<26} REASON",
+        "ORDER", "STATE", "ATTENTION", "CREATED"
+    );
+    for order in orders {
+        println!(
+            "{:<28} {:<13} {:<9} {:<26} {}",
+            order.order_id,
+            short(order.state().as_str_name(), "ORDER_STATE_"),
+            if order.needs_attention { "yes" } else { "" },
+            time(order.created_at_unix_ms),
+            order.reason
+        );
+    }
+    if orders.is_empty() {
+        println!("(none)");
+    }
+    if !next_page_token.is_empty() {
+        println!("more: --page-token '{next_page_token}'");
+    }
+}
+
+pub fn order(order: Option<Order>, as_json: bool) {
+    let Some(order) = order else {
+        println!("(no order in the answer)");
+        return;
+    };
+    if as_json {
+        print_json(&order_json(&order));
+        return;
+    }
+    println!(
+        "order {}  {}{}",
+        order.order_id,
+        short(order.state().as_str_name(), "ORDER_STATE_"),
+        if order.needs_attention {
+            "  NEEDS ATTENTION"
+        } else {
+            ""
+        }
+    );
+    if !order.reason.is_empty() {
+        println!("reason: {}", order.reason);
+    }
+    println!(
+        "\n{:<6} {:<12} {:<16} {:>10}  STATE",
+        "STEP", "CHANNEL", "USER", "POINTS"
+    );
+    for line in &order.lines {
+        println!(
+            "{:<6} {:<12} {:<16} {:>10}  {}",
+            "line",
+            line.channel_id,
+            line.user_id,
+            line.points,
+            short(line.state().as_str_name(), "STEP_STATE_")
+        );
+    }
+    for quota in &order.quotas {
+        println!(
+            "{:<6} {:<12} {:<16} {:>10}  {}",
+            "quota",
+            quota.channel_id,
+            "",
+            quota.points,
+            short(quota.state().as_str_name(), "STEP_STATE_")
+        );
+    }
+    println!("\nhistory:");
+    for entry in &order.history {
+        println!(
+            "  {}  {:<22} {}",
+            time(entry.at_unix_ms),
+            entry.kind,
+            entry.detail
+        );
+    }
+}
+
+pub fn dead_letters(letters: &[DeadLetter], as_json: bool) {
+    if as_json {
+        print_json(&Value::Array(
+            letters.iter().map(dead_letter_json).collect(),
+        ));
+        return;
+    }
+    println!(
+        "{:<44} {:<24} {:<16} {:<16} ERROR",
+        "ID", "ORDER", "CONSUMER", "KIND"
+    );
+    for dl in letters {
+        let error: String = dl.last_error.chars().take(80).collect();
+        println!(
+            "{:<44} {:<24} {:<16} {:<16} {error}",
+            dl.id, dl.order_id, dl.consumer, dl.kind
+        );
+    }
+    if letters.is_empty() {
+        println!("(none open)");
+    }
+}
+
+pub fn dead_letter(letter: Option<DeadLetter>, as_json: bool) {
+    let Some(dl) = letter else {
+        println!("(no dead letter in the answer)");
+        return;
+    };
+    if as_json {
+        print_json(&dead_letter_json(&dl));
+        return;
+    }
+    let value = dead_letter_json(&dl);
+    println!("dead letter {}", dl.id);
+    for key in [
+        "order_id",
+        "kind",
+        "subject",
+        "consumer",
+        "deliveries",
+        "redrives",
+        "origin_stream",
+        "origin_sequence",
+    ] {
+        println!("  {key:<16} {}", value[key]);
+    }
+    println!("  dead at          {}", time(dl.dead_at_unix_ms));
+    println!("  last error       {}", dl.last_error);
+    println!("  headers          {}", value["headers"]);
+    println!(
+        "  payload\n{}",
+        serde_json::to_string_pretty(&value["payload"]).unwrap_or_default()
+    );
+}
+
+/// One result per item; never "all done" when some failed.
+pub fn results(action: &str, results: &[(String, Result<(), String>)], as_json: bool) {
+    if as_json {
+        print_json(&Value::Array(
+            results
+                .iter()
+                .map(|(id, r)| match r {
+                    Ok(()) => json!({"id": id, "ok": true}),
+                    Err(e) => json!({"id": id, "ok": false, "error": e}),
+                })
+                .collect(),
+        ));
+        return;
+    }
+    for (id, result) in results {
+        match result {
+            Ok(()) => println!("{action} {id}: done"),
+            Err(error) => println!("{action} {id}: FAILED: {error}"),
+        }
+    }
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    if results.len() > 1 {
+        println!("{} done, {failed} failed", results.len() - failed);
+    }
+}
+
+pub fn reconcile(answer: &ReconcileResponse, as_json: bool) {
+    if as_json {
+        print_json(&json!({
+            "orders_checked": answer.orders_checked,
+            "mismatches": answer.mismatches.iter().map(|m| json!({
+                "order_id": m.order_id, "system": m.system, "key": m.key,
+                "expected": m.expected, "actual": m.actual,
+            })).collect::<Vec<_>>(),
+        }));
+        return;
+    }
+    println!(
+        "{} order(s) checked, {} mismatch(es)",
+        answer.orders_checked,
+        answer.mismatches.len()
+    );
+    for m in &answer.mismatches {
+        println!(
+            "  {}  {}  {}: expected {}, found {}",
+            m.order_id, m.system, m.key, m.expected, m.actual
+        );
+    }
+}
