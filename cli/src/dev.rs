@@ -54,6 +54,9 @@ pub struct DevArgs {
     /// How many demo channels to run.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=6))]
     channels: u8,
+    /// Address of the operator's console (web pages; log in with the admin token).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    console_listen: SocketAddr,
     /// Address of the HTTP demo channel (a REST points API driven through the adapter).
     #[arg(long, default_value = "127.0.0.1:50070")]
     http_channel_listen: SocketAddr,
@@ -260,6 +263,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         admin_token_file: None,
         stuck_after: Duration::from_secs(600),
         adapter_configs: vec![delta_config.clone()],
+        console_listen: Some(args.console_listen),
         bus: bus.clone(),
         retry: args.retry.clone(),
         shutdown: quick,
@@ -268,18 +272,20 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     .map_err(|e| anyhow::anyhow!(e))
     .context("cannot start the mall (pick its port with --mall-listen)")?;
     let mall_addr = mall.local_addr();
+    let console_addr = mall.console_addr();
     let token = shutdown.clone();
     tasks.spawn(async move { Ok(mall.run_until(token).await?) });
 
-    print_banner(
-        &data_dir,
-        &nats.url(),
-        mall_addr,
-        portal_addr,
-        &channels,
-        &http,
-        &admin_token,
-    );
+    print_banner(&Banner {
+        data_dir: &data_dir,
+        nats: &nats.url(),
+        mall: mall_addr,
+        portal: portal_addr,
+        channels: &channels,
+        http: &http,
+        console: console_addr,
+        admin_token: &admin_token,
+    });
 
     // Every part runs until the token is cancelled; one that stops early stops them all.
     let mut failure = None;
@@ -337,15 +343,29 @@ async fn seed(
     Ok(())
 }
 
-fn print_banner(
-    data_dir: &Path,
-    nats: &str,
+/// What the start-up banner names.
+struct Banner<'a> {
+    data_dir: &'a Path,
+    nats: &'a str,
     mall: SocketAddr,
     portal: SocketAddr,
-    channels: &[(&str, &str, SocketAddr)],
-    http: &crate::dev_http::HttpDemo,
-    admin_token: &str,
-) {
+    channels: &'a [(&'a str, &'a str, SocketAddr)],
+    http: &'a crate::dev_http::HttpDemo,
+    console: Option<SocketAddr>,
+    admin_token: &'a str,
+}
+
+fn print_banner(banner: &Banner<'_>) {
+    let Banner {
+        data_dir,
+        nats,
+        mall,
+        portal,
+        channels,
+        http,
+        console,
+        admin_token,
+    } = *banner;
     let (first_id, _, first) = channels[0];
     let second_id = channels.get(1).map_or(first_id, |c| c.0);
     println!();
@@ -395,8 +415,14 @@ fn print_banner(
     );
     println!("  grpcurl -plaintext {mall} grpc.health.v1.Health/Check");
     println!();
-    println!("Admin API (AdminService; runbook in docs/operations.md):");
+    if let Some(console) = console {
+        println!("Operator's console: http://{console}/  (log in with the admin token below)");
+        println!();
+    }
+    println!("Admin (jifen admin, or AdminService; runbook in docs/operations.md):");
     println!("  export JIFEN_ADMIN_TOKEN={admin_token}");
+    println!("  jifen admin orders list --attention");
+    println!("  jifen admin dead-letters list");
     println!(
         "  grpcurl -plaintext -H \"authorization: Bearer $JIFEN_ADMIN_TOKEN\" -d '{{}}' {mall} jifen.v1.AdminService/ListDeadLetters"
     );

@@ -80,6 +80,9 @@ pub struct MallConfig {
     /// Orders not settled this long after they were created are flagged `needs_attention`.
     #[arg(long, env = "JIFEN_STUCK_AFTER", default_value = "10m", value_parser = parse_duration)]
     pub stuck_after: Duration,
+    /// Serve the operator's console (web pages, guarded by the admin token) here.
+    #[arg(long, env = "JIFEN_CONSOLE_LISTEN")]
+    pub console_listen: Option<SocketAddr>,
     /// Adapter configs of the channels the portal's registry lists as HTTP, for the pre-check
     /// and reconciliation (the same files their connectors use); repeat for several.
     #[arg(
@@ -104,6 +107,9 @@ pub struct MallApp {
     auth: Auth,
     js: async_nats::jetstream::Context,
     client: async_nats::Client,
+    /// The console's socket, bound at build so a taken port fails the start.
+    console: Option<tokio::net::TcpListener>,
+    admin_token: Option<String>,
     config: MallConfig,
 }
 
@@ -138,6 +144,12 @@ impl MallApp {
         let server = GrpcServer::bind(config.listen)
             .await
             .map_err(StartError::from)?;
+        let console = match config.console_listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                MallStartError::Config(format!("cannot serve the console on {addr}: {e}"))
+            })?),
+            None => None,
+        };
         let (changes, _) = broadcast::channel(1024);
         Ok(Self {
             server,
@@ -149,15 +161,22 @@ impl MallApp {
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             },
-            auth: Auth::new(admin_token),
+            auth: Auth::new(admin_token.clone()),
             js,
             client,
+            console,
+            admin_token,
             config,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// Where the console listens, when it does.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn store(&self) -> &OrderStore {
@@ -252,6 +271,19 @@ impl MallApp {
             changes,
         };
         let auth = self.auth.clone();
+        if let Some(listener) = self.console {
+            let console = crate::console::Console::new(
+                admin.clone(),
+                self.js.clone(),
+                self.admin_token.clone(),
+            );
+            let stop = shutdown.clone();
+            tracker.spawn(async move {
+                if let Err(error) = crate::console::serve(console, listener, stop).await {
+                    tracing::error!(%error, "the console stopped");
+                }
+            });
+        }
 
         let mut routes = RoutesBuilder::default();
         routes.add_service(MallServiceServer::new(self.mall.clone()));

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod app;
 pub mod commands;
+pub mod console;
 pub mod dead_letters;
 pub mod error;
 pub mod grpc;

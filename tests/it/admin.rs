@@ -91,7 +91,7 @@ fn three_deliveries() -> RetryArgs {
 
 /// Submits `o-1` (alpha 100, beta 50) while alpha is up, then takes alpha's server down and
 /// lets its connector exhaust three deliveries. Returns the dead letter.
-async fn dead_letter_alpha(mesh: &mut TestMesh) -> (DeadLetter, Duration) {
+pub(crate) async fn dead_letter_alpha(mesh: &mut TestMesh) -> (DeadLetter, Duration) {
     mesh.stop_connector("alpha").await;
     mesh.submit("o-1", &[("alpha", "u1", 100), ("beta", "u1", 50)])
         .await

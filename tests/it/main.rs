@@ -13,6 +13,7 @@ mod channel_check;
 mod channel_strategies;
 mod cluster;
 mod concurrency;
+mod console;
 mod dead_letter_ids;
 mod harness;
 mod health;

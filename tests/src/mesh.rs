@@ -59,6 +59,8 @@ pub struct TestMall {
     pub server: Running,
     pub client: MallServiceClient<Channel>,
     pub store: jifen_mall::store::OrderStore,
+    /// The operator's console, `http://127.0.0.1:<port>`.
+    pub console: String,
 }
 
 #[derive(Debug)]
@@ -236,6 +238,7 @@ impl TestMesh {
             admin_token_file: None,
             stuck_after: self.stuck_after,
             adapter_configs: self.adapters.values().cloned().collect(),
+            console_listen: Some("127.0.0.1:0".parse().expect("an address")),
             bus: self.bus(),
             retry: self.retry.clone(),
             shutdown: ShutdownArgs {
@@ -256,6 +259,11 @@ impl TestMesh {
             .unwrap_or_else(|e| panic!("the replica starts: {e:?}"));
         let store = app.store().clone();
         let addr = app.local_addr();
+        let console = format!(
+            "http://{}",
+            app.console_addr()
+                .expect("the test mall serves its console")
+        );
         let server = Running::spawn(addr, |token| app.run_until(token));
         let channel = Channel::from_shared(server.endpoint())
             .expect("an endpoint")
@@ -266,6 +274,7 @@ impl TestMesh {
             server,
             client: MallServiceClient::new(channel),
             store,
+            console,
         }
     }
 

@@ -27,6 +27,7 @@ use tonic::{Request, Response, Status};
 use crate::store::reemit::reemit;
 use crate::store::steps;
 pub use auth::Auth;
+pub(crate) use auth::constant_time_eq;
 use settle::LineKey;
 
 use crate::commands;

@@ -204,3 +204,17 @@ pub async fn open_on_subject(
     .map(from_row)
     .collect()
 }
+
+/// How many dead letters are open per consumer.
+pub async fn open_by_consumer(
+    db: &Database,
+) -> Result<std::collections::HashMap<String, i64>, sqlx::Error> {
+    sqlx::query(
+        "SELECT consumer, COUNT(*) AS n FROM dead_letters WHERE state = 'OPEN' GROUP BY consumer",
+    )
+    .fetch_all(db.pool())
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get("consumer")?, r.try_get("n")?)))
+    .collect()
+}

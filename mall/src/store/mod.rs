@@ -35,6 +35,14 @@ pub fn order_state(raw: &str) -> Result<OrderState, sqlx::Error> {
     OrderState::parse(raw).ok_or_else(|| decode_error("order state", raw))
 }
 
+/// Orders per state, for the console's header.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderCounts {
+    pub by_state: Vec<(String, i64)>,
+    pub total: i64,
+    pub attention: i64,
+}
+
 /// Which orders a listing shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Selection {
@@ -247,6 +255,32 @@ impl OrderStore {
             }
         }
         Ok(orders)
+    }
+
+    /// How many orders are in each state, and how many need attention, for the console.
+    pub async fn counts(&self) -> Result<OrderCounts, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n, SUM(needs_attention) AS flagged FROM orders GROUP BY state",
+        )
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut counts = OrderCounts::default();
+        for state in ["PENDING", "COMPENSATING", "COMPLETED", "CANCELLED"] {
+            let row = rows
+                .iter()
+                .find(|r| r.try_get::<String, _>("state").is_ok_and(|s| s == state));
+            let (n, flagged) = match row {
+                Some(r) => (
+                    r.try_get::<i64, _>("n")?,
+                    r.try_get::<Option<i64>, _>("flagged")?.unwrap_or(0),
+                ),
+                None => (0, 0),
+            };
+            counts.total += n;
+            counts.attention += flagged;
+            counts.by_state.push((state.to_owned(), n));
+        }
+        Ok(counts)
     }
 
     /// Samples the mall's gauges: orders by state, orders needing attention, open dead

@@ -1,0 +1,290 @@
+//! The console's changes: each a POST carrying the session's CSRF token, each done through the
+//! admin gRPC API's own code (so it is recorded in the order's history with its note), each
+//! answered by a redirect to the page it changed with a message saying what happened.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use jifen_proto::v1::admin_service_server::AdminService;
+use jifen_proto::v1::{
+    CompensateOrderRequest, DiscardDeadLetterRequest, RecordDeductOutcomeRequest,
+    RecordManualRefundRequest, RedriveDeadLetterRequest, RetryOrderRequest,
+};
+use maud::html;
+use tonic::{Request, Status};
+
+use super::Console;
+use super::session::{Session, redirect};
+use super::views::{Flash, enc, forbidden, page};
+
+/// A submitted form: every value of every field, in order.
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn parse(body: &[u8]) -> Self {
+        Self(form_urlencoded::parse(body).into_owned().collect())
+    }
+
+    fn get(&self, key: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default()
+    }
+
+    fn all(&self, key: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+/// The form, if it carries the session's CSRF token.
+fn checked(session: &Session, body: &[u8]) -> Option<Form> {
+    let form = Form::parse(body);
+    session.csrf_ok(form.get("csrf")).then_some(form)
+}
+
+/// Back to `page` with what the call did.
+fn back<T>(page: &str, result: Result<T, Status>, done: &str) -> Response {
+    let flash = match result {
+        Ok(_) => Flash::query(true, done),
+        Err(status) => Flash::query(false, status.message()),
+    };
+    redirect(&format!("{page}?{flash}"))
+}
+
+pub async fn login(State(console): State<Console>, body: Bytes) -> Response {
+    let form = Form::parse(&body);
+    if !console.token_ok(form.get("token")) {
+        tracing::warn!("console: login refused");
+        let why = if console.token.is_none() {
+            "The mall has no admin token configured (JIFEN_ADMIN_TOKEN): the console is closed."
+        } else {
+            "Wrong token."
+        };
+        return super::views::login(Some(why));
+    }
+    match console.open_session().await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::error!(%error, "console: cannot open a session");
+            super::views::login(Some("The session could not be stored; try again."))
+        }
+    }
+}
+
+pub async fn logout(State(console): State<Console>, session: Session, body: Bytes) -> Response {
+    if checked(&session, &body).is_none() {
+        return forbidden();
+    }
+    match console.close_session(&session).await {
+        Ok(response) => response,
+        Err(error) => console.storage_error(&session, &error),
+    }
+}
+
+pub async fn compensate(
+    State(console): State<Console>,
+    session: Session,
+    Path(order_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(form) = checked(&session, &body) else {
+        return forbidden();
+    };
+    let result = AdminService::compensate_order(
+        &console.admin,
+        Request::new(CompensateOrderRequest {
+            order_id: order_id.clone(),
+            reason: form.get("note").to_owned(),
+        }),
+    )
+    .await;
+    back(&order_page(&order_id), result, "Compensation started.")
+}
+
+pub async fn retry(
+    State(console): State<Console>,
+    session: Session,
+    Path(order_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(form) = checked(&session, &body) else {
+        return forbidden();
+    };
+    let result = AdminService::retry_order(
+        &console.admin,
+        Request::new(RetryOrderRequest {
+            order_id: order_id.clone(),
+            note: form.get("note").to_owned(),
+        }),
+    )
+    .await;
+    back(&order_page(&order_id), result, "Open commands sent again.")
+}
+
+pub async fn record_outcome(
+    State(console): State<Console>,
+    session: Session,
+    Path(order_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(form) = checked(&session, &body) else {
+        return forbidden();
+    };
+    let result = AdminService::record_deduct_outcome(
+        &console.admin,
+        Request::new(RecordDeductOutcomeRequest {
+            order_id: order_id.clone(),
+            channel_id: form.get("channel").to_owned(),
+            user_id: form.get("user").to_owned(),
+            deducted: form.get("deducted") == "true",
+            note: form.get("note").to_owned(),
+        }),
+    )
+    .await;
+    back(&order_page(&order_id), result, "Outcome recorded.")
+}
+
+pub async fn manual_refund(
+    State(console): State<Console>,
+    session: Session,
+    Path(order_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(form) = checked(&session, &body) else {
+        return forbidden();
+    };
+    let result = AdminService::record_manual_refund(
+        &console.admin,
+        Request::new(RecordManualRefundRequest {
+            order_id: order_id.clone(),
+            channel_id: form.get("channel").to_owned(),
+            user_id: form.get("user").to_owned(),
+            note: form.get("note").to_owned(),
+        }),
+    )
+    .await;
+    back(&order_page(&order_id), result, "Manual refund recorded.")
+}
+
+pub async fn redrive(
+    State(console): State<Console>,
+    session: Session,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if checked(&session, &body).is_none() {
+        return forbidden();
+    }
+    let result = AdminService::redrive_dead_letter(
+        &console.admin,
+        Request::new(RedriveDeadLetterRequest { id: id.clone() }),
+    )
+    .await;
+    match result {
+        // The letter is closed: its page is gone, its order shows what follows.
+        Ok(answer) => {
+            let order_id = answer
+                .into_inner()
+                .dead_letter
+                .map(|dl| dl.order_id)
+                .unwrap_or_default();
+            redirect(&format!(
+                "{}?{}",
+                order_page(&order_id),
+                Flash::query(true, &format!("Dead letter {id} sent again."))
+            ))
+        }
+        Err(status) => back(&letter_page(&id), Err::<(), _>(status), ""),
+    }
+}
+
+pub async fn discard(
+    State(console): State<Console>,
+    session: Session,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(form) = checked(&session, &body) else {
+        return forbidden();
+    };
+    if form.get("note").trim().is_empty() {
+        let why = Status::invalid_argument("say why it needs no redrive (the note)");
+        return back(&letter_page(&id), Err::<(), _>(why), "");
+    }
+    let result = AdminService::discard_dead_letter(
+        &console.admin,
+        Request::new(DiscardDeadLetterRequest {
+            id: id.clone(),
+            note: form.get("note").to_owned(),
+        }),
+    )
+    .await;
+    match result {
+        Ok(_) => redirect(&format!(
+            "/dead-letters?{}",
+            Flash::query(true, &format!("Dead letter {id} discarded."))
+        )),
+        Err(status) => back(&letter_page(&id), Err::<(), _>(status), ""),
+    }
+}
+
+/// Redrives every picked dead letter and shows a result per item (never "all done" when some
+/// failed).
+pub async fn redrive_many(
+    State(console): State<Console>,
+    session: Session,
+    body: Bytes,
+) -> Response {
+    let Some(form) = checked(&session, &body) else {
+        return forbidden();
+    };
+    let ids = form.all("id");
+    let mut results = Vec::with_capacity(ids.len());
+    for id in ids {
+        let result = AdminService::redrive_dead_letter(
+            &console.admin,
+            Request::new(RedriveDeadLetterRequest { id: id.clone() }),
+        )
+        .await;
+        results.push((id, result.map(drop).map_err(|s| s.message().to_owned())));
+    }
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    let flash = Flash {
+        ok: (failed == 0 && !results.is_empty())
+            .then(|| format!("{} dead letter(s) sent again.", results.len())),
+        error: if results.is_empty() {
+            Some("Nothing was picked.".to_owned())
+        } else {
+            (failed > 0).then(|| format!("{failed} of {} could not be sent again.", results.len()))
+        },
+    };
+    let content = html! {
+        h1 { "Redrive" }
+        div.wrap { table {
+            thead { tr { th { "Dead letter" } th { "Result" } } }
+            tbody { @for (id, result) in &results { tr {
+                td { code { (id) } }
+                td { @match result {
+                    Ok(()) => span.badge.s-COMPLETED { "sent again" },
+                    Err(why) => { span.badge.s-CANCELLED { "failed" } " " (why) " " a href=(letter_page(id)) { "open" } },
+                } }
+            } } }
+        } }
+        p { a href="/dead-letters" { "← Dead letters" } }
+    };
+    page("Redrive", &session, &flash, content)
+}
+
+fn order_page(order_id: &str) -> String {
+    format!("/orders/{}", enc(order_id))
+}
+
+fn letter_page(id: &str) -> String {
+    format!("/dead-letters/{}", enc(id))
+}

@@ -1,0 +1,123 @@
+//! The operator's console (DESIGN §10): server-rendered pages served by the mall on
+//! `--console-listen`, guarded by the admin token (a login opens a session; every change is a
+//! POST with its CSRF token), acting through the admin API's own code so that every change is
+//! written into the order's history with its note. No JavaScript.
+
+mod actions;
+mod channels;
+mod pages;
+pub mod session;
+mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use maud::html;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::Admin;
+use crate::store::OrderStore;
+use session::Session;
+use views::{Flash, page};
+
+const STYLE: &str = include_str!("style.css");
+
+/// What the console's handlers share.
+#[derive(Clone)]
+pub struct Console {
+    pub(crate) admin: Admin,
+    pub(crate) store: OrderStore,
+    pub(crate) js: async_nats::jetstream::Context,
+    pub(crate) token: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console")
+            .field("token_configured", &self.token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Console {
+    pub fn new(admin: Admin, js: async_nats::jetstream::Context, token: Option<String>) -> Self {
+        Self {
+            store: admin.store.clone(),
+            admin,
+            js,
+            token: token.filter(|t| !t.is_empty()).map(Arc::from),
+        }
+    }
+
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/", get(|| async { session::redirect("/orders") }))
+            .route("/style.css", get(style))
+            .route("/login", get(login_page).post(actions::login))
+            .route("/logout", post(actions::logout))
+            .route("/orders", get(pages::orders))
+            .route("/orders/{id}", get(pages::order))
+            .route("/orders/{id}/compensate", post(actions::compensate))
+            .route("/orders/{id}/retry", post(actions::retry))
+            .route("/orders/{id}/record-outcome", post(actions::record_outcome))
+            .route("/orders/{id}/manual-refund", post(actions::manual_refund))
+            .route("/dead-letters", get(pages::dead_letters_page))
+            .route("/dead-letters/redrive", post(actions::redrive_many))
+            .route("/dead-letters/{id}", get(pages::dead_letter))
+            .route("/dead-letters/{id}/redrive", post(actions::redrive))
+            .route("/dead-letters/{id}/discard", post(actions::discard))
+            .route("/stuck", get(pages::stuck))
+            .route("/reconcile", get(pages::reconcile))
+            .route("/channels", get(channels::channels))
+            .with_state(self)
+    }
+
+    /// A page saying what went wrong (an unknown id, a bad filter).
+    fn error_page(&self, session: &Session, message: &str) -> Response {
+        let flash = Flash {
+            ok: None,
+            error: Some(message.to_owned()),
+        };
+        let mut response = page(
+            "Error",
+            session,
+            &flash,
+            html! { p { a href="/orders" { "← Orders" } } },
+        );
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        response
+    }
+
+    fn storage_error(&self, session: &Session, error: &sqlx::Error) -> Response {
+        tracing::error!(%error, "console: storage error");
+        let mut response =
+            self.error_page(session, "The mall's database did not answer; try again.");
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        response
+    }
+}
+
+async fn style() -> Response {
+    ([(CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
+}
+
+async fn login_page() -> Response {
+    views::login(None)
+}
+
+/// Serves the console on `listener` until `shutdown`.
+pub async fn serve(
+    console: Console,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "operator's console listening");
+    axum::serve(listener, console.router())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}

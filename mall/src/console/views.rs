@@ -1,0 +1,156 @@
+//! The console's page frame and the pieces pages share (maud templates: HTML escaped by
+//! construction).
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use maud::{DOCTYPE, Markup, html};
+
+use super::session::Session;
+
+/// A full page: navigation, the flash message, the content.
+pub fn page(title: &str, session: &Session, flash: &Flash, content: Markup) -> Response {
+    Html(
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { (title) " · Jifen console" }
+                    link rel="stylesheet" href="/style.css";
+                }
+                body {
+                    header {
+                        span.brand { "Jifen" }
+                        nav {
+                            a href="/orders" { "Orders" }
+                            a href="/orders?attention=1" { "Needs attention" }
+                            a href="/dead-letters" { "Dead letters" }
+                            a href="/stuck" { "Stuck" }
+                            a href="/reconcile" { "Reconcile" }
+                            a href="/channels" { "Channels" }
+                        }
+                        form method="post" action="/logout" {
+                            (csrf(session))
+                            button.quiet type="submit" { "Log out" }
+                        }
+                    }
+                    main {
+                        (flash.markup())
+                        (content)
+                    }
+                }
+            }
+        }
+        .into_string(),
+    )
+    .into_response()
+}
+
+/// The login page, with an error when a token was refused.
+pub fn login(error: Option<&str>) -> Response {
+    let status = if error.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    let body = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "Log in · Jifen console" }
+                link rel="stylesheet" href="/style.css";
+            }
+            body {
+                form.login method="post" action="/login" {
+                    h1 { "Jifen console" }
+                    @if let Some(error) = error { div.flash.err { (error) } }
+                    label for="token" { "Admin token" }
+                    input #token type="password" name="token" autocomplete="current-password" autofocus;
+                    button type="submit" { "Log in" }
+                    p.muted { "The token the mall was started with (" code { "JIFEN_ADMIN_TOKEN" } "); " code { "jifen dev" } " prints it." }
+                }
+            }
+        }
+    };
+    (status, Html(body.into_string())).into_response()
+}
+
+/// The hidden CSRF field every form that changes something carries.
+pub fn csrf(session: &Session) -> Markup {
+    html! { input type="hidden" name="csrf" value=(session.csrf); }
+}
+
+/// A state as a coloured badge.
+pub fn badge(state: &str) -> Markup {
+    html! { span class={ "badge s-" (state) } { (state) } }
+}
+
+pub fn attention() -> Markup {
+    html! { span.badge.attention { "needs attention" } }
+}
+
+pub fn time(unix_ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            let format = time::format_description::parse_borrowed::<2>(
+                "[year]-[month]-[day] [hour]:[minute]:[second]",
+            )
+            .ok()?;
+            t.format(&format).ok()
+        })
+        .unwrap_or_else(|| unix_ms.to_string())
+}
+
+/// Percent-encodes a path segment or a query value.
+pub fn enc(raw: &str) -> String {
+    form_urlencoded::byte_serialize(raw.as_bytes()).collect()
+}
+
+/// A message shown once, after an action (carried in the redirect's query).
+#[derive(Debug, Clone, Default)]
+pub struct Flash {
+    pub ok: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Flash {
+    pub fn markup(&self) -> Markup {
+        html! {
+            @if let Some(ok) = &self.ok { div.flash { (ok) } }
+            @if let Some(error) = &self.error { div.flash.err { (error) } }
+        }
+    }
+
+    /// `?ok=…` or `?err=…` for a redirect.
+    pub fn query(ok: bool, message: &str) -> String {
+        format!("{}={}", if ok { "ok" } else { "err" }, enc(message))
+    }
+}
+
+/// A 403 page for a change without its CSRF token: nothing was changed.
+pub fn forbidden() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Html(
+            html! {
+                (DOCTYPE)
+                p { "Missing or wrong CSRF token: nothing was changed. Reload the page and try again." }
+            }
+            .into_string(),
+        ),
+    )
+        .into_response()
+}
+
+/// JSON, pretty-printed for reading.
+pub fn json_block(raw: &str) -> Markup {
+    let pretty = serde_json::from_str::<serde_json::Value>(raw)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| raw.to_owned());
+    html! { pre { code { (pretty) } } }
+}

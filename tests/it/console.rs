@@ -1,0 +1,388 @@
+//! The operator's console over HTTP (DESIGN §10): login and sessions, CSRF on every change,
+//! each action changing the order and its history, paging and filters.
+
+use jifen_proto::v1::OrderState;
+use jifen_tests::TestMesh;
+use jifen_tests::mesh::ADMIN_TOKEN;
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, COOKIE, LOCATION, SET_COOKIE};
+
+use crate::admin::dead_letter_alpha;
+
+/// A browser without cookies of its own: the test carries the session cookie.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookie: Option<String>,
+}
+
+impl Browser {
+    fn new(mesh: &mut TestMesh) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: mesh.mall().console.clone(),
+            cookie: None,
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header(ACCEPT, "text/html");
+        if let Some(cookie) = &self.cookie {
+            request = request.header(COOKIE, cookie);
+        }
+        request
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
+    /// Posts a form; answers the status and where it redirects.
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let response = self
+            .request(reqwest::Method::POST, path)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (response.status(), location)
+    }
+
+    async fn login(&mut self, token: &str) -> reqwest::Response {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("token", token)
+            .finish();
+        let response = self
+            .http
+            .post(format!("{}/login", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        if let Some(set) = response.headers().get(SET_COOKIE) {
+            let set = set.to_str().unwrap();
+            self.cookie = set.split(';').next().map(str::to_owned);
+        }
+        response
+    }
+
+    /// The CSRF token of the session, read from a page's forms.
+    async fn csrf(&self) -> String {
+        let (_, page) = self.get("/orders").await;
+        let at = page
+            .find("name=\"csrf\" value=\"")
+            .expect("a form with the CSRF token");
+        let rest = &page[at + "name=\"csrf\" value=\"".len()..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    }
+}
+
+#[tokio::test]
+async fn nothing_is_shown_without_logging_in_with_the_token() {
+    let mut mesh = TestMesh::start(&["alpha"], &["u1"]).await;
+    let mut browser = Browser::new(&mut mesh);
+
+    let page = browser
+        .request(reqwest::Method::GET, "/orders")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::SEE_OTHER);
+    assert_eq!(page.headers()[LOCATION], "/login");
+    // A client that is no browser gets 401.
+    let api = browser
+        .http
+        .get(format!("{}/orders", browser.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+    // A forged cookie is no session.
+    browser.cookie = Some("jifen_console=forged".into());
+    assert_eq!(browser.get("/orders").await.0, StatusCode::SEE_OTHER);
+
+    let wrong = browser.login("not-the-token").await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.text().await.unwrap().contains("Wrong token"));
+    let right = browser.login(ADMIN_TOKEN).await;
+    assert_eq!(right.status(), StatusCode::SEE_OTHER);
+    let cookie = right.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let (status, page) = browser.get("/orders").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<h1>Orders</h1>"), "{page}");
+
+    // Logging out needs the CSRF token too, and ends the session.
+    assert_eq!(browser.post("/logout", &[]).await.0, StatusCode::FORBIDDEN);
+    let csrf = browser.csrf().await;
+    let (status, to) = browser.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, "/login"));
+    assert_eq!(browser.get("/orders").await.0, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_change_without_the_csrf_token_changes_nothing_and_with_it_goes_into_the_history() {
+    let mut mesh = TestMesh::start(&["alpha", "beta"], &["u1"]).await;
+    mesh.stop_connector("alpha").await;
+    mesh.submit("c-1", &[("alpha", "u1", 100), ("beta", "u1", 50)])
+        .await
+        .unwrap();
+    let mut browser = Browser::new(&mut mesh);
+    browser.login(ADMIN_TOKEN).await;
+
+    let forged = browser
+        .post("/orders/c-1/compensate", &[("note", "forged")])
+        .await;
+    assert_eq!(forged.0, StatusCode::FORBIDDEN);
+    let wrong = browser
+        .post(
+            "/orders/c-1/compensate",
+            &[("csrf", "guess"), ("note", "forged")],
+        )
+        .await;
+    assert_eq!(wrong.0, StatusCode::FORBIDDEN);
+    let untouched = mesh.order_when("c-1", "to stay pending", |_| true).await;
+    assert_eq!(untouched.state(), OrderState::Pending);
+
+    let csrf = browser.csrf().await;
+    let (status, to) = browser
+        .post(
+            "/orders/c-1/retry",
+            &[("csrf", &csrf), ("note", "alpha back soon")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(to.starts_with("/orders/c-1?ok="), "{to}");
+    let (status, to) = browser
+        .post(
+            "/orders/c-1/compensate",
+            &[("csrf", &csrf), ("note", "customer gave up, ticket 77")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(to.starts_with("/orders/c-1?ok="), "{to}");
+    mesh.start_connector("alpha").await;
+    let cancelled = mesh.settled("c-1").await;
+    assert_eq!(cancelled.state(), OrderState::Cancelled);
+    let kinds: Vec<&str> = cancelled.history.iter().map(|h| h.kind.as_str()).collect();
+    assert!(
+        kinds.contains(&"admin_retry") && kinds.contains(&"admin_compensate"),
+        "{kinds:?}"
+    );
+    assert!(
+        cancelled
+            .history
+            .iter()
+            .any(|h| h.detail.contains("ticket 77"))
+    );
+    assert!(
+        cancelled
+            .history
+            .iter()
+            .any(|h| h.detail.contains("alpha back soon"))
+    );
+    let (_, page) = browser.get("/orders/c-1").await;
+    assert!(
+        page.contains("ticket 77") && page.contains("CANCELLED"),
+        "{page}"
+    );
+
+    // A settled order refuses, and the page says why.
+    let (status, to) = browser
+        .post(
+            "/orders/c-1/compensate",
+            &[("csrf", &csrf), ("note", "again")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(to.contains("err="), "{to}");
+}
+
+#[tokio::test]
+async fn dead_letters_are_read_redriven_one_or_many_and_discarded_from_the_console() {
+    let mut mesh = TestMesh::start(&["alpha", "beta"], &["u1"]).await;
+    let (dl, _) = dead_letter_alpha(&mut mesh).await;
+    let mut browser = Browser::new(&mut mesh);
+    browser.login(ADMIN_TOKEN).await;
+
+    let (_, list) = browser.get("/dead-letters?consumer=channel-alpha").await;
+    assert!(list.contains(&dl.id), "{list}");
+    let path = format!(
+        "/dead-letters/{}",
+        form_urlencoded::byte_serialize(dl.id.as_bytes()).collect::<String>()
+    );
+    let (status, page) = browser.get(&path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("jifen.cmd.channel.alpha.deduct") && page.contains("&quot;points&quot;: 100"),
+        "{page}"
+    );
+    let (_, order) = browser.get("/orders/o-1").await;
+    assert!(
+        order.contains(&dl.id) && order.contains("needs attention"),
+        "{order}"
+    );
+    let (_, flagged) = browser.get("/orders?attention=1").await;
+    assert!(flagged.contains("o-1"), "{flagged}");
+
+    // Many at once: a result per item, the failure named.
+    mesh.channel("alpha").restart().await;
+    let csrf = browser.csrf().await;
+    let body: Vec<(&str, &str)> = vec![("csrf", &csrf), ("id", &dl.id), ("id", "dlq:nope:1:1")];
+    let response = browser
+        .request(reqwest::Method::POST, "/dead-letters/redrive")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&body)
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let page = response.text().await.unwrap();
+    assert!(page.contains("1 of 2 could not be sent again"), "{page}");
+    assert!(
+        page.contains("sent again") && page.contains("dlq:nope:1:1"),
+        "{page}"
+    );
+    let done = mesh.settled("o-1").await;
+    assert_eq!(done.state(), OrderState::Completed);
+    assert!(done.history.iter().any(|h| h.kind == "admin_redrive"));
+    let (_, list) = browser.get("/dead-letters").await;
+    assert!(
+        !list.contains(&dl.id),
+        "redriven letters are closed: {list}"
+    );
+
+    // Discard needs its note, and keeps it in the order's history.
+    mesh.stop_connector("alpha").await;
+    mesh.submit("o-2", &[("alpha", "u1", 10)]).await.unwrap();
+    mesh.channel("alpha").stop().await;
+    mesh.start_connector("alpha").await;
+    let admin = crate::admin::admin(&mut mesh).await;
+    let second = jifen_tests::eventually(
+        "a second dead letter",
+        std::time::Duration::from_secs(30),
+        || {
+            let mut admin = admin.clone();
+            async move {
+                crate::admin::dead_letters(&mut admin, "o-2")
+                    .await
+                    .into_iter()
+                    .next()
+            }
+        },
+    )
+    .await;
+    let path = format!(
+        "/dead-letters/{}",
+        form_urlencoded::byte_serialize(second.id.as_bytes()).collect::<String>()
+    );
+    let (status, to) = browser
+        .post(&format!("{path}/discard"), &[("csrf", &csrf), ("note", "")])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        to.contains("err="),
+        "a discard without a note is refused: {to}"
+    );
+    let (status, to) = browser
+        .post(
+            &format!("{path}/discard"),
+            &[("csrf", &csrf), ("note", "duplicate of o-1, OPS-3")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(to.starts_with("/dead-letters?ok="), "{to}");
+    let (_, order) = browser.get("/orders/o-2").await;
+    assert!(order.contains("OPS-3"), "{order}");
+}
+
+#[tokio::test]
+async fn orders_page_by_state_and_keyset() {
+    let mut mesh = TestMesh::start(&["alpha"], &["u1"]).await;
+    for id in ["p-1", "p-2", "p-3"] {
+        mesh.submit(id, &[("alpha", "u1", 10)]).await.unwrap();
+        mesh.settled(id).await;
+    }
+    let rejected = mesh.submit("p-4", &[("alpha", "u1", 1_000_000)]).await;
+    assert!(
+        rejected.is_err(),
+        "the pre-check refuses it: it is never stored"
+    );
+    let mut browser = Browser::new(&mut mesh);
+    browser.login(ADMIN_TOKEN).await;
+
+    let (_, first) = browser.get("/orders?limit=2").await;
+    assert!(
+        first.contains("p-3") && first.contains("p-2") && !first.contains(">p-1<"),
+        "{first}"
+    );
+    assert!(
+        first.contains("COMPLETED") && first.contains("<b>3</b>"),
+        "counts per state: {first}"
+    );
+    let at = first.find("&amp;after=").expect("a link to the next page");
+    let href_start = first[..at].rfind("href=\"").unwrap() + "href=\"".len();
+    let href = first[href_start..first[href_start..].find('"').unwrap() + href_start]
+        .replace("&amp;", "&");
+    let (_, second) = browser.get(&href).await;
+    assert!(
+        second.contains("p-1") && !second.contains("p-3"),
+        "{second}"
+    );
+
+    let (_, cancelled) = browser.get("/orders?state=CANCELLED").await;
+    assert!(cancelled.contains("No orders."), "{cancelled}");
+    let (status, to) = {
+        let response = browser
+            .request(reqwest::Method::GET, "/orders?q=p-2")
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status(),
+            response.headers()[LOCATION].to_str().unwrap().to_owned(),
+        )
+    };
+    assert_eq!(
+        (status, to.as_str()),
+        (StatusCode::SEE_OTHER, "/orders/p-2")
+    );
+    let (status, page) = browser.get("/channels").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("alpha") && page.contains("channel-alpha"),
+        "{page}"
+    );
+    let (status, page) = browser.get("/reconcile?order=p-1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("1 order(s) checked"), "{page}");
+    let (status, _) = browser.get("/stuck?older_than=1s").await;
+    assert_eq!(status, StatusCode::OK);
+}
