@@ -264,6 +264,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         stuck_after: Duration::from_secs(600),
         adapter_configs: vec![delta_config.clone()],
         console_listen: Some(args.console_listen),
+        console_secure_cookie: false,
         bus: bus.clone(),
         retry: args.retry.clone(),
         shutdown: quick,

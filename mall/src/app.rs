@@ -83,6 +83,10 @@ pub struct MallConfig {
     /// Serve the operator's console (web pages, guarded by the admin token) here.
     #[arg(long, env = "JIFEN_CONSOLE_LISTEN")]
     pub console_listen: Option<SocketAddr>,
+    /// Mark the console's session cookie `Secure` (when it is reached over HTTPS, e.g. behind
+    /// a TLS-terminating ingress).
+    #[arg(long, env = "JIFEN_CONSOLE_SECURE_COOKIE")]
+    pub console_secure_cookie: bool,
     /// Adapter configs of the channels the portal's registry lists as HTTP, for the pre-check
     /// and reconciliation (the same files their connectors use); repeat for several.
     #[arg(
@@ -276,6 +280,7 @@ impl MallApp {
                 admin.clone(),
                 self.js.clone(),
                 self.admin_token.clone(),
+                self.config.console_secure_cookie,
             );
             let stop = shutdown.clone();
             tracker.spawn(async move {

@@ -239,6 +239,7 @@ impl TestMesh {
             stuck_after: self.stuck_after,
             adapter_configs: self.adapters.values().cloned().collect(),
             console_listen: Some("127.0.0.1:0".parse().expect("an address")),
+            console_secure_cookie: false,
             bus: self.bus(),
             retry: self.retry.clone(),
             shutdown: ShutdownArgs {

@@ -33,6 +33,8 @@ pub struct Console {
     pub(crate) store: OrderStore,
     pub(crate) js: async_nats::jetstream::Context,
     pub(crate) token: Option<Arc<str>>,
+    /// The session cookie is sent over HTTPS only.
+    pub(crate) secure_cookie: bool,
 }
 
 impl std::fmt::Debug for Console {
@@ -44,12 +46,18 @@ impl std::fmt::Debug for Console {
 }
 
 impl Console {
-    pub fn new(admin: Admin, js: async_nats::jetstream::Context, token: Option<String>) -> Self {
+    pub fn new(
+        admin: Admin,
+        js: async_nats::jetstream::Context,
+        token: Option<String>,
+        secure_cookie: bool,
+    ) -> Self {
         Self {
             store: admin.store.clone(),
             admin,
             js,
             token: token.filter(|t| !t.is_empty()).map(Arc::from),
+            secure_cookie,
         }
     }
 

@@ -129,8 +129,9 @@ impl Console {
             .await?;
         let mut response = redirect("/orders");
         let cookie = format!(
-            "{COOKIE_NAME}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-            SESSION_MS / 1000
+            "{COOKIE_NAME}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+            SESSION_MS / 1000,
+            if self.secure_cookie { "; Secure" } else { "" }
         );
         if let Ok(value) = HeaderValue::from_str(&cookie) {
             response.headers_mut().insert(SET_COOKIE, value);
