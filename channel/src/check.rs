@@ -195,6 +195,12 @@ struct Probe {
     user: String,
 }
 
+/// A `ChannelService` answer as `(state, points)`.
+fn answered(deduction: Option<jifen_proto::v1::Deduction>) -> (DeductionState, i64) {
+    let d = deduction.unwrap_or_default();
+    (d.state(), d.points)
+}
+
 fn wire_state(state: LedgerState) -> DeductionState {
     match state {
         LedgerState::Deducted => DeductionState::Deducted,
@@ -246,10 +252,7 @@ impl Probe {
                     points,
                 })
                 .await
-                .map(|a| {
-                    let d = a.into_inner().deduction.unwrap_or_default();
-                    (d.state(), d.points)
-                }),
+                .map(|a| answered(a.into_inner().deduction)),
             Target::Http(api) => api
                 .deduct(CallKey {
                     order_id,
@@ -270,10 +273,7 @@ impl Probe {
                     user_id: self.user.clone(),
                 })
                 .await
-                .map(|a| {
-                    let d = a.into_inner().deduction.unwrap_or_default();
-                    (d.state(), d.points)
-                }),
+                .map(|a| answered(a.into_inner().deduction)),
             Target::Http(api) => api
                 .refund(CallKey {
                     order_id,
@@ -294,10 +294,7 @@ impl Probe {
                     user_id: self.user.clone(),
                 })
                 .await
-                .map(|a| {
-                    let d = a.into_inner().deduction.unwrap_or_default();
-                    (d.state(), d.points)
-                }),
+                .map(|a| answered(a.into_inner().deduction)),
             Target::Http(api) => api
                 .query(CallKey {
                     order_id,

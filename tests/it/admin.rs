@@ -55,7 +55,10 @@ pub(crate) async fn dead_letters(
         .dead_letters
 }
 
-async fn one_dead_letter(admin: &AdminServiceClient<Channel>, order_id: &str) -> DeadLetter {
+pub(crate) async fn one_dead_letter(
+    admin: &AdminServiceClient<Channel>,
+    order_id: &str,
+) -> DeadLetter {
     eventually(
         &format!("a dead letter for {order_id}"),
         Duration::from_secs(30),

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use jifen_mesh::capabilities::Capabilities;
 use jifen_proto::v1::{
-    DeductPointsRequest, GetOrderRequest, Order, OrderState, RecordDeductOutcomeRequest,
-    RecordManualRefundRequest, StepState,
+    DeductPointsRequest, Order, OrderState, RecordDeductOutcomeRequest, RecordManualRefundRequest,
+    StepState,
 };
 use jifen_tests::http_channel::TestPointsApi;
 use jifen_tests::invariants::assert_mesh_consistent;
@@ -17,7 +17,7 @@ use jifen_tests::mesh::START_POINTS;
 use jifen_tests::{TestMesh, eventually};
 use tonic::Code;
 
-use crate::admin::{admin, authed, dead_letters};
+use crate::admin::{admin, authed, dead_letters, one_dead_letter};
 
 /// A mesh with channel alpha and a REST channel delta that lacks `lacking`.
 async fn mesh_with_rest_channel(users: &[&str], lacking: &[&str]) -> (TestMesh, TestPointsApi) {
@@ -29,19 +29,6 @@ async fn mesh_with_rest_channel(users: &[&str], lacking: &[&str]) -> (TestMesh, 
     let base_url = api.base_url.clone();
     mesh.attach_http_channel("delta", &base_url, config).await;
     (mesh, api)
-}
-
-async fn order(mesh: &mut TestMesh, order_id: &str) -> Order {
-    mesh.mall()
-        .client
-        .get_order(GetOrderRequest {
-            order_id: order_id.to_owned(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .order
-        .unwrap()
 }
 
 fn line_state(order: &Order, channel_id: &str) -> StepState {
@@ -133,23 +120,10 @@ async fn a_lost_answer_at_a_channel_that_cannot_repeat_or_be_asked_waits_for_the
         .unwrap();
 
     let mut admin = admin(&mut mesh).await;
-    let letter = eventually(
-        "an outcome-unknown dead letter",
-        Duration::from_secs(30),
-        || {
-            let mut admin = admin.clone();
-            async move {
-                dead_letters(&mut admin, "unknown-1")
-                    .await
-                    .into_iter()
-                    .next()
-            }
-        },
-    )
-    .await;
+    let letter = one_dead_letter(&admin, "unknown-1").await;
     assert_eq!(letter.kind, "outcome_unknown", "{letter:?}");
     assert!(letter.subject.ends_with("delta.deduct"), "{letter:?}");
-    let flagged = order(&mut mesh, "unknown-1").await;
+    let flagged = mesh.order("unknown-1").await;
     assert!(flagged.needs_attention, "{flagged:?}");
     assert_eq!(flagged.state(), OrderState::Pending);
     assert_eq!(line_state(&flagged, "delta"), StepState::Pending);
@@ -217,20 +191,7 @@ async fn an_unknown_outcome_the_operator_finds_not_deducted_cancels_the_order() 
         .await
         .unwrap();
     let mut admin = admin(&mut mesh).await;
-    let letter = eventually(
-        "an outcome-unknown dead letter",
-        Duration::from_secs(30),
-        || {
-            let mut admin = admin.clone();
-            async move {
-                dead_letters(&mut admin, "unknown-2")
-                    .await
-                    .into_iter()
-                    .next()
-            }
-        },
-    )
-    .await;
+    let letter = one_dead_letter(&admin, "unknown-2").await;
     assert_eq!(letter.kind, "outcome_unknown", "{letter:?}");
     assert!(letter.last_error.contains("DeadlineExceeded"), "{letter:?}");
     assert_eq!(api.api.points_of("u1"), Some(START_POINTS));

@@ -8,27 +8,14 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use jifen_proto::v1::{
-    DeductPointsRequest, DeductQuotaRequest, DeductionState, GetOrderRequest, Order, OrderState,
-    QuotaDeduction, QuotaDeductionState, QuotaOutcomeEvent, StepState,
+    DeductPointsRequest, DeductQuotaRequest, DeductionState, OrderState, QuotaDeduction,
+    QuotaDeductionState, QuotaOutcomeEvent, StepState,
 };
 use jifen_tests::invariants::assert_mesh_consistent;
 use jifen_tests::mesh::START_POINTS;
 use jifen_tests::{TestMesh, WeakChannel, eventually};
 use prost::Message;
 use tokio::task::JoinSet;
-
-async fn order(mesh: &mut TestMesh, order_id: &str) -> Order {
-    mesh.mall()
-        .client
-        .get_order(GetOrderRequest {
-            order_id: order_id.to_owned(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .order
-        .unwrap()
-}
 
 /// The user spends all its points at the channel on something else (after a pre-check passed).
 async fn spend_everything_elsewhere(mesh: &mut TestMesh, channel_id: &str, user_id: &str) {
@@ -164,11 +151,7 @@ async fn a_flaky_slow_channel_without_null_compensation_never_leaves_points_with
     let mut states = Vec::new();
     for order_id in &order_ids {
         let user = users[order_id[5..].parse::<usize>().unwrap() % users.len()];
-        states.push((
-            order_id.clone(),
-            user,
-            order(&mut mesh, order_id).await.state(),
-        ));
+        states.push((order_id.clone(), user, mesh.order(order_id).await.state()));
     }
     let js = jetstream::new(mesh.nats.connect().await);
     eventually(

@@ -312,6 +312,11 @@ impl TestMesh {
         Ok(order.expect("an order in the response"))
     }
 
+    /// The order as the mall shows it now.
+    pub async fn order(&mut self, order_id: &str) -> Order {
+        self.order_when(order_id, "to be read", |_| true).await
+    }
+
     /// Waits until the order is COMPLETED or CANCELLED and returns it.
     pub async fn settled(&mut self, order_id: &str) -> Order {
         self.order_when(order_id, "to settle", |order| {

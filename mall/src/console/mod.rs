@@ -81,6 +81,7 @@ impl Console {
             .route("/stuck", get(pages::stuck))
             .route("/reconcile", get(pages::reconcile))
             .route("/channels", get(channels::channels))
+            .layer(axum::middleware::map_response(guard_headers))
             .with_state(self)
     }
 
@@ -107,6 +108,24 @@ impl Console {
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         response
     }
+}
+
+/// Every answer: not framed by another site, no scripts or styles from elsewhere, no caching of
+/// operators' data, no referrer carrying order ids away.
+async fn guard_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            "content-security-policy",
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'",
+        ),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+    ] {
+        headers.insert(name, axum::http::HeaderValue::from_static(value));
+    }
+    response
 }
 
 async fn style() -> Response {

@@ -260,7 +260,9 @@ impl OrderStore {
     /// How many orders are in each state, and how many need attention, for the console.
     pub async fn counts(&self) -> Result<OrderCounts, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT state, COUNT(*) AS n, SUM(needs_attention) AS flagged FROM orders GROUP BY state",
+            // PostgreSQL sums a BIGINT column as NUMERIC: cast it back.
+            "SELECT state, COUNT(*) AS n, CAST(SUM(needs_attention) AS BIGINT) AS flagged \
+             FROM orders GROUP BY state",
         )
         .fetch_all(self.db.pool())
         .await?;
