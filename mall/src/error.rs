@@ -57,6 +57,11 @@ pub enum MallError {
         state: &'static str,
         wanted: &'static str,
     },
+    #[error(
+        "dead letter {0} is a deduct whose outcome is unknown: sending it again could deduct twice; \
+         look at the channel and record the outcome (RecordDeductOutcome), or discard it"
+    )]
+    OutcomeUnknown(String),
     #[error("the bus did not take the message: {0}")]
     Bus(String),
     #[error("storage error")]
@@ -77,7 +82,8 @@ impl From<MallError> for Status {
             MallError::InsufficientQuota { .. }
             | MallError::InsufficientPoints { .. }
             | MallError::Settled { .. }
-            | MallError::LineNotWaiting { .. } => Status::failed_precondition(message),
+            | MallError::LineNotWaiting { .. }
+            | MallError::OutcomeUnknown(_) => Status::failed_precondition(message),
             MallError::Bus(_) => Status::unavailable(message),
             MallError::Upstream { code, .. } => match code {
                 Code::DeadlineExceeded => Status::deadline_exceeded(message),

@@ -131,6 +131,14 @@ async fn a_lost_answer_at_a_channel_that_cannot_repeat_or_be_asked_waits_for_the
     assert_eq!(api.api.applied_deducts.load(Ordering::SeqCst), 1);
     assert_eq!(api.api.points_of("u1"), Some(START_POINTS - 250));
 
+    // A redrive would be the blind repeat: refused.
+    let redrive = admin
+        .redrive_dead_letter(authed(jifen_proto::v1::RedriveDeadLetterRequest {
+            id: letter.id.clone(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(redrive.code(), Code::FailedPrecondition, "{redrive:?}");
     // The operator looks at the channel, sees the deduct, and records it.
     let missing_note = admin
         .record_deduct_outcome(authed(RecordDeductOutcomeRequest {

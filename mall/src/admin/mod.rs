@@ -183,6 +183,10 @@ impl Admin {
 
     async fn redrive(&self, id: &str) -> Result<DeadLetter, MallError> {
         let dl = self.dead_letter(id).await?;
+        // Sending it again is the blind repeat the dead letter exists to prevent (DESIGN §9).
+        if dl.kind == jifen_mesh::bus::subjects::OUTCOME_UNKNOWN {
+            return Err(MallError::OutcomeUnknown(id.to_owned()));
+        }
         let base = if dl.origin_msg_id.is_empty() {
             dl.id.clone()
         } else {
