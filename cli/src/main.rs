@@ -13,6 +13,7 @@ mod admin;
 mod bench;
 mod check;
 mod dev;
+mod dev_faults;
 mod dev_http;
 
 use anyhow::Context;

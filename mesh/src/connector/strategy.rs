@@ -1,0 +1,214 @@
+//! What a connector does with one command, by what its ledger guarantees ([`Capabilities`]):
+//! check-back before repeating a call whose first try may have happened (when the ledger can be
+//! asked), no blind repeat of a deduct at a ledger that can neither repeat it safely nor be
+//! asked (outcome unknown), a refund by hand at a ledger without a refund call; and how a
+//! ledger's status codes are read.
+
+use tonic::{Code, Status};
+
+use super::{Connector, LedgerCommand, LedgerEndpoint, Recorded};
+use crate::barrier::LedgerState;
+use crate::bus::consume::Disposition;
+use crate::bus::subjects::Step;
+use crate::capabilities::Capabilities;
+
+/// What a connector learned about a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Answer {
+    Recorded(Recorded),
+    /// The ledger holds these points for the key and cannot give them back by itself.
+    RefundByHand {
+        points: i64,
+    },
+}
+
+/// Waits between the calls of a deduct that must not be repeated blindly, while the ledger
+/// says it did not apply it (it was unreachable, or asked to be called later).
+const NOT_APPLIED_RETRIES: [std::time::Duration; 4] = [
+    std::time::Duration::from_millis(500),
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(4),
+];
+
+/// Whether a failed call certainly did not reach the ledger's books: it could not be sent, or
+/// the ledger answered "later" (an adapter maps connection failures and declared transient
+/// answers here). Anything else — a timeout, a lost answer, a 5xx — may have been applied.
+fn not_applied(status: &Status) -> bool {
+    matches!(status.code(), Code::Unavailable | Code::ResourceExhausted)
+}
+
+/// Whether the status is the ledger's definite answer (applied or refused), not a failure.
+fn definite(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::FailedPrecondition
+            | Code::NotFound
+            | Code::Aborted
+            | Code::InvalidArgument
+            | Code::AlreadyExists
+    )
+}
+
+impl<E: LedgerEndpoint> Connector<E> {
+    pub(super) async fn outcome(
+        &self,
+        command: &LedgerCommand,
+        delivered: i64,
+    ) -> Result<Answer, Disposition> {
+        let capabilities = self.endpoint.capabilities();
+        if command.step == Step::Refund && !capabilities.refund {
+            return self.refund_by_hand(command, capabilities).await;
+        }
+        let guarded =
+            command.step == Step::Deduct && !capabilities.idempotent_deduct && !capabilities.query;
+        if delivered > 1 {
+            if capabilities.query {
+                // Check-back: the earlier call may have happened before its answer was lost.
+                match self.endpoint.get(command).await {
+                    Ok(recorded) if answers(command.step, &recorded) => {
+                        return Ok(Answer::Recorded(recorded));
+                    }
+                    Ok(_) => {}
+                    Err(status) if status.code() == Code::NotFound => {}
+                    Err(status) => return Err(classify_failure(command, status)),
+                }
+            } else if guarded {
+                // An earlier delivery was not settled (the connector stopped mid-call): it
+                // may have deducted, and nothing can tell.
+                return Err(Disposition::OutcomeUnknown(format!(
+                    "{}: delivered again (delivery {delivered}) after an attempt that did not \
+                     settle; the channel's deducts are not idempotent and it cannot be asked \
+                     what it recorded: look at the channel and record the outcome",
+                    describe(command)
+                )));
+            }
+        }
+        let called = match command.step {
+            Step::Deduct if guarded => self.deduct_once(command).await?,
+            Step::Deduct => self.endpoint.deduct(command).await,
+            Step::Refund => self.endpoint.refund(command).await,
+        };
+        let recorded = match called {
+            Ok(recorded) => recorded,
+            Err(status) => match status.code() {
+                Code::FailedPrecondition | Code::NotFound if command.step == Step::Deduct => {
+                    Recorded::inferred(LedgerState::Rejected, command.points, &status)
+                }
+                // Refunding something the endpoint never heard of gives nothing back. (A
+                // ledger without null compensation may still take a late deduct: the mall
+                // refunds it again when that deduct's outcome arrives.)
+                Code::NotFound => Recorded::inferred(LedgerState::Refunded, 0, &status),
+                Code::Aborted if !capabilities.query => {
+                    Recorded::inferred(LedgerState::Refunded, 0, &status)
+                }
+                Code::Aborted => match self.endpoint.get(command).await {
+                    Ok(recorded) => recorded,
+                    Err(status) if status.code() == Code::NotFound => {
+                        Recorded::inferred(LedgerState::Refunded, 0, &status)
+                    }
+                    Err(status) => return Err(classify_failure(command, status)),
+                },
+                _ => return Err(classify_failure(command, status)),
+            },
+        };
+        Ok(Answer::Recorded(recorded))
+    }
+
+    /// A deduct at a channel that cannot repeat it safely nor be asked about it: called again
+    /// only while the channel says it did not apply it; any answer that may hide an applied
+    /// deduct makes the outcome unknown.
+    async fn deduct_once(
+        &self,
+        command: &LedgerCommand,
+    ) -> Result<Result<Recorded, Status>, Disposition> {
+        let mut waits = NOT_APPLIED_RETRIES.iter();
+        loop {
+            let status = match self.endpoint.deduct(command).await {
+                Ok(recorded) => return Ok(Ok(recorded)),
+                Err(status) if definite(&status) => return Ok(Err(status)),
+                Err(status) => status,
+            };
+            if !not_applied(&status) {
+                return Err(Disposition::OutcomeUnknown(format!(
+                    "{}: {:?} {} — the deduct may have been applied, and the channel can \
+                     neither repeat it safely nor be asked: look at the channel and record \
+                     the outcome",
+                    describe(command),
+                    status.code(),
+                    status.message()
+                )));
+            }
+            match waits.next() {
+                Some(wait) => tokio::time::sleep(*wait).await,
+                // Certainly not applied: a redrive sends it afresh once the channel is back.
+                None => {
+                    return Err(Disposition::Poison(format!(
+                        "{}: {:?} {} ({} attempts); nothing was deducted: redrive it once the \
+                         channel is back",
+                        describe(command),
+                        status.code(),
+                        status.message(),
+                        NOT_APPLIED_RETRIES.len() + 1
+                    )));
+                }
+            }
+        }
+    }
+
+    /// A refund at a channel without a refund call. What the key holds decides: nothing (never
+    /// deducted, refused) settles the refund; points held, or a channel that cannot be asked,
+    /// make it an operator's task.
+    async fn refund_by_hand(
+        &self,
+        command: &LedgerCommand,
+        capabilities: Capabilities,
+    ) -> Result<Answer, Disposition> {
+        if !capabilities.query {
+            return Ok(Answer::RefundByHand { points: 0 });
+        }
+        match self.endpoint.get(command).await {
+            Ok(recorded) if recorded.state == LedgerState::Deducted => Ok(Answer::RefundByHand {
+                points: recorded.points,
+            }),
+            Ok(recorded) => Ok(Answer::Recorded(recorded)),
+            Err(status) if status.code() == Code::NotFound => Ok(Answer::Recorded(
+                Recorded::inferred(LedgerState::Refunded, 0, &status),
+            )),
+            Err(status) => Err(classify_failure(command, status)),
+        }
+    }
+}
+
+pub(super) fn describe(command: &LedgerCommand) -> String {
+    format!(
+        "{} {} for order {}",
+        command.step.as_str(),
+        command.channel_id,
+        command.order_id
+    )
+}
+
+/// Whether a recorded entry is the answer to a command: any record answers a deduct; a refund
+/// is answered once the key is no longer deducted.
+fn answers(step: Step, recorded: &Recorded) -> bool {
+    match step {
+        Step::Deduct => true,
+        Step::Refund => recorded.state != LedgerState::Deducted,
+    }
+}
+
+fn classify_failure(command: &LedgerCommand, status: Status) -> Disposition {
+    let what = format!(
+        "{}: {:?} {}",
+        describe(command),
+        status.code(),
+        status.message()
+    );
+    match status.code() {
+        Code::InvalidArgument | Code::AlreadyExists | Code::FailedPrecondition => {
+            Disposition::Poison(what)
+        }
+        _ => Disposition::Retry(what),
+    }
+}
