@@ -167,16 +167,18 @@ enum AdminError {
 struct Clients {
     admin: AdminServiceClient<Channel>,
     mall: MallServiceClient<Channel>,
-    token: String,
+    /// Only the admin calls need it (`orders list` and `show` read MallService).
+    token: Option<String>,
 }
 
 impl Clients {
-    fn authed<T>(&self, message: T) -> Request<T> {
+    fn authed<T>(&self, message: T) -> Result<Request<T>, AdminError> {
+        let token = self.token.as_deref().ok_or(AdminError::NoToken)?;
         let mut request = Request::new(message);
-        if let Ok(value) = format!("Bearer {}", self.token).parse() {
+        if let Ok(value) = format!("Bearer {token}").parse() {
             request.metadata_mut().insert("authorization", value);
         }
-        request
+        Ok(request)
     }
 }
 
@@ -200,12 +202,13 @@ pub async fn run(args: AdminArgs) -> i32 {
 
 async fn connect(args: &AdminArgs) -> Result<Clients, AdminError> {
     let token = match (&args.token_file, &args.token) {
-        (Some(path), _) => std::fs::read_to_string(path)
-            .map_err(|e| AdminError::TokenFile(path.clone(), e))?
-            .trim()
-            .to_owned(),
-        (None, Some(token)) => token.clone(),
-        (None, None) => return Err(AdminError::NoToken),
+        (Some(path), _) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| AdminError::TokenFile(path.clone(), e))?
+                .trim()
+                .to_owned(),
+        ),
+        (None, token) => token.clone(),
     };
     let channel = Channel::from_shared(args.mall.clone())
         .map_err(|e| AdminError::Endpoint(args.mall.clone(), e.to_string()))?
@@ -273,7 +276,7 @@ async fn execute(args: &AdminArgs, clients: Clients) -> Result<i32, AdminError> 
                 older_than_seconds: i64::try_from(older_than.as_secs()).unwrap_or(i64::MAX),
                 page_size: *limit,
                 page_token: String::new(),
-            }))
+            })?)
             .await
             .map(|r| {
                 let r = r.into_inner();
@@ -283,14 +286,14 @@ async fn execute(args: &AdminArgs, clients: Clients) -> Result<i32, AdminError> 
             .compensate_order(clients.authed(CompensateOrderRequest {
                 order_id: order_id.clone(),
                 reason: note.clone(),
-            }))
+            })?)
             .await
             .map(|r| render::order(r.into_inner().order, json)),
         AdminCommand::Orders(OrdersCommand::Retry { order_id, note }) => admin
             .retry_order(clients.authed(RetryOrderRequest {
                 order_id: order_id.clone(),
                 note: note.clone(),
-            }))
+            })?)
             .await
             .map(|r| render::order(r.into_inner().order, json)),
         AdminCommand::Orders(OrdersCommand::RecordOutcome {
@@ -306,7 +309,7 @@ async fn execute(args: &AdminArgs, clients: Clients) -> Result<i32, AdminError> 
                 user_id: user.clone(),
                 deducted: *deducted,
                 note: note.clone(),
-            }))
+            })?)
             .await
             .map(|r| render::order(r.into_inner().order, json)),
         AdminCommand::Orders(OrdersCommand::ManualRefund {
@@ -320,7 +323,7 @@ async fn execute(args: &AdminArgs, clients: Clients) -> Result<i32, AdminError> 
                 channel_id: channel.clone(),
                 user_id: user.clone(),
                 note: note.clone(),
-            }))
+            })?)
             .await
             .map(|r| render::order(r.into_inner().order, json)),
         AdminCommand::DeadLetters(DeadLettersCommand::List {
@@ -333,11 +336,11 @@ async fn execute(args: &AdminArgs, clients: Clients) -> Result<i32, AdminError> 
                 consumer: consumer.clone(),
                 page_size: *limit,
                 page_token: String::new(),
-            }))
+            })?)
             .await
             .map(|r| render::dead_letters(&r.into_inner().dead_letters, json)),
         AdminCommand::DeadLetters(DeadLettersCommand::Show { id }) => admin
-            .get_dead_letter(clients.authed(GetDeadLetterRequest { id: id.clone() }))
+            .get_dead_letter(clients.authed(GetDeadLetterRequest { id: id.clone() })?)
             .await
             .map(|r| render::dead_letter(r.into_inner().dead_letter, json)),
         AdminCommand::DeadLetters(DeadLettersCommand::Redrive { ids }) => {
@@ -345,7 +348,7 @@ async fn execute(args: &AdminArgs, clients: Clients) -> Result<i32, AdminError> 
             for id in ids {
                 let result = admin
                     .redrive_dead_letter(
-                        clients.authed(RedriveDeadLetterRequest { id: id.clone() }),
+                        clients.authed(RedriveDeadLetterRequest { id: id.clone() })?,
                     )
                     .await
                     .map(drop)
@@ -360,7 +363,7 @@ async fn execute(args: &AdminArgs, clients: Clients) -> Result<i32, AdminError> 
             .discard_dead_letter(clients.authed(DiscardDeadLetterRequest {
                 id: id.clone(),
                 note: note.clone(),
-            }))
+            })?)
             .await
             .map(|_| render::results("discard", &[(id.clone(), Ok(()))], json)),
         AdminCommand::Reconcile { order, since } => {
@@ -371,7 +374,7 @@ async fn execute(args: &AdminArgs, clients: Clients) -> Result<i32, AdminError> 
                     order_id: order.clone().unwrap_or_default(),
                     from_unix_ms: now.saturating_sub(since_ms),
                     to_unix_ms: now.saturating_add(1),
-                }))
+                })?)
                 .await
                 .map(|r| render::reconcile(&r.into_inner(), json))
         }

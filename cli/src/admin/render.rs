@@ -1,5 +1,14 @@
 //! How `jifen admin` prints what the mall answered: tables for people, JSON for scripts.
 
+/// `println!` that stops quietly when stdout is gone (`jifen admin … | head`): the pipe's
+/// reader has what it wanted, and a panic there would only be noise.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 use jifen_proto::v1::{DeadLetter, Order, ReconcileResponse};
 use serde_json::{Value, json};
 
@@ -54,7 +63,7 @@ fn dead_letter_json(dl: &DeadLetter) -> Value {
 }
 
 fn print_json(value: &Value) {
-    println!(
+    out!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
     );
@@ -68,12 +77,15 @@ pub fn orders(orders: &[Order], next_page_token: &str, as_json: bool) {
         }));
         return;
     }
-    println!(
+    out!(
         "{:<28} {:<13} {:<9} {:<26} REASON",
-        "ORDER", "STATE", "ATTENTION", "CREATED"
+        "ORDER",
+        "STATE",
+        "ATTENTION",
+        "CREATED"
     );
     for order in orders {
-        println!(
+        out!(
             "{:<28} {:<13} {:<9} {:<26} {}",
             order.order_id,
             short(order.state().as_str_name(), "ORDER_STATE_"),
@@ -83,23 +95,23 @@ pub fn orders(orders: &[Order], next_page_token: &str, as_json: bool) {
         );
     }
     if orders.is_empty() {
-        println!("(none)");
+        out!("(none)");
     }
     if !next_page_token.is_empty() {
-        println!("more: --page-token '{next_page_token}'");
+        out!("more: --page-token '{next_page_token}'");
     }
 }
 
 pub fn order(order: Option<Order>, as_json: bool) {
     let Some(order) = order else {
-        println!("(no order in the answer)");
+        out!("(no order in the answer)");
         return;
     };
     if as_json {
         print_json(&order_json(&order));
         return;
     }
-    println!(
+    out!(
         "order {}  {}{}",
         order.order_id,
         short(order.state().as_str_name(), "ORDER_STATE_"),
@@ -110,14 +122,17 @@ pub fn order(order: Option<Order>, as_json: bool) {
         }
     );
     if !order.reason.is_empty() {
-        println!("reason: {}", order.reason);
+        out!("reason: {}", order.reason);
     }
-    println!(
+    out!(
         "\n{:<6} {:<12} {:<16} {:>10}  STATE",
-        "STEP", "CHANNEL", "USER", "POINTS"
+        "STEP",
+        "CHANNEL",
+        "USER",
+        "POINTS"
     );
     for line in &order.lines {
-        println!(
+        out!(
             "{:<6} {:<12} {:<16} {:>10}  {}",
             "line",
             line.channel_id,
@@ -127,7 +142,7 @@ pub fn order(order: Option<Order>, as_json: bool) {
         );
     }
     for quota in &order.quotas {
-        println!(
+        out!(
             "{:<6} {:<12} {:<16} {:>10}  {}",
             "quota",
             quota.channel_id,
@@ -136,9 +151,9 @@ pub fn order(order: Option<Order>, as_json: bool) {
             short(quota.state().as_str_name(), "STEP_STATE_")
         );
     }
-    println!("\nhistory:");
+    out!("\nhistory:");
     for entry in &order.history {
-        println!(
+        out!(
             "  {}  {:<22} {}",
             time(entry.at_unix_ms),
             entry.kind,
@@ -154,25 +169,31 @@ pub fn dead_letters(letters: &[DeadLetter], as_json: bool) {
         ));
         return;
     }
-    println!(
+    out!(
         "{:<44} {:<24} {:<16} {:<16} ERROR",
-        "ID", "ORDER", "CONSUMER", "KIND"
+        "ID",
+        "ORDER",
+        "CONSUMER",
+        "KIND"
     );
     for dl in letters {
         let error: String = dl.last_error.chars().take(80).collect();
-        println!(
+        out!(
             "{:<44} {:<24} {:<16} {:<16} {error}",
-            dl.id, dl.order_id, dl.consumer, dl.kind
+            dl.id,
+            dl.order_id,
+            dl.consumer,
+            dl.kind
         );
     }
     if letters.is_empty() {
-        println!("(none open)");
+        out!("(none open)");
     }
 }
 
 pub fn dead_letter(letter: Option<DeadLetter>, as_json: bool) {
     let Some(dl) = letter else {
-        println!("(no dead letter in the answer)");
+        out!("(no dead letter in the answer)");
         return;
     };
     if as_json {
@@ -180,7 +201,7 @@ pub fn dead_letter(letter: Option<DeadLetter>, as_json: bool) {
         return;
     }
     let value = dead_letter_json(&dl);
-    println!("dead letter {}", dl.id);
+    out!("dead letter {}", dl.id);
     for key in [
         "order_id",
         "kind",
@@ -191,12 +212,12 @@ pub fn dead_letter(letter: Option<DeadLetter>, as_json: bool) {
         "origin_stream",
         "origin_sequence",
     ] {
-        println!("  {key:<16} {}", value[key]);
+        out!("  {key:<16} {}", value[key]);
     }
-    println!("  dead at          {}", time(dl.dead_at_unix_ms));
-    println!("  last error       {}", dl.last_error);
-    println!("  headers          {}", value["headers"]);
-    println!(
+    out!("  dead at          {}", time(dl.dead_at_unix_ms));
+    out!("  last error       {}", dl.last_error);
+    out!("  headers          {}", value["headers"]);
+    out!(
         "  payload\n{}",
         serde_json::to_string_pretty(&value["payload"]).unwrap_or_default()
     );
@@ -218,13 +239,13 @@ pub fn results(action: &str, results: &[(String, Result<(), String>)], as_json: 
     }
     for (id, result) in results {
         match result {
-            Ok(()) => println!("{action} {id}: done"),
-            Err(error) => println!("{action} {id}: FAILED: {error}"),
+            Ok(()) => out!("{action} {id}: done"),
+            Err(error) => out!("{action} {id}: FAILED: {error}"),
         }
     }
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
     if results.len() > 1 {
-        println!("{} done, {failed} failed", results.len() - failed);
+        out!("{} done, {failed} failed", results.len() - failed);
     }
 }
 
@@ -239,15 +260,19 @@ pub fn reconcile(answer: &ReconcileResponse, as_json: bool) {
         }));
         return;
     }
-    println!(
+    out!(
         "{} order(s) checked, {} mismatch(es)",
         answer.orders_checked,
         answer.mismatches.len()
     );
     for m in &answer.mismatches {
-        println!(
+        out!(
             "  {}  {}  {}: expected {}, found {}",
-            m.order_id, m.system, m.key, m.expected, m.actual
+            m.order_id,
+            m.system,
+            m.key,
+            m.expected,
+            m.actual
         );
     }
 }
