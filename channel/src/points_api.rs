@@ -127,16 +127,20 @@ impl PointsApi {
         listener: tokio::net::TcpListener,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> std::io::Result<()> {
-        let app = axum::Router::new()
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+    }
+
+    /// The API's routes (to serve them another way, e.g. over TLS).
+    pub fn router(self: Arc<Self>) -> axum::Router {
+        axum::Router::new()
             .route("/v1/members/{member}", get(balance))
             .route("/v1/members/{member}/credits", post(credit))
             .route("/v1/deductions", post(deduct))
             .route("/v1/deductions/{reference}", get(query))
             .route("/v1/deductions/{reference}/reversal", post(reverse))
-            .with_state(self);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
+            .with_state(self)
     }
 
     /// A member's balance, for tests.

@@ -175,3 +175,36 @@ async fn a_bad_config_is_refused_at_start_naming_the_key() {
     let config = AdapterConfig::parse(Path::new("c.toml"), &good).unwrap();
     assert!(!format!("{config:?}").contains("jifen-demo-key"));
 }
+
+#[tokio::test]
+async fn tls_trusts_the_configured_ca_and_refuses_an_unknown_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = jifen_tests::http_channel::TestCa::new(dir.path());
+    let api = TestPointsApi::start_tls(&["u1"], 100, &ca).await;
+    let plain = api.config_text("delta", Capabilities::FULL, "2s");
+
+    // The public roots do not know the test CA: the handshake fails, nothing is sent.
+    let untrusted = HttpChannel::new(AdapterConfig::parse(Path::new("c.toml"), &plain).unwrap())
+        .unwrap()
+        .deduct(key("o-1", "u1", 10))
+        .await
+        .unwrap_err();
+    assert_eq!(untrusted.code(), Code::Unavailable, "{untrusted:?}");
+    assert_eq!(api.api.points_of("u1"), Some(100));
+
+    let trusted = plain.replace(
+        "[capabilities]",
+        &format!(
+            "[tls]\nca_file = {:?}\n\n[capabilities]",
+            ca.ca_file.display().to_string()
+        ),
+    );
+    let http =
+        HttpChannel::new(AdapterConfig::parse(Path::new("c.toml"), &trusted).unwrap()).unwrap();
+    let deducted = http.deduct(key("o-1", "u1", 10)).await.unwrap();
+    assert_eq!(deducted.state, LedgerState::Deducted);
+    assert_eq!(http.balance("u1").await.unwrap(), Some(90));
+
+    let missing = trusted.replace(&ca.ca_file.display().to_string(), "/nonexistent/ca.pem");
+    assert_eq!(invalid_key(&missing), "tls.ca_file");
+}

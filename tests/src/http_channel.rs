@@ -12,6 +12,41 @@ use tokio_util::sync::CancellationToken;
 const DEMO_CONFIG: &str = include_str!("../../deploy/local/delta-http.toml");
 pub const API_KEY: &str = "jifen-demo-key";
 
+/// A test CA and a server certificate it signed for 127.0.0.1, as PEM files in `dir`.
+#[derive(Debug)]
+pub struct TestCa {
+    /// The CA's certificate: what a client trusts (`tls.ca_file`).
+    pub ca_file: PathBuf,
+    server: rustls::ServerConfig,
+}
+
+impl TestCa {
+    pub fn new(dir: &std::path::Path) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().expect("a CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).expect("a CA certificate");
+        let leaf_key = KeyPair::generate().expect("a server key");
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .expect("server params")
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .expect("a server certificate");
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).expect("write the CA");
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+        let server = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)
+        .expect("a server config");
+        Self { ca_file, server }
+    }
+}
+
 /// A [`PointsApi`] serving on 127.0.0.1, stopped on drop.
 #[derive(Debug)]
 pub struct TestPointsApi {
@@ -34,6 +69,50 @@ impl TestPointsApi {
         let base_url = format!("http://{}", listener.local_addr().expect("an address"));
         let shutdown = CancellationToken::new();
         tokio::spawn(api.clone().serve(listener, shutdown.clone()));
+        Self {
+            api,
+            base_url,
+            shutdown,
+            dir: tempfile::tempdir().expect("a temp folder"),
+        }
+    }
+
+    /// Starts the API over HTTPS with a certificate of `ca` (`base_url` is `https://…`).
+    pub async fn start_tls(users: &[&str], points: i64, ca: &TestCa) -> Self {
+        let api = PointsApi::new(API_KEY);
+        for user in users {
+            api.credit_direct(user, points);
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let base_url = format!("https://{}", listener.local_addr().expect("an address"));
+        let shutdown = CancellationToken::new();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(ca.server.clone()));
+        let router = api.clone().router();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(_) => continue,
+                    },
+                    () = stop.cancelled() => return,
+                };
+                let acceptor = acceptor.clone();
+                let service = hyper_util::service::TowerToHyperService::new(router.clone());
+                tokio::spawn(async move {
+                    // A client that refuses the certificate ends here, as it should.
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
         Self {
             api,
             base_url,
