@@ -61,6 +61,8 @@ pub async fn login(State(console): State<Console>, body: Bytes) -> Response {
     let form = Form::parse(&body);
     if !console.token_ok(form.get("token")) {
         tracing::warn!("console: login refused");
+        // Guessing costs time: a second per wrong token (the token itself is the secret).
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         let why = if console.token.is_none() {
             "The mall has no admin token configured (JIFEN_ADMIN_TOKEN): the console is closed."
         } else {
