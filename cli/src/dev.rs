@@ -102,14 +102,6 @@ impl Storage<'_> {
     }
 }
 
-/// 128 random bits, hex-encoded.
-fn random_token() -> std::io::Result<String> {
-    use std::io::Read;
-    let mut bytes = [0_u8; 16];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 type Task = JoinSet<anyhow::Result<()>>;
 
 pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -249,7 +241,9 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
 
     let admin_token = match &args.admin_token {
         Some(token) => token.clone(),
-        None => random_token().context("cannot make an admin token")?,
+        None => {
+            jifen_mall::console::session::random_token().context("cannot make an admin token")?
+        }
     };
     let mall = MallApp::build(MallConfig {
         listen: args.mall_listen,

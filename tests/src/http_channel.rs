@@ -59,14 +59,8 @@ pub struct TestPointsApi {
 impl TestPointsApi {
     /// Starts the API with `users` holding `points` each.
     pub async fn start(users: &[&str], points: i64) -> Self {
-        let api = PointsApi::new(API_KEY);
-        for user in users {
-            api.credit_direct(user, points);
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a free port");
-        let base_url = format!("http://{}", listener.local_addr().expect("an address"));
+        let (api, listener, addr) = seeded(users, points).await;
+        let base_url = format!("http://{addr}");
         let shutdown = CancellationToken::new();
         tokio::spawn(api.clone().serve(listener, shutdown.clone()));
         Self {
@@ -79,14 +73,8 @@ impl TestPointsApi {
 
     /// Starts the API over HTTPS with a certificate of `ca` (`base_url` is `https://…`).
     pub async fn start_tls(users: &[&str], points: i64, ca: &TestCa) -> Self {
-        let api = PointsApi::new(API_KEY);
-        for user in users {
-            api.credit_direct(user, points);
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a free port");
-        let base_url = format!("https://{}", listener.local_addr().expect("an address"));
+        let (api, listener, addr) = seeded(users, points).await;
+        let base_url = format!("https://{addr}");
         let shutdown = CancellationToken::new();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(ca.server.clone()));
         let router = api.clone().router();
@@ -182,6 +170,26 @@ impl TestPointsApi {
             .store(capabilities.null_compensation, Relaxed);
         g.anti_hanging.store(capabilities.anti_hanging, Relaxed);
     }
+}
+
+/// The API with `users` holding `points` each, and a listener on a free port for it.
+async fn seeded(
+    users: &[&str],
+    points: i64,
+) -> (
+    Arc<PointsApi>,
+    tokio::net::TcpListener,
+    std::net::SocketAddr,
+) {
+    let api = PointsApi::new(API_KEY);
+    for user in users {
+        api.credit_direct(user, points);
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let addr = listener.local_addr().expect("an address");
+    (api, listener, addr)
 }
 
 impl Drop for TestPointsApi {

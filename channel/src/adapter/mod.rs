@@ -165,25 +165,20 @@ impl HttpChannel {
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| transport(&what, &e))?;
         let body: Option<Value> = serde_json::from_slice(&bytes).ok();
-        if let Some(failure) = failure(&call.errors, status.as_u16(), body.as_ref()) {
-            return Err(failure_status(
-                failure,
-                &what,
-                status,
-                body.as_ref(),
-                &call.errors,
-            ));
-        }
-        if !status.is_success() {
-            let failure = match status.as_u16() {
-                408 | 429 => Failure::Transient,
-                400..=499 => Failure::Invalid,
+        let failure = match failure(&call.errors, status.as_u16(), body.as_ref()) {
+            Some(failure) => Some(failure),
+            None if status.is_success() => None,
+            None => match status.as_u16() {
+                408 | 429 => Some(Failure::Transient),
+                400..=499 => Some(Failure::Invalid),
                 _ => {
                     return Err(Status::unknown(format!(
                         "{what} answered {status}: it may have been applied"
                     )));
                 }
-            };
+            },
+        };
+        if let Some(failure) = failure {
             return Err(failure_status(
                 failure,
                 &what,
