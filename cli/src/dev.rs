@@ -12,7 +12,10 @@ use anyhow::Context;
 use jifen_channel::connector::ChannelConnectorConfig;
 use jifen_channel::{ChannelApp, ChannelConfig};
 use jifen_mall::{MallApp, MallConfig};
+use jifen_mesh::bus::identity::Identity;
+use jifen_mesh::bus::nats_auth::NatsAuth;
 use jifen_mesh::config::{BusArgs, RetryArgs, ShutdownArgs};
+use jifen_mesh::domain::ChannelId;
 use jifen_mesh::nats_server::{NatsServer, NatsServerConfig};
 use jifen_mesh::storage::DEFAULT_MAX_CONNECTIONS;
 use jifen_portal::connector::PortalConnectorConfig;
@@ -117,19 +120,33 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         shutdown_grace_secs: 0,
     };
 
+    // NATS with an identity per process (DESIGN §11): nobody types credentials, and a client
+    // without them is refused, as in production.
+    let http_channel_id = crate::dev_http::channel_id(args.http_channel_config.as_deref())?;
+    let mut bus_channels = DEMO_CHANNELS
+        .iter()
+        .take(usize::from(args.channels))
+        .map(|(id, _)| (*id).to_owned())
+        .collect::<Vec<_>>();
+    bus_channels.push(http_channel_id.clone());
+    let bus_channels = bus_channels
+        .iter()
+        .map(|id| ChannelId::parse("channel", id.as_str()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let nats_auth = NatsAuth::write(&data_dir.join("nats-auth"), &bus_channels)
+        .context("cannot write the NATS identities")?;
     // Dropped last: every task below stops before the bus does.
     let nats = NatsServer::start(NatsServerConfig {
         binary: None,
         port: (args.nats_port != 0).then_some(args.nats_port),
         dir: data_dir.join("nats"),
         cluster: None,
+        authorization: Some(nats_auth.auth_conf()),
     })
     .await
     .context("cannot start nats-server (pick another port with --nats-port)")?;
-    let bus = BusArgs {
-        nats_url: nats.url(),
-        stream_replicas: 1,
-    };
+    let bus =
+        |identity: &Identity| BusArgs::with_nkey(nats.url(), 1, nats_auth.seed_file(identity));
     let mut tasks: Task = JoinSet::new();
 
     let portal = PortalApp::build(PortalConfig {
@@ -196,7 +213,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             call_timeout: Duration::from_secs(5),
             concurrency: 64,
             health_listen: None,
-            bus: bus.clone(),
+            bus: bus(&Identity::channel(channel_id)?),
             retry: args.retry.clone(),
         };
         tasks.spawn(crate::dev_faults::supervise_channel(
@@ -216,7 +233,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         call_timeout: Duration::from_secs(5),
         concurrency: 64,
         health_listen: None,
-        bus: bus.clone(),
+        bus: bus(&Identity::Portal),
         retry: args.retry.clone(),
     };
     let token = shutdown.clone();
@@ -230,7 +247,10 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         DEMO_POINTS,
         DEMO_QUOTA,
         &portal_endpoint,
-        &bus,
+        &bus(&Identity::Channel(ChannelId::parse(
+            "channel",
+            http_channel_id,
+        )?)),
         &args.retry,
         &mut tasks,
         &shutdown,
@@ -258,7 +278,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         adapter_configs: vec![delta_config.clone()],
         console_listen: Some(args.console_listen),
         console_secure_cookie: false,
-        bus: bus.clone(),
+        bus: bus(&Identity::Mall),
         retry: args.retry.clone(),
         shutdown: quick,
     })
@@ -273,6 +293,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     print_banner(&Banner {
         data_dir: &data_dir,
         nats: &nats.url(),
+        nats_ops_seed: &nats_auth.seed_file(&Identity::Ops),
         mall: mall_addr,
         portal: portal_addr,
         channels: &channels,
@@ -341,6 +362,7 @@ async fn seed(
 struct Banner<'a> {
     data_dir: &'a Path,
     nats: &'a str,
+    nats_ops_seed: &'a Path,
     mall: SocketAddr,
     portal: SocketAddr,
     channels: &'a [(&'a str, &'a str, SocketAddr)],
@@ -353,6 +375,7 @@ fn print_banner(banner: &Banner<'_>) {
     let Banner {
         data_dir,
         nats,
+        nats_ops_seed,
         mall,
         portal,
         channels,
@@ -379,7 +402,10 @@ fn print_banner(banner: &Banner<'_>) {
         http.addr,
         http.config.display()
     );
-    println!("  nats     {nats}   JetStream (streams JIFEN_CMD, JIFEN_EVT)");
+    println!(
+        "  nats     {nats}   JetStream (streams JIFEN_CMD, JIFEN_EVT); an NKEY identity per process, the nats CLI as ops: nats -s {nats} --nkey {}",
+        nats_ops_seed.display()
+    );
     println!();
     println!(
         "Demo users {} hold {DEMO_POINTS} points in every channel (the REST one too); each channel has {DEMO_QUOTA} quota.",

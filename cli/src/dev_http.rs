@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 const DEMO_CONFIG: &str = include_str!("../../deploy/local/delta-http.toml");
 const DEMO_BASE_URL: &str = "http://127.0.0.1:50070";
+/// The channel id in [`DEMO_CONFIG`] (its bus identity is made before the config is read).
+const DEMO_CHANNEL_ID: &str = "delta";
 const DEMO_API_KEY: &str = "jifen-demo-key";
 
 /// The running HTTP demo channel.
@@ -29,6 +31,14 @@ pub struct HttpDemo {
     pub channel_id: String,
     pub addr: SocketAddr,
     pub config: PathBuf,
+}
+
+/// The channel id of the HTTP demo channel: the given adapter config's, else the demo's.
+pub fn channel_id(given_config: Option<&Path>) -> anyhow::Result<String> {
+    match given_config {
+        Some(path) => Ok(AdapterConfig::load(path)?.channel_id.to_string()),
+        None => Ok(DEMO_CHANNEL_ID.to_owned()),
+    }
 }
 
 /// Starts the API on `listen`, seeds `users`, registers the channel (kind HTTP) and starts
@@ -109,4 +119,14 @@ pub async fn start(
         addr,
         config,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_config_names_the_demo_channel() {
+        assert!(DEMO_CONFIG.contains(&format!("channel_id = \"{DEMO_CHANNEL_ID}\"")));
+    }
 }

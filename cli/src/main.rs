@@ -8,6 +8,7 @@
 //! - `jifen bench` loads a running mesh with orders and reports throughput and latencies.
 //! - `jifen channel-check` finds which guarantees a live channel gives.
 //! - `jifen admin` runs the operator's calls against a mall's admin API.
+//! - `jifen nats-config` writes the NATS identities and permissions of a deployment.
 
 mod admin;
 mod bench;
@@ -15,6 +16,7 @@ mod check;
 mod dev;
 mod dev_faults;
 mod dev_http;
+mod nats_config;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -60,6 +62,8 @@ enum Command {
     ChannelCheck(check::CheckArgs),
     /// The operator's calls (orders, dead letters, reconcile) against a running mall.
     Admin(admin::AdminArgs),
+    /// Write the NATS identities (an NKEY per process) and the server's authorization block.
+    NatsConfig(nats_config::NatsConfigArgs),
 }
 
 #[tokio::main]
@@ -97,6 +101,7 @@ impl Command {
             Self::Bench(_) => "bench",
             Self::ChannelCheck(_) => "channel-check",
             Self::Admin(_) => "admin",
+            Self::NatsConfig(_) => "nats-config",
         }
     }
 }
@@ -169,5 +174,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args, shutdown).await,
         Command::ChannelCheck(args) => std::process::exit(check::run(args).await),
         Command::Admin(args) => std::process::exit(admin::run(args).await),
+        Command::NatsConfig(args) => nats_config::run(&args),
     }
 }

@@ -122,7 +122,11 @@ impl MallApp {
         let db = Database::open_with(&config.database_url, &MIGRATIONS, config.db_max_connections)
             .await
             .map_err(StartError::from)?;
-        let client = jifen_mesh::bus::connect(&config.bus.nats_url).await?;
+        let client = jifen_mesh::bus::connect_as(
+            &config.bus,
+            &jifen_mesh::bus::identity::Identity::Mall.name(),
+        )
+        .await?;
         let js = async_nats::jetstream::new(client.clone());
         config.bus.topology().ensure(&js).await?;
         let mut adapters = Vec::new();

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use jifen_mesh::bus::consume::{Delivery, Disposition, Handler};
 use jifen_mesh::bus::subjects::{
-    CONSUMER_HEADER, DEAD_LETTER_KIND_HEADER, DELIVERIES_HEADER, LAST_ERROR_HEADER,
-    ORDER_ID_HEADER, ORIGIN_MSG_ID_HEADER, ORIGIN_SEQUENCE_HEADER, ORIGIN_STREAM_HEADER,
-    ORIGIN_SUBJECT_HEADER,
+    CMD_STREAM, CONSUMER_HEADER, DEAD_LETTER_KIND_HEADER, DELIVERIES_HEADER, DLQ_INDEX_CONSUMER,
+    LAST_ERROR_HEADER, MISMATCHED_EVENT, ORDER_ID_HEADER, ORIGIN_MSG_ID_HEADER,
+    ORIGIN_SEQUENCE_HEADER, ORIGIN_STREAM_HEADER, ORIGIN_SUBJECT_HEADER, PORTAL_CONSUMER,
+    dlq_subject,
 };
 use jifen_mesh::storage::Database;
 use jifen_mesh::time::now_unix_ms;
@@ -38,7 +39,7 @@ impl Indexer {
                 number(ORIGIN_SEQUENCE_HEADER)
             )
         });
-        let letter = DeadLetter {
+        let mut letter = DeadLetter {
             id,
             order_id: header(ORDER_ID_HEADER),
             origin_stream: header(ORIGIN_STREAM_HEADER),
@@ -53,12 +54,51 @@ impl Indexer {
             dead_at_ms: now_unix_ms(),
             kind: header(DEAD_LETTER_KIND_HEADER),
         };
+        if let Err(why) = origin_fits(&delivery.subject, &letter) {
+            // Kept, so nothing an operator should see is lost, but marked as what it is: its
+            // headers are not Jifen's word, and it is never redriven.
+            jifen_mesh::metrics::MISMATCHED_EVENTS
+                .with_label_values(&[DLQ_INDEX_CONSUMER])
+                .inc();
+            tracing::error!(subject = %delivery.subject, %why, "a dead letter whose origin does not fit its subject");
+            letter.last_error = format!("not Jifen's: {why}; it says: {}", letter.last_error);
+            letter.kind = MISMATCHED_EVENT.to_owned();
+        }
         let mut tx = self.db.begin().await?;
         if !dead_letters::insert(&mut tx, &letter).await? {
             return Ok(None);
         }
         tx.commit().await?;
         Ok(Some(letter.order_id))
+    }
+}
+
+/// A dead letter's headers against the subject it came on (DESIGN §11): a connector may
+/// publish dead letters only on its own subject (`jifen.dlq.JIFEN_CMD.channel-<id>`), so what
+/// it names as the origin must be one of its own commands.
+fn origin_fits(dlq: &str, letter: &DeadLetter) -> Result<(), String> {
+    let (stream, consumer, subject) = (
+        letter.origin_stream.as_str(),
+        letter.consumer.as_str(),
+        letter.subject.as_str(),
+    );
+    if dlq != dlq_subject(stream, consumer) {
+        return Err(format!(
+            "it came on {dlq} but names stream {stream:?} and consumer {consumer:?}"
+        ));
+    }
+    let own = if let Some(channel) = consumer.strip_prefix("channel-") {
+        Some(format!("jifen.cmd.channel.{channel}."))
+    } else if consumer == PORTAL_CONSUMER {
+        Some("jifen.cmd.portal.".to_owned())
+    } else {
+        None
+    };
+    match own {
+        Some(prefix) if stream != CMD_STREAM || !subject.starts_with(&prefix) => Err(format!(
+            "consumer {consumer} names {stream} {subject:?}, not one of its commands"
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -72,5 +112,50 @@ impl Handler for Indexer {
             Ok(None) => Disposition::Ack,
             Err(error) => Disposition::Retry(format!("cannot index the dead letter: {error}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(stream: &str, consumer: &str, subject: &str) -> DeadLetter {
+        DeadLetter {
+            id: "d".into(),
+            order_id: "o".into(),
+            origin_stream: stream.into(),
+            origin_sequence: 1,
+            origin_msg_id: String::new(),
+            subject: subject.into(),
+            consumer: consumer.into(),
+            deliveries: 1,
+            last_error: String::new(),
+            payload: Vec::new(),
+            redrives: 0,
+            dead_at_ms: 0,
+            kind: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_connector_dead_letters_only_its_own_commands() {
+        let own = letter(
+            "JIFEN_CMD",
+            "channel-alpha",
+            "jifen.cmd.channel.alpha.deduct",
+        );
+        assert!(origin_fits("jifen.dlq.JIFEN_CMD.channel-alpha", &own).is_ok());
+        let forged = letter(
+            "JIFEN_CMD",
+            "channel-alpha",
+            "jifen.cmd.channel.beta.deduct",
+        );
+        assert!(origin_fits("jifen.dlq.JIFEN_CMD.channel-alpha", &forged).is_err());
+        let elsewhere = letter("JIFEN_CMD", "channel-beta", "jifen.cmd.channel.beta.deduct");
+        assert!(origin_fits("jifen.dlq.JIFEN_CMD.channel-alpha", &elsewhere).is_err());
+        let saga = letter("JIFEN_EVT", "mall-saga", "jifen.evt.channel.beta.deducted");
+        assert!(origin_fits("jifen.dlq.JIFEN_EVT.mall-saga", &saga).is_ok());
+        let portal = letter("JIFEN_CMD", "portal", "jifen.cmd.channel.beta.deduct");
+        assert!(origin_fits("jifen.dlq.JIFEN_CMD.portal", &portal).is_err());
     }
 }

@@ -62,6 +62,11 @@ pub enum MallError {
          look at the channel and record the outcome (RecordDeductOutcome), or discard it"
     )]
     OutcomeUnknown(String),
+    #[error(
+        "dead letter {0} is an event that did not fit its order (not Jifen's, or a connector \
+         that lies): it is never redriven; find who published it, then discard it"
+    )]
+    MismatchedEvent(String),
     #[error("the bus did not take the message: {0}")]
     Bus(String),
     #[error("storage error")]
@@ -83,7 +88,8 @@ impl From<MallError> for Status {
             | MallError::InsufficientPoints { .. }
             | MallError::Settled { .. }
             | MallError::LineNotWaiting { .. }
-            | MallError::OutcomeUnknown(_) => Status::failed_precondition(message),
+            | MallError::OutcomeUnknown(_)
+            | MallError::MismatchedEvent(_) => Status::failed_precondition(message),
             MallError::Bus(_) => Status::unavailable(message),
             MallError::Upstream { code, .. } => match code {
                 Code::DeadlineExceeded => Status::deadline_exceeded(message),

@@ -51,9 +51,65 @@ pub struct BusArgs {
     /// Replicas of Jifen's streams: 1 on one server, 3 on a production cluster.
     #[arg(long, env = "JIFEN_STREAM_REPLICAS", default_value_t = 1)]
     pub stream_replicas: usize,
+    #[command(flatten)]
+    pub auth: NatsAuthArgs,
+}
+
+/// Who this process is to NATS, and how the connection is protected (DESIGN §11). NATS's own
+/// mechanisms: a `.creds` file (JWT + NKEY seed, for an operator/account deployment), an NKEY
+/// seed file (a server `authorization` block naming the public key, as `jifen nats-config`
+/// writes it), or a user and password as a fallback. Secrets are read from files, never taken
+/// on the command line.
+#[derive(Debug, Clone, Default, Args)]
+pub struct NatsAuthArgs {
+    /// A NATS `.creds` file (user JWT and NKEY seed).
+    #[arg(long, env = "JIFEN_NATS_CREDS", conflicts_with_all = ["nats_nkey", "nats_user"])]
+    pub nats_creds: Option<std::path::PathBuf>,
+    /// A file holding this process's NKEY seed (`SU…`), as `jifen nats-config` writes them.
+    #[arg(long, env = "JIFEN_NATS_NKEY", conflicts_with = "nats_user")]
+    pub nats_nkey: Option<std::path::PathBuf>,
+    /// A NATS user name (fallback to NKEYs; the password comes from --nats-password-file).
+    #[arg(long, env = "JIFEN_NATS_USER", requires = "nats_password_file")]
+    pub nats_user: Option<String>,
+    /// A file holding the NATS user's password.
+    #[arg(long, env = "JIFEN_NATS_PASSWORD_FILE", requires = "nats_user")]
+    pub nats_password_file: Option<std::path::PathBuf>,
+    /// A CA certificate (PEM) to trust for the NATS server's TLS; TLS is then required.
+    #[arg(long, env = "JIFEN_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<std::path::PathBuf>,
+    /// A client certificate (PEM) for servers that verify clients; with --nats-tls-key.
+    #[arg(long, env = "JIFEN_NATS_TLS_CERT", requires = "nats_tls_key")]
+    pub nats_tls_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "JIFEN_NATS_TLS_KEY", requires = "nats_tls_cert")]
+    pub nats_tls_key: Option<std::path::PathBuf>,
 }
 
 impl BusArgs {
+    /// The bus at `nats_url` with one replica per stream and no credentials.
+    pub fn anonymous(nats_url: impl Into<String>, stream_replicas: usize) -> Self {
+        Self {
+            nats_url: nats_url.into(),
+            stream_replicas,
+            auth: NatsAuthArgs::default(),
+        }
+    }
+
+    /// The bus at `nats_url` as the identity whose NKEY seed is in `seed_file`.
+    pub fn with_nkey(
+        nats_url: impl Into<String>,
+        stream_replicas: usize,
+        seed_file: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        Self {
+            auth: NatsAuthArgs {
+                nats_nkey: Some(seed_file.into()),
+                ..NatsAuthArgs::default()
+            },
+            ..Self::anonymous(nats_url, stream_replicas)
+        }
+    }
+
     pub fn topology(&self) -> crate::bus::topology::Topology {
         crate::bus::topology::Topology {
             replicas: self.stream_replicas,

@@ -136,6 +136,13 @@ pub static ORDERS_NEEDING_ATTENTION: LazyLock<IntGauge> = LazyLock::new(|| {
         "Orders flagged for an operator",
     )
 });
+pub static MISMATCHED_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "jifen_mismatched_events_total",
+        "Outcome events that did not fit their order (channel, step or points) and were dead-lettered unapplied, by consumer group",
+        &["consumer"],
+    )
+});
 pub static OPEN_DEAD_LETTERS: LazyLock<IntGauge> = LazyLock::new(|| {
     single_gauge(
         "jifen_open_dead_letters",

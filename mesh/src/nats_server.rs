@@ -49,6 +49,9 @@ pub struct NatsServerConfig {
     pub dir: PathBuf,
     /// Run as a node of a cluster (routes on loopback), for tests of a cluster's faults.
     pub cluster: Option<ClusterNode>,
+    /// An `authorization` block (as [`NatsAuth`](crate::bus::nats_auth::NatsAuth) writes
+    /// it): clients then need an identity. None: anyone may connect.
+    pub authorization: Option<PathBuf>,
 }
 
 /// One node of a local nats-server cluster.
@@ -92,6 +95,7 @@ pub struct NatsServer {
     dir: PathBuf,
     port: u16,
     cluster: Option<ClusterNode>,
+    authorization: Option<PathBuf>,
 }
 
 impl NatsServer {
@@ -107,14 +111,20 @@ impl NatsServer {
             path: config.dir.clone(),
             source,
         })?;
-        let (child, port) =
-            spawn(&binary, &config.dir, config.port, config.cluster.as_ref()).await?;
+        let server = Server {
+            binary: &binary,
+            dir: &config.dir,
+            cluster: config.cluster.as_ref(),
+            authorization: config.authorization.as_deref(),
+        };
+        let (child, port) = server.spawn(config.port).await?;
         Ok(Self {
             child,
             binary,
             dir: config.dir,
             port,
             cluster: config.cluster,
+            authorization: config.authorization,
         })
     }
 
@@ -138,55 +148,72 @@ impl NatsServer {
     /// Starts the server again on the same port and store, after [`kill`](Self::kill).
     pub async fn restart(&mut self) -> Result<(), NatsServerError> {
         self.kill().await;
-        let (child, _) = spawn(
-            &self.binary,
-            &self.dir,
-            Some(self.port),
-            self.cluster.as_ref(),
-        )
-        .await?;
+        let server = Server {
+            binary: &self.binary,
+            dir: &self.dir,
+            cluster: self.cluster.as_ref(),
+            authorization: self.authorization.as_deref(),
+        };
+        let (child, _) = server.spawn(Some(self.port)).await?;
         self.child = child;
         Ok(())
     }
 }
 
-async fn spawn(
-    binary: &Path,
-    dir: &Path,
-    port: Option<u16>,
-    cluster: Option<&ClusterNode>,
-) -> Result<(Child, u16), NatsServerError> {
-    let ports_dir = dir.join("ports");
-    let store = |source, path: &Path| NatsServerError::Store {
-        path: path.to_owned(),
-        source,
-    };
-    // A ports file left by an earlier run would name a stale port.
-    if ports_dir.exists() {
-        std::fs::remove_dir_all(&ports_dir).map_err(|e| store(e, &ports_dir))?;
-    }
-    std::fs::create_dir_all(&ports_dir).map_err(|e| store(e, &ports_dir))?;
-    let log = dir.join("nats-server.log");
-    let port_arg = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
-    let child = Command::new(binary)
-        .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "--store_dir"])
-        .arg(dir.join("jetstream"))
-        .arg("--ports_file_dir")
-        .arg(&ports_dir)
-        .arg("--log")
-        .arg(&log)
-        .args(cluster.map(ClusterNode::args).unwrap_or_default())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| NatsServerError::Spawn {
-            path: binary.to_owned(),
+/// How to start one server process.
+struct Server<'a> {
+    binary: &'a Path,
+    dir: &'a Path,
+    cluster: Option<&'a ClusterNode>,
+    authorization: Option<&'a Path>,
+}
+
+impl Server<'_> {
+    async fn spawn(&self, port: Option<u16>) -> Result<(Child, u16), NatsServerError> {
+        let dir = self.dir;
+        let ports_dir = dir.join("ports");
+        let store = |source, path: &Path| NatsServerError::Store {
+            path: path.to_owned(),
             source,
-        })?;
-    let port = wait_ready(&ports_dir, &log).await?;
-    Ok((child, port))
+        };
+        // A ports file left by an earlier run would name a stale port.
+        if ports_dir.exists() {
+            std::fs::remove_dir_all(&ports_dir).map_err(|e| store(e, &ports_dir))?;
+        }
+        std::fs::create_dir_all(&ports_dir).map_err(|e| store(e, &ports_dir))?;
+        let mut config_args: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(authorization) = self.authorization {
+            // A copy beside the store: the server resolves `include` relative to the file.
+            let conf = dir.join("server.conf");
+            let block =
+                std::fs::read_to_string(authorization).map_err(|e| store(e, authorization))?;
+            std::fs::write(&conf, block).map_err(|e| store(e, &conf))?;
+            config_args.push("-c".into());
+            config_args.push(conf.into_os_string());
+        }
+        let log = dir.join("nats-server.log");
+        let port_arg = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
+        let child = Command::new(self.binary)
+            .args(config_args)
+            .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "--store_dir"])
+            .arg(dir.join("jetstream"))
+            .arg("--ports_file_dir")
+            .arg(&ports_dir)
+            .arg("--log")
+            .arg(&log)
+            .args(self.cluster.map(ClusterNode::args).unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| NatsServerError::Spawn {
+                path: self.binary.to_owned(),
+                source,
+            })?;
+        let port = wait_ready(&ports_dir, &log).await?;
+        Ok((child, port))
+    }
 }
 
 /// Waits until the server wrote its ports file and accepts connections on the client port.

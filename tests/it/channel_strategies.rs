@@ -344,10 +344,7 @@ async fn handle(
     let endpoint = jifen_channel::adapter::HttpChannel::new(config).unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let bus = jifen_mesh::config::BusArgs {
-        nats_url: nats.url(),
-        stream_replicas: 1,
-    };
+    let bus = jifen_mesh::config::BusArgs::anonymous(nats.url(), 1);
     bus.topology().ensure(&js).await.unwrap();
     let connector = Connector::new(endpoint, Publisher::new(js));
     let command = jifen_mall::commands::points(step, "o-9", "delta", "u1", 40);

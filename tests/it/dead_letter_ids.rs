@@ -47,6 +47,11 @@ async fn a_dead_letter_after_its_stream_was_recreated_is_not_taken_for_an_old_on
     mesh.stop_connector("alpha").await;
     mesh.stop_connector("portal").await;
     js.delete_stream("JIFEN_CMD").await.unwrap();
+    // Made again as the mall does at its start (connectors only look streams up).
+    jifen_mesh::bus::topology::Topology::default()
+        .ensure(&js)
+        .await
+        .unwrap();
     mesh.start_connector("alpha").await;
     mesh.start_connector("portal").await;
     eventually("the stream again", Duration::from_secs(10), || async {

@@ -166,10 +166,7 @@ async fn a_connector_serves_health_for_its_probes() {
         call_timeout: Duration::from_secs(2),
         concurrency: 4,
         health_listen: Some(addr),
-        bus: jifen_mesh::config::BusArgs {
-            nats_url: nats.url(),
-            stream_replicas: 1,
-        },
+        bus: jifen_mesh::config::BusArgs::anonymous(nats.url(), 1),
         retry: jifen_tests::mesh::test_retry(),
     };
     let running = tokio::spawn(run_connector(config, shutdown.clone()));

@@ -8,6 +8,7 @@ mod admin;
 mod admin_orders;
 mod bad_input;
 mod bus_faults;
+mod bus_security;
 mod channel_barrier;
 mod channel_check;
 mod channel_strategies;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use jifen_channel::connector::{ChannelConnectorConfig, run_connector as run_channel_connector};
 use jifen_mall::{MallApp, MallConfig};
+use jifen_mesh::bus::identity::Identity;
 use jifen_mesh::config::{BusArgs, RetryArgs, ShutdownArgs};
 use jifen_portal::connector::{PortalConnectorConfig, run_connector as run_portal_connector};
 use jifen_proto::v1::mall_service_client::MallServiceClient;
@@ -115,19 +116,18 @@ impl TestMesh {
             stuck_after: Duration::from_secs(600),
             retry: test_retry(),
         };
+        // The mall first: it creates the streams, which the connectors only look up.
+        mesh.start_mall().await;
         for channel_id in channel_ids {
             mesh.start_connector(channel_id).await;
         }
         mesh.start_connector("portal").await;
-        mesh.start_mall().await;
         mesh
     }
 
-    fn bus(&self) -> BusArgs {
-        BusArgs {
-            nats_url: self.nats.url(),
-            stream_replicas: self.nats.replicas(),
-        }
+    /// How `identity` reaches the mesh's NATS (with its own NKEY on a secured server).
+    pub fn bus(&self, identity: &Identity) -> BusArgs {
+        self.nats.bus_for(identity)
     }
 
     /// Starts the connector of a channel, or of the portal with `"portal"`.
@@ -151,7 +151,12 @@ impl TestMesh {
     fn spawn_connector(&mut self, name: &str, channel_endpoint: Option<String>) {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
-        let bus = self.bus();
+        let identity = if name == "portal" {
+            Identity::Portal
+        } else {
+            Identity::channel(name).expect("a channel id")
+        };
+        let bus = self.bus(&identity);
         let handle = if name == "portal" {
             let config = PortalConnectorConfig {
                 portal_endpoint: self.portal.server.endpoint(),
@@ -240,7 +245,7 @@ impl TestMesh {
             adapter_configs: self.adapters.values().cloned().collect(),
             console_listen: Some("127.0.0.1:0".parse().expect("an address")),
             console_secure_cookie: false,
-            bus: self.bus(),
+            bus: self.bus(&Identity::Mall),
             retry: self.retry.clone(),
             shutdown: ShutdownArgs {
                 shutdown_grace_secs: 0,

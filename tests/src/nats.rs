@@ -1,6 +1,10 @@
 //! A nats-server per test with JetStream: a child process on a free port with a temp store,
 //! or, with `JIFEN_TEST_CONTAINERS=1`, a NATS container.
 
+use jifen_mesh::bus::identity::Identity;
+use jifen_mesh::bus::nats_auth::NatsAuth;
+use jifen_mesh::config::BusArgs;
+use jifen_mesh::domain::ChannelId;
 use jifen_mesh::nats_server::{ClusterNode, NatsServer, NatsServerConfig};
 use tempfile::TempDir;
 
@@ -8,6 +12,8 @@ use tempfile::TempDir;
 pub struct TestNats {
     backing: Backing,
     url: String,
+    /// The identities, when the server requires them ([`TestNats::start_secured`]).
+    auth: Option<NatsAuth>,
 }
 
 // One per test: the size of its variants does not matter.
@@ -30,18 +36,37 @@ impl TestNats {
             return Self {
                 backing: Backing::Container(Box::new(container)),
                 url,
+                auth: None,
             };
         }
+        Self::start_child(None).await
+    }
+
+    /// A server that requires an identity (DESIGN §11): one NKEY user per Jifen process, for
+    /// the mall, the portal, `channels` and `ops`, with their permissions.
+    pub async fn start_secured(channels: &[&str]) -> Self {
+        Self::start_child(Some(channels)).await
+    }
+
+    async fn start_child(secured: Option<&[&str]>) -> Self {
         crate::database::refuse_containers_without_feature();
         let dir = tempfile::Builder::new()
             .prefix("jifen-nats-")
             .tempdir()
             .expect("a temp folder");
+        let auth = secured.map(|channels| {
+            let channels: Vec<ChannelId> = channels
+                .iter()
+                .map(|c| ChannelId::parse("channel", *c).expect("a channel id"))
+                .collect();
+            NatsAuth::write(&dir.path().join("auth"), &channels).expect("the NATS identities")
+        });
         let server = NatsServer::start(NatsServerConfig {
             binary: None,
             port: None,
-            dir: dir.path().to_owned(),
+            dir: dir.path().join("server"),
             cluster: None,
+            authorization: auth.as_ref().map(NatsAuth::auth_conf),
         })
         .await
         .unwrap_or_else(|e| panic!("cannot start nats-server: {e}"));
@@ -49,7 +74,24 @@ impl TestNats {
         Self {
             backing: Backing::Child(server, dir),
             url,
+            auth,
         }
+    }
+
+    /// How `identity` reaches this server: with its seed when the server is secured.
+    pub fn bus_for(&self, identity: &Identity) -> BusArgs {
+        match &self.auth {
+            Some(auth) => BusArgs::with_nkey(self.url(), self.replicas(), auth.seed_file(identity)),
+            None => BusArgs::anonymous(self.url(), self.replicas()),
+        }
+    }
+
+    /// A client connected as `identity` (see [`bus_for`](Self::bus_for)).
+    pub async fn connect_as(
+        &self,
+        identity: &Identity,
+    ) -> Result<async_nats::Client, jifen_mesh::bus::BusError> {
+        jifen_mesh::bus::connect_as(&self.bus_for(identity), &identity.name()).await
     }
 
     /// A 3-node JetStream cluster on loopback (routes between the nodes), ready for R3
@@ -74,6 +116,7 @@ impl TestNats {
                     route_port: route_ports[i],
                     route_ports: route_ports.to_vec(),
                 }),
+                authorization: None,
             })
             .await
             .unwrap_or_else(|e| panic!("cannot start nats-server node {i}: {e}"));
@@ -87,6 +130,7 @@ impl TestNats {
         let cluster = Self {
             backing: Backing::Cluster(nodes),
             url,
+            auth: None,
         };
         // Ready when it takes R3 streams: a meta leader is elected and every node is in.
         let js = async_nats::jetstream::new(cluster.connect().await);
@@ -144,8 +188,9 @@ impl TestNats {
         }
     }
 
+    /// A client with every permission (`ops` on a secured server).
     pub async fn connect(&self) -> async_nats::Client {
-        jifen_mesh::bus::connect(&self.url)
+        self.connect_as(&Identity::Ops)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to the test nats-server: {e}"))
     }

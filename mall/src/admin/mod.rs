@@ -187,6 +187,10 @@ impl Admin {
         if dl.kind == jifen_mesh::bus::subjects::OUTCOME_UNKNOWN {
             return Err(MallError::OutcomeUnknown(id.to_owned()));
         }
+        // It was refused because it does not fit its order: sent again, it would not either.
+        if dl.kind == jifen_mesh::bus::subjects::MISMATCHED_EVENT {
+            return Err(MallError::MismatchedEvent(id.to_owned()));
+        }
         let base = if dl.origin_msg_id.is_empty() {
             dl.id.clone()
         } else {

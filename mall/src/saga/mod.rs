@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 pub mod machine;
+pub mod trust;
 
 use jifen_mesh::bus::consume::{Delivery, Disposition, Handler};
 use jifen_mesh::group_commit::{self, Write};
@@ -35,6 +36,8 @@ use machine::{history_detail, history_kind, rejection_reason};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     Ignored(&'static str),
+    /// The event does not fit its order (DESIGN §11): not applied, for an operator to see.
+    Mismatched(trust::Mismatch),
     Moved {
         order_state: OrderState,
     },
@@ -61,6 +64,13 @@ impl Effect {
             changed: false,
             sent_commands: false,
             corrected: None,
+        }
+    }
+
+    fn mismatched(why: String) -> Self {
+        Self {
+            applied: Applied::Mismatched(trust::Mismatch(why)),
+            ..Self::ignored("mismatched")
         }
     }
 }
@@ -170,17 +180,31 @@ pub(crate) async fn apply_in(
     outcome: &Outcome,
     now: i64,
 ) -> Result<Effect, sqlx::Error> {
+    // Every command names an order written before it was sent: an outcome for an order or a
+    // step that does not exist was not caused by Jifen.
     let Some(Claimed {
         order,
         step,
         undeducted,
     }) = claim_step(tx, backend, outcome).await?
     else {
-        return Ok(Effect::ignored("unknown order"));
+        return Ok(Effect::mismatched(format!(
+            "no order {:?}",
+            outcome.order_id
+        )));
     };
-    let Some(step) = step else {
-        return Ok(Effect::ignored("unknown step"));
+    let Some((step, step_points)) = step else {
+        return Ok(Effect::mismatched(format!(
+            "order {:?} has no step {:?}",
+            outcome.order_id, outcome.step
+        )));
     };
+    if let Err(mismatch) = trust::points_fit(outcome, step_points) {
+        return Ok(Effect {
+            applied: Applied::Mismatched(mismatch),
+            ..Effect::ignored("mismatched")
+        });
+    }
     let report = Report {
         state: outcome.state,
         points: outcome.points,
@@ -299,7 +323,10 @@ impl Handler for Saga {
         let mut decoded = Vec::with_capacity(deliveries.len());
         for (i, delivery) in deliveries.iter().enumerate() {
             match decode(&delivery.subject, &delivery.payload) {
-                Ok(outcome) => decoded.push((i, outcome)),
+                Ok(outcome) => match trust::subject_fits(&delivery.subject, &outcome) {
+                    Ok(()) => decoded.push((i, outcome)),
+                    Err(mismatch) => dispositions[i] = mismatched(&mismatch),
+                },
                 Err(reason) => {
                     dispositions[i] = Disposition::Poison(format!("undecodable event: {reason}"));
                 }
@@ -312,6 +339,7 @@ impl Handler for Saga {
         let results = self.apply_batch(&events).await;
         for ((i, outcome), result) in decoded.iter().zip(results) {
             dispositions[*i] = match result {
+                Ok(Applied::Mismatched(mismatch)) => mismatched(&mismatch),
                 Ok(applied) => {
                     tracing::debug!(order_id = %outcome.order_id, ?applied, "event applied");
                     Disposition::Ack
@@ -321,4 +349,13 @@ impl Handler for Saga {
         }
         dispositions
     }
+}
+
+/// An event that does not fit: counted, logged, dead-lettered as `mismatched_event`.
+fn mismatched(mismatch: &trust::Mismatch) -> Disposition {
+    jifen_mesh::metrics::MISMATCHED_EVENTS
+        .with_label_values(&[jifen_mesh::bus::subjects::SAGA_CONSUMER])
+        .inc();
+    tracing::error!(%mismatch, "an event that does not fit its order; not applied");
+    Disposition::Mismatched(mismatch.to_string())
 }

@@ -55,7 +55,7 @@ pub(crate) async fn claim_step(
     };
     let rows = sqlx::query(&format!(
         "SELECT o.state AS order_state, s.channel_id, {user_column} AS user_id, s.state, \
-         s.deduct_seen, s.refunded_points \
+         s.deduct_seen, s.refunded_points, s.points \
          FROM orders o JOIN {table} s ON s.order_id = o.order_id \
          WHERE o.order_id = $1{lock}"
     ))
@@ -74,11 +74,12 @@ pub(crate) async fn claim_step(
         }
         let key: (String, String) = (row.try_get("channel_id")?, row.try_get("user_id")?);
         if (&key.0, key.1.as_str()) == wanted {
-            step = Some(StepFacts {
+            let facts = StepFacts {
                 state,
                 deduct_seen: row.try_get::<i64, _>("deduct_seen")? != 0,
                 refunded_points: row.try_get("refunded_points")?,
-            });
+            };
+            step = Some((facts, row.try_get("points")?));
         }
     }
     Ok(Some(Claimed {
@@ -91,8 +92,8 @@ pub(crate) async fn claim_step(
 /// What [`claim_step`] read under the order's lock.
 pub(crate) struct Claimed {
     pub(crate) order: OrderState,
-    /// `None` when the order has no such step.
-    pub(crate) step: Option<StepFacts>,
+    /// The step and its points; `None` when the order has no such step.
+    pub(crate) step: Option<(StepFacts, i64)>,
     /// How many steps of the event's kind (lines, or quotas) are not deducted: the event that
     /// deducts one of them deducts the last when this is 1 (the lock keeps it true meanwhile).
     pub(crate) undeducted: i64,

@@ -7,6 +7,8 @@
 
 pub mod consume;
 pub mod dead_letter;
+pub mod identity;
+pub mod nats_auth;
 pub mod publish;
 pub mod subjects;
 pub mod topology;
@@ -24,6 +26,17 @@ pub enum BusError {
     #[error("bad NATS url {url:?}")]
     BadUrl {
         url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the NATS credentials in {path}")]
+    Credentials {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the NATS .creds file cannot be read as credentials")]
+    BadCredentials {
         #[source]
         source: std::io::Error,
     },
@@ -70,17 +83,103 @@ pub fn seed_servers(urls: &str) -> Result<Vec<async_nats::ServerAddr>, BusError>
     Ok(servers)
 }
 
+/// Connects without credentials (a server with no authorization, as in most tests). See
+/// [`connect_as`].
+pub async fn connect(urls: &str) -> Result<async_nats::Client, BusError> {
+    connect_with(urls, &Credentials::default(), "jifen").await
+}
+
+/// Connects as `identity` with the credentials and TLS settings of `bus`. The identity names
+/// the connection (`jifen-<identity>` in the server's monitoring) and its reply inboxes
+/// (`_INBOX.<identity>.…`), so that the server can let each identity read its own replies and
+/// nobody else's (DESIGN §11).
+pub async fn connect_as(
+    bus: &crate::config::BusArgs,
+    identity: &str,
+) -> Result<async_nats::Client, BusError> {
+    let credentials = Credentials::read(&bus.auth)?;
+    connect_with(&bus.nats_url, &credentials, identity).await
+}
+
+/// What [`connect_as`] read from the credential files, once.
+#[derive(Default)]
+struct Credentials {
+    creds: Option<String>,
+    nkey_seed: Option<String>,
+    user_password: Option<(String, String)>,
+    tls_ca: Option<std::path::PathBuf>,
+    tls_client: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl Credentials {
+    fn read(args: &crate::config::NatsAuthArgs) -> Result<Self, BusError> {
+        let read = |path: &std::path::Path| {
+            std::fs::read_to_string(path).map_err(|source| BusError::Credentials {
+                path: path.to_owned(),
+                source,
+            })
+        };
+        let password = match (&args.nats_user, &args.nats_password_file) {
+            (Some(user), Some(file)) => Some((
+                user.clone(),
+                read(file)?.trim_end_matches(['\r', '\n']).to_owned(),
+            )),
+            _ => None,
+        };
+        Ok(Self {
+            creds: args.nats_creds.as_deref().map(read).transpose()?,
+            nkey_seed: args
+                .nats_nkey
+                .as_deref()
+                .map(read)
+                .transpose()?
+                .map(|seed| seed.trim().to_owned()),
+            user_password: password,
+            tls_ca: args.nats_tls_ca.clone(),
+            tls_client: args.nats_tls_cert.clone().zip(args.nats_tls_key.clone()),
+        })
+    }
+
+    fn options(&self, identity: &str) -> Result<async_nats::ConnectOptions, BusError> {
+        let mut options = async_nats::ConnectOptions::new()
+            .name(format!("jifen-{identity}"))
+            .custom_inbox_prefix(format!("_INBOX.{identity}"));
+        if let Some(creds) = &self.creds {
+            options = options
+                .credentials(creds)
+                .map_err(|source| BusError::BadCredentials { source })?;
+        } else if let Some(seed) = &self.nkey_seed {
+            options = options.nkey(seed.clone());
+        } else if let Some((user, password)) = &self.user_password {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(ca) = &self.tls_ca {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let Some((cert, key)) = &self.tls_client {
+            options = options
+                .add_client_certificate(cert.clone(), key.clone())
+                .require_tls(true);
+        }
+        Ok(options)
+    }
+}
+
 /// Connects to any of the seed servers in `urls` and checks the server version. While none
 /// answers (a cluster still starting, a node down), it keeps trying with back-off — 250 ms
 /// doubling to 5 s — and says so; a bad address, bad credentials or a server too old fail at
 /// once.
-pub async fn connect(urls: &str) -> Result<async_nats::Client, BusError> {
+async fn connect_with(
+    urls: &str,
+    credentials: &Credentials,
+    identity: &str,
+) -> Result<async_nats::Client, BusError> {
     use async_nats::ConnectErrorKind;
     let servers = seed_servers(urls)?;
     let mut attempts = 0_u32;
     let client = loop {
-        match async_nats::ConnectOptions::new()
-            .name("jifen")
+        match credentials
+            .options(identity)?
             .connect(servers.clone())
             .await
         {

@@ -40,6 +40,8 @@ pub const DEAD_LETTER_KIND_HEADER: &str = "Jifen-Dead-Letter-Kind";
 /// A deduct whose outcome the connector cannot know (DESIGN §9): an operator looks at the
 /// channel and records what happened.
 pub const OUTCOME_UNKNOWN: &str = "outcome_unknown";
+/// An event that does not fit the order it names (DESIGN §11): never applied.
+pub const MISMATCHED_EVENT: &str = "mismatched_event";
 
 /// Where a dead letter of `stream` and `consumer` goes.
 pub fn dlq_subject(stream: &str, consumer: &str) -> String {

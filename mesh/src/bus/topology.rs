@@ -97,6 +97,20 @@ impl Topology {
     }
 }
 
+impl Topology {
+    /// Checks that the streams exist, without creating any: what a connector does, whose
+    /// identity may look streams up but not create them (DESIGN §11).
+    pub async fn check(&self, js: &jetstream::Context) -> Result<(), BusError> {
+        for name in [CMD_STREAM, EVT_STREAM, DLQ_STREAM] {
+            js.get_stream(name).await.map_err(|e| BusError::Stream {
+                stream: name.to_owned(),
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// Creates one stream if it is missing; warns where an existing one differs.
 async fn ensure_one(js: &jetstream::Context, wanted: &stream::Config) -> Result<(), BusError> {
     let name = wanted.name.as_str();

@@ -239,12 +239,18 @@ pub async fn run<E: LedgerEndpoint>(
         }
         None => None,
     };
+    // A connector's identity on the bus is its consumer group's name (`channel-<id>`,
+    // `portal`), as `jifen nats-config` names it.
     let client = tokio::select! {
-        client = crate::bus::connect(&bus.nats_url) => client?,
+        client = crate::bus::connect_as(bus, &spec.durable) => client?,
         () = shutdown.cancelled() => return Ok(()),
     };
     let js = async_nats::jetstream::new(client.clone());
-    bus.topology().ensure(&js).await?;
+    // The mall creates the streams; a connector only checks that they are there, and waits
+    // for them (its consumer loop does) when it starts first.
+    if let Err(error) = bus.topology().check(&js).await {
+        tracing::warn!(%error, "the streams are not all there yet; waiting for the mall to create them");
+    }
     let handler = Connector::new(endpoint, Publisher::new(js.clone()));
     crate::bus::consume::run(js, spec, std::sync::Arc::new(handler), shutdown.clone()).await;
     if let Err(error) = client.drain().await {

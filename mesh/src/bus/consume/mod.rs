@@ -153,6 +153,9 @@ pub enum Disposition {
     /// A deduct whose effect at its ledger cannot be known and must not be tried again
     /// blindly: dead-lettered as "outcome unknown" for an operator (DESIGN §9).
     OutcomeUnknown(String),
+    /// An event that does not fit what it claims to answer (DESIGN §11): never applied,
+    /// dead-lettered as "mismatched event" for an operator.
+    Mismatched(String),
 }
 
 pub trait Handler: Send + Sync + 'static {

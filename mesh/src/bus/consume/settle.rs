@@ -128,10 +128,14 @@ async fn dispose<H>(
         // queue, and off the work queue only once the copy is stored.
         Disposition::Retry(reason)
         | Disposition::Poison(reason)
-        | Disposition::OutcomeUnknown(reason) => {
+        | Disposition::OutcomeUnknown(reason)
+        | Disposition::Mismatched(reason) => {
             let origin = Origin {
-                kind: matches!(disposition, Disposition::OutcomeUnknown(_))
-                    .then_some(crate::bus::subjects::OUTCOME_UNKNOWN),
+                kind: match disposition {
+                    Disposition::OutcomeUnknown(_) => Some(crate::bus::subjects::OUTCOME_UNKNOWN),
+                    Disposition::Mismatched(_) => Some(crate::bus::subjects::MISMATCHED_EVENT),
+                    _ => None,
+                },
                 stream: &spec.stream,
                 stream_created_ns,
                 sequence: delivery.stream_sequence,

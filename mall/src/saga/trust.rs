@@ -1,0 +1,124 @@
+//! What the saga checks before it believes an event (DESIGN §11): the bus's permissions let a
+//! channel's connector speak only on its own subjects, and this makes sure what it says fits
+//! them and the order — the subject's channel is the payload's, the subject's outcome is the
+//! payload's state, the order has that step, and the points are the step's. An event that does
+//! not fit is never applied: it is dead-lettered as `mismatched_event` for an operator.
+
+use jifen_mesh::barrier::LedgerState;
+use jifen_mesh::bus::subjects::{MANUAL_REFUND_TOKEN, outcome_token};
+
+use super::machine::{Outcome, StepKey};
+
+/// Why an event does not fit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("mismatched event: {0}")]
+pub struct Mismatch(pub String);
+
+/// The subject an event came on against what its payload says.
+pub fn subject_fits(subject: &str, outcome: &Outcome) -> Result<(), Mismatch> {
+    let tokens: Vec<&str> = subject.split('.').collect();
+    let (channel, token) = match (tokens.as_slice(), &outcome.step) {
+        (["jifen", "evt", "channel", channel, token], StepKey::Line { channel_id, .. }) => {
+            if channel != channel_id {
+                return Err(Mismatch(format!(
+                    "{subject} carries an outcome of channel {channel_id:?}"
+                )));
+            }
+            (*channel, *token)
+        }
+        (["jifen", "evt", "portal", token], StepKey::Quota { .. }) => ("portal", *token),
+        _ => {
+            return Err(Mismatch(format!(
+                "{subject} is not where an outcome of this kind is published"
+            )));
+        }
+    };
+    let expected = if outcome.refund_by_hand {
+        MANUAL_REFUND_TOKEN
+    } else {
+        outcome_token(outcome.state)
+    };
+    if token != expected {
+        return Err(Mismatch(format!(
+            "{channel} said {token:?} on the subject but {:?} in the payload",
+            outcome_token(outcome.state)
+        )));
+    }
+    Ok(())
+}
+
+/// The points an event reports against the step's: a deduct takes exactly the step's points;
+/// a refund gives back those or nothing (a null compensation), and so does a refund by hand; a
+/// rejection takes nothing, whatever figure the ledger put beside it.
+pub fn points_fit(outcome: &Outcome, step_points: i64) -> Result<(), Mismatch> {
+    let fits = match outcome.state {
+        LedgerState::Rejected => true,
+        LedgerState::Deducted if !outcome.refund_by_hand => outcome.points == step_points,
+        LedgerState::Deducted | LedgerState::Refunded => {
+            outcome.points == step_points || outcome.points == 0
+        }
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(Mismatch(format!(
+            "{} points reported as {} for a step of {step_points}",
+            outcome.points,
+            outcome_token(outcome.state)
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(channel_id: &str, state: LedgerState, points: i64) -> Outcome {
+        Outcome {
+            order_id: "o-1".into(),
+            step: StepKey::Line {
+                channel_id: channel_id.into(),
+                user_id: "alice".into(),
+            },
+            state,
+            points,
+            reason: String::new(),
+            refund_by_hand: false,
+        }
+    }
+
+    #[test]
+    fn a_channel_speaks_only_for_itself_on_its_own_subject() {
+        let beta = line("beta", LedgerState::Deducted, 300);
+        assert!(subject_fits("jifen.evt.channel.beta.deducted", &beta).is_ok());
+        assert!(subject_fits("jifen.evt.channel.alpha.deducted", &beta).is_err());
+        assert!(subject_fits("jifen.evt.channel.beta.refunded", &beta).is_err());
+        assert!(subject_fits("jifen.evt.portal.deducted", &beta).is_err());
+        assert!(subject_fits("jifen.evt.channel.beta.x.deducted", &beta).is_err());
+        let by_hand = Outcome {
+            refund_by_hand: true,
+            ..beta.clone()
+        };
+        assert!(subject_fits("jifen.evt.channel.beta.manual_refund", &by_hand).is_ok());
+        let quota = Outcome {
+            step: StepKey::Quota {
+                channel_id: "beta".into(),
+            },
+            ..beta
+        };
+        assert!(subject_fits("jifen.evt.portal.deducted", &quota).is_ok());
+        assert!(subject_fits("jifen.evt.channel.beta.deducted", &quota).is_err());
+    }
+
+    #[test]
+    fn the_points_are_the_steps() {
+        assert!(points_fit(&line("a", LedgerState::Deducted, 300), 300).is_ok());
+        assert!(points_fit(&line("a", LedgerState::Deducted, 1), 300).is_err());
+        assert!(points_fit(&line("a", LedgerState::Deducted, 0), 300).is_err());
+        assert!(points_fit(&line("a", LedgerState::Refunded, 0), 300).is_ok());
+        assert!(points_fit(&line("a", LedgerState::Refunded, 300), 300).is_ok());
+        assert!(points_fit(&line("a", LedgerState::Refunded, 301), 300).is_err());
+        assert!(points_fit(&line("a", LedgerState::Rejected, 0), 300).is_ok());
+        assert!(points_fit(&line("a", LedgerState::Rejected, 7), 300).is_ok());
+    }
+}
