@@ -147,6 +147,11 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     .context("cannot start nats-server (pick another port with --nats-port)")?;
     let bus =
         |identity: &Identity| BusArgs::with_nkey(nats.url(), 1, nats_auth.seed_file(identity));
+    // The streams first, as the mall makes them: the connectors started below only look
+    // them up.
+    jifen_mesh::bus::create_streams(&bus(&Identity::Mall))
+        .await
+        .context("cannot create the streams")?;
     let mut tasks: Task = JoinSet::new();
 
     let portal = PortalApp::build(PortalConfig {
@@ -274,6 +279,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         outbox_sweep: Duration::from_secs(1),
         admin_token: Some(admin_token.clone()),
         admin_token_file: None,
+        operators_file: None,
         stuck_after: Duration::from_secs(600),
         adapter_configs: vec![delta_config.clone()],
         console_listen: Some(args.console_listen),

@@ -9,6 +9,7 @@
 //! - `jifen channel-check` finds which guarantees a live channel gives.
 //! - `jifen admin` runs the operator's calls against a mall's admin API.
 //! - `jifen nats-config` writes the NATS identities and permissions of a deployment.
+//! - `jifen operators add` makes an operator's token and records its hash.
 
 mod admin;
 mod bench;
@@ -17,6 +18,7 @@ mod dev;
 mod dev_faults;
 mod dev_http;
 mod nats_config;
+mod operators;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -64,6 +66,8 @@ enum Command {
     Admin(admin::AdminArgs),
     /// Write the NATS identities (an NKEY per process) and the server's authorization block.
     NatsConfig(nats_config::NatsConfigArgs),
+    /// Manage the operators of the admin API and the console (names, roles, token hashes).
+    Operators(operators::OperatorsArgs),
 }
 
 #[tokio::main]
@@ -102,6 +106,7 @@ impl Command {
             Self::ChannelCheck(_) => "channel-check",
             Self::Admin(_) => "admin",
             Self::NatsConfig(_) => "nats-config",
+            Self::Operators(_) => "operators",
         }
     }
 }
@@ -175,5 +180,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ChannelCheck(args) => std::process::exit(check::run(args).await),
         Command::Admin(args) => std::process::exit(admin::run(args).await),
         Command::NatsConfig(args) => nats_config::run(&args),
+        Command::Operators(args) => operators::run(&args),
     }
 }

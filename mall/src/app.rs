@@ -26,9 +26,10 @@ use tokio_util::task::TaskTracker;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 
-use crate::admin::{Admin, Auth};
+use crate::admin::{Admin, Guarded};
 use crate::dead_letters::Indexer;
 use crate::grpc::Mall;
+use crate::operators::{Operators, Throttle};
 use crate::precheck::Registry;
 use crate::relay::Relay;
 use crate::saga::Saga;
@@ -71,7 +72,13 @@ pub struct MallConfig {
     /// How often the outbox relay sweeps besides being woken by commits.
     #[arg(long, env = "JIFEN_OUTBOX_SWEEP", default_value = "1s", value_parser = parse_duration)]
     pub outbox_sweep: Duration,
-    /// Bearer token of the admin API (`AdminService`); without one every admin call is refused.
+    /// Operators of the admin API and the console: a TOML file of names, roles (`viewer`,
+    /// `operator`) and token hashes, as `jifen operators add` writes it (DESIGN §11).
+    #[arg(long, env = "JIFEN_OPERATORS_FILE")]
+    pub operators_file: Option<std::path::PathBuf>,
+    /// A single bearer token of the admin API, standing for one operator named `admin` (the
+    /// form before named operators; both may be given). Without any, every admin call is
+    /// refused.
     #[arg(long, env = "JIFEN_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// A file holding the admin token (a mounted secret), read at start.
@@ -108,12 +115,11 @@ pub struct MallConfig {
 pub struct MallApp {
     server: GrpcServer,
     mall: Mall,
-    auth: Auth,
+    operators: Operators,
     js: async_nats::jetstream::Context,
     client: async_nats::Client,
     /// The console's socket, bound at build so a taken port fails the start.
     console: Option<tokio::net::TcpListener>,
-    admin_token: Option<String>,
     config: MallConfig,
 }
 
@@ -149,6 +155,13 @@ impl MallApp {
             ),
             None => config.admin_token.clone(),
         };
+        let operators = Operators::load(config.operators_file.as_deref(), admin_token.as_deref())
+            .map_err(|e| MallStartError::Config(e.to_string()))?;
+        if operators.is_empty() {
+            tracing::warn!(
+                "no operators (JIFEN_OPERATORS_FILE, JIFEN_ADMIN_TOKEN): the admin API and the console refuse everyone"
+            );
+        }
         let server = GrpcServer::bind(config.listen)
             .await
             .map_err(StartError::from)?;
@@ -169,11 +182,10 @@ impl MallApp {
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             },
-            auth: Auth::new(admin_token.clone()),
+            operators,
             js,
             client,
             console,
-            admin_token,
             config,
         })
     }
@@ -278,12 +290,13 @@ impl MallApp {
             relay: self.mall.relay.clone(),
             changes,
         };
-        let auth = self.auth.clone();
+        let throttle = Throttle::default();
         if let Some(listener) = self.console {
             let console = crate::console::Console::new(
                 admin.clone(),
                 self.js.clone(),
-                self.admin_token.clone(),
+                self.operators.clone(),
+                throttle.clone(),
                 self.config.console_secure_cookie,
             );
             let stop = shutdown.clone();
@@ -296,9 +309,12 @@ impl MallApp {
 
         let mut routes = RoutesBuilder::default();
         routes.add_service(MallServiceServer::new(self.mall.clone()));
-        routes.add_service(AdminServiceServer::with_interceptor(
-            admin,
-            move |request| auth.check(request),
+        let audit_db = admin.store.database().clone();
+        routes.add_service(Guarded::new(
+            AdminServiceServer::new(admin),
+            self.operators.clone(),
+            throttle,
+            audit_db,
         ));
         let served = self
             .server

@@ -94,6 +94,7 @@ pub fn order_message(order: Order) -> jifen_proto::v1::Order {
                 at_unix_ms: h.at_ms,
                 kind: h.kind,
                 detail: h.detail,
+                actor: h.actor,
             })
             .collect(),
         created_at_unix_ms: order.created_at_ms,

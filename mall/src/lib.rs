@@ -16,6 +16,7 @@ pub mod console;
 pub mod dead_letters;
 pub mod error;
 pub mod grpc;
+pub mod operators;
 pub mod order;
 pub mod precheck;
 pub mod relay;

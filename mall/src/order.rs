@@ -223,6 +223,8 @@ pub struct HistoryEntry {
     pub at_ms: i64,
     pub kind: String,
     pub detail: String,
+    /// The operator who caused it; empty for the machine's own steps.
+    pub actor: String,
 }
 
 /// An order with everything the API shows.

@@ -10,14 +10,14 @@ use reqwest::header::{ACCEPT, COOKIE, LOCATION, SET_COOKIE};
 use crate::admin::dead_letter_alpha;
 
 /// A browser without cookies of its own: the test carries the session cookie.
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-    cookie: Option<String>,
+pub(crate) struct Browser {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) cookie: Option<String>,
 }
 
 impl Browser {
-    fn new(mesh: &mut TestMesh) -> Self {
+    pub(crate) fn new(mesh: &mut TestMesh) -> Self {
         Self {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -28,7 +28,7 @@ impl Browser {
         }
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -39,7 +39,7 @@ impl Browser {
         request
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, String) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, String) {
         let response = self
             .request(reqwest::Method::GET, path)
             .send()
@@ -49,7 +49,7 @@ impl Browser {
     }
 
     /// Posts a form; answers the status and where it redirects.
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+    pub(crate) async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
@@ -68,7 +68,7 @@ impl Browser {
         (response.status(), location)
     }
 
-    async fn login(&mut self, token: &str) -> reqwest::Response {
+    pub(crate) async fn login(&mut self, token: &str) -> reqwest::Response {
         let body: String = form_urlencoded::Serializer::new(String::new())
             .append_pair("token", token)
             .finish();
@@ -88,7 +88,7 @@ impl Browser {
     }
 
     /// The CSRF token of the session, read from a page's forms.
-    async fn csrf(&self) -> String {
+    pub(crate) async fn csrf(&self) -> String {
         let (_, page) = self.get("/orders").await;
         let at = page
             .find("name=\"csrf\" value=\"")

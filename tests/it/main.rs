@@ -20,6 +20,7 @@ mod harness;
 mod health;
 mod http_adapter;
 mod metrics;
+mod operators;
 mod portal_barrier;
 mod saga;
 mod saga_batch;

@@ -27,8 +27,12 @@ use crate::{TestChannel, TestDatabase, TestNats, TestPortal, eventually};
 pub const START_POINTS: i64 = 10_000;
 /// Quota every channel starts with.
 pub const START_QUOTA: i64 = 1_000_000;
-/// The mall's admin token in tests.
+/// The mall's admin token in tests (the legacy single token: operator `admin`).
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// The token of operator `li` (role operator) in tests.
+pub const OPERATOR_TOKEN: &str = "test-operator-li-token";
+/// The token of operator `vera` (role viewer) in tests.
+pub const VIEWER_TOKEN: &str = "test-viewer-vera-token";
 
 /// A retry schedule fast enough for tests.
 pub fn test_retry() -> RetryArgs {
@@ -82,6 +86,8 @@ pub struct TestMesh {
     pub stuck_after: Duration,
     /// The retry schedule of every consumer group started from now on.
     pub retry: RetryArgs,
+    /// Operators `li` ([`OPERATOR_TOKEN`]) and `vera` ([`VIEWER_TOKEN`]).
+    operators_file: tempfile::NamedTempFile,
 }
 
 impl TestMesh {
@@ -115,6 +121,7 @@ impl TestMesh {
             nats,
             stuck_after: Duration::from_secs(600),
             retry: test_retry(),
+            operators_file: operators_file(),
         };
         // The mall first: it creates the streams, which the connectors only look up.
         mesh.start_mall().await;
@@ -241,6 +248,7 @@ impl TestMesh {
             outbox_sweep: Duration::from_millis(200),
             admin_token: Some(ADMIN_TOKEN.to_owned()),
             admin_token_file: None,
+            operators_file: Some(self.operators_file.path().to_owned()),
             stuck_after: self.stuck_after,
             adapter_configs: self.adapters.values().cloned().collect(),
             console_listen: Some("127.0.0.1:0".parse().expect("an address")),
@@ -460,4 +468,20 @@ pub fn order_request(order_id: &str, lines: &[(&str, &str, i64)]) -> SubmitOrder
             })
             .collect(),
     }
+}
+
+/// A file naming operator `li` and viewer `vera` with their tokens' hashes.
+fn operators_file() -> tempfile::NamedTempFile {
+    use jifen_mall::operators::token_hash;
+    use std::io::Write as _;
+    let mut file = tempfile::NamedTempFile::new().expect("a temp file");
+    write!(
+        file,
+        "[[operators]]\nname = \"li\"\nrole = \"operator\"\ntoken_sha256 = \"{}\"\n\n\
+         [[operators]]\nname = \"vera\"\nrole = \"viewer\"\ntoken_sha256 = \"{}\"\n",
+        token_hash(OPERATOR_TOKEN),
+        token_hash(VIEWER_TOKEN),
+    )
+    .expect("the operators file");
+    file
 }

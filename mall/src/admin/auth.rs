@@ -1,49 +1,144 @@
-//! The admin API's guard: `authorization: Bearer <token>` on every call, compared in constant
-//! time; without a configured token every call is refused.
+//! The admin API's guard (DESIGN §11): `authorization: Bearer <token>` on every call names an
+//! [`Operator`], which the call finds in its request's extensions. A wrong token is answered
+//! late — later with every failure from the same address — and recorded in the audit; past
+//! [`Throttle::LIMIT`] failures the address gets `RESOURCE_EXHAUSTED` with `retry-after`
+//! (gRPC's 429) until the window passes. Which calls need the `operator` role is decided by
+//! the calls themselves ([`super::acting`]), so the console, which calls them too, is held to
+//! the same rule.
 
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::task::{Context, Poll};
 
-use tonic::{Request, Status};
+use futures_util::future::BoxFuture;
+use jifen_mesh::storage::Database;
+use jifen_mesh::time::now_unix_ms;
+use tonic::Status;
+use tonic::server::NamedService;
 
-/// Checks `authorization: Bearer <token>` on every admin call.
-#[derive(Clone)]
-pub struct Auth {
-    token: Option<Arc<str>>,
+use crate::operators::{Operators, Throttle};
+use crate::store::audit::{self, AuditEntry};
+
+/// Wraps the admin service: authenticates, slows guessing down, records refusals.
+#[derive(Debug, Clone)]
+pub struct Guarded<S> {
+    inner: S,
+    operators: Operators,
+    throttle: Throttle,
+    db: Database,
 }
 
-impl std::fmt::Debug for Auth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth")
-            .field("configured", &self.token.is_some())
-            .finish()
-    }
-}
-
-impl Auth {
-    /// Without a token every admin call is refused.
-    pub fn new(token: Option<String>) -> Self {
+impl<S> Guarded<S> {
+    pub fn new(inner: S, operators: Operators, throttle: Throttle, db: Database) -> Self {
         Self {
-            token: token.filter(|t| !t.is_empty()).map(Arc::from),
+            inner,
+            operators,
+            throttle,
+            db,
         }
     }
+}
 
-    pub fn check(&self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.token else {
-            return Err(Status::unauthenticated(
-                "the admin API has no token configured (JIFEN_ADMIN_TOKEN)",
-            ));
-        };
-        let given = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-            Ok(request)
-        } else {
-            Err(Status::unauthenticated("missing or wrong admin token"))
-        }
+impl<S: NamedService> NamedService for Guarded<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Guarded<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(
+        &mut self,
+        mut request: http::Request<B>,
+    ) -> BoxFuture<'static, Result<S::Response, S::Error>> {
+        // The service that was polled ready serves this call; a fresh clone waits for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let (operators, throttle, db) = (
+            self.operators.clone(),
+            self.throttle.clone(),
+            self.db.clone(),
+        );
+        let client = client_ip(&request);
+        let method = request
+            .uri()
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let token = bearer(request.headers()).map(str::to_owned);
+        Box::pin(async move {
+            if operators.is_empty() {
+                return Ok(Status::unauthenticated(
+                    "the admin API has no operators configured (JIFEN_OPERATORS_FILE or JIFEN_ADMIN_TOKEN)",
+                )
+                .into_http());
+            }
+            if let Err(retry_after) = throttle.admit(client) {
+                let mut status = Status::resource_exhausted(format!(
+                    "too many wrong tokens from this address: try again in {} s",
+                    retry_after.as_secs()
+                ));
+                if let Ok(value) = retry_after.as_secs().to_string().parse() {
+                    status.metadata_mut().insert("retry-after", value);
+                }
+                return Ok(status.into_http());
+            }
+            let Some(operator) = token.as_deref().and_then(|t| operators.authenticate(t)) else {
+                let delay = throttle.failed(client);
+                let entry = refused(&method, client, "unknown or missing token");
+                if let Err(error) = audit::write(&db, &entry).await {
+                    tracing::error!(%error, "cannot write the audit log");
+                }
+                tracing::warn!(client = %entry.client, %method, "admin call with a wrong token");
+                tokio::time::sleep(delay).await;
+                return Ok(Status::unauthenticated("missing or wrong admin token").into_http());
+            };
+            throttle.succeeded(client);
+            request.extensions_mut().insert(operator);
+            inner.call(request).await
+        })
+    }
+}
+
+fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+fn client_ip<B>(request: &http::Request<B>) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<tonic::transport::server::TcpConnectInfo>()
+        .and_then(tonic::transport::server::TcpConnectInfo::remote_addr)
+        .map(|addr| addr.ip())
+}
+
+/// The audit line of a refused token.
+pub(crate) fn refused(action: &str, client: Option<IpAddr>, why: &str) -> AuditEntry {
+    AuditEntry {
+        at_ms: now_unix_ms(),
+        operator: String::new(),
+        action: action.to_owned(),
+        target: String::new(),
+        note: String::new(),
+        result: format!("refused: {why}"),
+        client: client.map(|ip| ip.to_string()).unwrap_or_default(),
     }
 }
 
@@ -54,37 +149,4 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
     }
     diff == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tonic::Code;
-
-    fn with_token(token: &str) -> Request<()> {
-        let mut request = Request::new(());
-        request
-            .metadata_mut()
-            .insert("authorization", token.parse().unwrap());
-        request
-    }
-
-    #[test]
-    fn only_the_configured_bearer_token_passes() {
-        let auth = Auth::new(Some("s3cret".into()));
-        assert!(auth.check(with_token("Bearer s3cret")).is_ok());
-        for bad in ["Bearer s3cre", "Bearer s3cret2", "s3cret", "Bearer "] {
-            let status = auth.check(with_token(bad)).unwrap_err();
-            assert_eq!(status.code(), Code::Unauthenticated, "{bad}");
-        }
-        assert_eq!(
-            auth.check(Request::new(())).unwrap_err().code(),
-            Code::Unauthenticated
-        );
-        let none = Auth::new(None);
-        assert_eq!(
-            none.check(with_token("Bearer ")).unwrap_err().code(),
-            Code::Unauthenticated
-        );
-    }
 }

@@ -2,6 +2,7 @@
 //! stuck orders and reconciliation. Every call needs `authorization: Bearer <token>`
 //! ([`Auth`]); every action that changes an order is written into its history with its note.
 
+mod acting;
 mod auth;
 mod reconcile;
 mod settle;
@@ -26,8 +27,8 @@ use tonic::{Request, Response, Status};
 
 use crate::store::reemit::reemit;
 use crate::store::steps;
-pub use auth::Auth;
-pub(crate) use auth::constant_time_eq;
+pub use auth::Guarded;
+pub(crate) use auth::{constant_time_eq, refused};
 use settle::LineKey;
 
 use crate::commands;
@@ -127,11 +128,16 @@ impl Admin {
         Ok(state)
     }
 
-    async fn compensate(&self, order_id: &str, reason: &str) -> Result<Order, MallError> {
+    async fn compensate(
+        &self,
+        order_id: &str,
+        reason: &str,
+        actor: &str,
+    ) -> Result<Order, MallError> {
         let now = now_unix_ms();
         let mut tx = self.store.database().begin().await?;
         let state = self.lock_open(&mut tx, order_id, "compensate", now).await?;
-        record(&mut tx, order_id, "admin_compensate", reason, now).await?;
+        record(&mut tx, order_id, "admin_compensate", reason, actor, now).await?;
         let mut appends = Appends::default();
         match state {
             OrderState::Pending => {
@@ -152,7 +158,7 @@ impl Admin {
         self.order(order_id).await
     }
 
-    async fn retry(&self, order_id: &str, note: &str) -> Result<Order, MallError> {
+    async fn retry(&self, order_id: &str, note: &str, actor: &str) -> Result<Order, MallError> {
         let now = now_unix_ms();
         let mut tx = self.store.database().begin().await?;
         self.lock_open(&mut tx, order_id, "retry", now).await?;
@@ -172,6 +178,7 @@ impl Admin {
             } else {
                 format!("{sent} open command(s) sent again: {note}")
             },
+            actor,
             now,
         )
         .await?;
@@ -181,7 +188,7 @@ impl Admin {
         self.order(order_id).await
     }
 
-    async fn redrive(&self, id: &str) -> Result<DeadLetter, MallError> {
+    async fn redrive(&self, id: &str, actor: &str) -> Result<DeadLetter, MallError> {
         let dl = self.dead_letter(id).await?;
         // Sending it again is the blind repeat the dead letter exists to prevent (DESIGN §9).
         if dl.kind == jifen_mesh::bus::subjects::OUTCOME_UNKNOWN {
@@ -220,6 +227,7 @@ impl Admin {
             &dl.order_id,
             "admin_redrive",
             &format!("dead letter {id} sent again to {}", dl.subject),
+            actor,
             now,
         )
         .await?;
@@ -232,7 +240,7 @@ impl Admin {
         })
     }
 
-    async fn discard(&self, id: &str, note: &str) -> Result<(), MallError> {
+    async fn discard(&self, id: &str, note: &str, actor: &str) -> Result<(), MallError> {
         let dl = self.dead_letter(id).await?;
         let now = now_unix_ms();
         let mut tx = self.store.database().begin().await?;
@@ -244,6 +252,7 @@ impl Admin {
             &dl.order_id,
             "admin_discard",
             &format!("dead letter {id} discarded: {note}"),
+            actor,
             now,
         )
         .await?;
@@ -303,7 +312,11 @@ impl AdminService for Admin {
         &self,
         request: Request<RedriveDeadLetterRequest>,
     ) -> Result<Response<RedriveDeadLetterResponse>, Status> {
-        let dl = self.redrive(&request.into_inner().id).await?;
+        const ACTION: &str = "RedriveDeadLetter";
+        let caller = self.acting(&request, ACTION, &request.get_ref().id).await?;
+        let id = request.into_inner().id;
+        let result = self.redrive(&id, &caller.operator.name).await;
+        let dl = self.audited(&caller, ACTION, &id, "", result).await?;
         tracing::info!(id = %dl.id, order_id = %dl.order_id, "dead letter redriven");
         Ok(Response::new(RedriveDeadLetterResponse {
             dead_letter: Some(dead_letter_message(dl)),
@@ -314,9 +327,15 @@ impl AdminService for Admin {
         &self,
         request: Request<DiscardDeadLetterRequest>,
     ) -> Result<Response<DiscardDeadLetterResponse>, Status> {
+        const ACTION: &str = "DiscardDeadLetter";
+        let caller = self.acting(&request, ACTION, &request.get_ref().id).await?;
         let request = request.into_inner();
         let note = note("note", request.note).map_err(MallError::from)?;
-        self.discard(&request.id, &note).await?;
+        let result = self
+            .discard(&request.id, &note, &caller.operator.name)
+            .await;
+        self.audited(&caller, ACTION, &request.id, &note, result)
+            .await?;
         tracing::info!(id = %request.id, %note, "dead letter discarded");
         Ok(Response::new(DiscardDeadLetterResponse {}))
     }
@@ -325,6 +344,10 @@ impl AdminService for Admin {
         &self,
         request: Request<CompensateOrderRequest>,
     ) -> Result<Response<CompensateOrderResponse>, Status> {
+        const ACTION: &str = "CompensateOrder";
+        let caller = self
+            .acting(&request, ACTION, &request.get_ref().order_id)
+            .await?;
         let request = request.into_inner();
         let order_id = OrderId::parse("order_id", request.order_id).map_err(MallError::from)?;
         let reason = note("reason", request.reason).map_err(MallError::from)?;
@@ -333,7 +356,12 @@ impl AdminService for Admin {
         } else {
             reason
         };
-        let order = self.compensate(order_id.as_str(), &reason).await?;
+        let result = self
+            .compensate(order_id.as_str(), &reason, &caller.operator.name)
+            .await;
+        let order = self
+            .audited(&caller, ACTION, order_id.as_str(), &reason, result)
+            .await?;
         tracing::info!(order_id = %order_id, %reason, "order compensated by an operator");
         Ok(Response::new(CompensateOrderResponse {
             order: Some(order_message(order)),
@@ -344,10 +372,19 @@ impl AdminService for Admin {
         &self,
         request: Request<RetryOrderRequest>,
     ) -> Result<Response<RetryOrderResponse>, Status> {
+        const ACTION: &str = "RetryOrder";
+        let caller = self
+            .acting(&request, ACTION, &request.get_ref().order_id)
+            .await?;
         let request = request.into_inner();
         let order_id = OrderId::parse("order_id", request.order_id).map_err(MallError::from)?;
         let note = note("note", request.note).map_err(MallError::from)?;
-        let order = self.retry(order_id.as_str(), &note).await?;
+        let result = self
+            .retry(order_id.as_str(), &note, &caller.operator.name)
+            .await;
+        let order = self
+            .audited(&caller, ACTION, order_id.as_str(), &note, result)
+            .await?;
         Ok(Response::new(RetryOrderResponse {
             order: Some(order_message(order)),
         }))
@@ -391,11 +428,19 @@ impl AdminService for Admin {
         &self,
         request: Request<RecordDeductOutcomeRequest>,
     ) -> Result<Response<RecordDeductOutcomeResponse>, Status> {
+        const ACTION: &str = "RecordDeductOutcome";
+        let caller = self
+            .acting(&request, ACTION, &request.get_ref().order_id)
+            .await?;
         let request = request.into_inner();
         let line = LineKey::parse(request.order_id, request.channel_id, request.user_id)?;
         let note = required_note(request.note)?;
+        let result = self
+            .record_deduct_outcome(&line, request.deducted, &note, &caller.operator.name)
+            .await;
+        let target = line.target();
         let order = self
-            .record_deduct_outcome(&line, request.deducted, &note)
+            .audited(&caller, ACTION, &target, &note, result)
             .await?;
         tracing::info!(order_id = %line.order_id, channel_id = %line.channel_id, deducted = request.deducted, %note, "deduct outcome recorded by an operator");
         Ok(Response::new(RecordDeductOutcomeResponse {
@@ -407,10 +452,20 @@ impl AdminService for Admin {
         &self,
         request: Request<RecordManualRefundRequest>,
     ) -> Result<Response<RecordManualRefundResponse>, Status> {
+        const ACTION: &str = "RecordManualRefund";
+        let caller = self
+            .acting(&request, ACTION, &request.get_ref().order_id)
+            .await?;
         let request = request.into_inner();
         let line = LineKey::parse(request.order_id, request.channel_id, request.user_id)?;
         let note = required_note(request.note)?;
-        let order = self.record_manual_refund(&line, &note).await?;
+        let result = self
+            .record_manual_refund(&line, &note, &caller.operator.name)
+            .await;
+        let target = line.target();
+        let order = self
+            .audited(&caller, ACTION, &target, &note, result)
+            .await?;
         tracing::info!(order_id = %line.order_id, channel_id = %line.channel_id, %note, "manual refund recorded by an operator");
         Ok(Response::new(RecordManualRefundResponse {
             order: Some(order_message(order)),

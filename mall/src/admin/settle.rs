@@ -35,6 +35,12 @@ impl LineKey {
         })
     }
 
+    /// How the audit names the line: `order/channel/user`.
+    pub(super) fn target(&self) -> String {
+        let (order_id, channel_id, user_id) = self.parts();
+        format!("{order_id}/{channel_id}/{user_id}")
+    }
+
     fn parts(&self) -> (&str, &str, &str) {
         (
             self.order_id.as_str(),
@@ -72,6 +78,7 @@ impl Admin {
         line: &LineKey,
         deducted: bool,
         note: &str,
+        actor: &str,
     ) -> Result<Order, MallError> {
         let (order_id, channel_id, user_id) = line.parts();
         let outcome = |points| {
@@ -112,6 +119,7 @@ impl Admin {
                 "channel {channel_id}, user {user_id}: {what}, as the operator saw it ({note}); \
                  {closed} dead letter(s) closed"
             ),
+            actor,
             now,
         )
         .await?;
@@ -123,6 +131,7 @@ impl Admin {
         &self,
         line: &LineKey,
         note: &str,
+        actor: &str,
     ) -> Result<Order, MallError> {
         let (order_id, channel_id, user_id) = line.parts();
         let mut settling = self
@@ -138,6 +147,7 @@ impl Admin {
             order_id,
             "admin_manual_refund",
             &format!("channel {channel_id}, user {user_id}: refunded by hand ({note})"),
+            actor,
             settling.now,
         )
         .await?;

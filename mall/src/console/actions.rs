@@ -3,7 +3,9 @@
 //! answered by a redirect to the page it changed with a message saying what happened.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::response::Response;
 use jifen_proto::v1::admin_service_server::AdminService;
 use jifen_proto::v1::{
@@ -11,7 +13,7 @@ use jifen_proto::v1::{
     RecordManualRefundRequest, RedriveDeadLetterRequest, RetryOrderRequest,
 };
 use maud::html;
-use tonic::{Request, Status};
+use tonic::Status;
 
 use super::Console;
 use super::session::{Session, redirect};
@@ -57,26 +59,54 @@ fn back<T>(page: &str, result: Result<T, Status>, done: &str) -> Response {
     redirect(&format!("{page}?{flash}"))
 }
 
-pub async fn login(State(console): State<Console>, body: Bytes) -> Response {
+pub async fn login(
+    State(console): State<Console>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
+    let client = Some(peer.ip());
+    if let Err(retry_after) = console.throttle.admit(client) {
+        return super::views::too_many(retry_after);
+    }
     let form = Form::parse(&body);
-    if !console.token_ok(form.get("token")) {
-        tracing::warn!("console: login refused");
-        // Guessing costs time: a second per wrong token (the token itself is the secret).
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let why = if console.token.is_none() {
-            "The mall has no admin token configured (JIFEN_ADMIN_TOKEN): the console is closed."
+    let Some(operator) = console.operators.authenticate(form.get("token")) else {
+        tracing::warn!(client = %peer.ip(), "console: login refused");
+        let entry = crate::admin::refused("console login", client, "unknown token");
+        if let Err(error) = crate::store::audit::write(console.store.database(), &entry).await {
+            tracing::error!(%error, "cannot write the audit log");
+        }
+        // Guessing costs time, more with every wrong token from the same address.
+        tokio::time::sleep(console.throttle.failed(client)).await;
+        let why = if console.operators.is_empty() {
+            "The mall has no operators configured (JIFEN_OPERATORS_FILE or JIFEN_ADMIN_TOKEN): the console is closed."
         } else {
             "Wrong token."
         };
         return super::views::login(Some(why));
-    }
-    match console.open_session().await {
+    };
+    console.throttle.succeeded(client);
+    match console.open_session(&operator).await {
         Ok(response) => response,
         Err(error) => {
             tracing::error!(%error, "console: cannot open a session");
             super::views::login(Some("The session could not be stored; try again."))
         }
     }
+}
+
+/// `Err(403 page)` unless the session's operator may act (a viewer's attempt is audited).
+async fn may_act(
+    console: &Console,
+    session: &Session,
+    action: &str,
+    target: &str,
+) -> Result<(), Response> {
+    console
+        .admin
+        .acting(&session.request(()), action, target)
+        .await
+        .map(drop)
+        .map_err(|status| super::views::denied(session, status.message()))
 }
 
 pub async fn logout(State(console): State<Console>, session: Session, body: Bytes) -> Response {
@@ -98,9 +128,12 @@ pub async fn compensate(
     let Some(form) = checked(&session, &body) else {
         return forbidden();
     };
+    if let Err(denied) = may_act(&console, &session, "CompensateOrder", &order_id).await {
+        return denied;
+    }
     let result = AdminService::compensate_order(
         &console.admin,
-        Request::new(CompensateOrderRequest {
+        session.request(CompensateOrderRequest {
             order_id: order_id.clone(),
             reason: form.get("note").to_owned(),
         }),
@@ -118,9 +151,12 @@ pub async fn retry(
     let Some(form) = checked(&session, &body) else {
         return forbidden();
     };
+    if let Err(denied) = may_act(&console, &session, "RetryOrder", &order_id).await {
+        return denied;
+    }
     let result = AdminService::retry_order(
         &console.admin,
-        Request::new(RetryOrderRequest {
+        session.request(RetryOrderRequest {
             order_id: order_id.clone(),
             note: form.get("note").to_owned(),
         }),
@@ -138,9 +174,12 @@ pub async fn record_outcome(
     let Some(form) = checked(&session, &body) else {
         return forbidden();
     };
+    if let Err(denied) = may_act(&console, &session, "RecordDeductOutcome", &order_id).await {
+        return denied;
+    }
     let result = AdminService::record_deduct_outcome(
         &console.admin,
-        Request::new(RecordDeductOutcomeRequest {
+        session.request(RecordDeductOutcomeRequest {
             order_id: order_id.clone(),
             channel_id: form.get("channel").to_owned(),
             user_id: form.get("user").to_owned(),
@@ -161,9 +200,12 @@ pub async fn manual_refund(
     let Some(form) = checked(&session, &body) else {
         return forbidden();
     };
+    if let Err(denied) = may_act(&console, &session, "RecordManualRefund", &order_id).await {
+        return denied;
+    }
     let result = AdminService::record_manual_refund(
         &console.admin,
-        Request::new(RecordManualRefundRequest {
+        session.request(RecordManualRefundRequest {
             order_id: order_id.clone(),
             channel_id: form.get("channel").to_owned(),
             user_id: form.get("user").to_owned(),
@@ -183,9 +225,12 @@ pub async fn redrive(
     if checked(&session, &body).is_none() {
         return forbidden();
     }
+    if let Err(denied) = may_act(&console, &session, "RedriveDeadLetter", &id).await {
+        return denied;
+    }
     let result = AdminService::redrive_dead_letter(
         &console.admin,
-        Request::new(RedriveDeadLetterRequest { id: id.clone() }),
+        session.request(RedriveDeadLetterRequest { id: id.clone() }),
     )
     .await;
     match result {
@@ -215,13 +260,16 @@ pub async fn discard(
     let Some(form) = checked(&session, &body) else {
         return forbidden();
     };
+    if let Err(denied) = may_act(&console, &session, "DiscardDeadLetter", &id).await {
+        return denied;
+    }
     if form.get("note").trim().is_empty() {
         let why = Status::invalid_argument("say why it needs no redrive (the note)");
         return back(&letter_page(&id), Err::<(), _>(why), "");
     }
     let result = AdminService::discard_dead_letter(
         &console.admin,
-        Request::new(DiscardDeadLetterRequest {
+        session.request(DiscardDeadLetterRequest {
             id: id.clone(),
             note: form.get("note").to_owned(),
         }),
@@ -246,12 +294,15 @@ pub async fn redrive_many(
     let Some(form) = checked(&session, &body) else {
         return forbidden();
     };
+    if let Err(denied) = may_act(&console, &session, "RedriveDeadLetter", "(many)").await {
+        return denied;
+    }
     let ids = form.all("id");
     let mut results = Vec::with_capacity(ids.len());
     for id in ids {
         let result = AdminService::redrive_dead_letter(
             &console.admin,
-            Request::new(RedriveDeadLetterRequest { id: id.clone() }),
+            session.request(RedriveDeadLetterRequest { id: id.clone() }),
         )
         .await;
         results.push((id, result.map(drop).map_err(|s| s.message().to_owned())));

@@ -1,7 +1,8 @@
 //! The operator's console (DESIGN §10): server-rendered pages served by the mall on
-//! `--console-listen`, guarded by the admin token (a login opens a session; every change is a
-//! POST with its CSRF token), acting through the admin API's own code so that every change is
-//! written into the order's history with its note. No JavaScript.
+//! `--console-listen`, guarded by the operators' tokens (a login opens a session of that
+//! operator; every change is a POST with its CSRF token; a viewer's change is 403), acting
+//! through the admin API's own code so that every change is written into the order's history
+//! with its note and the operator's name, and into the audit log. No JavaScript.
 
 mod actions;
 mod channels;
@@ -9,7 +10,7 @@ mod pages;
 pub mod session;
 mod views;
 
-use std::sync::Arc;
+use std::net::SocketAddr;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -20,6 +21,7 @@ use maud::html;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::Admin;
+use crate::operators::{Operators, Throttle};
 use crate::store::OrderStore;
 use session::Session;
 use views::{Flash, page};
@@ -32,7 +34,9 @@ pub struct Console {
     pub(crate) admin: Admin,
     pub(crate) store: OrderStore,
     pub(crate) js: async_nats::jetstream::Context,
-    pub(crate) token: Option<Arc<str>>,
+    pub(crate) operators: Operators,
+    /// Wrong tokens per address, shared with the admin API.
+    pub(crate) throttle: Throttle,
     /// The session cookie is sent over HTTPS only.
     pub(crate) secure_cookie: bool,
 }
@@ -40,7 +44,7 @@ pub struct Console {
 impl std::fmt::Debug for Console {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Console")
-            .field("token_configured", &self.token.is_some())
+            .field("operators", &self.operators)
             .finish_non_exhaustive()
     }
 }
@@ -49,14 +53,16 @@ impl Console {
     pub fn new(
         admin: Admin,
         js: async_nats::jetstream::Context,
-        token: Option<String>,
+        operators: Operators,
+        throttle: Throttle,
         secure_cookie: bool,
     ) -> Self {
         Self {
             store: admin.store.clone(),
             admin,
             js,
-            token: token.filter(|t| !t.is_empty()).map(Arc::from),
+            operators,
+            throttle,
             secure_cookie,
         }
     }
@@ -144,7 +150,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "operator's console listening");
-    axum::serve(listener, console.router())
+    // The client's address: wrong tokens are counted per address.
+    let app = console
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }

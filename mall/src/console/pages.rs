@@ -200,6 +200,7 @@ pub async fn order(
         h2 { "History" }
         ol.timeline { @for entry in &order.history { li {
             span.when { (time(entry.at_ms)) } strong { (entry.kind) } " " (entry.detail)
+            @if !entry.actor.is_empty() { " " span.actor { "— by " (entry.actor) } }
         } } }
     };
     page(

@@ -1,4 +1,5 @@
-//! The console's guard (DESIGN §10): the login form takes the admin token and opens a session
+//! The console's guard (DESIGN §10, §11): the login form takes an operator's token and opens a
+//! session of that operator
 //! (an id in an HttpOnly, SameSite=Strict cookie; the row in `console_sessions`, so every mall
 //! replica knows it); every change must carry the session's CSRF token. Without a valid session
 //! a browser is sent to the login page and any other client gets 401.
@@ -13,6 +14,7 @@ use sqlx::Row;
 
 use super::Console;
 use crate::admin::constant_time_eq;
+use crate::operators::{Operator, Role};
 
 pub const COOKIE_NAME: &str = "jifen_console";
 /// How long a session lasts after login.
@@ -23,9 +25,17 @@ const SESSION_MS: i64 = 12 * 3_600_000;
 pub struct Session {
     pub id: String,
     pub csrf: String,
+    pub operator: Operator,
 }
 
 impl Session {
+    /// A request to the admin API's code, made by this session's operator.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.extensions_mut().insert(self.operator.clone());
+        request
+    }
+
     /// Whether a submitted form carries this session's CSRF token.
     pub fn csrf_ok(&self, given: &str) -> bool {
         !given.is_empty() && constant_time_eq(given.as_bytes(), self.csrf.as_bytes())
@@ -89,30 +99,30 @@ impl FromRequestParts<Console> for Session {
 impl Console {
     async fn session(&self, id: &str) -> Result<Option<Session>, sqlx::Error> {
         let row = sqlx::query(
-            "SELECT id, csrf FROM console_sessions WHERE id = $1 AND expires_at_ms > $2",
+            "SELECT id, csrf, operator, role FROM console_sessions \
+             WHERE id = $1 AND expires_at_ms > $2",
         )
         .bind(id)
         .bind(now_unix_ms())
         .fetch_optional(self.store.database().pool())
         .await?;
         row.map(|r| {
+            let role: String = r.try_get("role")?;
             Ok(Session {
                 id: r.try_get("id")?,
                 csrf: r.try_get("csrf")?,
+                operator: Operator {
+                    name: r.try_get("operator")?,
+                    // A role this version does not know reads only.
+                    role: Role::parse(&role).unwrap_or(Role::Viewer),
+                },
             })
         })
         .transpose()
     }
 
-    /// Whether `given` is the admin token; never true without one configured.
-    pub fn token_ok(&self, given: &str) -> bool {
-        self.token
-            .as_deref()
-            .is_some_and(|t| constant_time_eq(given.as_bytes(), t.as_bytes()))
-    }
-
-    /// Opens a session (and drops expired ones); the answer sets its cookie.
-    pub async fn open_session(&self) -> Result<Response, LoginError> {
+    /// Opens a session of `operator` (and drops expired ones); the answer sets its cookie.
+    pub async fn open_session(&self, operator: &Operator) -> Result<Response, LoginError> {
         let id = random_token()?;
         let csrf = random_token()?;
         let now = now_unix_ms();
@@ -121,12 +131,17 @@ impl Console {
             .bind(now)
             .execute(pool)
             .await?;
-        sqlx::query("INSERT INTO console_sessions (id, csrf, expires_at_ms) VALUES ($1, $2, $3)")
-            .bind(&id)
-            .bind(&csrf)
-            .bind(now.saturating_add(SESSION_MS))
-            .execute(pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO console_sessions (id, csrf, expires_at_ms, operator, role) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&id)
+        .bind(&csrf)
+        .bind(now.saturating_add(SESSION_MS))
+        .bind(&operator.name)
+        .bind(operator.role.as_str())
+        .execute(pool)
+        .await?;
         let mut response = redirect("/orders");
         let cookie = format!(
             "{COOKIE_NAME}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",

@@ -30,6 +30,9 @@ pub fn page(title: &str, session: &Session, flash: &Flash, content: Markup) -> R
                             a href="/reconcile" { "Reconcile" }
                             a href="/channels" { "Channels" }
                         }
+                        span.who title=(session.operator.role.as_str()) {
+                            (session.operator.name) " · " (session.operator.role.as_str())
+                        }
                         form method="post" action="/logout" {
                             (csrf(session))
                             button.quiet type="submit" { "Log out" }
@@ -45,6 +48,37 @@ pub fn page(title: &str, session: &Session, flash: &Flash, content: Markup) -> R
         .into_string(),
     )
     .into_response()
+}
+
+/// 403: the session's operator may not do this (a viewer).
+pub fn denied(session: &Session, why: &str) -> Response {
+    let flash = Flash {
+        ok: None,
+        error: Some(format!("Not allowed: {why}. Nothing was changed.")),
+    };
+    let mut response = page(
+        "Not allowed",
+        session,
+        &flash,
+        html! { p { a href="/orders" { "← Orders" } } },
+    );
+    *response.status_mut() = StatusCode::FORBIDDEN;
+    response
+}
+
+/// 429: too many wrong tokens from this address.
+pub fn too_many(retry_after: std::time::Duration) -> Response {
+    let mut response = login(Some(&format!(
+        "Too many wrong tokens from this address: try again in {} s.",
+        retry_after.as_secs()
+    )));
+    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&retry_after.as_secs().to_string()) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, value);
+    }
+    response
 }
 
 /// The login page, with an error when a token was refused.

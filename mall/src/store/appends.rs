@@ -11,7 +11,7 @@ use sqlx::AnyConnection;
 /// before the commit.
 #[derive(Debug, Default)]
 pub struct Appends {
-    history: Vec<(String, i64, String, String)>,
+    history: Vec<HistoryRow>,
     outbox: Vec<(Outgoing, i64)>,
     touched: Vec<String>,
     touched_at_ms: i64,
@@ -27,14 +27,27 @@ impl Appends {
         self.touched_at_ms = self.touched_at_ms.max(now_ms);
     }
 
-    /// Stages an entry of an order's history.
+    /// Stages an entry of an order's history, of the machine's own doing.
     pub fn record(&mut self, order_id: &str, kind: &str, detail: &str, now_ms: i64) {
-        self.history.push((
-            order_id.to_owned(),
-            now_ms,
-            kind.to_owned(),
-            detail.to_owned(),
-        ));
+        self.record_by(order_id, kind, detail, "", now_ms);
+    }
+
+    /// Stages an entry of an order's history that `actor` (an operator's name) caused.
+    pub fn record_by(
+        &mut self,
+        order_id: &str,
+        kind: &str,
+        detail: &str,
+        actor: &str,
+        now_ms: i64,
+    ) {
+        self.history.push(HistoryRow {
+            order_id: order_id.to_owned(),
+            at_ms: now_ms,
+            kind: kind.to_owned(),
+            detail: detail.to_owned(),
+            actor: actor.to_owned(),
+        });
     }
 
     /// Stages a command for the outbox, with the trace of whatever causes it (the submit, or
@@ -63,12 +76,17 @@ impl Appends {
         }
         for rows in self.history.chunks(ROWS_PER_INSERT) {
             let sql = format!(
-                "INSERT INTO order_events (order_id, at_ms, kind, detail) VALUES {}",
-                placeholders(rows.len(), 4)
+                "INSERT INTO order_events (order_id, at_ms, kind, detail, actor) VALUES {}",
+                placeholders(rows.len(), 5)
             );
             let mut query = sqlx::query(&sql);
-            for (order_id, at_ms, kind, detail) in rows {
-                query = query.bind(order_id).bind(*at_ms).bind(kind).bind(detail);
+            for row in rows {
+                query = query
+                    .bind(&row.order_id)
+                    .bind(row.at_ms)
+                    .bind(&row.kind)
+                    .bind(&row.detail)
+                    .bind(&row.actor);
             }
             query.execute(&mut *tx).await?;
         }
@@ -119,17 +137,29 @@ fn placeholders(rows: usize, columns: usize) -> String {
     rows_of(rows, &format!("({})", vec!["${}"; columns].join(", ")), 1)
 }
 
-/// Adds an entry to an order's history, in the caller's transaction.
+/// Adds an entry to an order's history that `actor` caused (empty: the machine), in the
+/// caller's transaction.
 pub async fn record(
     tx: &mut AnyConnection,
     order_id: &str,
     kind: &str,
     detail: &str,
+    actor: &str,
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
     let mut appends = Appends::default();
-    appends.record(order_id, kind, detail, now_ms);
+    appends.record_by(order_id, kind, detail, actor, now_ms);
     appends.write(tx).await
+}
+
+/// One staged history entry.
+#[derive(Debug)]
+struct HistoryRow {
+    order_id: String,
+    at_ms: i64,
+    kind: String,
+    detail: String,
+    actor: String,
 }
 
 #[cfg(test)]

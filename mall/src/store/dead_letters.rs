@@ -182,7 +182,7 @@ pub async fn insert(tx: &mut AnyConnection, letter: &DeadLetter) -> Result<bool,
     .await?
     .rows_affected();
     if flagged == 1 {
-        record(tx, &letter.order_id, "dead_lettered", &reason, now).await?;
+        record(tx, &letter.order_id, "dead_lettered", &reason, "", now).await?;
     }
     Ok(true)
 }

@@ -7,6 +7,7 @@
 //! [`outbox`] is the relay's reading and deleting; [`dead_letters`] holds what operators settle.
 
 mod appends;
+pub mod audit;
 pub mod dead_letters;
 pub(crate) mod outbox;
 pub(crate) mod reemit;
@@ -134,7 +135,7 @@ impl OrderStore {
                FROM order_lines WHERE order_id = $1 \
              UNION ALL SELECT 'Q', 0, channel_id, '', points, state, 0, 0, '' \
                FROM order_quotas WHERE order_id = $1 \
-             UNION ALL SELECT 'R', id, kind, detail, at_ms, '', 0, 0, '' \
+             UNION ALL SELECT 'R', id, kind, detail, at_ms, '', 0, 0, actor \
                FROM order_events WHERE order_id = $1 \
              ORDER BY part, seq, a",
         )
@@ -181,6 +182,7 @@ impl OrderStore {
                     at_ms: r.try_get("n")?,
                     kind: r.try_get("a")?,
                     detail: r.try_get("b")?,
+                    actor: r.try_get("t")?,
                 }),
             }
         }
@@ -331,6 +333,7 @@ impl OrderStore {
                 &order_id,
                 "overdue",
                 "not settled in time; flagged for an operator",
+                "",
                 now,
             )
             .await?;

@@ -151,6 +151,7 @@ async fn insert_in(
             at_ms: now,
             kind: "submitted".to_owned(),
             detail,
+            actor: String::new(),
         }],
     })))
 }

@@ -101,6 +101,19 @@ pub async fn connect_as(
     connect_with(&bus.nats_url, &credentials, identity).await
 }
 
+/// Creates the streams that are missing, as the mall (whose identity may) — for a process
+/// that starts connectors before the mall, as `jifen dev` does.
+pub async fn create_streams(bus: &crate::config::BusArgs) -> Result<(), BusError> {
+    let client = connect_as(bus, &identity::Identity::Mall.name()).await?;
+    bus.topology()
+        .ensure(&async_nats::jetstream::new(client.clone()))
+        .await?;
+    if let Err(error) = client.drain().await {
+        tracing::debug!(%error, "NATS connection not drained");
+    }
+    Ok(())
+}
+
 /// What [`connect_as`] read from the credential files, once.
 #[derive(Default)]
 struct Credentials {

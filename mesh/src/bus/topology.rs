@@ -104,7 +104,7 @@ impl Topology {
         for name in [CMD_STREAM, EVT_STREAM, DLQ_STREAM] {
             js.get_stream(name).await.map_err(|e| BusError::Stream {
                 stream: name.to_owned(),
-                reason: e.to_string(),
+                reason: format!("not there yet (the mall creates it): {e}"),
             })?;
         }
         Ok(())
