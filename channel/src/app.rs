@@ -44,6 +44,8 @@ pub struct ChannelConfig {
     pub db_max_connections: u32,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
+    #[command(flatten)]
+    pub tls: jifen_mesh::tls::TlsArgs,
 }
 
 /// A channel that is bound and migrated, ready to serve.
@@ -58,7 +60,9 @@ impl ChannelApp {
         let channel_id = ChannelId::parse("channel_id", config.channel_id.clone())?;
         let db = Database::open_with(&config.database_url, &MIGRATIONS, config.db_max_connections)
             .await?;
-        let server = GrpcServer::bind(config.listen).await?;
+        let server = GrpcServer::bind(config.listen)
+            .await?
+            .with_tls(config.tls.server()?);
         Ok(Self {
             server,
             ledger: PointsLedger::new(db, channel_id),

@@ -31,14 +31,13 @@ impl ChannelEndpoint {
     pub fn new(
         channel_id: &str,
         endpoint: &str,
+        tls: Option<&jifen_mesh::tls::ClientTls>,
         timeout: Duration,
         capabilities: Capabilities,
-    ) -> Result<Self, InvalidField> {
-        let channel = Channel::from_shared(endpoint.to_owned())
-            .map_err(|e| InvalidField::new("endpoint", e.to_string()))?
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .connect_lazy();
+    ) -> Result<Self, jifen_mesh::tls_io::TargetError> {
+        let channel = jifen_mesh::tls_io::GrpcTarget::new(endpoint, tls)?
+            .timeouts(timeout, timeout)
+            .lazy();
         Ok(Self {
             channel_id: channel_id.to_owned(),
             client: ChannelServiceClient::new(channel),
@@ -247,6 +246,8 @@ pub struct ChannelConnectorConfig {
     pub bus: jifen_mesh::config::BusArgs,
     #[command(flatten)]
     pub retry: jifen_mesh::config::RetryArgs,
+    #[command(flatten)]
+    pub tls: jifen_mesh::tls::TlsArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -259,6 +260,10 @@ pub enum ConnectorError {
     OtherChannel { file: String, flag: String },
     #[error(transparent)]
     Bus(#[from] jifen_mesh::connector::ConnectorRunError),
+    #[error(transparent)]
+    Target(#[from] jifen_mesh::tls_io::TargetError),
+    #[error(transparent)]
+    Tls(#[from] jifen_mesh::tls::TlsError),
 }
 
 /// Runs the connector of one channel until `shutdown`.
@@ -288,14 +293,22 @@ pub async fn run_connector(
         }
         let target = crate::adapter::HttpChannel::new(adapter)?;
         tracing::info!(channel_id = %channel_id, api = target.base_url(), missing = ?target.capabilities().missing(), "channel connector starting (HTTP adapter)");
-        jifen_mesh::connector::run(&config.bus, spec, target, config.health_listen, shutdown)
-            .await?;
+        jifen_mesh::connector::run(
+            &config.bus,
+            spec,
+            target,
+            jifen_mesh::connector::HealthServer::at(config.health_listen, &config.tls)?,
+            shutdown,
+        )
+        .await?;
         return Ok(());
     }
+    let tls = config.tls.client()?;
     let endpoint = match &config.channel_endpoint {
         Some(endpoint) => endpoint.clone(),
         None => {
-            let lookup = wait_for_registration(&config.portal_endpoint, channel_id.as_str());
+            let lookup =
+                wait_for_registration(&config.portal_endpoint, tls.as_ref(), channel_id.as_str());
             tokio::select! {
                 endpoint = lookup => endpoint,
                 () = shutdown.cancelled() => return Ok(()),
@@ -305,21 +318,33 @@ pub async fn run_connector(
     let target = ChannelEndpoint::new(
         channel_id.as_str(),
         &endpoint,
+        tls.as_ref(),
         config.call_timeout,
         capabilities,
     )?;
     tracing::info!(channel_id = %channel_id, %endpoint, missing = ?capabilities.missing(), "channel connector starting");
-    jifen_mesh::connector::run(&config.bus, spec, target, config.health_listen, shutdown).await?;
+    jifen_mesh::connector::run(
+        &config.bus,
+        spec,
+        target,
+        jifen_mesh::connector::HealthServer::at(config.health_listen, &config.tls)?,
+        shutdown,
+    )
+    .await?;
     Ok(())
 }
 
 /// The channel's endpoint from the portal's registry. A connector may start before its
 /// channel is registered (or before the portal answers): it waits, saying why, and retries
 /// with back-off — 1 s doubling to 30 s.
-async fn wait_for_registration(portal: &str, channel_id: &str) -> String {
+async fn wait_for_registration(
+    portal: &str,
+    tls: Option<&jifen_mesh::tls::ClientTls>,
+    channel_id: &str,
+) -> String {
     let mut attempts = 0_u32;
     loop {
-        let why = match registered_endpoint(portal, channel_id).await {
+        let why = match registered_endpoint(portal, tls, channel_id).await {
             Ok(Some(endpoint)) => return endpoint,
             Ok(None) => format!("channel {channel_id} is not in the portal's registry yet"),
             Err(error) => format!("cannot read the portal's registry: {error}"),
@@ -332,12 +357,19 @@ async fn wait_for_registration(portal: &str, channel_id: &str) -> String {
     }
 }
 
-async fn registered_endpoint(portal: &str, channel_id: &str) -> Result<Option<String>, String> {
+async fn registered_endpoint(
+    portal: &str,
+    tls: Option<&jifen_mesh::tls::ClientTls>,
+    channel_id: &str,
+) -> Result<Option<String>, String> {
     use jifen_proto::v1::ListChannelsRequest;
     use jifen_proto::v1::portal_service_client::PortalServiceClient;
-    let mut client = PortalServiceClient::connect(portal.to_owned())
+    let channel = jifen_mesh::tls_io::GrpcTarget::new(portal, tls)
+        .map_err(|e| e.to_string())?
+        .connect()
         .await
         .map_err(|e| e.to_string())?;
+    let mut client = PortalServiceClient::new(channel);
     let channels = client
         .list_channels(ListChannelsRequest {})
         .await

@@ -22,6 +22,8 @@ pub struct CheckArgs {
     /// Print `{"guarantees": {...}, "capabilities": {...}, "checks": [...]}` instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: jifen_mesh::tls::TlsArgs,
 }
 
 /// Runs the check; returns the process's exit status.
@@ -29,7 +31,13 @@ pub async fn run(args: CheckArgs) -> i32 {
     let prefix = format!("jifen-check-{}-", jifen_mesh::time::now_unix_ms());
     let target = match (&args.endpoint, &args.adapter_config) {
         (_, Some(config)) => check::Target::http(config),
-        (Some(endpoint), None) => check::Target::grpc(endpoint).await,
+        (Some(endpoint), None) => match args.tls.client() {
+            Ok(tls) => check::Target::grpc(endpoint, tls.as_ref()).await,
+            Err(error) => Err(check::CheckError::Endpoint {
+                endpoint: endpoint.clone(),
+                reason: error.to_string(),
+            }),
+        },
         // clap requires one of the two; this only guards a change of the flags.
         (None, None) => Err(check::CheckError::Endpoint {
             endpoint: String::new(),

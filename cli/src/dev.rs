@@ -155,6 +155,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let mut tasks: Task = JoinSet::new();
 
     let portal = PortalApp::build(PortalConfig {
+        tls: jifen_mesh::tls::TlsArgs::default(),
         listen: args.portal_listen,
         database_url: storage.url("portal").await?,
         db_max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -184,6 +185,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             .context("channel ports run past 65535: pick a lower --channel-listen port")?;
         listen.set_port(port);
         let channel = ChannelApp::build(ChannelConfig {
+            tls: jifen_mesh::tls::TlsArgs::default(),
             channel_id: (*channel_id).to_owned(),
             listen,
             database_url: storage.url(&format!("channel-{channel_id}")).await?,
@@ -203,6 +205,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         .with_context(|| format!("cannot create {}", faults.display()))?;
     for (app, (channel_id, _, addr)) in apps.into_iter().zip(&channels) {
         let server = ChannelConfig {
+            tls: jifen_mesh::tls::TlsArgs::default(),
             channel_id: (*channel_id).to_owned(),
             listen: *addr,
             database_url: storage.url(&format!("channel-{channel_id}")).await?,
@@ -210,6 +213,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             shutdown: quick.clone(),
         };
         let connector = ChannelConnectorConfig {
+            tls: jifen_mesh::tls::TlsArgs::default(),
             without: Vec::new(),
             adapter_config: None,
             channel_id: (*channel_id).to_owned(),
@@ -234,6 +238,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         .context("cannot seed the demo data")?;
 
     let config = PortalConnectorConfig {
+        tls: jifen_mesh::tls::TlsArgs::default(),
         portal_endpoint: portal_endpoint.clone(),
         call_timeout: Duration::from_secs(5),
         concurrency: 64,
@@ -271,6 +276,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         }
     };
     let mall = MallApp::build(MallConfig {
+        tls: jifen_mesh::tls::TlsArgs::default(),
         listen: args.mall_listen,
         database_url: storage.url("mall").await?,
         db_max_connections: DEFAULT_MAX_CONNECTIONS,

@@ -101,6 +101,7 @@ pub async fn start(
         .await?;
 
     let connector = ChannelConnectorConfig {
+        tls: jifen_mesh::tls::TlsArgs::default(),
         channel_id: channel_id.clone(),
         channel_endpoint: None,
         adapter_config: Some(config.clone()),

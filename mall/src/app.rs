@@ -104,6 +104,8 @@ pub struct MallConfig {
     pub adapter_configs: Vec<std::path::PathBuf>,
     #[command(flatten)]
     pub bus: BusArgs,
+    #[command(flatten)]
+    pub tls: jifen_mesh::tls::TlsArgs,
     /// Retry schedule of the saga's consumer group.
     #[command(flatten)]
     pub retry: RetryArgs,
@@ -142,8 +144,21 @@ impl MallApp {
                 .map_err(|e| MallStartError::Config(e.to_string()))?;
             adapters.push(adapter);
         }
-        let registry = Registry::new(&config.portal_endpoint, config.call_timeout, adapters)
+        let client_tls = config
+            .tls
+            .client()
             .map_err(|e| MallStartError::Config(e.to_string()))?;
+        let server_tls = config
+            .tls
+            .server()
+            .map_err(|e| MallStartError::Config(e.to_string()))?;
+        let registry = Registry::new(
+            &config.portal_endpoint,
+            config.call_timeout,
+            adapters,
+            client_tls,
+        )
+        .map_err(|e| MallStartError::Config(e.to_string()))?;
         let admin_token = match &config.admin_token_file {
             Some(path) => Some(
                 std::fs::read_to_string(path)
@@ -164,7 +179,8 @@ impl MallApp {
         }
         let server = GrpcServer::bind(config.listen)
             .await
-            .map_err(StartError::from)?;
+            .map_err(StartError::from)?
+            .with_tls(server_tls);
         let console = match config.console_listen {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
                 MallStartError::Config(format!("cannot serve the console on {addr}: {e}"))

@@ -3,6 +3,9 @@
 //! each with a deadline. Channel endpoints come from the portal's registry, which also says
 //! how each is reached: `ChannelService` over gRPC, or an HTTP/JSON API through its adapter.
 
+use jifen_mesh::domain::InvalidField;
+use jifen_mesh::tls::ClientTls;
+use jifen_mesh::tls_io::GrpcTarget;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -31,6 +34,8 @@ pub struct Registry {
     /// The HTTP channels' adapters, by channel id.
     adapters: HashMap<String, Arc<HttpChannel>>,
     timeout: Duration,
+    /// How `https://` channel endpoints are reached.
+    tls: Option<ClientTls>,
 }
 
 /// A channel as the mall reads it: balances (pre-check) and deductions (reconciliation).
@@ -97,12 +102,14 @@ impl ChannelClient {
     }
 }
 
-fn lazy(endpoint: &str, timeout: Duration) -> Result<Channel, MallError> {
-    Ok(Channel::from_shared(endpoint.to_owned())
-        .map_err(|e| jifen_mesh::domain::InvalidField::new("endpoint", e.to_string()))?
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .connect_lazy())
+fn lazy(
+    endpoint: &str,
+    tls: Option<&ClientTls>,
+    timeout: Duration,
+) -> Result<Channel, jifen_mesh::tls_io::TargetError> {
+    Ok(GrpcTarget::new(endpoint, tls)?
+        .timeouts(timeout, timeout)
+        .lazy())
 }
 
 fn upstream(what: impl Into<String>, status: &Status) -> MallError {
@@ -118,9 +125,13 @@ impl Registry {
         portal_endpoint: &str,
         timeout: Duration,
         adapters: Vec<HttpChannel>,
+        tls: Option<ClientTls>,
     ) -> Result<Self, MallError> {
+        let portal = lazy(portal_endpoint, tls.as_ref(), timeout)
+            .map_err(|e| InvalidField::new("portal_endpoint", e.to_string()))?;
         Ok(Self {
-            portal: PortalServiceClient::new(lazy(portal_endpoint, timeout)?),
+            portal: PortalServiceClient::new(portal),
+            tls,
             channels: RwLock::new(HashMap::new()),
             adapters: adapters
                 .into_iter()
@@ -158,9 +169,15 @@ impl Registry {
                         channel.channel_id
                     )),
                 },
-                ChannelKind::Grpc | ChannelKind::Unspecified => ChannelClient::Grpc(
-                    ChannelServiceClient::new(lazy(&channel.endpoint, self.timeout)?),
-                ),
+                ChannelKind::Grpc | ChannelKind::Unspecified => {
+                    match lazy(&channel.endpoint, self.tls.as_ref(), self.timeout) {
+                        Ok(lazy) => ChannelClient::Grpc(ChannelServiceClient::new(lazy)),
+                        Err(error) => ChannelClient::Unconfigured(format!(
+                            "channel {}: {error}",
+                            channel.channel_id
+                        )),
+                    }
+                }
             };
             channels.insert(channel.channel_id, client);
         }

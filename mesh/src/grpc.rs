@@ -34,6 +34,7 @@ pub enum GrpcError {
 pub struct GrpcServer {
     listener: TcpListener,
     local_addr: SocketAddr,
+    tls: Option<crate::tls::ServerTls>,
 }
 
 impl GrpcServer {
@@ -44,7 +45,14 @@ impl GrpcServer {
         Ok(Self {
             listener,
             local_addr,
+            tls: None,
         })
+    }
+
+    /// Serves TLS only (mutual TLS when the configuration asks clients for certificates).
+    pub fn with_tls(mut self, tls: Option<crate::tls::ServerTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -87,12 +95,25 @@ impl GrpcServer {
             }
             tokio::time::sleep(grace).await;
         };
-        tracing::info!(%addr, services = ?services, "gRPC server listening");
-        Server::builder()
+        tracing::info!(%addr, services = ?services, tls = self.tls.is_some(), "gRPC server listening");
+        let router = Server::builder()
             .layer(crate::metrics::GrpcMetricsLayer)
-            .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(incoming(self.listener), stopping)
-            .await?;
+            .add_routes(routes.routes());
+        match self.tls {
+            Some(tls) => {
+                router
+                    .serve_with_incoming_shutdown(
+                        crate::tls_io::incoming(self.listener, tls),
+                        stopping,
+                    )
+                    .await?
+            }
+            None => {
+                router
+                    .serve_with_incoming_shutdown(incoming(self.listener), stopping)
+                    .await?
+            }
+        }
         tracing::info!(%addr, "gRPC server stopped");
         Ok(())
     }

@@ -17,6 +17,8 @@
 //! - [`capabilities`]: what a channel guarantees, which picks the connector's strategy.
 //! - [`retry`]: the doubling back-off of every retry loop.
 //! - [`group_commit`]: one writer per ledger that commits many barrier calls at once.
+//! - [`tls`] and [`tls_io`]: TLS and mutual TLS on every gRPC hop, certificates re-read when
+//!   they rotate; [`tls_io::GrpcTarget`] is how every client reaches a gRPC server.
 //! - [`trace`]: the W3C trace context across gRPC calls and bus messages.
 //! - [`shutdown`]: turns SIGINT/SIGTERM into a cancellation token; [`startup`] and [`status`]:
 //!   the errors every service shares at start and at its gRPC edge.
@@ -38,4 +40,6 @@ pub mod status;
 pub mod storage;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
+pub mod tls_io;
 pub mod trace;

@@ -12,4 +12,6 @@ pub enum StartError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Grpc(#[from] GrpcError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }

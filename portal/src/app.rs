@@ -45,6 +45,8 @@ pub struct PortalConfig {
     pub channels_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
+    #[command(flatten)]
+    pub tls: jifen_mesh::tls::TlsArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +80,8 @@ impl PortalApp {
         }
         let server = GrpcServer::bind(config.listen)
             .await
-            .map_err(StartError::from)?;
+            .map_err(StartError::from)?
+            .with_tls(config.tls.server().map_err(StartError::from)?);
         Ok(Self {
             server,
             quotas,

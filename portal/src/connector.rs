@@ -24,12 +24,14 @@ pub struct PortalEndpoint {
 
 impl PortalEndpoint {
     /// Connects lazily: the connector starts even while the portal is down.
-    pub fn new(endpoint: &str, timeout: Duration) -> Result<Self, InvalidField> {
-        let channel = Channel::from_shared(endpoint.to_owned())
-            .map_err(|e| InvalidField::new("portal_endpoint", e.to_string()))?
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .connect_lazy();
+    pub fn new(
+        endpoint: &str,
+        tls: Option<&jifen_mesh::tls::ClientTls>,
+        timeout: Duration,
+    ) -> Result<Self, jifen_mesh::tls_io::TargetError> {
+        let channel = jifen_mesh::tls_io::GrpcTarget::new(endpoint, tls)?
+            .timeouts(timeout, timeout)
+            .lazy();
         Ok(Self {
             client: PortalServiceClient::new(channel),
         })
@@ -167,6 +169,8 @@ pub struct PortalConnectorConfig {
     pub bus: jifen_mesh::config::BusArgs,
     #[command(flatten)]
     pub retry: jifen_mesh::config::RetryArgs,
+    #[command(flatten)]
+    pub tls: jifen_mesh::tls::TlsArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +179,10 @@ pub enum ConnectorError {
     Invalid(#[from] InvalidField),
     #[error(transparent)]
     Bus(#[from] jifen_mesh::connector::ConnectorRunError),
+    #[error(transparent)]
+    Target(#[from] jifen_mesh::tls_io::TargetError),
+    #[error(transparent)]
+    Tls(#[from] jifen_mesh::tls::TlsError),
 }
 
 /// Runs the portal connector until `shutdown`.
@@ -191,8 +199,16 @@ pub async fn run_connector(
             &config.retry.policy(),
         )
     };
-    let target = PortalEndpoint::new(&config.portal_endpoint, config.call_timeout)?;
+    let tls = config.tls.client()?;
+    let target = PortalEndpoint::new(&config.portal_endpoint, tls.as_ref(), config.call_timeout)?;
     tracing::info!(endpoint = %config.portal_endpoint, "portal connector starting");
-    jifen_mesh::connector::run(&config.bus, spec, target, config.health_listen, shutdown).await?;
+    jifen_mesh::connector::run(
+        &config.bus,
+        spec,
+        target,
+        jifen_mesh::connector::HealthServer::at(config.health_listen, &config.tls)?,
+        shutdown,
+    )
+    .await?;
     Ok(())
 }

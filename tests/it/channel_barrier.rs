@@ -338,6 +338,7 @@ async fn the_ledger_survives_a_restart_on_the_same_database() {
     channel.server.stop().await;
 
     let app = jifen_channel::ChannelApp::build(jifen_channel::ChannelConfig {
+        tls: jifen_mesh::tls::TlsArgs::default(),
         channel_id: "alpha".into(),
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: channel.db.url().to_owned(),

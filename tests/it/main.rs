@@ -16,6 +16,7 @@ mod cluster;
 mod concurrency;
 mod console;
 mod dead_letter_ids;
+mod grpc_tls;
 mod harness;
 mod health;
 mod http_adapter;

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-use crate::services::Running;
+use crate::services::{Running, TestTls, tls_args};
 use crate::{TestChannel, TestDatabase, TestNats, TestPortal, eventually};
 
 /// Points every demo user starts with, in every channel.
@@ -88,6 +88,8 @@ pub struct TestMesh {
     pub retry: RetryArgs,
     /// Operators `li` ([`OPERATOR_TOKEN`]) and `vera` ([`VIEWER_TOKEN`]).
     operators_file: tempfile::NamedTempFile,
+    /// Mutual TLS between every service, when the mesh was started with it.
+    pub tls: Option<TestTls>,
 }
 
 impl TestMesh {
@@ -100,10 +102,21 @@ impl TestMesh {
     /// [`start`](Self::start) on a given NATS: a single server or a cluster (whose streams
     /// then get one replica per node).
     pub async fn start_on(nats: TestNats, channel_ids: &[&str], users: &[&str]) -> Self {
-        let mut portal = TestPortal::start().await;
+        Self::start_with(nats, channel_ids, users, None).await
+    }
+
+    /// [`start_on`](Self::start_on), every gRPC hop over mutual TLS when `tls` is given.
+    pub async fn start_with(
+        nats: TestNats,
+        channel_ids: &[&str],
+        users: &[&str],
+        tls: Option<TestTls>,
+    ) -> Self {
+        let mut portal = TestPortal::start_with(Duration::ZERO, tls.as_ref()).await;
         let mut channels = BTreeMap::new();
         for channel_id in channel_ids {
-            let mut channel = TestChannel::start(channel_id).await;
+            let mut channel =
+                TestChannel::start_with(channel_id, Duration::ZERO, tls.as_ref()).await;
             let name = format!("{channel_id} points");
             register_with_quota(&mut portal, channel_id, &name, &channel.server.endpoint()).await;
             credit_start_points(&mut channel, users).await;
@@ -122,6 +135,7 @@ impl TestMesh {
             stuck_after: Duration::from_secs(600),
             retry: test_retry(),
             operators_file: operators_file(),
+            tls,
         };
         // The mall first: it creates the streams, which the connectors only look up.
         mesh.start_mall().await;
@@ -166,6 +180,7 @@ impl TestMesh {
         let bus = self.bus(&identity);
         let handle = if name == "portal" {
             let config = PortalConnectorConfig {
+                tls: tls_args(self.tls.as_ref()),
                 portal_endpoint: self.portal.server.endpoint(),
                 call_timeout: Duration::from_secs(2),
                 concurrency: 16,
@@ -180,6 +195,7 @@ impl TestMesh {
             })
         } else {
             let config = ChannelConnectorConfig {
+                tls: tls_args(self.tls.as_ref()),
                 channel_id: name.to_owned(),
                 channel_endpoint,
                 portal_endpoint: self.portal.server.endpoint(),
@@ -240,6 +256,7 @@ impl TestMesh {
 
     pub fn mall_config(&self) -> MallConfig {
         MallConfig {
+            tls: tls_args(self.tls.as_ref()),
             listen: "127.0.0.1:0".parse().expect("an address"),
             database_url: self.mall_db.url().to_owned(),
             db_max_connections: crate::services::TEST_POOL_SIZE,
@@ -278,12 +295,8 @@ impl TestMesh {
             app.console_addr()
                 .expect("the test mall serves its console")
         );
-        let server = Running::spawn(addr, |token| app.run_until(token));
-        let channel = Channel::from_shared(server.endpoint())
-            .expect("an endpoint")
-            .connect()
-            .await
-            .expect("the replica accepts connections");
+        let server = Running::spawn(addr, |token| app.run_until(token)).with_tls(self.tls.as_ref());
+        let channel = server.channel().await;
         TestMall {
             server,
             client: MallServiceClient::new(channel),

@@ -8,6 +8,8 @@ use jifen_channel::ledger::PointsLedger;
 use jifen_channel::{ChannelApp, ChannelConfig};
 use jifen_mesh::config::ShutdownArgs;
 use jifen_mesh::grpc::GrpcError;
+use jifen_mesh::tls::{ClientTls, TlsArgs};
+use jifen_mesh::tls_io::GrpcTarget;
 use jifen_portal::quota::QuotaBook;
 use jifen_portal::{PortalApp, PortalConfig};
 use jifen_proto::v1::channel_service_client::ChannelServiceClient;
@@ -23,12 +25,46 @@ const ANY_PORT: &str = "127.0.0.1:0";
 /// Connections per pool in tests: many systems of several tests share one PostgreSQL server.
 pub const TEST_POOL_SIZE: u32 = 4;
 
+/// Mutual TLS for a test's services: each serves with a certificate of the test CA, asks
+/// clients for one, and presents one when it calls another.
+#[derive(Debug, Clone)]
+pub struct TestTls {
+    /// What every service is started with.
+    pub args: TlsArgs,
+    /// How the test's own clients call them.
+    pub client: ClientTls,
+}
+
+impl TestTls {
+    pub fn new(pki: &crate::pki::TestPki) -> Self {
+        let service = pki.issue("service", false);
+        let args = TlsArgs {
+            tls_cert: Some(service.cert),
+            tls_key: Some(service.key),
+            tls_client_ca: Some(pki.ca_file.clone()),
+            tls_ca: Some(pki.ca_file.clone()),
+        };
+        let client = args
+            .client()
+            .expect("the client TLS configuration")
+            .expect("a CA is given");
+        Self { args, client }
+    }
+}
+
+/// The TLS flags of a service: the test's, or none.
+pub fn tls_args(tls: Option<&TestTls>) -> TlsArgs {
+    tls.map(|t| t.args.clone()).unwrap_or_default()
+}
+
 /// A server task and the token that stops it.
 #[derive(Debug)]
 pub struct Running {
     pub addr: SocketAddr,
     shutdown: CancellationToken,
     task: Option<JoinHandle<Result<(), GrpcError>>>,
+    /// Set when the server speaks TLS: how clients reach it.
+    tls: Option<ClientTls>,
 }
 
 impl Running {
@@ -42,7 +78,14 @@ impl Running {
             addr,
             shutdown,
             task: Some(task),
+            tls: None,
         }
+    }
+
+    /// The server speaks TLS: clients reach it at `https://` with `tls`.
+    pub fn with_tls(mut self, tls: Option<&TestTls>) -> Self {
+        self.tls = tls.map(|t| t.client.clone());
+        self
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {
@@ -59,13 +102,14 @@ impl Running {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(self.endpoint())
+    pub async fn channel(&self) -> Channel {
+        GrpcTarget::new(&self.endpoint(), self.tls.as_ref())
             .expect("a valid endpoint")
-            .connect_timeout(Duration::from_secs(5))
+            .timeouts(Duration::from_secs(5), Duration::from_secs(30))
             .connect()
             .await
             .expect("the server accepts connections")
@@ -100,9 +144,14 @@ impl TestPortal {
     }
 
     pub async fn start_with_grace(grace: Duration) -> Self {
+        Self::start_with(grace, None).await
+    }
+
+    pub async fn start_with(grace: Duration, tls: Option<&TestTls>) -> Self {
         crate::init_logs();
         let db = TestDatabase::create("portal").await;
         let app = PortalApp::build(PortalConfig {
+            tls: tls_args(tls),
             listen: ANY_PORT.parse().expect("an address"),
             database_url: db.url().to_owned(),
             db_max_connections: TEST_POOL_SIZE,
@@ -112,7 +161,7 @@ impl TestPortal {
         .await
         .expect("the portal starts");
         let quotas = app.quotas().clone();
-        let server = Running::spawn(app.local_addr(), |token| app.run_until(token));
+        let server = Running::spawn(app.local_addr(), |token| app.run_until(token)).with_tls(tls);
         let client = PortalServiceClient::new(server.channel().await);
         Self {
             server,
@@ -132,6 +181,7 @@ impl TestChannel {
     /// Starts the channel again on the same address and database.
     pub async fn restart(&mut self) {
         let app = ChannelApp::build(ChannelConfig {
+            tls: tls_args(self.tls.as_ref()),
             channel_id: self.channel_id.clone(),
             listen: self.server.addr,
             database_url: self.db.url().to_owned(),
@@ -141,7 +191,8 @@ impl TestChannel {
         .await
         .expect("the channel starts again");
         self.ledger = app.ledger().clone();
-        self.server = Running::spawn(app.local_addr(), |token| app.run_until(token));
+        self.server = Running::spawn(app.local_addr(), |token| app.run_until(token))
+            .with_tls(self.tls.as_ref());
     }
 }
 
@@ -153,6 +204,7 @@ pub struct TestChannel {
     pub client: ChannelServiceClient<Channel>,
     pub ledger: PointsLedger,
     pub db: TestDatabase,
+    tls: Option<TestTls>,
 }
 
 impl TestChannel {
@@ -161,9 +213,14 @@ impl TestChannel {
     }
 
     pub async fn start_with_grace(channel_id: &str, grace: Duration) -> Self {
+        Self::start_with(channel_id, grace, None).await
+    }
+
+    pub async fn start_with(channel_id: &str, grace: Duration, tls: Option<&TestTls>) -> Self {
         crate::init_logs();
         let db = TestDatabase::create(&format!("channel_{channel_id}")).await;
         let app = ChannelApp::build(ChannelConfig {
+            tls: tls_args(tls),
             channel_id: channel_id.to_owned(),
             listen: ANY_PORT.parse().expect("an address"),
             database_url: db.url().to_owned(),
@@ -173,7 +230,7 @@ impl TestChannel {
         .await
         .expect("the channel starts");
         let ledger = app.ledger().clone();
-        let server = Running::spawn(app.local_addr(), |token| app.run_until(token));
+        let server = Running::spawn(app.local_addr(), |token| app.run_until(token)).with_tls(tls);
         let client = ChannelServiceClient::new(server.channel().await);
         Self {
             channel_id: channel_id.to_owned(),
@@ -181,6 +238,7 @@ impl TestChannel {
             client,
             ledger,
             db,
+            tls: tls.cloned(),
         }
     }
 }

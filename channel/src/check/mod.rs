@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use jifen_proto::v1::channel_service_client::ChannelServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 mod probe;
 use probe::Probe;
@@ -97,15 +97,17 @@ pub enum Target {
 }
 
 impl Target {
-    /// Connects to the `ChannelService` at `endpoint`.
-    pub async fn grpc(endpoint: &str) -> Result<Self, CheckError> {
-        let channel = Endpoint::from_shared(endpoint.to_owned())
+    /// Connects to the `ChannelService` at `endpoint` (`https://` with `tls`).
+    pub async fn grpc(
+        endpoint: &str,
+        tls: Option<&jifen_mesh::tls::ClientTls>,
+    ) -> Result<Self, CheckError> {
+        let channel = jifen_mesh::tls_io::GrpcTarget::new(endpoint, tls)
             .map_err(|e| CheckError::Endpoint {
                 endpoint: endpoint.to_owned(),
                 reason: e.to_string(),
             })?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
+            .timeouts(Duration::from_secs(5), Duration::from_secs(10))
             .connect()
             .await
             .map_err(|e| CheckError::Unreachable(jifen_mesh::telemetry::chain(&e)))?;
@@ -132,7 +134,7 @@ pub async fn run(
     if points < 1 {
         return Err(CheckError::Points(points));
     }
-    run_on(Target::grpc(endpoint).await?, user, points, prefix).await
+    run_on(Target::grpc(endpoint, None).await?, user, points, prefix).await
 }
 
 /// Runs the check against `target` (see [`run`]).

@@ -38,6 +38,8 @@ pub struct AdminArgs {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    tls: jifen_mesh::tls::TlsArgs,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -210,10 +212,13 @@ async fn connect(args: &AdminArgs) -> Result<Clients, AdminError> {
         ),
         (None, token) => token.clone(),
     };
-    let channel = Channel::from_shared(args.mall.clone())
+    let tls = args
+        .tls
+        .client()
+        .map_err(|e| AdminError::Endpoint(args.mall.clone(), e.to_string()))?;
+    let channel = jifen_mesh::tls_io::GrpcTarget::new(&args.mall, tls.as_ref())
         .map_err(|e| AdminError::Endpoint(args.mall.clone(), e.to_string()))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(60))
+        .timeouts(Duration::from_secs(5), Duration::from_secs(60))
         .connect()
         .await
         .map_err(|e| {

@@ -30,8 +30,11 @@ pub struct Ledgers {
 }
 
 impl Ledgers {
-    pub async fn connect(portal_url: &str) -> anyhow::Result<Self> {
-        let portal = Channel::from_shared(portal_url.to_owned())?
+    pub async fn connect(
+        portal_url: &str,
+        tls: Option<&jifen_mesh::tls::ClientTls>,
+    ) -> anyhow::Result<Self> {
+        let portal = jifen_mesh::tls_io::GrpcTarget::new(portal_url, tls)?
             .connect()
             .await
             .with_context(|| format!("cannot reach the portal at {portal_url}"))?;
@@ -53,9 +56,9 @@ impl Ledgers {
                 );
                 continue;
             }
-            let endpoint = Channel::from_shared(channel.endpoint.clone())
+            let endpoint = jifen_mesh::tls_io::GrpcTarget::new(&channel.endpoint, tls)
                 .with_context(|| format!("bad endpoint of {}", channel.channel_id))?
-                .connect_lazy();
+                .lazy();
             ids.push(channel.channel_id);
             channels.push(ChannelServiceClient::new(endpoint));
         }

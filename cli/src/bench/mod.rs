@@ -40,6 +40,8 @@ pub struct BenchArgs {
     /// The portal's gRPC endpoint, to find the channels.
     #[arg(long, default_value = "http://127.0.0.1:50052")]
     portal: String,
+    #[command(flatten)]
+    tls: jifen_mesh::tls::TlsArgs,
     /// Orders to submit (timed).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     orders: u64,
@@ -71,7 +73,8 @@ pub struct BenchArgs {
 }
 
 pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let ledgers = Arc::new(Ledgers::connect(&args.portal).await?);
+    let tls = args.tls.client()?;
+    let ledgers = Arc::new(Ledgers::connect(&args.portal, tls.as_ref()).await?);
     let per_order = usize::try_from(args.channels_per_order)?;
     if ledgers.ids.len() < per_order {
         bail!(
@@ -79,7 +82,7 @@ pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result
             ledgers.ids.len()
         );
     }
-    let mall = Channel::from_shared(args.mall.clone())?
+    let mall = jifen_mesh::tls_io::GrpcTarget::new(&args.mall, tls.as_ref())?
         .connect()
         .await
         .with_context(|| format!("cannot reach the mall at {}", args.mall))?;

@@ -219,12 +219,12 @@ pub async fn run<E: LedgerEndpoint>(
     bus: &crate::config::BusArgs,
     spec: crate::bus::consume::ConsumerSpec,
     endpoint: E,
-    health: Option<std::net::SocketAddr>,
+    health: Option<HealthServer>,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), ConnectorRunError> {
     let health = match health {
-        Some(addr) => {
-            let server = crate::grpc::GrpcServer::bind(addr).await?;
+        Some(HealthServer { listen, tls }) => {
+            let server = crate::grpc::GrpcServer::bind(listen).await?.with_tls(tls);
             let token = shutdown.clone();
             Some(tokio::spawn(async move {
                 server
@@ -265,6 +265,29 @@ pub async fn run<E: LedgerEndpoint>(
         }
     }
     Ok(())
+}
+
+/// Where a connector serves gRPC health for probes, and with what TLS.
+#[derive(Debug)]
+pub struct HealthServer {
+    pub listen: std::net::SocketAddr,
+    pub tls: Option<crate::tls::ServerTls>,
+}
+
+impl HealthServer {
+    /// The health server at `listen`, if one is asked for, with the process's TLS.
+    pub fn at(
+        listen: Option<std::net::SocketAddr>,
+        tls: &crate::tls::TlsArgs,
+    ) -> Result<Option<Self>, crate::tls::TlsError> {
+        let Some(listen) = listen else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            listen,
+            tls: tls.server()?,
+        }))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
