@@ -76,6 +76,10 @@ pub struct DevArgs {
     /// `jifen_mall`, `jifen_channel_<id>`, created when missing) instead of SQLite files.
     #[arg(long, env = "JIFEN_DEV_POSTGRES")]
     postgres: Option<String>,
+    /// Mutual TLS on every gRPC hop: a local CA and certificates are made into `<data>/tls`
+    /// (kept), and the printed grpcurl commands use them. Plain text on loopback without it.
+    #[arg(long)]
+    tls: bool,
     /// Retry schedule of every consumer group.
     #[command(flatten)]
     retry: RetryArgs,
@@ -119,6 +123,11 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let quick = ShutdownArgs {
         shutdown_grace_secs: 0,
     };
+    let tls = if args.tls {
+        crate::dev_tls::DevTls::prepare(&data_dir)?
+    } else {
+        crate::dev_tls::DevTls::off()
+    };
 
     // NATS with an identity per process (DESIGN §11): nobody types credentials, and a client
     // without them is refused, as in production.
@@ -155,7 +164,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let mut tasks: Task = JoinSet::new();
 
     let portal = PortalApp::build(PortalConfig {
-        tls: jifen_mesh::tls::TlsArgs::default(),
+        tls: tls.args.clone(),
         listen: args.portal_listen,
         database_url: storage.url("portal").await?,
         db_max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -167,7 +176,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         "cannot start the portal (is another `jifen dev` running? pick ports with --portal-listen)",
     )?;
     let portal_addr = portal.local_addr();
-    let portal_endpoint = format!("http://{portal_addr}");
+    let portal_endpoint = tls.endpoint(portal_addr);
     let token = shutdown.clone();
     tasks.spawn(async move { Ok(portal.run_until(token).await?) });
 
@@ -185,7 +194,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             .context("channel ports run past 65535: pick a lower --channel-listen port")?;
         listen.set_port(port);
         let channel = ChannelApp::build(ChannelConfig {
-            tls: jifen_mesh::tls::TlsArgs::default(),
+            tls: tls.args.clone(),
             channel_id: (*channel_id).to_owned(),
             listen,
             database_url: storage.url(&format!("channel-{channel_id}")).await?,
@@ -205,7 +214,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         .with_context(|| format!("cannot create {}", faults.display()))?;
     for (app, (channel_id, _, addr)) in apps.into_iter().zip(&channels) {
         let server = ChannelConfig {
-            tls: jifen_mesh::tls::TlsArgs::default(),
+            tls: tls.args.clone(),
             channel_id: (*channel_id).to_owned(),
             listen: *addr,
             database_url: storage.url(&format!("channel-{channel_id}")).await?,
@@ -213,11 +222,11 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             shutdown: quick.clone(),
         };
         let connector = ChannelConnectorConfig {
-            tls: jifen_mesh::tls::TlsArgs::default(),
+            tls: tls.args.clone(),
             without: Vec::new(),
             adapter_config: None,
             channel_id: (*channel_id).to_owned(),
-            channel_endpoint: Some(format!("http://{addr}")),
+            channel_endpoint: Some(tls.endpoint(*addr)),
             portal_endpoint: portal_endpoint.clone(),
             call_timeout: Duration::from_secs(5),
             concurrency: 64,
@@ -233,12 +242,12 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             shutdown.clone(),
         ));
     }
-    seed(portal_addr, &channels)
+    seed(&tls, portal_addr, &channels)
         .await
         .context("cannot seed the demo data")?;
 
     let config = PortalConnectorConfig {
-        tls: jifen_mesh::tls::TlsArgs::default(),
+        tls: tls.args.clone(),
         portal_endpoint: portal_endpoint.clone(),
         call_timeout: Duration::from_secs(5),
         concurrency: 64,
@@ -257,6 +266,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         DEMO_POINTS,
         DEMO_QUOTA,
         &portal_endpoint,
+        &tls,
         &bus(&Identity::Channel(ChannelId::parse(
             "channel",
             http_channel_id,
@@ -276,7 +286,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         }
     };
     let mall = MallApp::build(MallConfig {
-        tls: jifen_mesh::tls::TlsArgs::default(),
+        tls: tls.args.clone(),
         listen: args.mall_listen,
         database_url: storage.url("mall").await?,
         db_max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -312,6 +322,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         http: &http,
         console: console_addr,
         admin_token: &admin_token,
+        tls: &tls,
     });
 
     // Every part runs until the token is cancelled; one that stops early stops them all.
@@ -336,16 +347,17 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
 }
 
 async fn seed(
+    tls: &crate::dev_tls::DevTls,
     portal_addr: SocketAddr,
     channels: &[(&str, &str, SocketAddr)],
 ) -> anyhow::Result<()> {
-    let mut portal = PortalServiceClient::connect(format!("http://{portal_addr}")).await?;
+    let mut portal = PortalServiceClient::new(tls.connect(&tls.endpoint(portal_addr)).await?);
     for (channel_id, name, addr) in channels {
         portal
             .register_channel(RegisterChannelRequest {
                 channel_id: (*channel_id).to_owned(),
                 name: (*name).to_owned(),
-                endpoint: format!("http://{addr}"),
+                endpoint: tls.endpoint(*addr),
                 kind: 0,
             })
             .await?;
@@ -356,7 +368,7 @@ async fn seed(
                 points: DEMO_QUOTA,
             })
             .await?;
-        let mut channel = ChannelServiceClient::connect(format!("http://{addr}")).await?;
+        let mut channel = ChannelServiceClient::new(tls.connect(&tls.endpoint(*addr)).await?);
         for user in DEMO_USERS {
             channel
                 .credit_points(CreditPointsRequest {
@@ -381,6 +393,7 @@ struct Banner<'a> {
     http: &'a crate::dev_http::HttpDemo,
     console: Option<SocketAddr>,
     admin_token: &'a str,
+    tls: &'a crate::dev_tls::DevTls,
 }
 
 fn print_banner(banner: &Banner<'_>) {
@@ -394,7 +407,9 @@ fn print_banner(banner: &Banner<'_>) {
         http,
         console,
         admin_token,
+        tls,
     } = *banner;
+    let g = tls.grpcurl();
     let (first_id, _, first) = channels[0];
     let second_id = channels.get(1).map_or(first_id, |c| c.0);
     println!();
@@ -426,26 +441,22 @@ fn print_banner(banner: &Banner<'_>) {
     println!("Try (grpcurl; `buf curl --protocol grpc --http2-prior-knowledge` works too):");
     println!();
     println!(
-        "  grpcurl -plaintext -d '{{\"order_id\":\"demo-1\",\"customer_id\":\"c-1\",\"lines\":[{{\"channel_id\":\"{first_id}\",\"user_id\":\"alice\",\"points\":300}},{{\"channel_id\":\"{second_id}\",\"user_id\":\"alice\",\"points\":200}}]}}' {mall} jifen.v1.MallService/SubmitOrder"
+        "  grpcurl {g} -d '{{\"order_id\":\"demo-1\",\"customer_id\":\"c-1\",\"lines\":[{{\"channel_id\":\"{first_id}\",\"user_id\":\"alice\",\"points\":300}},{{\"channel_id\":\"{second_id}\",\"user_id\":\"alice\",\"points\":200}}]}}' {mall} jifen.v1.MallService/SubmitOrder"
     );
     println!(
-        "  grpcurl -plaintext -d '{{\"order_id\":\"demo-1\"}}' {mall} jifen.v1.MallService/WatchOrder"
+        "  grpcurl {g} -d '{{\"order_id\":\"demo-1\"}}' {mall} jifen.v1.MallService/WatchOrder"
     );
+    println!("  grpcurl {g} -d '{{\"order_id\":\"demo-1\"}}' {mall} jifen.v1.MallService/GetOrder");
+    println!("  grpcurl {g} -d '{{\"page_size\":10}}' {mall} jifen.v1.MallService/ListOrders");
     println!(
-        "  grpcurl -plaintext -d '{{\"order_id\":\"demo-1\"}}' {mall} jifen.v1.MallService/GetOrder"
+        "  grpcurl {g} -d '{{\"user_id\":\"alice\"}}' {first} jifen.v1.ChannelService/GetUserPoints"
     );
-    println!(
-        "  grpcurl -plaintext -d '{{\"page_size\":10}}' {mall} jifen.v1.MallService/ListOrders"
-    );
-    println!(
-        "  grpcurl -plaintext -d '{{\"user_id\":\"alice\"}}' {first} jifen.v1.ChannelService/GetUserPoints"
-    );
-    println!("  grpcurl -plaintext {portal} jifen.v1.PortalService/ListChannels");
+    println!("  grpcurl {g} {portal} jifen.v1.PortalService/ListChannels");
     println!(
         "  curl -H 'X-Api-Key: jifen-demo-key' http://{}/v1/members/alice",
         http.addr
     );
-    println!("  grpcurl -plaintext {mall} grpc.health.v1.Health/Check");
+    println!("  grpcurl {g} {mall} grpc.health.v1.Health/Check");
     println!();
     if let Some(console) = console {
         println!("Operator's console: http://{console}/  (log in with the admin token below)");
@@ -453,15 +464,31 @@ fn print_banner(banner: &Banner<'_>) {
     }
     println!("Admin (jifen admin, or AdminService; runbook in docs/operations.md):");
     println!("  export JIFEN_ADMIN_TOKEN={admin_token}");
+    if let (Some(ca), Some(cert), Some(key)) =
+        (&tls.args.tls_ca, &tls.args.tls_cert, &tls.args.tls_key)
+    {
+        println!(
+            "  export JIFEN_MALL_ENDPOINT=https://{mall} JIFEN_TLS_CA={} JIFEN_TLS_CERT={} JIFEN_TLS_KEY={}",
+            ca.display(),
+            cert.display(),
+            key.display()
+        );
+    }
     println!("  jifen admin orders list --attention");
     println!("  jifen admin dead-letters list");
     println!(
-        "  grpcurl -plaintext -H \"authorization: Bearer $JIFEN_ADMIN_TOKEN\" -d '{{}}' {mall} jifen.v1.AdminService/ListDeadLetters"
+        "  grpcurl {g} -H \"authorization: Bearer $JIFEN_ADMIN_TOKEN\" -d '{{}}' {mall} jifen.v1.AdminService/ListDeadLetters"
     );
     println!(
-        "  grpcurl -plaintext -H \"authorization: Bearer $JIFEN_ADMIN_TOKEN\" -d '{{\"older_than_seconds\":60}}' {mall} jifen.v1.AdminService/ListStuckOrders"
+        "  grpcurl {g} -H \"authorization: Bearer $JIFEN_ADMIN_TOKEN\" -d '{{\"older_than_seconds\":60}}' {mall} jifen.v1.AdminService/ListStuckOrders"
     );
     println!();
-    println!("Load it: jifen bench --orders 1000 --concurrency 32");
+    if tls.on() {
+        println!(
+            "Load it: jifen bench --mall https://{mall} --portal https://{portal} --orders 1000 --concurrency 32  (with the exports above)"
+        );
+    } else {
+        println!("Load it: jifen bench --orders 1000 --concurrency 32");
+    }
     println!();
 }

@@ -52,6 +52,7 @@ pub async fn start(
     points: i64,
     quota: i64,
     portal_endpoint: &str,
+    tls: &crate::dev_tls::DevTls,
     bus: &BusArgs,
     retry: &RetryArgs,
     tasks: &mut JoinSet<anyhow::Result<()>>,
@@ -83,7 +84,7 @@ pub async fn start(
     let served = Arc::clone(&api);
     tasks.spawn(async move { Ok(served.serve(listener, token).await?) });
 
-    let mut portal = PortalServiceClient::connect(portal_endpoint.to_owned()).await?;
+    let mut portal = PortalServiceClient::new(tls.connect(portal_endpoint).await?);
     portal
         .register_channel(RegisterChannelRequest {
             channel_id: channel_id.clone(),
@@ -101,7 +102,7 @@ pub async fn start(
         .await?;
 
     let connector = ChannelConnectorConfig {
-        tls: jifen_mesh::tls::TlsArgs::default(),
+        tls: tls.args.clone(),
         channel_id: channel_id.clone(),
         channel_endpoint: None,
         adapter_config: Some(config.clone()),

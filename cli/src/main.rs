@@ -17,6 +17,7 @@ mod check;
 mod dev;
 mod dev_faults;
 mod dev_http;
+mod dev_tls;
 mod nats_config;
 mod operators;
 
