@@ -62,7 +62,9 @@ impl ChannelApp {
             .await?;
         let server = GrpcServer::bind(config.listen)
             .await?
-            .with_tls(config.tls.server()?);
+            .with_tls(config.tls.server()?)
+            .with_plain_health(config.tls.plain_health_listen)
+            .await?;
         Ok(Self {
             server,
             ledger: PointsLedger::new(db, channel_id),

@@ -293,14 +293,8 @@ pub async fn run_connector(
         }
         let target = crate::adapter::HttpChannel::new(adapter)?;
         tracing::info!(channel_id = %channel_id, api = target.base_url(), missing = ?target.capabilities().missing(), "channel connector starting (HTTP adapter)");
-        jifen_mesh::connector::run(
-            &config.bus,
-            spec,
-            target,
-            jifen_mesh::connector::HealthServer::at(config.health_listen, &config.tls)?,
-            shutdown,
-        )
-        .await?;
+        jifen_mesh::connector::run(&config.bus, spec, target, config.health_listen, shutdown)
+            .await?;
         return Ok(());
     }
     let tls = config.tls.client()?;
@@ -323,14 +317,7 @@ pub async fn run_connector(
         capabilities,
     )?;
     tracing::info!(channel_id = %channel_id, %endpoint, missing = ?capabilities.missing(), "channel connector starting");
-    jifen_mesh::connector::run(
-        &config.bus,
-        spec,
-        target,
-        jifen_mesh::connector::HealthServer::at(config.health_listen, &config.tls)?,
-        shutdown,
-    )
-    .await?;
+    jifen_mesh::connector::run(&config.bus, spec, target, config.health_listen, shutdown).await?;
     Ok(())
 }
 

@@ -45,6 +45,7 @@ impl DevTls {
             tls_key: Some(key),
             tls_client_ca: Some(ca.clone()),
             tls_ca: Some(ca),
+            plain_health_listen: None,
         };
         let client = args.client()?;
         Ok(Self { args, client })

@@ -180,7 +180,10 @@ impl MallApp {
         let server = GrpcServer::bind(config.listen)
             .await
             .map_err(StartError::from)?
-            .with_tls(server_tls);
+            .with_tls(server_tls)
+            .with_plain_health(config.tls.plain_health_listen)
+            .await
+            .map_err(StartError::from)?;
         let console = match config.console_listen {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
                 MallStartError::Config(format!("cannot serve the console on {addr}: {e}"))

@@ -35,6 +35,8 @@ pub struct GrpcServer {
     listener: TcpListener,
     local_addr: SocketAddr,
     tls: Option<crate::tls::ServerTls>,
+    /// A plain-text listener serving health only, for probes that speak no TLS.
+    plain_health: Option<TcpListener>,
 }
 
 impl GrpcServer {
@@ -46,7 +48,17 @@ impl GrpcServer {
             listener,
             local_addr,
             tls: None,
+            plain_health: None,
         })
+    }
+
+    /// Also serves the health service alone, in plain text, at `addr` (when given).
+    pub async fn with_plain_health(mut self, addr: Option<SocketAddr>) -> Result<Self, GrpcError> {
+        if let Some(addr) = addr {
+            let bind_error = |source| GrpcError::Bind { addr, source };
+            self.plain_health = Some(TcpListener::bind(addr).await.map_err(bind_error)?);
+        }
+        Ok(self)
     }
 
     /// Serves TLS only (mutual TLS when the configuration asks clients for certificates).
@@ -75,6 +87,21 @@ impl GrpcServer {
                 .set_service_status(*name, ServingStatus::Serving)
                 .await;
         }
+        // The probes' listener stops once the server has: it reports NOT_SERVING meanwhile.
+        let probes_stop = CancellationToken::new();
+        let probes = self.plain_health.map(|listener| {
+            let health_service = health_service.clone();
+            let stop = probes_stop.clone();
+            tokio::spawn(async move {
+                let served = Server::builder()
+                    .add_service(health_service)
+                    .serve_with_incoming_shutdown(incoming(listener), stop.cancelled_owned())
+                    .await;
+                if let Err(error) = served {
+                    tracing::error!(%error, "the plain-text health listener failed");
+                }
+            })
+        });
         routes
             .add_service(health_service)
             .add_service(reflection(services).build_v1()?)
@@ -99,21 +126,26 @@ impl GrpcServer {
         let router = Server::builder()
             .layer(crate::metrics::GrpcMetricsLayer)
             .add_routes(routes.routes());
-        match self.tls {
+        let served = match self.tls {
             Some(tls) => {
                 router
                     .serve_with_incoming_shutdown(
                         crate::tls_io::incoming(self.listener, tls),
                         stopping,
                     )
-                    .await?
+                    .await
             }
             None => {
                 router
                     .serve_with_incoming_shutdown(incoming(self.listener), stopping)
-                    .await?
+                    .await
             }
+        };
+        probes_stop.cancel();
+        if let Some(probes) = probes {
+            let _ = probes.await;
         }
+        served?;
         tracing::info!(%addr, "gRPC server stopped");
         Ok(())
     }

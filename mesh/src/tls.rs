@@ -31,6 +31,10 @@ pub struct TlsArgs {
     /// The CA (PEM) that signs the services this one calls at `https://` endpoints.
     #[arg(long, env = "JIFEN_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
+    /// Also serve `grpc.health.v1` — and nothing else — in plain text here: kubelet's gRPC
+    /// probes speak no TLS.
+    #[arg(long, env = "JIFEN_PLAIN_HEALTH_LISTEN")]
+    pub plain_health_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]

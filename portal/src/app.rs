@@ -81,7 +81,10 @@ impl PortalApp {
         let server = GrpcServer::bind(config.listen)
             .await
             .map_err(StartError::from)?
-            .with_tls(config.tls.server().map_err(StartError::from)?);
+            .with_tls(config.tls.server().map_err(StartError::from)?)
+            .with_plain_health(config.tls.plain_health_listen)
+            .await
+            .map_err(StartError::from)?;
         Ok(Self {
             server,
             quotas,

@@ -202,13 +202,6 @@ pub async fn run_connector(
     let tls = config.tls.client()?;
     let target = PortalEndpoint::new(&config.portal_endpoint, tls.as_ref(), config.call_timeout)?;
     tracing::info!(endpoint = %config.portal_endpoint, "portal connector starting");
-    jifen_mesh::connector::run(
-        &config.bus,
-        spec,
-        target,
-        jifen_mesh::connector::HealthServer::at(config.health_listen, &config.tls)?,
-        shutdown,
-    )
-    .await?;
+    jifen_mesh::connector::run(&config.bus, spec, target, config.health_listen, shutdown).await?;
     Ok(())
 }

@@ -95,10 +95,15 @@ async fn an_expired_certificate_is_replaced_without_a_restart() {
     let pki = TestPki::new();
     let expired = pki.issue("portal", true);
     let db = TestDatabase::create("portal").await;
+    let probes = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let app = PortalApp::build(PortalConfig {
         tls: TlsArgs {
             tls_cert: Some(expired.cert.clone()),
             tls_key: Some(expired.key.clone()),
+            plain_health_listen: Some(probes),
             ..TlsArgs::default()
         },
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -119,6 +124,25 @@ async fn an_expired_certificate_is_replaced_without_a_restart() {
     };
     let refused = portal_answers(&endpoint, Some(&client)).await.unwrap_err();
     assert!(refused.to_lowercase().contains("expired"), "{refused}");
+    // Kubelet's probes speak no TLS: the plain-text health port answers health, and only it.
+    let plain = GrpcTarget::new(&format!("http://{probes}"), None)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let status = HealthClient::new(plain.clone())
+        .check(HealthCheckRequest {
+            service: "jifen.v1.PortalService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.status, 1, "SERVING");
+    let not_there = PortalServiceClient::new(plain)
+        .list_channels(ListChannelsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(not_there.code(), tonic::Code::Unimplemented);
 
     // The certificate is renewed in place, as cert-manager does with a Secret.
     pki.issue("portal", false);

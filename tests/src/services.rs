@@ -43,6 +43,7 @@ impl TestTls {
             tls_key: Some(service.key),
             tls_client_ca: Some(pki.ca_file.clone()),
             tls_ca: Some(pki.ca_file.clone()),
+            plain_health_listen: None,
         };
         let client = args
             .client()

@@ -219,12 +219,14 @@ pub async fn run<E: LedgerEndpoint>(
     bus: &crate::config::BusArgs,
     spec: crate::bus::consume::ConsumerSpec,
     endpoint: E,
-    health: Option<HealthServer>,
+    health: Option<std::net::SocketAddr>,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), ConnectorRunError> {
+    // A probe port: plain text, as kubelet's gRPC probes speak no TLS; it tells nothing but
+    // whether the consumer runs.
     let health = match health {
-        Some(HealthServer { listen, tls }) => {
-            let server = crate::grpc::GrpcServer::bind(listen).await?.with_tls(tls);
+        Some(addr) => {
+            let server = crate::grpc::GrpcServer::bind(addr).await?;
             let token = shutdown.clone();
             Some(tokio::spawn(async move {
                 server
@@ -265,29 +267,6 @@ pub async fn run<E: LedgerEndpoint>(
         }
     }
     Ok(())
-}
-
-/// Where a connector serves gRPC health for probes, and with what TLS.
-#[derive(Debug)]
-pub struct HealthServer {
-    pub listen: std::net::SocketAddr,
-    pub tls: Option<crate::tls::ServerTls>,
-}
-
-impl HealthServer {
-    /// The health server at `listen`, if one is asked for, with the process's TLS.
-    pub fn at(
-        listen: Option<std::net::SocketAddr>,
-        tls: &crate::tls::TlsArgs,
-    ) -> Result<Option<Self>, crate::tls::TlsError> {
-        let Some(listen) = listen else {
-            return Ok(None);
-        };
-        Ok(Some(Self {
-            listen,
-            tls: tls.server()?,
-        }))
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
