@@ -151,11 +151,17 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         dir: data_dir.join("nats"),
         cluster: None,
         authorization: Some(nats_auth.auth_conf()),
+        tls: tls.nats_server(),
     })
     .await
     .context("cannot start nats-server (pick another port with --nats-port)")?;
-    let bus =
-        |identity: &Identity| BusArgs::with_nkey(nats.url(), 1, nats_auth.seed_file(identity));
+    let bus = |identity: &Identity| {
+        tls.on_bus(BusArgs::with_nkey(
+            nats.url(),
+            1,
+            nats_auth.seed_file(identity),
+        ))
+    };
     // The streams first, as the mall makes them: the connectors started below only look
     // them up.
     jifen_mesh::bus::create_streams(&bus(&Identity::Mall))

@@ -69,6 +69,28 @@ impl DevTls {
             .with_context(|| format!("cannot reach {endpoint}"))
     }
 
+    /// The NATS server's TLS: the service certificate, clients checked against the CA.
+    pub fn nats_server(&self) -> Option<jifen_mesh::nats_server::NatsServerTls> {
+        match (&self.args.tls_cert, &self.args.tls_key, &self.args.tls_ca) {
+            (Some(cert), Some(key), Some(ca)) => Some(jifen_mesh::nats_server::NatsServerTls {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// `bus` with TLS to NATS (the CA, and the certificate as the client's), when on.
+    pub fn on_bus(&self, mut bus: jifen_mesh::config::BusArgs) -> jifen_mesh::config::BusArgs {
+        if self.on() {
+            bus.auth.nats_tls_ca = self.args.tls_ca.clone();
+            bus.auth.nats_tls_cert = self.args.tls_cert.clone();
+            bus.auth.nats_tls_key = self.args.tls_key.clone();
+        }
+        bus
+    }
+
     /// grpcurl's flags: `-plaintext`, or the CA and the client certificate.
     pub fn grpcurl(&self) -> String {
         match (&self.args.tls_ca, &self.args.tls_cert, &self.args.tls_key) {

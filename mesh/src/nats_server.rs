@@ -52,6 +52,16 @@ pub struct NatsServerConfig {
     /// An `authorization` block (as [`NatsAuth`](crate::bus::nats_auth::NatsAuth) writes
     /// it): clients then need an identity. None: anyone may connect.
     pub authorization: Option<PathBuf>,
+    /// TLS for clients, who must present a certificate of the CA (none: plain text).
+    pub tls: Option<NatsServerTls>,
+}
+
+/// The server's certificate and the CA its clients' certificates are checked against (PEM).
+#[derive(Debug, Clone)]
+pub struct NatsServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 /// One node of a local nats-server cluster.
@@ -96,6 +106,7 @@ pub struct NatsServer {
     port: u16,
     cluster: Option<ClusterNode>,
     authorization: Option<PathBuf>,
+    tls: Option<NatsServerTls>,
 }
 
 impl NatsServer {
@@ -116,6 +127,7 @@ impl NatsServer {
             dir: &config.dir,
             cluster: config.cluster.as_ref(),
             authorization: config.authorization.as_deref(),
+            tls: config.tls.as_ref(),
         };
         let (child, port) = server.spawn(config.port).await?;
         Ok(Self {
@@ -125,6 +137,7 @@ impl NatsServer {
             port,
             cluster: config.cluster,
             authorization: config.authorization,
+            tls: config.tls,
         })
     }
 
@@ -153,6 +166,7 @@ impl NatsServer {
             dir: &self.dir,
             cluster: self.cluster.as_ref(),
             authorization: self.authorization.as_deref(),
+            tls: self.tls.as_ref(),
         };
         let (child, _) = server.spawn(Some(self.port)).await?;
         self.child = child;
@@ -166,6 +180,7 @@ struct Server<'a> {
     dir: &'a Path,
     cluster: Option<&'a ClusterNode>,
     authorization: Option<&'a Path>,
+    tls: Option<&'a NatsServerTls>,
 }
 
 impl Server<'_> {
@@ -182,12 +197,21 @@ impl Server<'_> {
         }
         std::fs::create_dir_all(&ports_dir).map_err(|e| store(e, &ports_dir))?;
         let mut config_args: Vec<std::ffi::OsString> = Vec::new();
-        if let Some(authorization) = self.authorization {
-            // A copy beside the store: the server resolves `include` relative to the file.
+        if self.authorization.is_some() || self.tls.is_some() {
+            // One file beside the store, the authorization block copied in (the server
+            // resolves an `include` relative to the including file).
+            let mut text = match self.authorization {
+                Some(path) => std::fs::read_to_string(path).map_err(|e| store(e, path))?,
+                None => String::new(),
+            };
+            if let Some(tls) = self.tls {
+                text.push_str(&format!(
+                    "\ntls {{\n  cert_file: {:?}\n  key_file: {:?}\n  ca_file: {:?}\n  verify: true\n  timeout: 2\n}}\n",
+                    tls.cert, tls.key, tls.ca
+                ));
+            }
             let conf = dir.join("server.conf");
-            let block =
-                std::fs::read_to_string(authorization).map_err(|e| store(e, authorization))?;
-            std::fs::write(&conf, block).map_err(|e| store(e, &conf))?;
+            std::fs::write(&conf, text).map_err(|e| store(e, &conf))?;
             config_args.push("-c".into());
             config_args.push(conf.into_os_string());
         }
@@ -247,7 +271,11 @@ fn read_ports_file(dir: &Path) -> Option<u16> {
 }
 
 fn parse_client_port(ports_json: &str) -> Option<u16> {
-    let start = ports_json.find("nats://")? + "nats://".len();
+    // `tls://` when the server requires TLS.
+    let start = match ports_json.find("nats://") {
+        Some(at) => at + "nats://".len(),
+        None => ports_json.find("tls://")? + "tls://".len(),
+    };
     let rest = &ports_json[start..];
     let end = rest.find('"')?;
     rest[..end].rsplit(':').next()?.parse().ok()

@@ -218,3 +218,29 @@ async fn a_forged_outcome_never_settles_a_line_it_does_not_own() {
     assert_eq!(mesh.balance("alpha", "alice").await, START_POINTS - 300);
     assert_eq!(mesh.balance("beta", "alice").await, START_POINTS - 200);
 }
+
+#[tokio::test]
+async fn over_tls_a_client_needs_the_cas_certificate_besides_its_identity() {
+    let pki = jifen_tests::pki::TestPki::new();
+    let nats = TestNats::start_secured_tls(&["alpha"], &pki).await;
+    // As the prod overlay runs it: an NKEY, the CA, a client certificate.
+    let mall = jetstream_as(&nats, &Identity::Mall).await;
+    jifen_mesh::bus::topology::Topology::default()
+        .ensure(&mall)
+        .await
+        .unwrap();
+    assert!(publish(&mall, "jifen.cmd.channel.alpha.deduct", b"x".to_vec()).await);
+    // The identity without the certificate: refused at the handshake.
+    let mut without = nats.bus_for(&Identity::Mall);
+    without.auth.nats_tls_cert = None;
+    without.auth.nats_tls_key = None;
+    assert!(jifen_mesh::bus::connect_as(&without, "mall").await.is_err());
+    // The certificate without the identity: refused too.
+    let mut anonymous = nats.bus_for(&Identity::Mall);
+    anonymous.auth.nats_nkey = None;
+    assert!(
+        jifen_mesh::bus::connect_as(&anonymous, "mall")
+            .await
+            .is_err()
+    );
+}

@@ -14,6 +14,8 @@ pub struct TestNats {
     url: String,
     /// The identities, when the server requires them ([`TestNats::start_secured`]).
     auth: Option<NatsAuth>,
+    /// The CA and a client certificate, when the server requires TLS.
+    tls: Option<(std::path::PathBuf, crate::pki::Issued)>,
 }
 
 // One per test: the size of its variants does not matter.
@@ -37,18 +39,25 @@ impl TestNats {
                 backing: Backing::Container(Box::new(container)),
                 url,
                 auth: None,
+                tls: None,
             };
         }
-        Self::start_child(None).await
+        Self::start_child(None, None).await
     }
 
     /// A server that requires an identity (DESIGN §11): one NKEY user per Jifen process, for
     /// the mall, the portal, `channels` and `ops`, with their permissions.
     pub async fn start_secured(channels: &[&str]) -> Self {
-        Self::start_child(Some(channels)).await
+        Self::start_child(Some(channels), None).await
     }
 
-    async fn start_child(secured: Option<&[&str]>) -> Self {
+    /// [`start_secured`](Self::start_secured), and TLS: clients must present a certificate of
+    /// `pki`'s CA, as the `prod` overlay's server asks.
+    pub async fn start_secured_tls(channels: &[&str], pki: &crate::pki::TestPki) -> Self {
+        Self::start_child(Some(channels), Some(pki)).await
+    }
+
+    async fn start_child(secured: Option<&[&str]>, pki: Option<&crate::pki::TestPki>) -> Self {
         crate::database::refuse_containers_without_feature();
         let dir = tempfile::Builder::new()
             .prefix("jifen-nats-")
@@ -67,6 +76,14 @@ impl TestNats {
             dir: dir.path().join("server"),
             cluster: None,
             authorization: auth.as_ref().map(NatsAuth::auth_conf),
+            tls: pki.map(|pki| {
+                let server = pki.issue("nats-server", false);
+                jifen_mesh::nats_server::NatsServerTls {
+                    cert: server.cert,
+                    key: server.key,
+                    ca: pki.ca_file.clone(),
+                }
+            }),
         })
         .await
         .unwrap_or_else(|e| panic!("cannot start nats-server: {e}"));
@@ -75,15 +92,22 @@ impl TestNats {
             backing: Backing::Child(server, dir),
             url,
             auth,
+            tls: pki.map(|pki| (pki.ca_file.clone(), pki.issue("nats-client", false))),
         }
     }
 
     /// How `identity` reaches this server: with its seed when the server is secured.
     pub fn bus_for(&self, identity: &Identity) -> BusArgs {
-        match &self.auth {
+        let mut bus = match &self.auth {
             Some(auth) => BusArgs::with_nkey(self.url(), self.replicas(), auth.seed_file(identity)),
             None => BusArgs::anonymous(self.url(), self.replicas()),
+        };
+        if let Some((ca, client)) = &self.tls {
+            bus.auth.nats_tls_ca = Some(ca.clone());
+            bus.auth.nats_tls_cert = Some(client.cert.clone());
+            bus.auth.nats_tls_key = Some(client.key.clone());
         }
+        bus
     }
 
     /// A client connected as `identity` (see [`bus_for`](Self::bus_for)).
@@ -117,6 +141,7 @@ impl TestNats {
                     route_ports: route_ports.to_vec(),
                 }),
                 authorization: None,
+                tls: None,
             })
             .await
             .unwrap_or_else(|e| panic!("cannot start nats-server node {i}: {e}"));
@@ -131,6 +156,7 @@ impl TestNats {
             backing: Backing::Cluster(nodes),
             url,
             auth: None,
+            tls: None,
         };
         // Ready when it takes R3 streams: a meta leader is elected and every node is in.
         let js = async_nats::jetstream::new(cluster.connect().await);

@@ -114,6 +114,26 @@ pub async fn create_streams(bus: &crate::config::BusArgs) -> Result<(), BusError
     Ok(())
 }
 
+/// Whether the server answered and TLS failed (no or a wrong client certificate, a server
+/// certificate not of the CA): async-nats reports it as I/O, but trying again cannot help.
+fn tls_refused(error: &async_nats::ConnectError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(current) = cause {
+        if current.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
+}
+
 /// What [`connect_as`] read from the credential files, once.
 #[derive(Default)]
 struct Credentials {
@@ -201,7 +221,7 @@ async fn connect_with(
                 if matches!(
                     source.kind(),
                     ConnectErrorKind::Io | ConnectErrorKind::TimedOut | ConnectErrorKind::Dns
-                ) =>
+                ) && !tls_refused(&source) =>
             {
                 attempts = attempts.saturating_add(1);
                 let delay = crate::retry::doubling(

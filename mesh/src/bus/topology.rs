@@ -44,6 +44,9 @@ impl Topology {
             storage: stream::StorageType::File,
             num_replicas: self.replicas,
             duplicate_window: self.duplicate_window,
+            // Not even `ops` purges a queue of commands by mistake. Single messages stay
+            // deletable: the dead-letter forwarder removes what it copied.
+            deny_purge: true,
             ..Default::default()
         }
     }
@@ -57,6 +60,9 @@ impl Topology {
             num_replicas: self.replicas,
             duplicate_window: self.duplicate_window,
             max_age,
+            // Dead letters and advisories are evidence: they leave by age alone.
+            deny_delete: true,
+            deny_purge: true,
             ..Default::default()
         }
     }
