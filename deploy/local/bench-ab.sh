@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Before/after in one sitting: alternates two `jifen` binaries, each run on a fresh `jifen dev`
 # (SQLite, temp folder) loaded by `jifen bench` as deploy/local/bench.sh does, and prints each
-# run's report line and the CPU ticks (1/100 s) the mesh process used. Build the "before"
+# run's report line and the CPU ticks (1/100 s) the mesh process and its nats-server used. Build the "before"
 # binary from a git worktree and copy it aside first. The machine is shared and noisy: quote
 # medians, and compare only runs of one sitting.
 #   deploy/local/bench-ab.sh BEFORE_BIN AFTER_BIN [RUNS] [CONCURRENCY] [ORDERS]
@@ -19,9 +19,11 @@ run() {
   (cd "$dir" && exec "$bin" dev > dev.log 2>&1) &
   dev=$!
   for _ in $(seq 1 120); do grep -q "Load it:" "$dir/dev.log" 2>/dev/null && break; sleep 0.5; done
-  m0=$(cpu $dev)
+  local nats n0
+  nats=$(pgrep -P "$dev" nats-server | head -1)
+  m0=$(cpu $dev); n0=$(cpu "${nats:-0}")
   "$bin" bench --orders "$orders" --concurrency "$concurrency" --user-count 10000 --fail-pct 5 --seed 42 2>/dev/null | grep "^bench:"
-  echo "cpu ticks of jifen dev: $(( $(cpu $dev) - m0 ))"
+  echo "cpu ticks of jifen dev: $(( $(cpu $dev) - m0 )); of its nats-server: $(( $(cpu "${nats:-0}") - n0 ))"
   kill -INT $dev; wait $dev 2>/dev/null || true
   rm -rf "$dir"
 }

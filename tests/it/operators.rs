@@ -173,6 +173,13 @@ async fn the_console_shows_who_acted_and_refuses_a_viewer_with_403() {
     assert!(to.contains("ok="), "{to}");
     let (_, page) = li.get("/orders/c-1").await;
     assert!(page.contains("by li"), "{page}");
+    // The audit page shows both: vera refused, li done.
+    let (status, audit) = vera.get("/audit").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        audit.contains("vera") && audit.contains("refused") && audit.contains("ticket 12"),
+        "{audit}"
+    );
 }
 
 #[tokio::test]

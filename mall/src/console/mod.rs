@@ -5,6 +5,7 @@
 //! with its note and the operator's name, and into the audit log. No JavaScript.
 
 mod actions;
+mod audit;
 mod channels;
 mod pages;
 pub mod session;
@@ -17,14 +18,12 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use maud::html;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::Admin;
 use crate::operators::{Operators, Throttle};
 use crate::store::OrderStore;
 use session::Session;
-use views::{Flash, page};
 
 const STYLE: &str = include_str!("style.css");
 
@@ -87,24 +86,14 @@ impl Console {
             .route("/stuck", get(pages::stuck))
             .route("/reconcile", get(pages::reconcile))
             .route("/channels", get(channels::channels))
+            .route("/audit", get(audit::audit_page))
             .layer(axum::middleware::map_response(guard_headers))
             .with_state(self)
     }
 
     /// A page saying what went wrong (an unknown id, a bad filter).
     fn error_page(&self, session: &Session, message: &str) -> Response {
-        let flash = Flash {
-            ok: None,
-            error: Some(message.to_owned()),
-        };
-        let mut response = page(
-            "Error",
-            session,
-            &flash,
-            html! { p { a href="/orders" { "← Orders" } } },
-        );
-        *response.status_mut() = StatusCode::NOT_FOUND;
-        response
+        views::problem(session, "Error", message, StatusCode::NOT_FOUND)
     }
 
     fn storage_error(&self, session: &Session, error: &sqlx::Error) -> Response {

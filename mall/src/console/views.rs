@@ -29,6 +29,7 @@ pub fn page(title: &str, session: &Session, flash: &Flash, content: Markup) -> R
                             a href="/stuck" { "Stuck" }
                             a href="/reconcile" { "Reconcile" }
                             a href="/channels" { "Channels" }
+                            a href="/audit" { "Audit" }
                         }
                         span.who title=(session.operator.role.as_str()) {
                             (session.operator.name) " · " (session.operator.role.as_str())
@@ -52,17 +53,27 @@ pub fn page(title: &str, session: &Session, flash: &Flash, content: Markup) -> R
 
 /// 403: the session's operator may not do this (a viewer).
 pub fn denied(session: &Session, why: &str) -> Response {
+    problem(
+        session,
+        "Not allowed",
+        &format!("Not allowed: {why}. Nothing was changed."),
+        StatusCode::FORBIDDEN,
+    )
+}
+
+/// A page saying what went wrong, answered with `status`.
+pub fn problem(session: &Session, title: &str, message: &str, status: StatusCode) -> Response {
     let flash = Flash {
         ok: None,
-        error: Some(format!("Not allowed: {why}. Nothing was changed.")),
+        error: Some(message.to_owned()),
     };
     let mut response = page(
-        "Not allowed",
+        title,
         session,
         &flash,
         html! { p { a href="/orders" { "← Orders" } } },
     );
-    *response.status_mut() = StatusCode::FORBIDDEN;
+    *response.status_mut() = status;
     response
 }
 
