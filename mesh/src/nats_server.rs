@@ -158,6 +158,40 @@ impl NatsServer {
         let _ = self.child.kill().await;
     }
 
+    /// Reads the authorization block (and TLS files) again without a restart, as
+    /// `nats-server --signal reload` does: clients of identities still there stay connected.
+    pub async fn reload(&self) -> Result<(), NatsServerError> {
+        let server = Server {
+            binary: &self.binary,
+            dir: &self.dir,
+            cluster: self.cluster.as_ref(),
+            authorization: self.authorization.as_deref(),
+            tls: self.tls.as_ref(),
+        };
+        server.write_config()?;
+        let pid = self.child.id().ok_or_else(|| NatsServerError::Spawn {
+            path: self.binary.clone(),
+            source: std::io::Error::other("the server is not running"),
+        })?;
+        let status = Command::new(&self.binary)
+            .arg("--signal")
+            .arg(format!("reload={pid}"))
+            .status()
+            .await
+            .map_err(|source| NatsServerError::Spawn {
+                path: self.binary.clone(),
+                source,
+            })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(NatsServerError::Spawn {
+                path: self.binary.clone(),
+                source: std::io::Error::other(format!("--signal reload exited with {status}")),
+            })
+        }
+    }
+
     /// Starts the server again on the same port and store, after [`kill`](Self::kill).
     pub async fn restart(&mut self) -> Result<(), NatsServerError> {
         self.kill().await;
@@ -184,6 +218,32 @@ struct Server<'a> {
 }
 
 impl Server<'_> {
+    /// Writes `server.conf` beside the store when there is anything to configure: the
+    /// authorization block copied in (the server resolves an `include` relative to the
+    /// including file) and the TLS block.
+    fn write_config(&self) -> Result<Option<PathBuf>, NatsServerError> {
+        if self.authorization.is_none() && self.tls.is_none() {
+            return Ok(None);
+        }
+        let store = |source, path: &Path| NatsServerError::Store {
+            path: path.to_owned(),
+            source,
+        };
+        let mut text = match self.authorization {
+            Some(path) => std::fs::read_to_string(path).map_err(|e| store(e, path))?,
+            None => String::new(),
+        };
+        if let Some(tls) = self.tls {
+            text.push_str(&format!(
+                "\ntls {{\n  cert_file: {:?}\n  key_file: {:?}\n  ca_file: {:?}\n  verify: true\n  timeout: 2\n}}\n",
+                tls.cert, tls.key, tls.ca
+            ));
+        }
+        let conf = self.dir.join("server.conf");
+        std::fs::write(&conf, text).map_err(|e| store(e, &conf))?;
+        Ok(Some(conf))
+    }
+
     async fn spawn(&self, port: Option<u16>) -> Result<(Child, u16), NatsServerError> {
         let dir = self.dir;
         let ports_dir = dir.join("ports");
@@ -197,21 +257,7 @@ impl Server<'_> {
         }
         std::fs::create_dir_all(&ports_dir).map_err(|e| store(e, &ports_dir))?;
         let mut config_args: Vec<std::ffi::OsString> = Vec::new();
-        if self.authorization.is_some() || self.tls.is_some() {
-            // One file beside the store, the authorization block copied in (the server
-            // resolves an `include` relative to the including file).
-            let mut text = match self.authorization {
-                Some(path) => std::fs::read_to_string(path).map_err(|e| store(e, path))?,
-                None => String::new(),
-            };
-            if let Some(tls) = self.tls {
-                text.push_str(&format!(
-                    "\ntls {{\n  cert_file: {:?}\n  key_file: {:?}\n  ca_file: {:?}\n  verify: true\n  timeout: 2\n}}\n",
-                    tls.cert, tls.key, tls.ca
-                ));
-            }
-            let conf = dir.join("server.conf");
-            std::fs::write(&conf, text).map_err(|e| store(e, &conf))?;
+        if let Some(conf) = self.write_config()? {
             config_args.push("-c".into());
             config_args.push(conf.into_os_string());
         }

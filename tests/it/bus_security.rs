@@ -8,7 +8,7 @@ use jifen_mesh::bus::identity::Identity;
 use jifen_mesh::bus::subjects::{CMD_STREAM, MISMATCHED_EVENT, ORDER_ID_HEADER};
 use jifen_proto::v1::{Deduction, DeductionState, OrderState, PointsOutcomeEvent, StepState};
 use jifen_tests::mesh::START_POINTS;
-use jifen_tests::{TestMesh, TestNats};
+use jifen_tests::{TestMesh, TestNats, eventually};
 use prost::Message;
 
 use crate::admin::{admin, authed, one_dead_letter};
@@ -242,5 +242,54 @@ async fn over_tls_a_client_needs_the_cas_certificate_besides_its_identity() {
         jifen_mesh::bus::connect_as(&anonymous, "mall")
             .await
             .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_new_channel_is_one_command_and_a_reload_away() {
+    let mut nats = TestNats::start_secured(&["alpha"]).await;
+    let mall = jetstream_as(&nats, &Identity::Mall).await;
+    jifen_mesh::bus::topology::Topology::default()
+        .ensure(&mall)
+        .await
+        .unwrap();
+    let alpha = jetstream_as(&nats, &Identity::channel("alpha").unwrap()).await;
+    let gamma = Identity::channel("gamma").unwrap();
+    assert!(nats.connect_as(&gamma).await.is_err(), "no identity yet");
+
+    nats.add_channel_identity("gamma").await;
+    let gamma = eventually("gamma's identity", Duration::from_secs(10), || {
+        let (nats, gamma) = (&nats, gamma.clone());
+        async move { nats.connect_as(&gamma).await.ok() }
+    })
+    .await;
+    let mut gamma = jetstream::new(gamma);
+    gamma.set_timeout(Duration::from_millis(750));
+    assert!(
+        publish(
+            &gamma,
+            "jifen.evt.channel.gamma.deducted",
+            deducted("o", "gamma", 1)
+        )
+        .await,
+        "the new connector speaks for its channel"
+    );
+    assert!(
+        !publish(
+            &gamma,
+            "jifen.evt.channel.alpha.deducted",
+            deducted("o", "alpha", 1)
+        )
+        .await,
+        "and for no other"
+    );
+    assert!(
+        publish(
+            &alpha,
+            "jifen.evt.channel.alpha.deducted",
+            deducted("o", "alpha", 1)
+        )
+        .await,
+        "alpha's connection went on through the reload"
     );
 }

@@ -110,6 +110,32 @@ impl TestNats {
         bus
     }
 
+    /// Gives channel `channel_id` an identity too, as `jifen nats-config` run again with one
+    /// more channel does (the other seeds kept), and reloads the server — no restart.
+    pub async fn add_channel_identity(&mut self, channel_id: &str) {
+        let auth = self.auth.as_ref().expect("a secured server");
+        let mut channels: Vec<ChannelId> = auth
+            .identities()
+            .filter_map(|identity| match identity {
+                Identity::Channel(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        channels.push(ChannelId::parse("channel", channel_id).expect("a channel id"));
+        let dir = auth
+            .auth_conf()
+            .parent()
+            .expect("the identities' folder")
+            .to_owned();
+        self.auth = Some(NatsAuth::write(&dir, &channels).expect("the NATS identities"));
+        if let Backing::Child(server, _) = &self.backing {
+            server
+                .reload()
+                .await
+                .unwrap_or_else(|e| panic!("cannot reload nats-server: {e}"));
+        }
+    }
+
     /// A client connected as `identity` (see [`bus_for`](Self::bus_for)).
     pub async fn connect_as(
         &self,
