@@ -95,8 +95,15 @@ pub struct TestMesh {
 impl TestMesh {
     /// Starts everything, with channels `channel_ids`, users `users` holding
     /// [`START_POINTS`] in each, and [`START_QUOTA`] per channel.
+    /// NATS runs with an identity per process, as `jifen dev` and the `prod` overlay do, so
+    /// every test also checks that each process's permissions are enough.
     pub async fn start(channel_ids: &[&str], users: &[&str]) -> Self {
-        Self::start_on(TestNats::start().await, channel_ids, users).await
+        Self::start_on(
+            TestNats::start_secured(channel_ids).await,
+            channel_ids,
+            users,
+        )
+        .await
     }
 
     /// [`start`](Self::start) on a given NATS: a single server or a cluster (whose streams
@@ -157,7 +164,7 @@ impl TestMesh {
             Some(channel) => channel.server.endpoint(),
             None => self.external.get(name).cloned().unwrap_or_default(),
         };
-        self.spawn_connector(name, Some(endpoint));
+        self.spawn_connector(name, Some(endpoint)).await;
     }
 
     /// Starts a channel (not registered at the portal yet) whose users hold
@@ -166,10 +173,13 @@ impl TestMesh {
         let mut channel = TestChannel::start(channel_id).await;
         credit_start_points(&mut channel, users).await;
         self.channels.insert(channel_id.to_owned(), channel);
-        self.spawn_connector(channel_id, None);
+        self.spawn_connector(channel_id, None).await;
     }
 
-    fn spawn_connector(&mut self, name: &str, channel_endpoint: Option<String>) {
+    async fn spawn_connector(&mut self, name: &str, channel_endpoint: Option<String>) {
+        if name != "portal" {
+            self.nats.add_channel_identity(name).await;
+        }
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let identity = if name == "portal" {
@@ -241,7 +251,7 @@ impl TestMesh {
         )
         .await;
         self.adapters.insert(channel_id.to_owned(), config);
-        self.spawn_connector(channel_id, None);
+        self.spawn_connector(channel_id, None).await;
         if self.mall.is_some() {
             self.stop_mall().await;
             self.start_mall().await;

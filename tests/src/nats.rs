@@ -111,9 +111,16 @@ impl TestNats {
     }
 
     /// Gives channel `channel_id` an identity too, as `jifen nats-config` run again with one
-    /// more channel does (the other seeds kept), and reloads the server — no restart.
+    /// more channel does (the other seeds kept), and reloads the server — no restart. Nothing
+    /// to do on a server without identities, or for a channel that has one.
     pub async fn add_channel_identity(&mut self, channel_id: &str) {
-        let auth = self.auth.as_ref().expect("a secured server");
+        let Some(auth) = self.auth.as_ref() else {
+            return;
+        };
+        let wanted = Identity::channel(channel_id).expect("a channel id");
+        if auth.identities().any(|identity| *identity == wanted) {
+            return;
+        }
         let mut channels: Vec<ChannelId> = auth
             .identities()
             .filter_map(|identity| match identity {
