@@ -105,6 +105,7 @@ fn recorded(deduction: Option<Deduction>) -> Result<Recorded, Status> {
             channel_id: deduction.channel_id,
             user_id: deduction.user_id,
         }),
+        deduct_may_follow: false,
     })
 }
 
@@ -177,6 +178,7 @@ pub fn manual_refund_event(command: &LedgerCommand, points: i64) -> (String, Vec
         points,
         reason: "the channel has no refund call".to_owned(),
         key: None,
+        deduct_may_follow: false,
     };
     (
         channel_manual_refund_event(&command.channel_id),
@@ -201,6 +203,7 @@ pub fn outcome_event(command: &LedgerCommand, recorded: &Recorded) -> Vec<u8> {
             reason: recorded.reason.clone(),
             updated_at_unix_ms: jifen_mesh::time::now_unix_ms(),
         }),
+        deduct_may_follow: recorded.deduct_may_follow,
     }
     .encode_to_vec()
 }

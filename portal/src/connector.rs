@@ -60,6 +60,7 @@ fn recorded(deduction: Option<QuotaDeduction>) -> Result<Recorded, Status> {
             channel_id: deduction.channel_id,
             user_id: String::new(),
         }),
+        deduct_may_follow: false,
     })
 }
 

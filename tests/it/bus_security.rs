@@ -8,7 +8,7 @@ use jifen_mesh::bus::identity::Identity;
 use jifen_mesh::bus::subjects::{CMD_STREAM, MISMATCHED_EVENT, ORDER_ID_HEADER};
 use jifen_proto::v1::{Deduction, DeductionState, OrderState, PointsOutcomeEvent, StepState};
 use jifen_tests::mesh::START_POINTS;
-use jifen_tests::{TestMesh, TestNats, eventually};
+use jifen_tests::{TestMesh, TestNats};
 use prost::Message;
 
 use crate::admin::{admin, authed, one_dead_letter};
@@ -54,6 +54,7 @@ fn deducted(order_id: &str, channel_id: &str, points: i64) -> Vec<u8> {
             reason: String::new(),
             updated_at_unix_ms: 0,
         }),
+        deduct_may_follow: false,
     }
     .encode_to_vec()
 }
@@ -258,11 +259,7 @@ async fn a_new_channel_is_one_command_and_a_reload_away() {
     assert!(nats.connect_as(&gamma).await.is_err(), "no identity yet");
 
     nats.add_channel_identity("gamma").await;
-    let gamma = eventually("gamma's identity", Duration::from_secs(10), || {
-        let (nats, gamma) = (&nats, gamma.clone());
-        async move { nats.connect_as(&gamma).await.ok() }
-    })
-    .await;
+    let gamma = nats.connect_as(&gamma).await.unwrap();
     let mut gamma = jetstream::new(gamma);
     gamma.set_timeout(Duration::from_millis(750));
     assert!(

@@ -20,6 +20,7 @@ mod grpc_tls;
 mod harness;
 mod health;
 mod http_adapter;
+mod late_deducts;
 mod metrics;
 mod operators;
 mod portal_barrier;

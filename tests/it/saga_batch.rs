@@ -23,6 +23,7 @@ fn deducted(order_id: &str) -> Outcome {
         points: 10,
         reason: String::new(),
         refund_by_hand: false,
+        deduct_may_follow: false,
     }
 }
 

@@ -141,6 +141,13 @@ impl TestNats {
                 .await
                 .unwrap_or_else(|e| panic!("cannot reload nats-server: {e}"));
         }
+        // The signal returns before the server has read its configuration again.
+        crate::eventually(
+            &format!("nats-server to know {}", wanted.name()),
+            std::time::Duration::from_secs(10),
+            || async { self.connect_as(&wanted).await.ok() },
+        )
+        .await;
     }
 
     /// A client connected as `identity` (see [`bus_for`](Self::bus_for)).

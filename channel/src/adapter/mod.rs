@@ -235,6 +235,7 @@ impl HttpChannel {
             points,
             reason,
             key: None,
+            deduct_may_follow: false,
         })
     }
 }

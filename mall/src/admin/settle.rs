@@ -60,6 +60,7 @@ impl LineKey {
             points,
             reason,
             refund_by_hand: false,
+            deduct_may_follow: false,
         }
     }
 }
@@ -92,13 +93,24 @@ impl Admin {
                 )
             }
         };
+        // A deduct that landed is always the saga's to settle, even where the line was already
+        // refunded, rejected or skipped and the order cancelled (a deduct that overtook its
+        // refund at a channel without anti-hanging): the saga refunds it again, as it does when
+        // the channel itself reports it. That nothing was deducted matters only to a line
+        // still waiting for it.
+        let waiting: &[StepState] = if deducted {
+            &[
+                StepState::Pending,
+                StepState::Refunding,
+                StepState::Refunded,
+                StepState::Rejected,
+                StepState::Skipped,
+            ]
+        } else {
+            &[StepState::Pending, StepState::Refunding]
+        };
         let mut settling = self
-            .begin(
-                line,
-                &[StepState::Pending, StepState::Refunding],
-                "not waiting for a deduct's outcome",
-                outcome,
-            )
+            .begin(line, waiting, "not waiting for a deduct's outcome", outcome)
             .await?;
         let (tx, now) = (&mut *settling.tx, settling.now);
         let mut closed = 0_usize;

@@ -28,6 +28,8 @@ pub struct Outcome {
     /// The channel has no refund call: the step's refund is an operator's task (the state is
     /// then `Deducted`, the points held, or 0 when the channel cannot tell).
     pub refund_by_hand: bool,
+    /// A refund that found nothing at a channel that may still take the deduct on its way.
+    pub deduct_may_follow: bool,
 }
 
 /// Reads an outcome event from its subject and payload.
@@ -53,6 +55,7 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<Outcome, String> {
             points: d.points,
             reason: d.reason,
             refund_by_hand: subject.rsplit('.').next() == Some(MANUAL_REFUND_TOKEN),
+            deduct_may_follow: event.deduct_may_follow,
         })
     } else if subject.starts_with("jifen.evt.portal.") {
         let event = QuotaOutcomeEvent::decode(payload).map_err(|e| e.to_string())?;
@@ -74,6 +77,7 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<Outcome, String> {
             points: d.points,
             reason: d.reason,
             refund_by_hand: false,
+            deduct_may_follow: false,
         })
     } else {
         Err(format!("not an outcome subject: {subject}"))
@@ -92,6 +96,9 @@ pub enum Decision {
     /// A deduct reported while the step's refund is outstanding: whether that refund gives it
     /// back depends on which ran first at the ledger, which its answer will tell.
     NoteDeduct,
+    /// The refund found nothing, but the ledger may still take the deduct that is on its way:
+    /// the step holds nothing only once that deduct's outcome is known.
+    AwaitDeduct,
     /// A duplicate, a late event, or one for an order already settled: nothing changes.
     Ignore,
 }
@@ -103,6 +110,8 @@ pub struct Report {
     pub points: i64,
     /// The channel cannot refund: the step's refund waits for an operator.
     pub by_hand: bool,
+    /// A refund that found nothing where the deduct may still land.
+    pub deduct_may_follow: bool,
 }
 
 /// A step as the saga stored it.
@@ -113,6 +122,8 @@ pub struct StepFacts {
     pub deduct_seen: bool,
     /// What the refund that settled the step gave back.
     pub refunded_points: i64,
+    /// Its refund found nothing, and its deduct, which may still land, has not been reported.
+    pub awaiting_deduct: bool,
 }
 
 impl StepFacts {
@@ -121,6 +132,7 @@ impl StepFacts {
             state,
             deduct_seen: false,
             refunded_points: 0,
+            awaiting_deduct: false,
         }
     }
 }
@@ -143,12 +155,25 @@ pub fn decide(order: OrderState, step: StepFacts, report: Report) -> Decision {
         (StepState::Refunded | StepState::Rejected | StepState::Skipped, LedgerState::Deducted) => {
             Decision::Correct
         }
+        // The deduct that was awaited landed after the refund that found nothing: refund again.
+        (StepState::Refunding, LedgerState::Deducted) if step.awaiting_deduct => Decision::Correct,
         (StepState::Refunding, LedgerState::Deducted) if !step.deduct_seen => Decision::NoteDeduct,
         (StepState::Refunding, LedgerState::Deducted) => Decision::Ignore,
         // The refund found nothing to give back, yet a deduct was reported: it ran after the
         // refund (a channel without null compensation or anti-hanging).
         (StepState::Refunding, LedgerState::Refunded) if step.deduct_seen && report.points == 0 => {
             Decision::Correct
+        }
+        // Found nothing where the deduct may still land: its outcome decides (the same answer
+        // again changes nothing).
+        (StepState::Refunding, LedgerState::Refunded)
+            if report.points == 0 && report.deduct_may_follow =>
+        {
+            if step.awaiting_deduct {
+                Decision::Ignore
+            } else {
+                Decision::AwaitDeduct
+            }
         }
         _ => next_step_state(order, step.state, report.state)
             .map_or(Decision::Ignore, Decision::Move),
@@ -233,216 +258,4 @@ pub(crate) fn rejection_reason(outcome: &Outcome) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const ORDERS: [OrderState; 4] = [
-        OrderState::Pending,
-        OrderState::Compensating,
-        OrderState::Completed,
-        OrderState::Cancelled,
-    ];
-    const STEPS: [StepState; 8] = [
-        StepState::ManualRefund,
-        StepState::Waiting,
-        StepState::Pending,
-        StepState::Deducted,
-        StepState::Rejected,
-        StepState::Refunding,
-        StepState::Refunded,
-        StepState::Skipped,
-    ];
-    const LEDGER: [LedgerState; 3] = [
-        LedgerState::Deducted,
-        LedgerState::Rejected,
-        LedgerState::Refunded,
-    ];
-
-    #[test]
-    fn settled_steps_never_move_and_settled_orders_only_finish_a_correction() {
-        for order in ORDERS {
-            for step in STEPS {
-                for ledger in LEDGER {
-                    let next = next_step_state(order, step, ledger);
-                    let finishing_a_correction = order == OrderState::Cancelled
-                        && matches!(step, StepState::Refunding | StepState::ManualRefund);
-                    if (order.is_terminal() && !finishing_a_correction)
-                        || matches!(
-                            step,
-                            StepState::Rejected | StepState::Refunded | StepState::Skipped
-                        )
-                    {
-                        assert_eq!(next, None, "{order:?} {step:?} {ledger:?}");
-                    }
-                }
-            }
-        }
-    }
-
-    const DEDUCTED: Report = Report {
-        state: LedgerState::Deducted,
-        points: 5,
-        by_hand: false,
-    };
-
-    fn facts(state: StepState, deduct_seen: bool, refunded_points: i64) -> StepFacts {
-        StepFacts {
-            state,
-            deduct_seen,
-            refunded_points,
-        }
-    }
-
-    #[test]
-    fn a_deduct_for_a_step_that_holds_nothing_is_refunded_whatever_the_order() {
-        for order in ORDERS {
-            for step in [StepState::Refunded, StepState::Rejected, StepState::Skipped] {
-                for seen in [false, true] {
-                    assert_eq!(
-                        decide(order, facts(step, seen, 0), DEDUCTED),
-                        Decision::Correct,
-                        "{order:?} {step:?}"
-                    );
-                }
-            }
-            // A refund that gave points back undid this very deduct: its report is late.
-            assert_eq!(
-                decide(order, facts(StepState::Refunded, false, 5), DEDUCTED),
-                Decision::Ignore
-            );
-            // A completed order's deducted steps hold their points: a repeat is a duplicate.
-            assert_eq!(
-                decide(order, StepFacts::new(StepState::Deducted), DEDUCTED),
-                Decision::Ignore
-            );
-        }
-        // Reports of refunds and rejections never cause a refund, but the one case below.
-        for order in ORDERS {
-            for step in STEPS {
-                for state in [LedgerState::Refunded, LedgerState::Rejected] {
-                    let report = Report {
-                        state,
-                        points: 5,
-                        by_hand: false,
-                    };
-                    for seen in [false, true] {
-                        assert_ne!(
-                            decide(order, facts(step, seen, 0), report),
-                            Decision::Correct
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn a_deduct_during_its_refund_is_refunded_again_only_if_the_refund_found_nothing() {
-        let compensating = OrderState::Compensating;
-        let refunding = |seen| facts(StepState::Refunding, seen, 0);
-        assert_eq!(
-            decide(compensating, refunding(false), DEDUCTED),
-            Decision::NoteDeduct
-        );
-        assert_eq!(
-            decide(compensating, refunding(true), DEDUCTED),
-            Decision::Ignore
-        );
-        let found_nothing = Report {
-            state: LedgerState::Refunded,
-            points: 0,
-            by_hand: false,
-        };
-        let gave_back = Report {
-            state: LedgerState::Refunded,
-            points: 5,
-            by_hand: false,
-        };
-        assert_eq!(
-            decide(compensating, refunding(true), found_nothing),
-            Decision::Correct
-        );
-        assert_eq!(
-            decide(compensating, refunding(true), gave_back),
-            Decision::Move(StepState::Refunded)
-        );
-        // A null compensation with no deduct reported: the anti-hanging ledger's normal case.
-        assert_eq!(
-            decide(compensating, refunding(false), found_nothing),
-            Decision::Move(StepState::Refunded)
-        );
-        // A cancelled order's corrective refund settles its step.
-        assert_eq!(
-            decide(OrderState::Cancelled, refunding(false), gave_back),
-            Decision::Move(StepState::Refunded)
-        );
-    }
-
-    #[test]
-    fn a_refund_the_channel_cannot_make_waits_for_an_operator_once() {
-        let by_hand = Report {
-            state: LedgerState::Deducted,
-            points: 5,
-            by_hand: true,
-        };
-        for order in ORDERS {
-            for step in STEPS {
-                let expected = if step == StepState::Refunding {
-                    Decision::Move(StepState::ManualRefund)
-                } else {
-                    Decision::Ignore
-                };
-                assert_eq!(decide(order, StepFacts::new(step), by_hand), expected);
-            }
-            // The held points are known: a deduct reported meanwhile changes nothing.
-            assert_eq!(
-                decide(order, StepFacts::new(StepState::ManualRefund), DEDUCTED),
-                Decision::Ignore
-            );
-        }
-    }
-
-    #[test]
-    fn a_step_moves_at_most_once_for_the_same_report() {
-        for order in ORDERS {
-            for step in STEPS {
-                for ledger in LEDGER {
-                    if let Some(next) = next_step_state(order, step, ledger) {
-                        assert_eq!(
-                            next_step_state(order, next, ledger),
-                            None,
-                            "{order:?} {step:?} {ledger:?}"
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn events_decode_from_their_subjects() {
-        let payload = PointsOutcomeEvent {
-            deduction: Some(jifen_proto::v1::Deduction {
-                order_id: "o-1".into(),
-                channel_id: "alpha".into(),
-                user_id: "u".into(),
-                points: 5,
-                state: DeductionState::Rejected.into(),
-                reason: "insufficient points".into(),
-                updated_at_unix_ms: 0,
-            }),
-        }
-        .encode_to_vec();
-        let outcome = decode("jifen.evt.channel.alpha.rejected", &payload).unwrap();
-        assert_eq!(outcome.state, LedgerState::Rejected);
-        assert_eq!(
-            outcome.step,
-            StepKey::Line {
-                channel_id: "alpha".into(),
-                user_id: "u".into()
-            }
-        );
-        assert!(decode("jifen.evt.portal.deducted", b"\xff\xff").is_err());
-        assert!(decode("jifen.other", &payload).is_err());
-    }
-}
+mod tests;

@@ -209,6 +209,7 @@ pub(crate) async fn apply_in(
         state: outcome.state,
         points: outcome.points,
         by_hand: outcome.refund_by_hand,
+        deduct_may_follow: outcome.deduct_may_follow,
     };
     let next = match decide(order, step, report) {
         Decision::Ignore => return Ok(Effect::ignored("duplicate or late event")),
@@ -234,6 +235,28 @@ pub(crate) async fn apply_in(
                 corrected: None,
             });
         }
+        Decision::AwaitDeduct => {
+            let awaiting = StepFacts {
+                awaiting_deduct: true,
+                ..step
+            };
+            set_step(tx, outcome, awaiting).await?;
+            appends.record(
+                &outcome.order_id,
+                &history_kind(outcome),
+                &format!(
+                    "{}; the channel may still take the deduct on its way: its outcome decides",
+                    history_detail(outcome)
+                ),
+                now,
+            );
+            return Ok(Effect {
+                applied: Applied::Ignored("refund found nothing; awaiting the deduct"),
+                changed: true,
+                sent_commands: false,
+                corrected: None,
+            });
+        }
         Decision::Correct => {
             let kind = correct(tx, appends, outcome, step.state, now).await?;
             return Ok(Effect {
@@ -254,6 +277,7 @@ pub(crate) async fn apply_in(
         state: next,
         deduct_seen: false,
         refunded_points,
+        awaiting_deduct: false,
     };
     set_step(tx, outcome, moved).await?;
     appends.record(

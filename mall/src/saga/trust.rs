@@ -84,6 +84,7 @@ mod tests {
             points,
             reason: String::new(),
             refund_by_hand: false,
+            deduct_may_follow: false,
         }
     }
 

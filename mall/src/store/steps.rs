@@ -55,7 +55,7 @@ pub(crate) async fn claim_step(
     };
     let rows = sqlx::query(&format!(
         "SELECT o.state AS order_state, s.channel_id, {user_column} AS user_id, s.state, \
-         s.deduct_seen, s.refunded_points, s.points \
+         s.deduct_seen, s.refunded_points, s.awaiting_deduct, s.points \
          FROM orders o JOIN {table} s ON s.order_id = o.order_id \
          WHERE o.order_id = $1{lock}"
     ))
@@ -78,6 +78,7 @@ pub(crate) async fn claim_step(
                 state,
                 deduct_seen: row.try_get::<i64, _>("deduct_seen")? != 0,
                 refunded_points: row.try_get("refunded_points")?,
+                awaiting_deduct: row.try_get::<i64, _>("awaiting_deduct")? != 0,
             };
             step = Some((facts, row.try_get("points")?));
         }
@@ -111,8 +112,8 @@ pub(crate) async fn set_step(
             user_id,
         } => {
             sqlx::query(
-                "UPDATE order_lines SET state = $4, deduct_seen = $5, refunded_points = $6 \
-                 WHERE order_id = $1 AND channel_id = $2 AND user_id = $3",
+                "UPDATE order_lines SET state = $4, deduct_seen = $5, refunded_points = $6, \
+                 awaiting_deduct = $7 WHERE order_id = $1 AND channel_id = $2 AND user_id = $3",
             )
             .bind(&outcome.order_id)
             .bind(channel_id)
@@ -120,19 +121,21 @@ pub(crate) async fn set_step(
             .bind(state.as_str())
             .bind(deduct_seen)
             .bind(step.refunded_points)
+            .bind(i64::from(step.awaiting_deduct))
             .execute(&mut *tx)
             .await?;
         }
         StepKey::Quota { channel_id } => {
             sqlx::query(
-                "UPDATE order_quotas SET state = $3, deduct_seen = $4, refunded_points = $5 \
-                 WHERE order_id = $1 AND channel_id = $2",
+                "UPDATE order_quotas SET state = $3, deduct_seen = $4, refunded_points = $5, \
+                 awaiting_deduct = $6 WHERE order_id = $1 AND channel_id = $2",
             )
             .bind(&outcome.order_id)
             .bind(channel_id)
             .bind(state.as_str())
             .bind(deduct_seen)
             .bind(step.refunded_points)
+            .bind(i64::from(step.awaiting_deduct))
             .execute(&mut *tx)
             .await?;
         }

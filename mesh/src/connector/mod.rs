@@ -51,6 +51,8 @@ pub struct Recorded {
     /// The key the ledger named in its answer; `None` when the connector inferred the record
     /// from a status code.
     pub key: Option<AnsweredKey>,
+    /// A refund that found nothing, at a ledger that may still take the key's deduct.
+    pub deduct_may_follow: bool,
 }
 
 /// The key a ledger says it answered for. An empty field is one the ledger did not state.
@@ -69,6 +71,7 @@ impl Recorded {
             points,
             reason: status.message().to_owned(),
             key: None,
+            deduct_may_follow: false,
         }
     }
 }
@@ -301,6 +304,7 @@ mod tests {
                 channel_id: "alpha".into(),
                 user_id: user_id.into(),
             }),
+            deduct_may_follow: false,
         }
     }
 

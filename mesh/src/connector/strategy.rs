@@ -112,7 +112,15 @@ impl<E: LedgerEndpoint> Connector<E> {
                 _ => return Err(classify_failure(command, status)),
             },
         };
-        Ok(Answer::Recorded(recorded))
+        Ok(Answer::Recorded(Recorded {
+            // Nothing to give back proves nothing where the ledger may still take the deduct
+            // that is on its way: the mall waits for that deduct's outcome (DESIGN §9).
+            deduct_may_follow: command.step == Step::Refund
+                && recorded.state == LedgerState::Refunded
+                && recorded.points == 0
+                && !(capabilities.anti_hanging && capabilities.null_compensation),
+            ..recorded
+        }))
     }
 
     /// A deduct at a channel that cannot repeat it safely nor be asked about it: called again
