@@ -115,6 +115,29 @@ async fn reconcile_finds_a_mismatch_planted_in_a_channel_database() {
         ("o-1", "channel:alpha", "alpha/u1")
     );
     assert!(mismatch.actual.contains("REFUNDED"), "{mismatch:?}");
+
+    // A channel that cannot be asked leaves its keys unchecked, said once; the rest is still
+    // compared.
+    mesh.channel("beta").stop().await;
+    let partial = admin
+        .reconcile(authed(ReconcileRequest {
+            order_id: String::new(),
+            from_unix_ms: 0,
+            to_unix_ms: 0,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(partial.orders_checked, 2);
+    assert_eq!(partial.mismatches.len(), 1, "{:?}", partial.mismatches);
+    assert_eq!(partial.unchecked.len(), 1, "{:?}", partial.unchecked);
+    assert_eq!(
+        (
+            partial.unchecked[0].system.as_str(),
+            partial.unchecked[0].keys
+        ),
+        ("channel:beta", 1)
+    );
 }
 
 #[tokio::test]

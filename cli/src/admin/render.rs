@@ -257,6 +257,9 @@ pub fn reconcile(answer: &ReconcileResponse, as_json: bool) {
                 "order_id": m.order_id, "system": m.system, "key": m.key,
                 "expected": m.expected, "actual": m.actual,
             })).collect::<Vec<_>>(),
+            "unchecked": answer.unchecked.iter().map(|g| json!({
+                "system": g.system, "reason": g.reason, "keys": g.keys,
+            })).collect::<Vec<_>>(),
         }));
         return;
     }
@@ -273,6 +276,14 @@ pub fn reconcile(answer: &ReconcileResponse, as_json: bool) {
             m.key,
             m.expected,
             m.actual
+        );
+    }
+    for gap in &answer.unchecked {
+        out!(
+            "  not checked: {} key(s) at {}: {}",
+            gap.keys,
+            gap.system,
+            gap.reason
         );
     }
 }

@@ -2,7 +2,9 @@
 //! recorded, key by key (`GetDeduction`, `GetQuotaDeduction`).
 
 use jifen_mesh::domain::OrderId;
-use jifen_proto::v1::{GetQuotaDeductionRequest, Mismatch, ReconcileRequest, ReconcileResponse};
+use jifen_proto::v1::{
+    GetQuotaDeductionRequest, Mismatch, ReconcileGap, ReconcileRequest, ReconcileResponse,
+};
 use tonic::{Code, Status};
 
 use super::{Admin, RECONCILE_LIMIT};
@@ -33,31 +35,46 @@ impl Admin {
             let id = OrderId::parse("order_id", request.order_id)?;
             vec![self.order(id.as_str()).await?]
         };
-        let mut mismatches = Vec::new();
+        let mut found = Found::default();
         for order in &orders {
-            self.compare(order, &mut mismatches).await?;
+            self.compare(order, &mut found).await?;
         }
         Ok(ReconcileResponse {
             orders_checked: i64::try_from(orders.len()).unwrap_or(i64::MAX),
-            mismatches,
+            mismatches: found.mismatches,
+            unchecked: found.unchecked,
         })
     }
 
     /// Compares each settled step of `order` with the ledger that holds it. Steps in flight
-    /// (pending, refunding) are not compared.
-    async fn compare(&self, order: &Order, out: &mut Vec<Mismatch>) -> Result<(), MallError> {
+    /// (pending, refunding) are not compared; a ledger that cannot be asked leaves its keys
+    /// unchecked, said once per system, and the rest is still compared.
+    async fn compare(&self, order: &Order, out: &mut Found) -> Result<(), MallError> {
         for line in &order.lines {
             let Some(expect_live) = expected_live(line.state) else {
                 continue;
             };
-            let client = self.registry.channel(&line.channel_id).await?;
+            let system = format!("channel:{}", line.channel_id);
+            let client = match self.registry.channel(&line.channel_id).await {
+                Ok(client) => client,
+                Err(error) => {
+                    out.gap(&system, &error.to_string());
+                    continue;
+                }
+            };
             let found = client
                 .deduction(&order.order_id, &line.user_id)
                 .await
                 .map(Some);
-            let actual = recorded(found, || format!("channel {}", line.channel_id))?;
+            let actual = match recorded(found) {
+                Ok(actual) => actual,
+                Err(status) => {
+                    out.gap(&system, status.message());
+                    continue;
+                }
+            };
             check(
-                out,
+                &mut out.mismatches,
                 &order.order_id,
                 format!("channel:{}", line.channel_id),
                 format!("{}/{}", line.channel_id, line.user_id),
@@ -79,16 +96,19 @@ impl Admin {
                     channel_id: quota.channel_id.clone(),
                 })
                 .await;
-            let actual = recorded(
-                found.map(|r| {
-                    r.into_inner()
-                        .quota_deduction
-                        .map(|d| (d.state().as_str_name().to_owned(), d.points))
-                }),
-                || "the portal".to_owned(),
-            )?;
+            let actual = match recorded(found.map(|r| {
+                r.into_inner()
+                    .quota_deduction
+                    .map(|d| (d.state().as_str_name().to_owned(), d.points))
+            })) {
+                Ok(actual) => actual,
+                Err(status) => {
+                    out.gap("portal", status.message());
+                    continue;
+                }
+            };
             check(
-                out,
+                &mut out.mismatches,
                 &order.order_id,
                 "portal".to_owned(),
                 quota.channel_id.clone(),
@@ -102,20 +122,36 @@ impl Admin {
     }
 }
 
+/// What one reconciliation found.
+#[derive(Default)]
+struct Found {
+    mismatches: Vec<Mismatch>,
+    unchecked: Vec<ReconcileGap>,
+}
+
+impl Found {
+    /// A key of `system` not compared: counted under the first reason given for the system.
+    fn gap(&mut self, system: &str, reason: &str) {
+        match self.unchecked.iter_mut().find(|g| g.system == system) {
+            Some(gap) => gap.keys = gap.keys.saturating_add(1),
+            None => self.unchecked.push(ReconcileGap {
+                system: system.to_owned(),
+                reason: reason.to_owned(),
+                keys: 1,
+            }),
+        }
+    }
+}
+
 /// What a ledger recorded for a key, as `(state, points)`: nothing when it answers NOT_FOUND;
-/// any other failure stops the reconciliation.
+/// any other failure means the key could not be compared.
 fn recorded(
     answer: Result<Option<(String, i64)>, Status>,
-    what: impl FnOnce() -> String,
-) -> Result<Option<(String, i64)>, MallError> {
+) -> Result<Option<(String, i64)>, Status> {
     match answer {
         Ok(found) => Ok(found),
         Err(status) if status.code() == Code::NotFound => Ok(None),
-        Err(status) => Err(MallError::Upstream {
-            what: what(),
-            code: status.code(),
-            message: status.message().to_owned(),
-        }),
+        Err(status) => Err(status),
     }
 }
 

@@ -423,6 +423,9 @@ pub async fn reconcile(
         }
         @if let Some(result) = &result {
             p { (result.orders_checked) " order(s) checked, " strong { (result.mismatches.len()) " mismatch(es)" } }
+            @for gap in &result.unchecked {
+                div.flash.err { "Not checked: " (gap.keys) " key(s) at " (gap.system) " — " (gap.reason) }
+            }
             @if !result.mismatches.is_empty() {
                 div.wrap { table {
                     thead { tr { th { "Order" } th { "System" } th { "Key" } th { "Mall expects" } th { "Ledger holds" } } }
