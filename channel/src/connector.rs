@@ -236,9 +236,10 @@ pub struct ChannelConnectorConfig {
     /// `null_compensation`, `anti_hanging`); the strategy follows (docs/channels.md).
     #[arg(long, env = "JIFEN_CHANNEL_WITHOUT", value_delimiter = ',')]
     pub without: Vec<String>,
-    /// Deadline of each call to the channel.
-    #[arg(long, env = "JIFEN_CALL_TIMEOUT", default_value = "5s", value_parser = jifen_mesh::config::parse_duration)]
-    pub call_timeout: Duration,
+    /// Deadline of each call to the channel [default: 5s]. For a channel driven through an
+    /// adapter config, given, it replaces the config's `timeout`.
+    #[arg(long, env = "JIFEN_CALL_TIMEOUT", value_parser = jifen_mesh::config::parse_duration)]
+    pub call_timeout: Option<Duration>,
     /// Commands handled at once.
     #[arg(long, env = "JIFEN_CONCURRENCY", default_value_t = 64)]
     pub concurrency: usize,
@@ -269,6 +270,9 @@ pub enum ConnectorError {
     Tls(#[from] jifen_mesh::tls::TlsError),
 }
 
+/// How long a call to a gRPC channel may take unless `--call-timeout` says otherwise.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Runs the connector of one channel until `shutdown`.
 pub async fn run_connector(
     config: ChannelConnectorConfig,
@@ -286,13 +290,24 @@ pub async fn run_connector(
             &config.retry.policy(),
         )
     };
+    let tls = config.tls.client()?;
     if let Some(path) = &config.adapter_config {
-        let adapter = crate::adapter::AdapterConfig::load(path)?;
+        let mut adapter = crate::adapter::AdapterConfig::load(path)?;
         if adapter.channel_id != channel_id {
             return Err(ConnectorError::OtherChannel {
                 file: adapter.channel_id.to_string(),
                 flag: channel_id.to_string(),
             });
+        }
+        if let Some(timeout) = config.call_timeout {
+            adapter.timeout = timeout;
+        }
+        // Like any connector, it starts on a channel the portal knows (and gives quota).
+        let registered =
+            wait_for_registration(&config.portal_endpoint, tls.as_ref(), channel_id.as_str());
+        tokio::select! {
+            _ = registered => {}
+            () = shutdown.cancelled() => return Ok(()),
         }
         let target = crate::adapter::HttpChannel::new(adapter)?;
         tracing::info!(channel_id = %channel_id, api = target.base_url(), missing = ?target.capabilities().missing(), "channel connector starting (HTTP adapter)");
@@ -300,7 +315,6 @@ pub async fn run_connector(
             .await?;
         return Ok(());
     }
-    let tls = config.tls.client()?;
     let endpoint = match &config.channel_endpoint {
         Some(endpoint) => endpoint.clone(),
         None => {
@@ -316,7 +330,7 @@ pub async fn run_connector(
         channel_id.as_str(),
         &endpoint,
         tls.as_ref(),
-        config.call_timeout,
+        config.call_timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
         capabilities,
     )?;
     tracing::info!(channel_id = %channel_id, %endpoint, missing = ?capabilities.missing(), "channel connector starting");

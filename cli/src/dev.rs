@@ -234,7 +234,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             channel_id: (*channel_id).to_owned(),
             channel_endpoint: Some(tls.endpoint(*addr)),
             portal_endpoint: portal_endpoint.clone(),
-            call_timeout: Duration::from_secs(5),
+            call_timeout: Some(Duration::from_secs(5)),
             concurrency: 64,
             health_listen: None,
             bus: bus(&Identity::channel(channel_id)?),

@@ -8,7 +8,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use jifen_channel::adapter::AdapterConfig;
@@ -108,7 +107,8 @@ pub async fn start(
         adapter_config: Some(config.clone()),
         without: Vec::new(),
         portal_endpoint: portal_endpoint.to_owned(),
-        call_timeout: Duration::from_secs(5),
+        // The adapter config's own timeouts apply.
+        call_timeout: None,
         concurrency: 64,
         health_listen: None,
         bus: bus.clone(),

@@ -148,3 +148,21 @@ async fn a_rest_api_is_checked_through_its_adapter_config() {
     assert!(!report.refund_call);
     assert!(missing(&report).contains(&"refund_once"), "{report:#?}");
 }
+
+#[tokio::test]
+async fn a_rest_api_that_refuses_the_credentials_is_said_to_refuse_not_to_be_unreachable() {
+    let api = jifen_tests::http_channel::TestPointsApi::start(&["tester"], 100).await;
+    let config = api.config("delta", jifen_mesh::capabilities::Capabilities::FULL, "2s");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains(jifen_tests::http_channel::API_KEY));
+    std::fs::write(
+        &config,
+        text.replace(jifen_tests::http_channel::API_KEY, "not-the-key"),
+    )
+    .unwrap();
+    let target = check::Target::http(&config).unwrap();
+    match check::run_on(target, "tester", 5, "check-k-").await {
+        Err(check::CheckError::Refused(why)) => assert!(why.contains("401"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}

@@ -211,7 +211,8 @@ impl TestMesh {
                 portal_endpoint: self.portal.server.endpoint(),
                 without: self.lacks.get(name).cloned().unwrap_or_default(),
                 adapter_config: self.adapters.get(name).cloned(),
-                call_timeout: Duration::from_secs(2),
+                // An adapter channel keeps its config's timeouts.
+                call_timeout: (!self.adapters.contains_key(name)).then_some(Duration::from_secs(2)),
                 concurrency: 16,
                 health_listen: None,
                 bus,

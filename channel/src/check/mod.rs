@@ -75,6 +75,11 @@ pub enum CheckError {
     Endpoint { endpoint: String, reason: String },
     #[error("the channel cannot be reached: {0}")]
     Unreachable(String),
+    #[error(
+        "the channel answered but refused the check's call: {0} (its credentials, a signature, \
+         or a call the adapter config describes wrongly?)"
+    )]
+    Refused(String),
     #[error("the test user {0:?} is unknown at the channel")]
     UnknownUser(String),
     #[error("the test user has {balance} points; the check needs {needed}")]

@@ -50,7 +50,16 @@ impl Probe {
             Ok(Some(balance)) => Ok(balance),
             Ok(None) => Err(CheckError::NoBalance),
             Err(s) if s.code() == Code::NotFound => Err(CheckError::UnknownUser(self.user.clone())),
-            Err(s) => Err(CheckError::Unreachable(status(&s))),
+            // Only a call that got no answer is "unreachable": a 401 or a 4xx is an answer.
+            Err(s)
+                if matches!(
+                    s.code(),
+                    Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
+                ) =>
+            {
+                Err(CheckError::Unreachable(status(&s)))
+            }
+            Err(s) => Err(CheckError::Refused(status(&s))),
         }
     }
 
