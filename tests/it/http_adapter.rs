@@ -208,3 +208,50 @@ async fn tls_trusts_the_configured_ca_and_refuses_an_unknown_certificate() {
     let missing = trusted.replace(&ca.ca_file.display().to_string(), "/nonexistent/ca.pem");
     assert_eq!(invalid_key(&missing), "tls.ca_file");
 }
+
+#[tokio::test]
+async fn a_code_can_mean_a_state_or_another_amount_and_file_headers_are_no_templates() {
+    let api = TestPointsApi::start(&["u1"], 100).await;
+    let path = api.config("delta", Capabilities::FULL, "5s");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // The API answers a deduct after its reversal with 409 ALREADY_REVERSED: declared as the
+    // state it is, the key reads as refunded instead of a failure.
+    let as_state = text.replace(
+        "ALREADY_REVERSED = \"conflict\"",
+        "ALREADY_REVERSED = \"refunded\"",
+    );
+    assert_ne!(as_state, text, "the demo config maps ALREADY_REVERSED");
+    std::fs::write(&path, &as_state).unwrap();
+    let http = HttpChannel::new(AdapterConfig::load(&path).unwrap()).unwrap();
+    http.deduct(key("o-1", "u1", 30)).await.unwrap();
+    http.refund(key("o-1", "u1", 0)).await.unwrap();
+    let late = http.deduct(key("o-1", "u1", 30)).await.unwrap();
+    assert_eq!(late.state, LedgerState::Refunded, "{late:?}");
+    assert_eq!(api.api.points_of("u1"), Some(100));
+
+    // "Same key, other amount" can be said (mapped here onto the API's one 409 code):
+    // ALREADY_EXISTS, as the contract has it.
+    let other_amount = text.replace(
+        "ALREADY_REVERSED = \"conflict\"",
+        "ALREADY_REVERSED = \"other_amount\"",
+    );
+    std::fs::write(&path, &other_amount).unwrap();
+    let http = HttpChannel::new(AdapterConfig::load(&path).unwrap()).unwrap();
+    let refused = http.deduct(key("o-1", "u1", 30)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");
+
+    // A file-level header is sent as it is: a placeholder there is refused, naming it.
+    let templated = text.replace(
+        "X-Api-Key = \"jifen-demo-key\"",
+        "X-Api-Key = \"jifen-demo-key\"\nX-Timestamp = \"{timestamp}\"",
+    );
+    assert_ne!(templated, text);
+    std::fs::write(&path, &templated).unwrap();
+    match AdapterConfig::load(&path) {
+        Err(AdapterConfigError::Invalid { key, message, .. }) => {
+            assert_eq!(key, "headers.X-Timestamp");
+            assert!(message.contains("{timestamp}"), "{message}");
+        }
+        other => panic!("expected the header to be refused, got {other:?}"),
+    }
+}

@@ -46,6 +46,13 @@ pub enum Failure {
     Invalid,
     /// The key was refunded before this deduct arrived.
     Conflict,
+    /// The key was used before with another amount (`ALREADY_EXISTS`).
+    OtherAmount,
+    /// Not a failure but a state: the key is already deducted (a "duplicate order" code
+    /// answering a repeated deduct).
+    Deducted,
+    /// Not a failure but a state: the key is already refunded ("already reversed").
+    Refunded,
 }
 
 /// One state of a deduction as Jifen reads it.
@@ -247,7 +254,19 @@ impl AdapterConfig {
             let header_name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| invalid(&at, "is not a header name".into()))?;
             let value = match secret {
-                RawSecret::Literal(value) => value,
+                RawSecret::Literal(value) => {
+                    if let Some(placeholder) = placeholder_in(&value) {
+                        return Err(invalid(
+                            &at,
+                            format!(
+                                "{placeholder} would be sent as it is: the file's [headers] are \
+                                 sent unchanged; a header made of placeholders belongs to a \
+                                 call's own headers ([deduct.headers] …)"
+                            ),
+                        ));
+                    }
+                    value
+                }
                 RawSecret::Env { env } => std::env::var(&env)
                     .map_err(|_| invalid(&at, format!("the environment has no {env}")))?,
                 RawSecret::File { file } => std::fs::read_to_string(&file)
@@ -323,6 +342,21 @@ impl AdapterConfig {
             balance,
         })
     }
+}
+
+/// The first `{name}` in a value that is sent verbatim.
+fn placeholder_in(value: &str) -> Option<&str> {
+    let mut rest = value;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open..];
+        let close = after.find('}')?;
+        let name = &after[1..close];
+        if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Some(&after[..=close]);
+        }
+        rest = &after[1..];
+    }
+    None
 }
 
 fn error_map(raw: &RawErrors, over: &ErrorMap, at: &str) -> Result<ErrorMap, (String, String)> {

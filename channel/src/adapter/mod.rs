@@ -125,12 +125,12 @@ impl HttpChannel {
         };
         let answer = self.call(call, key).await?;
         let pointer = call.balance.as_deref().unwrap_or_default();
-        number(&answer, pointer).map(Some).ok_or_else(|| {
+        number(&answer.body, pointer).map(Some).ok_or_else(|| {
             Status::unknown(format!("the balance answer has no number at {pointer:?}"))
         })
     }
 
-    async fn call(&self, call: &Call, key: CallKey<'_>) -> Result<Value, Status> {
+    async fn call(&self, call: &Call, key: CallKey<'_>) -> Result<Answer, Status> {
         let channel_id = self.channel_id();
         let mut values = Values {
             order_id: key.order_id,
@@ -178,33 +178,50 @@ impl HttpChannel {
                 }
             },
         };
-        if let Some(failure) = failure {
-            return Err(failure_status(
-                failure,
-                &what,
-                status,
-                body.as_ref(),
-                &call.errors,
-            ));
-        }
-        body.or_else(|| bytes.is_empty().then_some(Value::Null))
-            .ok_or_else(|| {
-                Status::unknown(format!(
+        // A code the config maps to a state answers the call (already deducted, already
+        // reversed), whatever the HTTP status.
+        let means = match failure {
+            Some(Failure::Deducted) => Some(AnswerState::Deducted),
+            Some(Failure::Refunded) => Some(AnswerState::Refunded),
+            Some(failure) => {
+                return Err(failure_status(
+                    failure,
+                    &what,
+                    status,
+                    body.as_ref(),
+                    &call.errors,
+                ));
+            }
+            None => None,
+        };
+        let body = match (body, means) {
+            (Some(body), _) => body,
+            (None, Some(_)) => Value::Null,
+            (None, None) if bytes.is_empty() => Value::Null,
+            (None, None) => {
+                return Err(Status::unknown(format!(
                     "{what} answered {status} with a body that is not JSON"
-                ))
-            })
+                )));
+            }
+        };
+        Ok(Answer { body, means })
     }
 
     fn recorded(
         &self,
         call: &Call,
-        answer: &Value,
+        answer: &Answer,
         default_state: AnswerState,
         default_points: i64,
     ) -> Result<Recorded, Status> {
-        let state = match &call.state {
-            None => default_state,
-            Some(pointer) => {
+        let Answer {
+            body: answer,
+            means,
+        } = answer;
+        let state = match (&call.state, means) {
+            (_, Some(state)) => *state,
+            (None, None) => default_state,
+            (Some(pointer), None) => {
                 let raw = scalar(answer, pointer).ok_or_else(|| {
                     Status::unknown(format!("the answer has no state at {pointer:?}"))
                 })?;
@@ -219,9 +236,11 @@ impl HttpChannel {
                     })?
             }
         };
-        let points = match &call.points {
-            None => default_points,
-            Some(pointer) => number(answer, pointer).ok_or_else(|| {
+        let points = match (&call.points, means) {
+            (None, _) => default_points,
+            // An answer that is a code may carry no points: the state is what it says.
+            (Some(pointer), Some(_)) => number(answer, pointer).unwrap_or(default_points),
+            (Some(pointer), None) => number(answer, pointer).ok_or_else(|| {
                 Status::unknown(format!("the answer has no points at {pointer:?}"))
             })?,
         };
@@ -238,6 +257,12 @@ impl HttpChannel {
             deduct_may_follow: false,
         })
     }
+}
+
+/// An answer of the API: its body, and the state a mapped code says it means.
+struct Answer {
+    body: Value,
+    means: Option<AnswerState>,
 }
 
 /// A value at a JSON pointer as text (a string, or a number or boolean written out).
@@ -288,6 +313,9 @@ fn failure_status(
         Failure::Transient => Status::unavailable(message),
         Failure::Invalid => Status::invalid_argument(message),
         Failure::Conflict => Status::aborted(message),
+        Failure::OtherAmount => Status::already_exists(message),
+        // Mapped to states before this is reached; never a failure.
+        Failure::Deducted | Failure::Refunded => Status::unknown(message),
     }
 }
 
