@@ -255,3 +255,33 @@ async fn a_code_can_mean_a_state_or_another_amount_and_file_headers_are_no_templ
         other => panic!("expected the header to be refused, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_hashed_key_fits_a_partners_limit_and_keeps_idempotency() {
+    let api = TestPointsApi::start(&["u1"], 100).await;
+    let path = api.config("delta", Capabilities::FULL, "5s");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let hashed = format!("key_hash = \"sha256\"\nkey_length = 32\n{text}");
+    std::fs::write(&path, &hashed).unwrap();
+    let http = HttpChannel::new(AdapterConfig::load(&path).unwrap()).unwrap();
+    let long_order = "o".repeat(120);
+    http.deduct(key(&long_order, "u1", 30)).await.unwrap();
+    // The same key hashes the same: a repeat takes nothing more, the query finds it.
+    http.deduct(key(&long_order, "u1", 30)).await.unwrap();
+    assert_eq!(api.api.points_of("u1"), Some(70));
+    let found = http.query(key(&long_order, "u1", 30)).await.unwrap();
+    assert_eq!(found.state, LedgerState::Deducted);
+    // The partner saw the first 32 hex digits of the key's SHA-256, not the 120-byte id.
+    let reference = &jifen_mall::operators::token_hash(&format!("{long_order}:u1"))[..32];
+    assert_eq!(
+        api.api.held_by(reference),
+        30,
+        "one deduction, under the hashed key"
+    );
+    // A length that would collide is refused at start.
+    std::fs::write(&path, hashed.replace("key_length = 32", "key_length = 8")).unwrap();
+    assert!(matches!(
+        AdapterConfig::load(&path),
+        Err(AdapterConfigError::Invalid { key, .. }) if key == "key_length"
+    ));
+}

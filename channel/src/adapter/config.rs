@@ -74,6 +74,10 @@ struct RawFile {
     connect_timeout: String,
     #[serde(default = "default_key")]
     key: String,
+    /// Fits `{key}` to a partner's limits: the key's SHA-256, hex, cut to `key_length`.
+    #[serde(default)]
+    key_hash: KeyHash,
+    key_length: Option<usize>,
     #[serde(default)]
     headers: BTreeMap<String, RawSecret>,
     #[serde(default)]
@@ -97,6 +101,18 @@ fn default_connect_timeout() -> String {
 
 fn default_key() -> String {
     "{order_id}:{user_id}".to_owned()
+}
+
+/// How `{key}` is made to fit a partner's limits on its order numbers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyHash {
+    /// The key as the template renders it (up to ~260 bytes: ids are 128 at most).
+    #[default]
+    None,
+    /// The rendered key's SHA-256 in lowercase hex (64 characters, `[0-9a-f]` only), cut to
+    /// `key_length`: the same key always gives the same value, so idempotency holds.
+    Sha256,
 }
 
 /// A header value: literal, or a secret read from the environment or a file.
@@ -204,6 +220,9 @@ pub struct AdapterConfig {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub key: Template,
+    pub key_hash: KeyHash,
+    /// Characters of the hashed key kept (with `key_hash`).
+    pub key_length: usize,
     pub headers: Vec<Header>,
     pub ca_file: Option<PathBuf>,
     pub identity_file: Option<PathBuf>,
@@ -248,6 +267,21 @@ impl AdapterConfig {
         let timeout = duration("timeout", &raw.timeout)?;
         let connect_timeout = duration("connect_timeout", &raw.connect_timeout)?;
         let key = Template::parse(&raw.key).map_err(|m| invalid("key", m))?;
+        let key_length = match (raw.key_hash, raw.key_length) {
+            (KeyHash::None, Some(_)) => {
+                return Err(invalid(
+                    "key_length",
+                    "cuts a hashed key: set key_hash = \"sha256\" too".into(),
+                ));
+            }
+            (KeyHash::Sha256, Some(n)) if !(16..=64).contains(&n) => {
+                return Err(invalid(
+                    "key_length",
+                    format!("is {n}; keep 16 to 64 characters of the hash (fewer would collide)"),
+                ));
+            }
+            (_, n) => n.unwrap_or(64),
+        };
         let mut headers = Vec::new();
         for (name, secret) in raw.headers {
             let at = format!("headers.{name}");
@@ -332,6 +366,8 @@ impl AdapterConfig {
             timeout,
             connect_timeout,
             key,
+            key_hash: raw.key_hash,
+            key_length,
             headers,
             ca_file: raw.tls.ca_file,
             identity_file: raw.tls.identity_file,

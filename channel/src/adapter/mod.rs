@@ -20,7 +20,7 @@ use serde_json::Value;
 use tonic::Status;
 
 pub use config::{AdapterConfig, AdapterConfigError};
-use config::{AnswerState, Call, ErrorMap, Failure};
+use config::{AnswerState, Call, ErrorMap, Failure, KeyHash};
 use template::{Escape, Values};
 
 /// A REST points API driven through its adapter config.
@@ -140,6 +140,17 @@ impl HttpChannel {
             key: "",
         };
         let idempotency_key = self.config.key.render(&values, Escape::Raw);
+        let idempotency_key = match self.config.key_hash {
+            KeyHash::None => idempotency_key,
+            KeyHash::Sha256 => {
+                use sha2::Digest;
+                let hex: String = sha2::Sha256::digest(idempotency_key.as_bytes())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                hex[..self.config.key_length.min(hex.len())].to_owned()
+            }
+        };
         values.key = &idempotency_key;
         let path = call.url.render(&values, Escape::Url);
         let url = if path.starts_with("http://") || path.starts_with("https://") {
