@@ -158,17 +158,21 @@ impl NatsServer {
         let _ = self.child.kill().await;
     }
 
-    /// Reads the authorization block (and TLS files) again without a restart, as
-    /// `nats-server --signal reload` does: clients of identities still there stay connected.
-    pub async fn reload(&self) -> Result<(), NatsServerError> {
-        let server = Server {
+    /// How this server is started.
+    fn server(&self) -> Server<'_> {
+        Server {
             binary: &self.binary,
             dir: &self.dir,
             cluster: self.cluster.as_ref(),
             authorization: self.authorization.as_deref(),
             tls: self.tls.as_ref(),
-        };
-        server.write_config()?;
+        }
+    }
+
+    /// Reads the authorization block (and TLS files) again without a restart, as
+    /// `nats-server --signal reload` does: clients of identities still there stay connected.
+    pub async fn reload(&self) -> Result<(), NatsServerError> {
+        self.server().write_config()?;
         let pid = self.child.id().ok_or_else(|| NatsServerError::Spawn {
             path: self.binary.clone(),
             source: std::io::Error::other("the server is not running"),
@@ -195,14 +199,7 @@ impl NatsServer {
     /// Starts the server again on the same port and store, after [`kill`](Self::kill).
     pub async fn restart(&mut self) -> Result<(), NatsServerError> {
         self.kill().await;
-        let server = Server {
-            binary: &self.binary,
-            dir: &self.dir,
-            cluster: self.cluster.as_ref(),
-            authorization: self.authorization.as_deref(),
-            tls: self.tls.as_ref(),
-        };
-        let (child, _) = server.spawn(Some(self.port)).await?;
+        let (child, _) = self.server().spawn(Some(self.port)).await?;
         self.child = child;
         Ok(())
     }
