@@ -114,9 +114,12 @@ async fn losing_the_command_stream_leader_mid_load_loses_nothing_and_stalls_no_l
     .await;
     let longest = longest_stall.await.unwrap();
     eprintln!("longest stall with nothing settled: {longest:?}");
-    // Elections take a few seconds; the relay once froze 5 s per lost ack on top of them.
+    // Elections take a few seconds (4-5 s here when the machine is quiet); the relay once
+    // froze 5 s per lost ack on top of them, which adds up far past this bound. The bound is
+    // loose because CI runs this beside other tests on two cores (a run saw 15.2 s): it is
+    // here to catch a mesh that stops, not to time an election.
     assert!(
-        longest < Duration::from_secs(15),
+        longest < Duration::from_secs(30),
         "nothing settled for {longest:?}"
     );
     for i in 0..ORDERS {
