@@ -5,16 +5,14 @@
 use std::time::Duration;
 
 use jifen_mesh::barrier::LedgerState;
-use jifen_mesh::bus::subjects::{Step, channel_event, channel_manual_refund_event};
+use jifen_mesh::bus::subjects::{Step, channel_event};
 use jifen_mesh::capabilities::Capabilities;
 use jifen_mesh::connector::{AnsweredKey, LedgerCommand, LedgerEndpoint, Recorded};
 use jifen_mesh::domain::InvalidField;
 use jifen_proto::v1::channel_service_client::ChannelServiceClient;
 use jifen_proto::v1::{
-    DeductPointsCommand, DeductPointsRequest, Deduction, DeductionState, GetDeductionRequest,
-    PointsOutcomeEvent, RefundPointsCommand, RefundPointsRequest,
+    DeductPointsRequest, Deduction, DeductionState, GetDeductionRequest, RefundPointsRequest,
 };
-use prost::Message;
 use tonic::Status;
 use tonic::transport::Channel;
 
@@ -46,43 +44,6 @@ impl ChannelEndpoint {
     }
 }
 
-/// A channel command from its payload, refused if it is for another channel.
-pub fn decode_command(
-    channel_id: &str,
-    step: Step,
-    payload: &[u8],
-) -> Result<LedgerCommand, String> {
-    let command = match step {
-        Step::Deduct => {
-            let c = DeductPointsCommand::decode(payload).map_err(|e| e.to_string())?;
-            LedgerCommand {
-                step,
-                order_id: c.order_id,
-                channel_id: c.channel_id,
-                user_id: c.user_id,
-                points: c.points,
-            }
-        }
-        Step::Refund => {
-            let c = RefundPointsCommand::decode(payload).map_err(|e| e.to_string())?;
-            LedgerCommand {
-                step,
-                order_id: c.order_id,
-                channel_id: c.channel_id,
-                user_id: c.user_id,
-                points: 0,
-            }
-        }
-    };
-    if command.channel_id != channel_id {
-        return Err(format!(
-            "command for channel {:?} reached the connector of {}",
-            command.channel_id, channel_id
-        ));
-    }
-    Ok(command)
-}
-
 fn recorded(deduction: Option<Deduction>) -> Result<Recorded, Status> {
     let deduction =
         deduction.ok_or_else(|| Status::internal("the channel answered without a deduction"))?;
@@ -111,7 +72,7 @@ fn recorded(deduction: Option<Deduction>) -> Result<Recorded, Status> {
 
 impl LedgerEndpoint for ChannelEndpoint {
     fn decode(&self, step: Step, payload: &[u8]) -> Result<LedgerCommand, String> {
-        decode_command(&self.channel_id, step, payload)
+        jifen_mesh::wire::decode_points_command(&self.channel_id, step, payload)
     }
 
     async fn deduct(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
@@ -154,7 +115,7 @@ impl LedgerEndpoint for ChannelEndpoint {
     fn event(&self, command: &LedgerCommand, recorded: &Recorded) -> (String, Vec<u8>) {
         (
             channel_event(&command.channel_id, recorded.state),
-            outcome_event(command, recorded),
+            jifen_mesh::wire::points_outcome_event(command, recorded),
         )
     }
 
@@ -167,45 +128,8 @@ impl LedgerEndpoint for ChannelEndpoint {
         command: &LedgerCommand,
         points: i64,
     ) -> Option<(String, Vec<u8>)> {
-        Some(manual_refund_event(command, points))
+        Some(jifen_mesh::wire::manual_refund_event(command, points))
     }
-}
-
-/// The event asking an operator to refund a line by hand: what the key holds, as deducted.
-pub fn manual_refund_event(command: &LedgerCommand, points: i64) -> (String, Vec<u8>) {
-    let held = Recorded {
-        state: LedgerState::Deducted,
-        points,
-        reason: "the channel has no refund call".to_owned(),
-        key: None,
-        deduct_may_follow: false,
-    };
-    (
-        channel_manual_refund_event(&command.channel_id),
-        outcome_event(command, &held),
-    )
-}
-
-/// A channel's outcome event (`PointsOutcomeEvent`) for a command.
-pub fn outcome_event(command: &LedgerCommand, recorded: &Recorded) -> Vec<u8> {
-    let state = match recorded.state {
-        LedgerState::Deducted => DeductionState::Deducted,
-        LedgerState::Refunded => DeductionState::Refunded,
-        LedgerState::Rejected => DeductionState::Rejected,
-    };
-    PointsOutcomeEvent {
-        deduction: Some(Deduction {
-            order_id: command.order_id.clone(),
-            channel_id: command.channel_id.clone(),
-            user_id: command.user_id.clone(),
-            points: recorded.points,
-            state: state.into(),
-            reason: recorded.reason.clone(),
-            updated_at_unix_ms: jifen_mesh::time::now_unix_ms(),
-        }),
-        deduct_may_follow: recorded.deduct_may_follow,
-    }
-    .encode_to_vec()
 }
 
 /// How a channel connector runs.

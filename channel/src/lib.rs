@@ -3,9 +3,13 @@
 //! One process serves one channel id. [`ledger::PointsLedger`] holds the accounts and the
 //! deduction barrier (DESIGN §3) on the channel's own database; [`grpc`] turns wire requests
 //! into domain types and domain errors into statuses ([`error`]); [`app::ChannelApp`] binds,
-//! migrates and serves, the same way in `main` and in tests.
+//! migrates and serves, the same way in `main` and in tests. [`connector`] drives a channel —
+//! this one, a third party's gRPC service, or a REST API through the HTTP adapter (the
+//! `jifen-adapter` crate, re-exported as [`adapter`]); [`check`] finds which guarantees a live
+//! channel gives; [`points_api`] is a demo partner REST API for `jifen dev` and the tests.
 
-pub mod adapter;
+/// The HTTP adapter, a crate of its own (the mall uses it without the reference channel).
+pub use jifen_adapter as adapter;
 pub mod app;
 pub mod check;
 pub mod connector;

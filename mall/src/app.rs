@@ -139,8 +139,8 @@ impl MallApp {
         config.bus.topology().ensure(&js).await?;
         let mut adapters = Vec::new();
         for path in &config.adapter_configs {
-            let adapter = jifen_channel::adapter::AdapterConfig::load(path)
-                .and_then(jifen_channel::adapter::HttpChannel::new)
+            let adapter = jifen_adapter::AdapterConfig::load(path)
+                .and_then(jifen_adapter::HttpChannel::new)
                 .map_err(|e| MallStartError::Config(e.to_string()))?;
             adapters.push(adapter);
         }

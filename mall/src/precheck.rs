@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
-use jifen_channel::adapter::{CallKey, HttpChannel};
+use jifen_adapter::{CallKey, HttpChannel};
 use jifen_mesh::barrier::LedgerState;
 use jifen_proto::v1::channel_service_client::ChannelServiceClient;
 use jifen_proto::v1::portal_service_client::PortalServiceClient;

@@ -19,6 +19,7 @@
 //! - [`group_commit`]: one writer per ledger that commits many barrier calls at once.
 //! - [`tls`] and [`tls_io`]: TLS and mutual TLS on every gRPC hop, certificates re-read when
 //!   they rotate; [`tls_io::GrpcTarget`] is how every client reaches a gRPC server.
+//! - [`wire`]: the points commands and events between protobuf and the connector's types.
 //! - [`trace`]: the W3C trace context across gRPC calls and bus messages.
 //! - [`shutdown`]: turns SIGINT/SIGTERM into a cancellation token; [`startup`] and [`status`]:
 //!   the errors every service shares at start and at its gRPC edge.
@@ -43,3 +44,4 @@ pub mod time;
 pub mod tls;
 pub mod tls_io;
 pub mod trace;
+pub mod wire;

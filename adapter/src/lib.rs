@@ -350,7 +350,7 @@ fn transport(what: &str, error: &reqwest::Error) -> Status {
 
 impl LedgerEndpoint for HttpChannel {
     fn decode(&self, step: Step, payload: &[u8]) -> Result<LedgerCommand, String> {
-        crate::connector::decode_command(self.channel_id(), step, payload)
+        jifen_mesh::wire::decode_points_command(self.channel_id(), step, payload)
     }
 
     async fn deduct(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
@@ -368,7 +368,7 @@ impl LedgerEndpoint for HttpChannel {
     fn event(&self, command: &LedgerCommand, recorded: &Recorded) -> (String, Vec<u8>) {
         (
             channel_event(&command.channel_id, recorded.state),
-            crate::connector::outcome_event(command, recorded),
+            jifen_mesh::wire::points_outcome_event(command, recorded),
         )
     }
 
@@ -381,7 +381,7 @@ impl LedgerEndpoint for HttpChannel {
         command: &LedgerCommand,
         points: i64,
     ) -> Option<(String, Vec<u8>)> {
-        Some(crate::connector::manual_refund_event(command, points))
+        Some(jifen_mesh::wire::manual_refund_event(command, points))
     }
 }
 

@@ -1,0 +1,86 @@
+//! The points commands and events on the bus, between their protobuf form and the
+//! connector's ([`LedgerCommand`], [`Recorded`]): one place for both the gRPC channel
+//! connector and the HTTP adapter.
+
+use jifen_proto::v1::{
+    DeductPointsCommand, Deduction, DeductionState, PointsOutcomeEvent, RefundPointsCommand,
+};
+use prost::Message;
+
+use crate::barrier::LedgerState;
+use crate::bus::subjects::{Step, channel_manual_refund_event};
+use crate::connector::{LedgerCommand, Recorded};
+
+/// A channel command from its payload, refused if it is for another channel.
+pub fn decode_points_command(
+    channel_id: &str,
+    step: Step,
+    payload: &[u8],
+) -> Result<LedgerCommand, String> {
+    let command = match step {
+        Step::Deduct => {
+            let c = DeductPointsCommand::decode(payload).map_err(|e| e.to_string())?;
+            LedgerCommand {
+                step,
+                order_id: c.order_id,
+                channel_id: c.channel_id,
+                user_id: c.user_id,
+                points: c.points,
+            }
+        }
+        Step::Refund => {
+            let c = RefundPointsCommand::decode(payload).map_err(|e| e.to_string())?;
+            LedgerCommand {
+                step,
+                order_id: c.order_id,
+                channel_id: c.channel_id,
+                user_id: c.user_id,
+                points: 0,
+            }
+        }
+    };
+    if command.channel_id != channel_id {
+        return Err(format!(
+            "command for channel {:?} reached the connector of {}",
+            command.channel_id, channel_id
+        ));
+    }
+    Ok(command)
+}
+
+/// The event asking an operator to refund a line by hand: what the key holds, as deducted.
+pub fn manual_refund_event(command: &LedgerCommand, points: i64) -> (String, Vec<u8>) {
+    let held = Recorded {
+        state: LedgerState::Deducted,
+        points,
+        reason: "the channel has no refund call".to_owned(),
+        key: None,
+        deduct_may_follow: false,
+    };
+    (
+        channel_manual_refund_event(&command.channel_id),
+        points_outcome_event(command, &held),
+    )
+}
+
+/// A channel's outcome event (`PointsOutcomeEvent`) for a command.
+pub fn points_outcome_event(command: &LedgerCommand, recorded: &Recorded) -> Vec<u8> {
+    let state = match recorded.state {
+        LedgerState::Deducted => DeductionState::Deducted,
+        LedgerState::Refunded => DeductionState::Refunded,
+        LedgerState::Rejected => DeductionState::Rejected,
+    };
+    PointsOutcomeEvent {
+        deduction: Some(Deduction {
+            order_id: command.order_id.clone(),
+            channel_id: command.channel_id.clone(),
+            user_id: command.user_id.clone(),
+            points: recorded.points,
+            state: state.into(),
+            reason: recorded.reason.clone(),
+            updated_at_unix_ms: crate::time::now_unix_ms(),
+        }),
+        deduct_may_follow: recorded.deduct_may_follow,
+    }
+    .encode_to_vec()
+}
