@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 
-use crate::admin::{Admin, Guarded};
+use crate::admin::{Admin, Gate, Guarded};
 use crate::dead_letters::Indexer;
 use crate::grpc::Mall;
 use crate::operators::{Operators, Throttle};
@@ -309,13 +309,16 @@ impl MallApp {
             relay: self.mall.relay.clone(),
             changes,
         };
-        let throttle = Throttle::default();
+        let gate = Gate::new(
+            self.operators.clone(),
+            Throttle::default(),
+            admin.store.database().clone(),
+        );
         if let Some(listener) = self.console {
             let console = crate::console::Console::new(
                 admin.clone(),
                 self.js.clone(),
-                self.operators.clone(),
-                throttle.clone(),
+                gate.clone(),
                 self.config.console_secure_cookie,
             );
             let stop = shutdown.clone();
@@ -328,13 +331,7 @@ impl MallApp {
 
         let mut routes = RoutesBuilder::default();
         routes.add_service(MallServiceServer::new(self.mall.clone()));
-        let audit_db = admin.store.database().clone();
-        routes.add_service(Guarded::new(
-            AdminServiceServer::new(admin),
-            self.operators.clone(),
-            throttle,
-            audit_db,
-        ));
+        routes.add_service(Guarded::new(AdminServiceServer::new(admin), gate));
         let served = self
             .server
             .serve(

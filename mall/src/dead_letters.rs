@@ -8,8 +8,8 @@ use jifen_mesh::bus::consume::{Delivery, Disposition, Handler};
 use jifen_mesh::bus::subjects::{
     CMD_STREAM, CONSUMER_HEADER, DEAD_LETTER_KIND_HEADER, DELIVERIES_HEADER, DLQ_INDEX_CONSUMER,
     LAST_ERROR_HEADER, MISMATCHED_EVENT, ORDER_ID_HEADER, ORIGIN_MSG_ID_HEADER,
-    ORIGIN_SEQUENCE_HEADER, ORIGIN_STREAM_HEADER, ORIGIN_SUBJECT_HEADER, PORTAL_CONSUMER,
-    dlq_subject,
+    ORIGIN_SEQUENCE_HEADER, ORIGIN_STREAM_HEADER, ORIGIN_SUBJECT_HEADER, PORTAL_CONSUMER, Step,
+    channel_command, consumer_channel, dlq_subject, portal_command,
 };
 use jifen_mesh::storage::Database;
 use jifen_mesh::time::now_unix_ms;
@@ -87,18 +87,22 @@ fn origin_fits(dlq: &str, letter: &DeadLetter) -> Result<(), String> {
             "it came on {dlq} but names stream {stream:?} and consumer {consumer:?}"
         ));
     }
-    let own = if let Some(channel) = consumer.strip_prefix("channel-") {
-        Some(format!("jifen.cmd.channel.{channel}."))
+    // A connector's own commands; any other consumer is the mall's, whose identity alone
+    // may publish its dead letters.
+    let steps = [Step::Deduct, Step::Refund];
+    let own = if let Some(channel) = consumer_channel(consumer) {
+        steps.map(|step| channel_command(channel, step))
     } else if consumer == PORTAL_CONSUMER {
-        Some("jifen.cmd.portal.".to_owned())
+        steps.map(portal_command)
     } else {
-        None
+        return Ok(());
     };
-    match own {
-        Some(prefix) if stream != CMD_STREAM || !subject.starts_with(&prefix) => Err(format!(
+    if stream == CMD_STREAM && own.iter().any(|command| command == subject) {
+        Ok(())
+    } else {
+        Err(format!(
             "consumer {consumer} names {stream} {subject:?}, not one of its commands"
-        )),
-        _ => Ok(()),
+        ))
     }
 }
 

@@ -236,11 +236,12 @@ impl Throttle {
                 }
                 entry.count = entry.count.saturating_add(1);
                 entry.last = Instant::now();
-                // Forget the oldest addresses rather than grow without bound under a spray.
+                let count = entry.count;
+                // Forget the expired addresses rather than grow without bound under a spray.
                 if failures.len() > 10_000 {
                     failures.retain(|_, f| f.last.elapsed() < Self::WINDOW);
                 }
-                entry_count(&failures, client)
+                count
             }
             None => 1,
         };
@@ -260,10 +261,6 @@ impl Throttle {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-fn entry_count(failures: &HashMap<IpAddr, Failures>, client: IpAddr) -> u32 {
-    failures.get(&client).map_or(1, |f| f.count)
 }
 
 #[cfg(test)]

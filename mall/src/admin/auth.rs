@@ -15,26 +15,74 @@ use jifen_mesh::time::now_unix_ms;
 use tonic::Status;
 use tonic::server::NamedService;
 
-use crate::operators::{Operators, Throttle};
+use crate::operators::{Operator, Operators, Throttle};
 use crate::store::audit::{self, AuditEntry};
 
-/// Wraps the admin service: authenticates, slows guessing down, records refusals.
+/// Where a token becomes an operator, for the admin API and the console's login alike: a
+/// locked-out address is refused, a wrong token is recorded and answered late, a right one
+/// clears the address's count.
 #[derive(Debug, Clone)]
-pub struct Guarded<S> {
-    inner: S,
+pub struct Gate {
     operators: Operators,
     throttle: Throttle,
     db: Database,
 }
 
-impl<S> Guarded<S> {
-    pub fn new(inner: S, operators: Operators, throttle: Throttle, db: Database) -> Self {
+/// Why a token was not let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Too many wrong tokens from this address: try again after this long.
+    LockedOut(std::time::Duration),
+    /// Unknown or missing (recorded, and answered after the address's delay).
+    WrongToken,
+}
+
+impl Gate {
+    pub fn new(operators: Operators, throttle: Throttle, db: Database) -> Self {
         Self {
-            inner,
             operators,
             throttle,
             db,
         }
+    }
+
+    pub fn operators(&self) -> &Operators {
+        &self.operators
+    }
+
+    /// The operator whose token this is. `action` names what was attempted, for the audit.
+    pub async fn admit(
+        &self,
+        token: Option<&str>,
+        client: Option<IpAddr>,
+        action: &str,
+    ) -> Result<Operator, Refusal> {
+        self.throttle.admit(client).map_err(Refusal::LockedOut)?;
+        let Some(operator) = token.and_then(|t| self.operators.authenticate(t)) else {
+            let delay = self.throttle.failed(client);
+            let entry = refused(action, client, "unknown or missing token");
+            if let Err(error) = audit::write(&self.db, &entry).await {
+                tracing::error!(%error, "cannot write the audit log");
+            }
+            tracing::warn!(client = %entry.client, action, "a wrong operator token");
+            tokio::time::sleep(delay).await;
+            return Err(Refusal::WrongToken);
+        };
+        self.throttle.succeeded(client);
+        Ok(operator)
+    }
+}
+
+/// Wraps the admin service: authenticates through the [`Gate`].
+#[derive(Debug, Clone)]
+pub struct Guarded<S> {
+    inner: S,
+    gate: Gate,
+}
+
+impl<S> Guarded<S> {
+    pub fn new(inner: S, gate: Gate) -> Self {
+        Self { inner, gate }
     }
 }
 
@@ -66,11 +114,7 @@ where
         // The service that was polled ready serves this call; a fresh clone waits for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let (operators, throttle, db) = (
-            self.operators.clone(),
-            self.throttle.clone(),
-            self.db.clone(),
-        );
+        let gate = self.gate.clone();
         let client = client_ip(&request);
         let method = request
             .uri()
@@ -81,33 +125,28 @@ where
             .to_owned();
         let token = bearer(request.headers()).map(str::to_owned);
         Box::pin(async move {
-            if operators.is_empty() {
+            if gate.operators().is_empty() {
                 return Ok(Status::unauthenticated(
                     "the admin API has no operators configured (JIFEN_OPERATORS_FILE or JIFEN_ADMIN_TOKEN)",
                 )
                 .into_http());
             }
-            if let Err(retry_after) = throttle.admit(client) {
-                let mut status = Status::resource_exhausted(format!(
-                    "too many wrong tokens from this address: try again in {} s",
-                    retry_after.as_secs()
-                ));
-                if let Ok(value) = retry_after.as_secs().to_string().parse() {
-                    status.metadata_mut().insert("retry-after", value);
+            let operator = match gate.admit(token.as_deref(), client, &method).await {
+                Ok(operator) => operator,
+                Err(Refusal::LockedOut(retry_after)) => {
+                    let mut status = Status::resource_exhausted(format!(
+                        "too many wrong tokens from this address: try again in {} s",
+                        retry_after.as_secs()
+                    ));
+                    if let Ok(value) = retry_after.as_secs().to_string().parse() {
+                        status.metadata_mut().insert("retry-after", value);
+                    }
+                    return Ok(status.into_http());
                 }
-                return Ok(status.into_http());
-            }
-            let Some(operator) = token.as_deref().and_then(|t| operators.authenticate(t)) else {
-                let delay = throttle.failed(client);
-                let entry = refused(&method, client, "unknown or missing token");
-                if let Err(error) = audit::write(&db, &entry).await {
-                    tracing::error!(%error, "cannot write the audit log");
+                Err(Refusal::WrongToken) => {
+                    return Ok(Status::unauthenticated("missing or wrong admin token").into_http());
                 }
-                tracing::warn!(client = %entry.client, %method, "admin call with a wrong token");
-                tokio::time::sleep(delay).await;
-                return Ok(Status::unauthenticated("missing or wrong admin token").into_http());
             };
-            throttle.succeeded(client);
             request.extensions_mut().insert(operator);
             inner.call(request).await
         })
@@ -130,7 +169,7 @@ fn client_ip<B>(request: &http::Request<B>) -> Option<IpAddr> {
 }
 
 /// The audit line of a refused token.
-pub(crate) fn refused(action: &str, client: Option<IpAddr>, why: &str) -> AuditEntry {
+fn refused(action: &str, client: Option<IpAddr>, why: &str) -> AuditEntry {
     AuditEntry {
         at_ms: now_unix_ms(),
         operator: String::new(),

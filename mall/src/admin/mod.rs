@@ -19,8 +19,8 @@ use tokio::sync::{Notify, broadcast};
 
 use crate::store::reemit::reemit;
 use crate::store::steps;
-pub use auth::Guarded;
-pub(crate) use auth::{constant_time_eq, refused};
+pub(crate) use auth::constant_time_eq;
+pub use auth::{Gate, Guarded, Refusal};
 
 use crate::error::MallError;
 use crate::order::{Order, OrderState, StepState};

@@ -18,6 +18,7 @@ use tonic::Status;
 use super::Console;
 use super::session::{Session, redirect};
 use super::views::{Flash, enc, forbidden, page};
+use crate::admin::Refusal;
 
 /// A submitted form: every value of every field, in order.
 struct Form(Vec<(String, String)>);
@@ -64,27 +65,24 @@ pub async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Response {
-    let client = Some(peer.ip());
-    if let Err(retry_after) = console.throttle.admit(client) {
-        return super::views::too_many(retry_after);
-    }
     let form = Form::parse(&body);
-    let Some(operator) = console.operators.authenticate(form.get("token")) else {
-        tracing::warn!(client = %peer.ip(), "console: login refused");
-        let entry = crate::admin::refused("console login", client, "unknown token");
-        if let Err(error) = crate::store::audit::write(console.store.database(), &entry).await {
-            tracing::error!(%error, "cannot write the audit log");
+    let token = Some(form.get("token")).filter(|t| !t.is_empty());
+    let operator = match console
+        .gate
+        .admit(token, Some(peer.ip()), "console login")
+        .await
+    {
+        Ok(operator) => operator,
+        Err(Refusal::LockedOut(retry_after)) => return super::views::too_many(retry_after),
+        Err(Refusal::WrongToken) => {
+            let why = if console.gate.operators().is_empty() {
+                "The mall has no operators configured (JIFEN_OPERATORS_FILE or JIFEN_ADMIN_TOKEN): the console is closed."
+            } else {
+                "Wrong token."
+            };
+            return super::views::login(Some(why));
         }
-        // Guessing costs time, more with every wrong token from the same address.
-        tokio::time::sleep(console.throttle.failed(client)).await;
-        let why = if console.operators.is_empty() {
-            "The mall has no operators configured (JIFEN_OPERATORS_FILE or JIFEN_ADMIN_TOKEN): the console is closed."
-        } else {
-            "Wrong token."
-        };
-        return super::views::login(Some(why));
     };
-    console.throttle.succeeded(client);
     match console.open_session(&operator).await {
         Ok(response) => response,
         Err(error) => {

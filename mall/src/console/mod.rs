@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::Admin;
-use crate::operators::{Operators, Throttle};
+use crate::admin::Gate;
 use crate::store::OrderStore;
 use session::Session;
 
@@ -33,9 +33,9 @@ pub struct Console {
     pub(crate) admin: Admin,
     pub(crate) store: OrderStore,
     pub(crate) js: async_nats::jetstream::Context,
-    pub(crate) operators: Operators,
-    /// Wrong tokens per address, shared with the admin API.
-    pub(crate) throttle: Throttle,
+    /// Where a login's token becomes an operator, shared with the admin API (and so is the
+    /// count of wrong tokens per address).
+    pub(crate) gate: Gate,
     /// The session cookie is sent over HTTPS only.
     pub(crate) secure_cookie: bool,
 }
@@ -43,7 +43,7 @@ pub struct Console {
 impl std::fmt::Debug for Console {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Console")
-            .field("operators", &self.operators)
+            .field("gate", &self.gate)
             .finish_non_exhaustive()
     }
 }
@@ -52,16 +52,14 @@ impl Console {
     pub fn new(
         admin: Admin,
         js: async_nats::jetstream::Context,
-        operators: Operators,
-        throttle: Throttle,
+        gate: Gate,
         secure_cookie: bool,
     ) -> Self {
         Self {
             store: admin.store.clone(),
             admin,
             js,
-            operators,
-            throttle,
+            gate,
             secure_cookie,
         }
     }

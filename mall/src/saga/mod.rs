@@ -67,9 +67,9 @@ impl Effect {
         }
     }
 
-    fn mismatched(why: String) -> Self {
+    fn mismatched(mismatch: trust::Mismatch) -> Self {
         Self {
-            applied: Applied::Mismatched(trust::Mismatch(why)),
+            applied: Applied::Mismatched(mismatch),
             ..Self::ignored("mismatched")
         }
     }
@@ -188,22 +188,19 @@ pub(crate) async fn apply_in(
         undeducted,
     }) = claim_step(tx, backend, outcome).await?
     else {
-        return Ok(Effect::mismatched(format!(
+        return Ok(Effect::mismatched(trust::Mismatch(format!(
             "no order {:?}",
             outcome.order_id
-        )));
+        ))));
     };
     let Some((step, step_points)) = step else {
-        return Ok(Effect::mismatched(format!(
+        return Ok(Effect::mismatched(trust::Mismatch(format!(
             "order {:?} has no step {:?}",
             outcome.order_id, outcome.step
-        )));
+        ))));
     };
     if let Err(mismatch) = trust::points_fit(outcome, step_points) {
-        return Ok(Effect {
-            applied: Applied::Mismatched(mismatch),
-            ..Effect::ignored("mismatched")
-        });
+        return Ok(Effect::mismatched(mismatch));
     }
     let report = Report {
         state: outcome.state,

@@ -5,7 +5,9 @@
 //! not fit is never applied: it is dead-lettered as `mismatched_event` for an operator.
 
 use jifen_mesh::barrier::LedgerState;
-use jifen_mesh::bus::subjects::{MANUAL_REFUND_TOKEN, outcome_token};
+use jifen_mesh::bus::subjects::{
+    channel_event, channel_manual_refund_event, outcome_token, portal_event,
+};
 
 use super::machine::{Outcome, StepKey};
 
@@ -14,37 +16,23 @@ use super::machine::{Outcome, StepKey};
 #[error("mismatched event: {0}")]
 pub struct Mismatch(pub String);
 
-/// The subject an event came on against what its payload says.
+/// The subject an event came on against what its payload says: it must be the very subject
+/// a connector publishes that outcome on.
 pub fn subject_fits(subject: &str, outcome: &Outcome) -> Result<(), Mismatch> {
-    let tokens: Vec<&str> = subject.split('.').collect();
-    let (channel, token) = match (tokens.as_slice(), &outcome.step) {
-        (["jifen", "evt", "channel", channel, token], StepKey::Line { channel_id, .. }) => {
-            if channel != channel_id {
-                return Err(Mismatch(format!(
-                    "{subject} carries an outcome of channel {channel_id:?}"
-                )));
-            }
-            (*channel, *token)
+    let expected = match &outcome.step {
+        StepKey::Line { channel_id, .. } if outcome.refund_by_hand => {
+            channel_manual_refund_event(channel_id)
         }
-        (["jifen", "evt", "portal", token], StepKey::Quota { .. }) => ("portal", *token),
-        _ => {
-            return Err(Mismatch(format!(
-                "{subject} is not where an outcome of this kind is published"
-            )));
-        }
+        StepKey::Line { channel_id, .. } => channel_event(channel_id, outcome.state),
+        StepKey::Quota { .. } => portal_event(outcome.state),
     };
-    let expected = if outcome.refund_by_hand {
-        MANUAL_REFUND_TOKEN
+    if subject == expected {
+        Ok(())
     } else {
-        outcome_token(outcome.state)
-    };
-    if token != expected {
-        return Err(Mismatch(format!(
-            "{channel} said {token:?} on the subject but {:?} in the payload",
-            outcome_token(outcome.state)
-        )));
+        Err(Mismatch(format!(
+            "{subject} carries an outcome that belongs on {expected}"
+        )))
     }
-    Ok(())
 }
 
 /// The points an event reports against the step's: a deduct takes exactly the step's points;

@@ -109,6 +109,11 @@ pub fn channel_consumer(channel_id: &str) -> String {
     format!("channel-{channel_id}")
 }
 
+/// The channel whose connector's consumer group this is (the inverse of [`channel_consumer`]).
+pub fn consumer_channel(consumer: &str) -> Option<&str> {
+    consumer.strip_prefix("channel-")
+}
+
 pub fn outcome_token(state: LedgerState) -> &'static str {
     match state {
         LedgerState::Deducted => "deducted",
