@@ -69,6 +69,24 @@ async fn stuck_orders_are_listed_and_flagged_after_their_deadline() {
     assert_eq!(mesh.settled("o-1").await.state(), OrderState::Completed);
 }
 
+/// Reconciles one order, or every order with `""`.
+async fn reconcile(
+    admin: &mut jifen_proto::v1::admin_service_client::AdminServiceClient<
+        tonic::transport::Channel,
+    >,
+    order_id: &str,
+) -> jifen_proto::v1::ReconcileResponse {
+    admin
+        .reconcile(authed(ReconcileRequest {
+            order_id: order_id.into(),
+            from_unix_ms: 0,
+            to_unix_ms: 0,
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 #[tokio::test]
 async fn reconcile_finds_a_mismatch_planted_in_a_channel_database() {
     let mut mesh = TestMesh::start(&["alpha", "beta"], &["u1"]).await;
@@ -79,30 +97,14 @@ async fn reconcile_finds_a_mismatch_planted_in_a_channel_database() {
     mesh.settled("o-1").await;
     mesh.settled("o-2").await;
     let mut admin = admin(&mut mesh).await;
-    let clean = admin
-        .reconcile(authed(ReconcileRequest {
-            order_id: String::new(),
-            from_unix_ms: 0,
-            to_unix_ms: 0,
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let clean = reconcile(&mut admin, "").await;
     assert_eq!((clean.orders_checked, clean.mismatches.len()), (2, 0));
 
     sqlx::query("UPDATE deductions SET state = 'REFUNDED' WHERE order_id = 'o-1'")
         .execute(mesh.channels["alpha"].ledger.database().pool())
         .await
         .unwrap();
-    let found = admin
-        .reconcile(authed(ReconcileRequest {
-            order_id: "o-1".into(),
-            from_unix_ms: 0,
-            to_unix_ms: 0,
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let found = reconcile(&mut admin, "o-1").await;
     assert_eq!(found.orders_checked, 1);
     assert_eq!(found.mismatches.len(), 1, "{:?}", found.mismatches);
     let mismatch = &found.mismatches[0];
@@ -119,15 +121,7 @@ async fn reconcile_finds_a_mismatch_planted_in_a_channel_database() {
     // A channel that cannot be asked leaves its keys unchecked, said once; the rest is still
     // compared.
     mesh.channel("beta").stop().await;
-    let partial = admin
-        .reconcile(authed(ReconcileRequest {
-            order_id: String::new(),
-            from_unix_ms: 0,
-            to_unix_ms: 0,
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let partial = reconcile(&mut admin, "").await;
     assert_eq!(partial.orders_checked, 2);
     assert_eq!(partial.mismatches.len(), 1, "{:?}", partial.mismatches);
     assert_eq!(partial.unchecked.len(), 1, "{:?}", partial.unchecked);

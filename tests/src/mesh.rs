@@ -1,27 +1,25 @@
 //! The whole mesh in one process: a nats-server, the portal, channels with their connectors,
 //! the portal connector and the mall, each on its own fresh database, with short retry
-//! schedules. Parts can be stopped and started again to stage failures.
+//! schedules. Parts can be stopped and started again to stage failures ([`parts`]: connectors,
+//! the mall and its replicas).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use jifen_channel::connector::{ChannelConnectorConfig, run_connector as run_channel_connector};
-use jifen_mall::{MallApp, MallConfig};
 use jifen_mesh::bus::identity::Identity;
-use jifen_mesh::config::{BusArgs, RetryArgs, ShutdownArgs};
-use jifen_portal::connector::{PortalConnectorConfig, run_connector as run_portal_connector};
+use jifen_mesh::config::{BusArgs, RetryArgs};
 use jifen_proto::v1::mall_service_client::MallServiceClient;
 use jifen_proto::v1::{
     ChannelKind, CreditPointsRequest, GetOrderRequest, GrantQuotaRequest, Order, OrderState,
     RegisterChannelRequest, SubmitOrderLine, SubmitOrderRequest,
 };
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-use crate::services::{Running, TestTls, tls_args};
+mod parts;
+
+use crate::services::{Running, TestTls};
 use crate::{TestChannel, TestDatabase, TestNats, TestPortal, eventually};
+use parts::{Task, operators_file};
 
 /// Points every demo user starts with, in every channel.
 pub const START_POINTS: i64 = 10_000;
@@ -42,20 +40,6 @@ pub fn test_retry() -> RetryArgs {
             .map(Duration::from_millis)
             .collect(),
         max_deliver: 50,
-    }
-}
-
-/// A connector running as a task.
-#[derive(Debug)]
-struct Task {
-    shutdown: CancellationToken,
-    handle: JoinHandle<()>,
-}
-
-impl Task {
-    async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = self.handle.await;
     }
 }
 
@@ -156,170 +140,6 @@ impl TestMesh {
     /// How `identity` reaches the mesh's NATS (with its own NKEY on a secured server).
     pub fn bus(&self, identity: &Identity) -> BusArgs {
         self.nats.bus_for(identity)
-    }
-
-    /// Starts the connector of a channel, or of the portal with `"portal"`.
-    pub async fn start_connector(&mut self, name: &str) {
-        let endpoint = match self.channels.get(name) {
-            Some(channel) => channel.server.endpoint(),
-            None => self.external.get(name).cloned().unwrap_or_default(),
-        };
-        self.spawn_connector(name, Some(endpoint)).await;
-    }
-
-    /// Starts a channel (not registered at the portal yet) whose users hold
-    /// [`START_POINTS`], and its connector, which finds the endpoint in the portal's registry.
-    pub async fn add_unregistered_channel(&mut self, channel_id: &str, users: &[&str]) {
-        let mut channel = TestChannel::start(channel_id).await;
-        credit_start_points(&mut channel, users).await;
-        self.channels.insert(channel_id.to_owned(), channel);
-        self.spawn_connector(channel_id, None).await;
-    }
-
-    async fn spawn_connector(&mut self, name: &str, channel_endpoint: Option<String>) {
-        if name != "portal" {
-            self.nats.add_channel_identity(name).await;
-        }
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let identity = if name == "portal" {
-            Identity::Portal
-        } else {
-            Identity::channel(name).expect("a channel id")
-        };
-        let bus = self.bus(&identity);
-        let handle = if name == "portal" {
-            let config = PortalConnectorConfig {
-                tls: tls_args(self.tls.as_ref()),
-                portal_endpoint: self.portal.server.endpoint(),
-                call_timeout: Duration::from_secs(2),
-                concurrency: 16,
-                health_listen: None,
-                bus,
-                retry: self.retry.clone(),
-            };
-            tokio::spawn(async move {
-                run_portal_connector(config, token)
-                    .await
-                    .expect("the portal connector runs");
-            })
-        } else {
-            let config = ChannelConnectorConfig {
-                tls: tls_args(self.tls.as_ref()),
-                channel_id: name.to_owned(),
-                channel_endpoint,
-                portal_endpoint: self.portal.server.endpoint(),
-                without: self.lacks.get(name).cloned().unwrap_or_default(),
-                adapter_config: self.adapters.get(name).cloned(),
-                // An adapter channel keeps its config's timeouts.
-                call_timeout: (!self.adapters.contains_key(name)).then_some(Duration::from_secs(2)),
-                concurrency: 16,
-                health_listen: None,
-                bus,
-                retry: self.retry.clone(),
-            };
-            tokio::spawn(async move {
-                run_channel_connector(config, token)
-                    .await
-                    .expect("the channel connector runs");
-            })
-        };
-        self.connectors
-            .insert(name.to_owned(), Task { shutdown, handle });
-    }
-
-    /// Adds a channel served elsewhere (a third party's endpoint): registers it at the portal
-    /// with [`START_QUOTA`] and starts its connector.
-    pub async fn attach_channel(&mut self, channel_id: &str, endpoint: &str) {
-        let name = format!("{channel_id} (third party)");
-        register_with_quota(&mut self.portal, channel_id, &name, endpoint).await;
-        self.external
-            .insert(channel_id.to_owned(), endpoint.to_owned());
-        self.start_connector(channel_id).await;
-    }
-
-    /// Adds a channel served as an HTTP/JSON API, driven through the adapter config at
-    /// `config`: registers it (kind HTTP) with [`START_QUOTA`], starts its connector, and
-    /// restarts the mall so that its pre-check reads the API through the same file.
-    pub async fn attach_http_channel(&mut self, channel_id: &str, base_url: &str, config: PathBuf) {
-        let name = format!("{channel_id} (REST API)");
-        register_with_quota_as(
-            &mut self.portal,
-            channel_id,
-            &name,
-            base_url,
-            ChannelKind::Http,
-        )
-        .await;
-        self.adapters.insert(channel_id.to_owned(), config);
-        self.spawn_connector(channel_id, None).await;
-        if self.mall.is_some() {
-            self.stop_mall().await;
-            self.start_mall().await;
-        }
-    }
-
-    pub async fn stop_connector(&mut self, name: &str) {
-        if let Some(task) = self.connectors.remove(name) {
-            task.stop().await;
-        }
-    }
-
-    pub fn mall_config(&self) -> MallConfig {
-        MallConfig {
-            tls: tls_args(self.tls.as_ref()),
-            listen: "127.0.0.1:0".parse().expect("an address"),
-            database_url: self.mall_db.url().to_owned(),
-            db_max_connections: crate::services::TEST_POOL_SIZE,
-            portal_endpoint: self.portal.server.endpoint(),
-            call_timeout: Duration::from_secs(3),
-            outbox_sweep: Duration::from_millis(200),
-            admin_token: Some(ADMIN_TOKEN.to_owned()),
-            admin_token_file: None,
-            operators_file: Some(self.operators_file.path().to_owned()),
-            stuck_after: self.stuck_after,
-            adapter_configs: self.adapters.values().cloned().collect(),
-            console_listen: Some("127.0.0.1:0".parse().expect("an address")),
-            console_secure_cookie: false,
-            bus: self.bus(&Identity::Mall),
-            retry: self.retry.clone(),
-            shutdown: ShutdownArgs {
-                shutdown_grace_secs: 0,
-            },
-        }
-    }
-
-    /// Starts the mall on its database (again, after [`stop_mall`](Self::stop_mall)).
-    pub async fn start_mall(&mut self) {
-        self.mall = Some(self.start_replica().await);
-    }
-
-    /// Starts another mall replica on the same database and bus (as a second pod would run).
-    pub async fn start_replica(&self) -> TestMall {
-        let app = MallApp::build(self.mall_config())
-            .await
-            .unwrap_or_else(|e| panic!("the replica starts: {e:?}"));
-        let store = app.store().clone();
-        let addr = app.local_addr();
-        let console = format!(
-            "http://{}",
-            app.console_addr()
-                .expect("the test mall serves its console")
-        );
-        let server = Running::spawn(addr, |token| app.run_until(token)).with_tls(self.tls.as_ref());
-        let channel = server.channel().await;
-        TestMall {
-            server,
-            client: MallServiceClient::new(channel),
-            store,
-            console,
-        }
-    }
-
-    pub async fn stop_mall(&mut self) {
-        if let Some(mut mall) = self.mall.take() {
-            mall.server.stop().await;
-        }
     }
 
     pub fn mall(&mut self) -> &mut TestMall {
@@ -492,20 +312,4 @@ pub fn order_request(order_id: &str, lines: &[(&str, &str, i64)]) -> SubmitOrder
             })
             .collect(),
     }
-}
-
-/// A file naming operator `li` and viewer `vera` with their tokens' hashes.
-fn operators_file() -> tempfile::NamedTempFile {
-    use jifen_mall::operators::token_hash;
-    use std::io::Write as _;
-    let mut file = tempfile::NamedTempFile::new().expect("a temp file");
-    write!(
-        file,
-        "[[operators]]\nname = \"li\"\nrole = \"operator\"\ntoken_sha256 = \"{}\"\n\n\
-         [[operators]]\nname = \"vera\"\nrole = \"viewer\"\ntoken_sha256 = \"{}\"\n",
-        token_hash(OPERATOR_TOKEN),
-        token_hash(VIEWER_TOKEN),
-    )
-    .expect("the operators file");
-    file
 }
