@@ -120,19 +120,8 @@ fn make(dir: &Path, ca_file: &Path, cert_file: &Path, key_file: &Path) -> anyhow
         .distinguished_name
         .push(rcgen::DnType::CommonName, "jifen dev service");
     let cert = params.signed_by(&key, &ca, &ca_key)?;
-    write_private(key_file, &key.serialize_pem())?;
+    jifen_mesh::private_file::write(key_file, key.serialize_pem().as_bytes())?;
     std::fs::write(cert_file, cert.pem())?;
     std::fs::write(ca_file, ca.pem())?;
     Ok(())
-}
-
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    std::io::Write::write_all(&mut options.open(path)?, contents.as_bytes())
 }

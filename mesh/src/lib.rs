@@ -19,6 +19,7 @@
 //! - [`group_commit`]: one writer per ledger that commits many barrier calls at once.
 //! - [`tls`] and [`tls_io`]: TLS and mutual TLS on every gRPC hop, certificates re-read when
 //!   they rotate; [`tls_io::GrpcTarget`] is how every client reaches a gRPC server.
+//! - [`private_file`]: secrets on disk, written whole and readable by their owner only.
 //! - [`wire`]: the points commands and events between protobuf and the connector's types.
 //! - [`trace`]: the W3C trace context across gRPC calls and bus messages.
 //! - [`shutdown`]: turns SIGINT/SIGTERM into a cancellation token; [`startup`] and [`status`]:
@@ -34,6 +35,7 @@ pub mod group_commit;
 pub mod grpc;
 pub mod metrics;
 pub mod nats_server;
+pub mod private_file;
 pub mod retry;
 pub mod shutdown;
 pub mod startup;

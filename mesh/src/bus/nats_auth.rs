@@ -156,28 +156,12 @@ fn create_private_dir(dir: &Path) -> Result<(), NatsAuthError> {
     Ok(())
 }
 
-/// Writes a file only its owner can read (seeds are secrets), through a temporary file so a
-/// crash never leaves half a file.
+/// Writes a file only its owner can read (seeds are secrets).
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), NatsAuthError> {
-    let error = |source| NatsAuthError::Write {
+    crate::private_file::write(path, contents).map_err(|source| NatsAuthError::Write {
         path: path.to_owned(),
         source,
-    };
-    let partial = path.with_extension("partial");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    {
-        use std::io::Write as _;
-        let mut file = options.open(&partial).map_err(error)?;
-        file.write_all(contents).map_err(error)?;
-        file.sync_all().map_err(error)?;
-    }
-    std::fs::rename(&partial, path).map_err(error)
+    })
 }
 
 #[cfg(test)]
