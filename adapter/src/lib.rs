@@ -13,7 +13,7 @@ pub mod config;
 pub mod template;
 
 use jifen_mesh::barrier::LedgerState;
-use jifen_mesh::bus::subjects::{Step, channel_event};
+use jifen_mesh::bus::subjects::Step;
 use jifen_mesh::capabilities::Capabilities;
 use jifen_mesh::connector::{LedgerCommand, LedgerEndpoint, Recorded};
 use serde_json::Value;
@@ -366,10 +366,7 @@ impl LedgerEndpoint for HttpChannel {
     }
 
     fn event(&self, command: &LedgerCommand, recorded: &Recorded) -> (String, Vec<u8>) {
-        (
-            channel_event(&command.channel_id, recorded.state),
-            jifen_mesh::wire::points_outcome_event(command, recorded),
-        )
+        jifen_mesh::wire::points_event(command, recorded)
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use jifen_mesh::barrier::LedgerState;
-use jifen_mesh::bus::subjects::{Step, channel_event};
+use jifen_mesh::bus::subjects::Step;
 use jifen_mesh::capabilities::Capabilities;
 use jifen_mesh::connector::{AnsweredKey, LedgerCommand, LedgerEndpoint, Recorded};
 use jifen_mesh::domain::InvalidField;
@@ -113,10 +113,7 @@ impl LedgerEndpoint for ChannelEndpoint {
     }
 
     fn event(&self, command: &LedgerCommand, recorded: &Recorded) -> (String, Vec<u8>) {
-        (
-            channel_event(&command.channel_id, recorded.state),
-            jifen_mesh::wire::points_outcome_event(command, recorded),
-        )
+        jifen_mesh::wire::points_event(command, recorded)
     }
 
     fn capabilities(&self) -> Capabilities {

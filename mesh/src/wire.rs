@@ -8,7 +8,7 @@ use jifen_proto::v1::{
 use prost::Message;
 
 use crate::barrier::LedgerState;
-use crate::bus::subjects::{Step, channel_manual_refund_event};
+use crate::bus::subjects::{Step, channel_event, channel_manual_refund_event};
 use crate::connector::{LedgerCommand, Recorded};
 
 /// A channel command from its payload, refused if it is for another channel.
@@ -60,6 +60,14 @@ pub fn manual_refund_event(command: &LedgerCommand, points: i64) -> (String, Vec
     (
         channel_manual_refund_event(&command.channel_id),
         points_outcome_event(command, &held),
+    )
+}
+
+/// A channel's outcome event for a command: its subject and payload.
+pub fn points_event(command: &LedgerCommand, recorded: &Recorded) -> (String, Vec<u8>) {
+    (
+        channel_event(&command.channel_id, recorded.state),
+        points_outcome_event(command, recorded),
     )
 }
 
