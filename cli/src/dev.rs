@@ -135,13 +135,9 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let mut bus_channels = DEMO_CHANNELS
         .iter()
         .take(usize::from(args.channels))
-        .map(|(id, _)| (*id).to_owned())
-        .collect::<Vec<_>>();
-    bus_channels.push(http_channel_id.clone());
-    let bus_channels = bus_channels
-        .iter()
-        .map(|id| ChannelId::parse("channel", id.as_str()))
+        .map(|(id, _)| ChannelId::parse("channel", *id))
         .collect::<Result<Vec<_>, _>>()?;
+    bus_channels.push(http_channel_id.clone());
     let nats_auth = NatsAuth::write(&data_dir.join("nats-auth"), &bus_channels)
         .context("cannot write the NATS identities")?;
     // Dropped last: every task below stops before the bus does.
@@ -273,10 +269,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         DEMO_QUOTA,
         &portal_endpoint,
         &tls,
-        &bus(&Identity::Channel(ChannelId::parse(
-            "channel",
-            http_channel_id,
-        )?)),
+        &bus(&Identity::Channel(http_channel_id)),
         &args.retry,
         &mut tasks,
         &shutdown,

@@ -14,6 +14,7 @@ use jifen_channel::adapter::AdapterConfig;
 use jifen_channel::connector::{ChannelConnectorConfig, run_connector};
 use jifen_channel::points_api::PointsApi;
 use jifen_mesh::config::{BusArgs, RetryArgs};
+use jifen_mesh::domain::ChannelId;
 use jifen_proto::v1::portal_service_client::PortalServiceClient;
 use jifen_proto::v1::{ChannelKind, GrantQuotaRequest, RegisterChannelRequest};
 use tokio::task::JoinSet;
@@ -33,10 +34,10 @@ pub struct HttpDemo {
 }
 
 /// The channel id of the HTTP demo channel: the given adapter config's, else the demo's.
-pub fn channel_id(given_config: Option<&Path>) -> anyhow::Result<String> {
+pub fn channel_id(given_config: Option<&Path>) -> anyhow::Result<ChannelId> {
     match given_config {
-        Some(path) => Ok(AdapterConfig::load(path)?.channel_id.to_string()),
-        None => Ok(DEMO_CHANNEL_ID.to_owned()),
+        Some(path) => Ok(AdapterConfig::load(path)?.channel_id),
+        None => Ok(ChannelId::parse("channel_id", DEMO_CHANNEL_ID)?),
     }
 }
 
