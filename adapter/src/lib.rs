@@ -1,26 +1,30 @@
-//! The HTTP/JSON adapter (DESIGN §9): drives a third party's REST points API described by a
-//! config file ([`config`]), with no code written. The connector uses it as a
-//! [`LedgerEndpoint`]; the mall's pre-check and reconciliation reach the same API through it,
-//! and `jifen channel-check --adapter-config` checks it.
+//! The HTTP adapter (DESIGN §9): drives a third party's REST points API described by a config
+//! file ([`config`]), with no code written. The connector uses it as a [`LedgerEndpoint`]; the
+//! mall's pre-check and reconciliation reach the same API through it, and
+//! `jifen channel-check --adapter-config` checks it.
 //!
-//! What an answer means is decided here, once: a code in the body the config maps (even in a
-//! 200), then the HTTP status the config maps, then defaults — 408/429 transient, other 4xx
-//! invalid, 5xx unknown (it may have been applied). A request that never reached the API
-//! (connection refused) is `UNAVAILABLE`, which the connector knows was not applied; a timeout
-//! or a lost answer is not, since the API may have acted on it.
+//! A call runs a pipeline: [`request`] builds it (parameters → encoding → signing → headers),
+//! it is sent, and [`answer`] reads what came back (verify → map). A request that never
+//! reached the API (connection refused) is `UNAVAILABLE`, which the connector knows was not
+//! applied; a timeout or a lost answer is not, since the API may have acted on it.
 
+pub mod amount;
+pub mod answer;
+pub mod clock;
 pub mod config;
+pub mod crypto;
+pub mod request;
 pub mod template;
 
 use jifen_mesh::barrier::LedgerState;
 use jifen_mesh::bus::subjects::Step;
 use jifen_mesh::capabilities::Capabilities;
 use jifen_mesh::connector::{LedgerCommand, LedgerEndpoint, Recorded};
-use serde_json::Value;
 use tonic::Status;
 
+use answer::{Answer, Received};
 pub use config::{AdapterConfig, AdapterConfigError};
-use config::{AnswerState, Call, ErrorMap, Failure, KeyHash};
+use config::{AnswerState, Call, KeyHash};
 use template::{Escape, Values};
 
 /// A REST points API driven through its adapter config.
@@ -125,97 +129,97 @@ impl HttpChannel {
         };
         let answer = self.call(call, key).await?;
         let pointer = call.balance.as_deref().unwrap_or_default();
-        number(&answer.body, pointer).map(Some).ok_or_else(|| {
-            Status::unknown(format!("the balance answer has no number at {pointer:?}"))
-        })
+        answer::number(&answer.body, pointer)
+            .map(Some)
+            .ok_or_else(|| {
+                Status::unknown(format!("the balance answer has no number at {pointer:?}"))
+            })
+    }
+
+    /// The key a partner sees for an order's line (`key`, fitted by `key_hash`).
+    fn idempotency_key(&self, key: CallKey<'_>) -> String {
+        let values = Values {
+            order_id: key.order_id,
+            user_id: key.user_id,
+            channel_id: self.channel_id(),
+            points: key.points,
+            ..Values::default()
+        };
+        let rendered = self.config.key.render(&values, Escape::Raw);
+        match self.config.key_hash {
+            KeyHash::None => rendered,
+            KeyHash::Sha256 => {
+                let mut hex = crypto::sha256_hex(rendered.as_bytes());
+                hex.truncate(self.config.key_length);
+                hex
+            }
+        }
     }
 
     async fn call(&self, call: &Call, key: CallKey<'_>) -> Result<Answer, Status> {
-        let channel_id = self.channel_id();
-        let mut values = Values {
+        let idempotency_key = self.idempotency_key(key);
+        let amount = self
+            .config
+            .amount
+            .map(|a| a.to_text(key.points))
+            .unwrap_or_default();
+        let stamp = request::Stamp::now(&self.config);
+        let values = Values {
             order_id: key.order_id,
             user_id: key.user_id,
-            channel_id,
+            channel_id: self.channel_id(),
             points: key.points,
-            key: "",
+            key: &idempotency_key,
+            amount: &amount,
+            timestamp: &stamp.timestamp,
+            nonce: &stamp.nonce,
+            ..Values::default()
         };
-        let idempotency_key = self.config.key.render(&values, Escape::Raw);
-        let idempotency_key = match self.config.key_hash {
-            KeyHash::None => idempotency_key,
-            KeyHash::Sha256 => {
-                use sha2::Digest;
-                let hex: String = sha2::Sha256::digest(idempotency_key.as_bytes())
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                hex[..self.config.key_length.min(hex.len())].to_owned()
-            }
-        };
-        values.key = &idempotency_key;
-        let path = call.url.render(&values, Escape::Url);
-        let url = if path.starts_with("http://") || path.starts_with("https://") {
-            path
-        } else {
-            format!(
-                "{}/{}",
-                self.config.base_url.as_str().trim_end_matches('/'),
-                path.trim_start_matches('/')
-            )
-        };
-        let mut request = self.client.request(call.method.clone(), &url);
-        for (name, value) in &call.headers {
-            request = request.header(name.clone(), value.render(&values, Escape::Raw));
+        let request = request::build(&self.config, call, &values)
+            .map_err(|e| Status::unavailable(format!("{} was not sent: {e}", call.name)))?;
+        // Named without its query: a query may carry a signature or a token.
+        let what = format!(
+            "{} {}",
+            request.method,
+            request.url.split('?').next().unwrap_or_default()
+        );
+        let received = self.send(&request, &what).await?;
+        let body = answer::parse(self.config.answer, &received.bytes);
+        let authentic = self.config.verify.as_ref().is_none_or(|verify| {
+            answer::verified(verify, &received, body.as_ref(), &call.envelope)
+        });
+        answer::read(call, &what, &received, body, authentic)
+    }
+
+    async fn send(&self, request: &request::Request, what: &str) -> Result<Received, Status> {
+        let mut builder = self.client.request(request.method.clone(), &request.url);
+        for (name, value, sensitive) in &request.headers {
+            let mut value = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+                Status::invalid_argument(format!("{what}: header {name} is not a valid value"))
+            })?;
+            value.set_sensitive(*sensitive);
+            builder = builder.header(name.clone(), value);
         }
-        if let Some(body) = &call.body {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.render(&values, Escape::Json));
+        if let Some((body, content_type)) = &request.body {
+            builder = builder
+                .header(reqwest::header::CONTENT_TYPE, *content_type)
+                .body(body.clone());
         }
-        let what = format!("{} {}", call.method, url);
-        let response = request.send().await.map_err(|e| transport(&what, &e))?;
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| answer::transport(what, &e))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| transport(&what, &e))?;
-        let body: Option<Value> = serde_json::from_slice(&bytes).ok();
-        let failure = match failure(&call.errors, status.as_u16(), body.as_ref()) {
-            Some(failure) => Some(failure),
-            None if status.is_success() => None,
-            None => match status.as_u16() {
-                408 | 429 => Some(Failure::Transient),
-                400..=499 => Some(Failure::Invalid),
-                _ => {
-                    return Err(Status::unknown(format!(
-                        "{what} answered {status}: it may have been applied"
-                    )));
-                }
-            },
-        };
-        // A code the config maps to a state answers the call (already deducted, already
-        // reversed), whatever the HTTP status.
-        let means = match failure {
-            Some(Failure::Deducted) => Some(AnswerState::Deducted),
-            Some(Failure::Refunded) => Some(AnswerState::Refunded),
-            Some(failure) => {
-                return Err(failure_status(
-                    failure,
-                    &what,
-                    status,
-                    body.as_ref(),
-                    &call.errors,
-                ));
-            }
-            None => None,
-        };
-        let body = match (body, means) {
-            (Some(body), _) => body,
-            (None, Some(_)) => Value::Null,
-            (None, None) if bytes.is_empty() => Value::Null,
-            (None, None) => {
-                return Err(Status::unknown(format!(
-                    "{what} answered {status} with a body that is not JSON"
-                )));
-            }
-        };
-        Ok(Answer { body, means })
+        let headers = response.headers().clone();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| answer::transport(what, &e))?;
+        Ok(Received {
+            status,
+            headers,
+            bytes,
+        })
     }
 
     fn recorded(
@@ -233,7 +237,7 @@ impl HttpChannel {
             (_, Some(state)) => *state,
             (None, None) => default_state,
             (Some(pointer), None) => {
-                let raw = scalar(answer, pointer).ok_or_else(|| {
+                let raw = answer::scalar(answer, pointer).ok_or_else(|| {
                     Status::unknown(format!("the answer has no state at {pointer:?}"))
                 })?;
                 call.states
@@ -247,12 +251,18 @@ impl HttpChannel {
                     })?
             }
         };
-        let points = match (&call.points, means) {
+        let read = |pointer: &str| -> Option<i64> {
+            match (&call.amount, self.config.amount) {
+                (Some(_), Some(unit)) => unit.points_of(&answer::scalar(answer, pointer)?),
+                _ => answer::number(answer, pointer),
+            }
+        };
+        let points = match (call.points.as_ref().or(call.amount.as_ref()), means) {
             (None, _) => default_points,
             // An answer that is a code may carry no points: the state is what it says.
-            (Some(pointer), Some(_)) => number(answer, pointer).unwrap_or(default_points),
-            (Some(pointer), None) => number(answer, pointer).ok_or_else(|| {
-                Status::unknown(format!("the answer has no points at {pointer:?}"))
+            (Some(pointer), Some(_)) => read(pointer).unwrap_or(default_points),
+            (Some(pointer), None) => read(pointer).ok_or_else(|| {
+                Status::unknown(format!("the answer has no whole points at {pointer:?}"))
             })?,
         };
         let (state, reason) = match state {
@@ -267,84 +277,6 @@ impl HttpChannel {
             key: None,
             deduct_may_follow: false,
         })
-    }
-}
-
-/// An answer of the API: its body, and the state a mapped code says it means.
-struct Answer {
-    body: Value,
-    means: Option<AnswerState>,
-}
-
-/// A value at a JSON pointer as text (a string, or a number or boolean written out).
-fn scalar(answer: &Value, pointer: &str) -> Option<String> {
-    match answer.pointer(pointer)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-fn number(answer: &Value, pointer: &str) -> Option<i64> {
-    match answer.pointer(pointer)? {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-/// The failure an answer names: a mapped error code wins over a mapped status.
-fn failure(errors: &ErrorMap, status: u16, body: Option<&Value>) -> Option<Failure> {
-    let code = errors
-        .code
-        .as_deref()
-        .and_then(|pointer| body.and_then(|b| scalar(b, pointer)));
-    code.and_then(|code| errors.codes.get(&code).copied())
-        .or_else(|| errors.status.get(&status).copied())
-}
-
-fn failure_status(
-    failure: Failure,
-    what: &str,
-    status: reqwest::StatusCode,
-    body: Option<&Value>,
-    errors: &ErrorMap,
-) -> Status {
-    let code = errors
-        .code
-        .as_deref()
-        .and_then(|pointer| body.and_then(|b| scalar(b, pointer)))
-        .map(|code| format!(" (code {code})"))
-        .unwrap_or_default();
-    let message = format!("{what} answered {status}{code}");
-    match failure {
-        Failure::Rejected => Status::failed_precondition(message),
-        Failure::UnknownUser | Failure::NotFound => Status::not_found(message),
-        Failure::Transient => Status::unavailable(message),
-        Failure::Invalid => Status::invalid_argument(message),
-        Failure::Conflict => Status::aborted(message),
-        Failure::OtherAmount => Status::already_exists(message),
-        // Mapped to states before this is reached; never a failure.
-        Failure::Deducted | Failure::Refunded => Status::unknown(message),
-    }
-}
-
-/// A call that got no answer. Only one that never reached the API is surely not applied.
-fn transport(what: &str, error: &reqwest::Error) -> Status {
-    // reqwest's Display omits the cause; the source chain says what went wrong.
-    let mut message = format!("{what}: {error}");
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    if error.is_connect() {
-        Status::unavailable(message)
-    } else if error.is_timeout() {
-        Status::deadline_exceeded(message)
-    } else {
-        Status::unknown(message)
     }
 }
 

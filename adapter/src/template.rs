@@ -3,22 +3,51 @@
 //! go (a URL, a JSON body, a header). Any other brace is text, so a JSON body is written as is.
 
 /// What a placeholder names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Var {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Var {
     OrderId,
     UserId,
     ChannelId,
     Points,
     Key,
+    /// The points in currency units (`[amount]`).
+    Amount,
+    Timestamp,
+    Nonce,
+    /// The bearer token (`[auth]`).
+    Token,
+    /// The request's signature (`[signing]`), for headers.
+    Signature,
+    /// In a signing line: the request's method, path (with query), body, body's SHA-256.
+    Method,
+    Path,
+    Body,
+    BodySha256,
+    /// A value captured from the deduct's answer (`{deduct.trade_no}`).
+    Capture(String),
+    /// In an answer's verification line: one of the answer's headers (`{header.x-ts}`).
+    Header(String),
 }
 
-const VARS: [(&str, Var); 5] = [
+const VARS: [(&str, Var); 13] = [
     ("order_id", Var::OrderId),
     ("user_id", Var::UserId),
     ("channel_id", Var::ChannelId),
     ("points", Var::Points),
     ("key", Var::Key),
+    ("amount", Var::Amount),
+    ("timestamp", Var::Timestamp),
+    ("nonce", Var::Nonce),
+    ("token", Var::Token),
+    ("signature", Var::Signature),
+    ("method", Var::Method),
+    ("path", Var::Path),
+    ("body", Var::Body),
 ];
+
+const NAMES: &str = "{order_id}, {user_id}, {channel_id}, {points}, {key}, {amount}, \
+                     {timestamp}, {nonce}, {token}, {signature}, {deduct.<capture>}; in signing \
+                     lines also {method}, {path}, {body}, {body_sha256}";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
@@ -30,14 +59,25 @@ enum Part {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template(Vec<Part>);
 
-/// The values of one call.
-#[derive(Debug, Clone)]
+/// The values of one call. Values a call does not have are empty.
+#[derive(Debug, Clone, Default)]
 pub struct Values<'a> {
     pub order_id: &'a str,
     pub user_id: &'a str,
     pub channel_id: &'a str,
     pub points: i64,
     pub key: &'a str,
+    pub amount: &'a str,
+    pub timestamp: &'a str,
+    pub nonce: &'a str,
+    pub token: &'a str,
+    pub signature: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub body: &'a str,
+    pub body_sha256: &'a str,
+    pub captures: Option<&'a std::collections::BTreeMap<String, String>>,
+    pub headers: Option<&'a reqwest::header::HeaderMap>,
 }
 
 /// Where a filled-in template goes, which decides how values are escaped.
@@ -45,10 +85,30 @@ pub struct Values<'a> {
 pub enum Escape {
     /// Percent-encoded (a URL's path or query).
     Url,
-    /// Inside a JSON string (`{points}` is a bare number, written outside quotes).
+    /// Inside a JSON string (`{points}` and `{amount}` are bare numbers, written outside
+    /// quotes).
     Json,
-    /// As is (a header, the idempotency key).
+    /// As is (a header, a parameter, the idempotency key).
     Raw,
+}
+
+fn var_named(name: &str) -> Option<Var> {
+    if let Some(capture) = name.strip_prefix("deduct.") {
+        let valid = !capture.is_empty()
+            && capture
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        return valid.then(|| Var::Capture(capture.to_owned()));
+    }
+    if let Some(header) = name.strip_prefix("header.") {
+        return (!header.is_empty()).then(|| Var::Header(header.to_owned()));
+    }
+    if name == "body_sha256" {
+        return Some(Var::BodySha256);
+    }
+    VARS.iter()
+        .find(|(known, _)| *known == name)
+        .map(|(_, var)| var.clone())
 }
 
 impl Template {
@@ -62,20 +122,15 @@ impl Template {
             text.push_str(&rest[..open]);
             let after = &rest[open + 1..];
             let name_len = after
-                .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .find(|c: char| {
+                    !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'))
+                })
                 .unwrap_or(after.len());
             let (name, tail) = after.split_at(name_len);
-            if !name.is_empty() && tail.starts_with('}') {
-                let var = VARS
-                    .iter()
-                    .find(|(known, _)| *known == name)
-                    .map(|(_, var)| *var)
-                    .ok_or_else(|| {
-                        format!(
-                            "unknown placeholder {{{name}}}; the placeholders are {{order_id}}, \
-                             {{user_id}}, {{channel_id}}, {{points}} and {{key}}"
-                        )
-                    })?;
+            if name.starts_with(|c: char| c.is_ascii_lowercase()) && tail.starts_with('}') {
+                let var = var_named(name).ok_or_else(|| {
+                    format!("unknown placeholder {{{name}}}; the placeholders are {NAMES}")
+                })?;
                 if !text.is_empty() {
                     parts.push(Part::Text(std::mem::take(&mut text)));
                 }
@@ -93,7 +148,8 @@ impl Template {
         Ok(Self(parts))
     }
 
-    /// The template filled in with `values`, escaped for `escape`.
+    /// The template filled in with `values`, escaped for `escape`. A capture or header the
+    /// values lack is empty: callers check [`Template::captures`] first.
     pub fn render(&self, values: &Values<'_>, escape: Escape) -> String {
         let mut out = String::new();
         for part in &self.0 {
@@ -110,6 +166,24 @@ impl Template {
                 Part::Var(Var::UserId) => values.user_id,
                 Part::Var(Var::ChannelId) => values.channel_id,
                 Part::Var(Var::Key) => values.key,
+                Part::Var(Var::Amount) => values.amount,
+                Part::Var(Var::Timestamp) => values.timestamp,
+                Part::Var(Var::Nonce) => values.nonce,
+                Part::Var(Var::Token) => values.token,
+                Part::Var(Var::Signature) => values.signature,
+                Part::Var(Var::Method) => values.method,
+                Part::Var(Var::Path) => values.path,
+                Part::Var(Var::Body) => values.body,
+                Part::Var(Var::BodySha256) => values.body_sha256,
+                Part::Var(Var::Capture(name)) => values
+                    .captures
+                    .and_then(|c| c.get(name))
+                    .map_or("", String::as_str),
+                Part::Var(Var::Header(name)) => values
+                    .headers
+                    .and_then(|h| h.get(name.as_str()))
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
             };
             match escape {
                 Escape::Raw => out.push_str(value),
@@ -119,6 +193,7 @@ impl Template {
                     }
                     _ => format!("%{b:02X}"),
                 })),
+                Escape::Json if matches!(part, Part::Var(Var::Amount)) => out.push_str(value),
                 Escape::Json => {
                     // serde_json quotes a string; the template supplies the quotes itself.
                     let quoted = serde_json::Value::from(value).to_string();
@@ -129,6 +204,27 @@ impl Template {
         out
     }
 
+    /// The placeholders the template uses.
+    pub fn vars(&self) -> impl Iterator<Item = &Var> {
+        self.0.iter().filter_map(|part| match part {
+            Part::Var(var) => Some(var),
+            Part::Text(_) => None,
+        })
+    }
+
+    /// The names of the deduct's captures the template uses.
+    pub fn captures(&self) -> impl Iterator<Item = &str> {
+        self.vars().filter_map(|var| match var {
+            Var::Capture(name) => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Whether the template uses `var`.
+    pub fn uses(&self, var: &Var) -> bool {
+        self.vars().any(|v| v == var)
+    }
+
     /// Whether a JSON body template gives JSON once filled in (with awkward sample values).
     pub fn check_json(&self) -> Result<(), String> {
         let sample = Values {
@@ -137,6 +233,10 @@ impl Template {
             channel_id: "c",
             points: 1,
             key: "k:1",
+            amount: "0.01",
+            timestamp: "2024-01-01 00:00:00",
+            nonce: "n\"",
+            ..Values::default()
         };
         serde_json::from_str::<serde_json::Value>(&self.render(&sample, Escape::Json))
             .map(drop)
@@ -155,6 +255,7 @@ mod tests {
             channel_id: "delta",
             points: 25,
             key: "o/1:alice",
+            ..Values::default()
         }
     }
 

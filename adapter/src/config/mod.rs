@@ -10,7 +10,16 @@ use jifen_mesh::capabilities::Capabilities;
 use jifen_mesh::domain::ChannelId;
 use serde::Deserialize;
 
-use super::template::Template;
+use crate::amount::Amount;
+use crate::clock::TimestampFormat;
+use crate::template::Template;
+
+mod call;
+mod secret;
+mod signing;
+
+pub use call::{Call, Encoding, ErrorMap, Param, Payload};
+pub use signing::{AnswerCanonical, Canonical, SignatureAt, Signing, Verify};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdapterConfigError {
@@ -80,15 +89,37 @@ struct RawFile {
     key_length: Option<usize>,
     #[serde(default)]
     headers: BTreeMap<String, RawSecret>,
+    /// Headers of every call made of placeholders (`{timestamp}`, `{signature}`, `{token}`).
+    #[serde(default)]
+    header_templates: BTreeMap<String, String>,
+    /// Parameters of every call that sends parameters (`app_id`, `version`, `sign_type`).
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+    #[serde(default = "default_timestamp")]
+    timestamp: String,
+    utc_offset: Option<String>,
+    amount: Option<Amount>,
+    /// Prefix of every pointer into an answer (`/response`).
+    #[serde(default)]
+    envelope: String,
+    /// How answers are written: json (default) or form.
+    #[serde(default)]
+    answer: crate::answer::Format,
+    signing: Option<signing::RawSigning>,
+    verify: Option<signing::RawVerify>,
     #[serde(default)]
     tls: RawTls,
     capabilities: Capabilities,
     #[serde(default)]
     errors: RawErrors,
-    deduct: RawCall,
-    refund: Option<RawCall>,
-    query: Option<RawCall>,
-    balance: Option<RawCall>,
+    deduct: call::RawCall,
+    refund: Option<call::RawCall>,
+    query: Option<call::RawCall>,
+    balance: Option<call::RawCall>,
+}
+
+fn default_timestamp() -> String {
+    "unix".to_owned()
 }
 
 fn default_timeout() -> String {
@@ -133,46 +164,13 @@ struct RawTls {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawErrors {
+pub(super) struct RawErrors {
     /// JSON pointer to an error code in an answer (any status, even 2xx).
     code: Option<String>,
     #[serde(default)]
     status: BTreeMap<String, Failure>,
     #[serde(default)]
     codes: BTreeMap<String, Failure>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCall {
-    #[serde(default = "default_method")]
-    method: String,
-    url: String,
-    body: Option<String>,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    state: Option<String>,
-    points: Option<String>,
-    balance: Option<String>,
-    #[serde(default)]
-    states: RawStates,
-    #[serde(default)]
-    errors: RawErrors,
-}
-
-fn default_method() -> String {
-    "POST".to_owned()
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStates {
-    #[serde(default)]
-    deducted: Vec<String>,
-    #[serde(default)]
-    refunded: Vec<String>,
-    #[serde(default)]
-    rejected: Vec<String>,
 }
 
 /// A header sent with every call. The value of a secret is never logged.
@@ -188,33 +186,15 @@ impl std::fmt::Debug for Header {
     }
 }
 
-/// How failures map to outcomes: by error code in the body first, then by HTTP status.
-#[derive(Debug, Clone, Default)]
-pub struct ErrorMap {
-    pub code: Option<String>,
-    pub status: BTreeMap<u16, Failure>,
-    pub codes: BTreeMap<String, Failure>,
-}
-
-/// One call of the API.
-#[derive(Debug, Clone)]
-pub struct Call {
-    pub method: reqwest::Method,
-    pub url: Template,
-    pub body: Option<Template>,
-    pub headers: Vec<(reqwest::header::HeaderName, Template)>,
-    /// JSON pointers into the answer.
-    pub state: Option<String>,
-    pub points: Option<String>,
-    pub balance: Option<String>,
-    pub states: Vec<(String, AnswerState)>,
-    /// The file's `[errors]` with this call's own entries over it.
-    pub errors: ErrorMap,
-}
-
 /// A checked adapter config.
 #[derive(Debug, Clone)]
 pub struct AdapterConfig {
+    pub header_templates: Vec<(reqwest::header::HeaderName, Template)>,
+    pub timestamp: TimestampFormat,
+    pub amount: Option<Amount>,
+    pub answer: crate::answer::Format,
+    pub signing: Option<std::sync::Arc<Signing>>,
+    pub verify: Option<std::sync::Arc<Verify>>,
     pub channel_id: ChannelId,
     pub base_url: reqwest::Url,
     pub timeout: Duration,
@@ -294,8 +274,8 @@ impl AdapterConfig {
                             &at,
                             format!(
                                 "{placeholder} would be sent as it is: the file's [headers] are \
-                                 sent unchanged; a header made of placeholders belongs to a \
-                                 call's own headers ([deduct.headers] …)"
+                                 sent unchanged; a header made of placeholders belongs to \
+                                 [header_templates] or a call's own headers"
                             ),
                         ));
                     }
@@ -329,10 +309,57 @@ impl AdapterConfig {
                 ));
             }
         }
-        let global = error_map(&raw.errors, &ErrorMap::default(), "errors")
+        let timestamp = TimestampFormat::parse(&raw.timestamp, raw.utc_offset.as_deref())
+            .map_err(|m| invalid("timestamp", m))?;
+        if let Some(amount) = &raw.amount {
+            amount.check().map_err(|m| invalid("amount", m))?;
+        }
+        let envelope = pointer("envelope", &raw.envelope).map_err(|(k, m)| invalid(&k, m))?;
+        let signing = raw
+            .signing
+            .map(|s| s.build().map(std::sync::Arc::new))
+            .transpose()
             .map_err(|(k, m)| invalid(&k, m))?;
-        let call = |name: &str, raw: RawCall| {
-            build_call(name, raw, &global).map_err(|(k, m)| invalid(&k, m))
+        let verify = raw
+            .verify
+            .map(|v| v.build().map(std::sync::Arc::new))
+            .transpose()
+            .map_err(|(k, m)| invalid(&k, m))?;
+        let mut params = Vec::new();
+        for (name, value) in &raw.params {
+            let template =
+                Template::parse(value).map_err(|m| invalid(&format!("params.{name}"), m))?;
+            params.push(Param {
+                name: name.clone(),
+                value: template,
+                json: false,
+            });
+        }
+        let mut header_templates = Vec::new();
+        for (name, value) in &raw.header_templates {
+            let at = format!("header_templates.{name}");
+            let header_name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| invalid(&at, "is not a header name".into()))?;
+            let template = Template::parse(value).map_err(|m| invalid(&at, m))?;
+            if template.captures().next().is_some() {
+                return Err(invalid(
+                    &at,
+                    "a capture belongs to a call's own headers".into(),
+                ));
+            }
+            header_templates.push((header_name, template));
+        }
+        let global = call::error_map(&raw.errors, &ErrorMap::default(), "errors")
+            .map_err(|(k, m)| invalid(&k, m))?;
+        let context = call::Context {
+            errors: &global,
+            params: &params,
+            envelope: &envelope,
+            has_amount: raw.amount.is_some(),
+            has_token: false,
+        };
+        let call = |name: &'static str, raw: call::RawCall| {
+            call::build_call(name, raw, &context).map_err(|(k, m)| invalid(&k, m))
         };
         let capabilities = raw.capabilities;
         let deduct = call("deduct", raw.deduct)?;
@@ -352,6 +379,63 @@ impl AdapterConfig {
                 return Err(invalid(name, message));
             }
         }
+        for call in [&refund, &query].into_iter().flatten() {
+            for name in call.needed_captures() {
+                if !deduct.capture.contains_key(name) {
+                    return Err(invalid(
+                        call.name,
+                        format!("uses {{deduct.{name}}}, but [deduct.capture] has no {name}"),
+                    ));
+                }
+            }
+        }
+        let calls = [
+            Some(&deduct),
+            refund.as_ref(),
+            query.as_ref(),
+            balance.as_ref(),
+        ];
+        let uses_signature = header_templates
+            .iter()
+            .map(|(_, t)| t)
+            .chain(
+                calls
+                    .iter()
+                    .flatten()
+                    .flat_map(|c| c.headers.iter().map(|(_, t)| t)),
+            )
+            .any(|t| t.uses(&crate::template::Var::Signature));
+        if let Some(signing) = &signing
+            && signing.param.is_none()
+            && !uses_signature
+        {
+            return Err(invalid(
+                "signing",
+                "the signature goes nowhere: name signing.param, or put {signature} in a \
+                 header template"
+                    .into(),
+            ));
+        }
+        if signing.is_none() && uses_signature {
+            return Err(invalid(
+                "header_templates",
+                "{signature} is used, but the file has no [signing]".into(),
+            ));
+        }
+        if let Some(signing) = &signing
+            && signing.canonical == Canonical::SortedParams
+        {
+            for call in calls.iter().flatten() {
+                if !matches!(call.payload, Payload::Params { .. }) {
+                    return Err(invalid(
+                        &format!("{}.params", call.name),
+                        "is missing: signing sorts a call's parameters, and this call sends \
+                         none"
+                            .into(),
+                    ));
+                }
+            }
+        }
         if let Some(balance) = &balance
             && balance.balance.is_none()
         {
@@ -361,6 +445,12 @@ impl AdapterConfig {
             ));
         }
         Ok(Self {
+            header_templates,
+            timestamp,
+            amount: raw.amount,
+            answer: raw.answer,
+            signing,
+            verify,
             channel_id,
             base_url,
             timeout,
@@ -395,27 +485,7 @@ fn placeholder_in(value: &str) -> Option<&str> {
     None
 }
 
-fn error_map(raw: &RawErrors, over: &ErrorMap, at: &str) -> Result<ErrorMap, (String, String)> {
-    let mut map = over.clone();
-    if let Some(code) = &raw.code {
-        map.code = Some(pointer(&format!("{at}.code"), code)?);
-    }
-    for (status, failure) in &raw.status {
-        let key = format!("{at}.status.{status}");
-        let number: u16 = status
-            .parse()
-            .ok()
-            .filter(|n| (100..=599).contains(n))
-            .ok_or_else(|| (key, "is not an HTTP status (100-599)".to_owned()))?;
-        map.status.insert(number, *failure);
-    }
-    for (code, failure) in &raw.codes {
-        map.codes.insert(code.clone(), *failure);
-    }
-    Ok(map)
-}
-
-fn pointer(key: &str, raw: &str) -> Result<String, (String, String)> {
+pub(crate) fn pointer(key: &str, raw: &str) -> Result<String, (String, String)> {
     if raw.is_empty() || raw.starts_with('/') {
         Ok(raw.to_owned())
     } else {
@@ -424,61 +494,4 @@ fn pointer(key: &str, raw: &str) -> Result<String, (String, String)> {
             format!("{raw:?} is not a JSON pointer (it starts with /, e.g. \"/data/status\")"),
         ))
     }
-}
-
-fn build_call(name: &str, raw: RawCall, global: &ErrorMap) -> Result<Call, (String, String)> {
-    let at = |key: &str| format!("{name}.{key}");
-    let method =
-        reqwest::Method::from_bytes(raw.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
-            (
-                at("method"),
-                format!("{:?} is not an HTTP method", raw.method),
-            )
-        })?;
-    let url = Template::parse(&raw.url).map_err(|m| (at("url"), m))?;
-    let body = raw
-        .body
-        .map(|body| {
-            let template = Template::parse(&body).map_err(|m| (at("body"), m))?;
-            template
-                .check_json()
-                .map_err(|m| (at("body"), format!("is not JSON once filled in: {m}")))?;
-            Ok::<_, (String, String)>(template)
-        })
-        .transpose()?;
-    let mut headers = Vec::new();
-    for (header, value) in raw.headers {
-        let key = at(&format!("headers.{header}"));
-        let header_name = reqwest::header::HeaderName::from_bytes(header.as_bytes())
-            .map_err(|_| (key.clone(), "is not a header name".to_owned()))?;
-        headers.push((header_name, Template::parse(&value).map_err(|m| (key, m))?));
-    }
-    let optional_pointer =
-        |key: &str, raw: Option<String>| raw.map(|p| pointer(&at(key), &p)).transpose();
-    let mut states = Vec::new();
-    for (values, state) in [
-        (&raw.states.deducted, AnswerState::Deducted),
-        (&raw.states.refunded, AnswerState::Refunded),
-        (&raw.states.rejected, AnswerState::Rejected),
-    ] {
-        states.extend(values.iter().map(|v| (v.clone(), state)));
-    }
-    let state = optional_pointer("state", raw.state)?;
-    if state.is_some() && states.is_empty() {
-        return Err((
-            at("states"),
-            "is missing: which values of the state mean deducted, refunded, rejected".into(),
-        ));
-    }
-    Ok(Call {
-        method,
-        url,
-        body,
-        headers,
-        state,
-        points: optional_pointer("points", raw.points)?,
-        balance: optional_pointer("balance", raw.balance)?,
-        states,
-        errors: error_map(&raw.errors, global, &at("errors"))?,
-    })
 }
