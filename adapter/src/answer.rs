@@ -144,6 +144,17 @@ pub fn read(
             }
         },
     };
+    if failure.is_none()
+        && let Some((pointer, ok)) = &call.errors.ok
+    {
+        let code = body.as_ref().and_then(|b| scalar(b, pointer));
+        if !code.as_ref().is_some_and(|code| ok.contains(code)) {
+            return Err(Status::unknown(format!(
+                "{what} answered {status} with code {code:?}, which is neither a success nor \
+                 mapped: its outcome is unknown"
+            )));
+        }
+    }
     // Only a signed answer may settle anything; one that changes nothing (try later) needs no
     // signature. A forged or damaged answer leaves the outcome unknown.
     let settles = !matches!(failure, Some(Failure::Transient));

@@ -16,6 +16,8 @@ pub mod crypto;
 pub mod request;
 pub mod template;
 
+use std::collections::BTreeMap;
+
 use jifen_mesh::barrier::LedgerState;
 use jifen_mesh::bus::subjects::Step;
 use jifen_mesh::capabilities::Capabilities;
@@ -34,12 +36,14 @@ pub struct HttpChannel {
     client: reqwest::Client,
 }
 
-/// The key of one call: which order and user, and how many points.
+/// The key of one call: which order and user, how many points, and what the deduct's answer
+/// gave (for a refund).
 #[derive(Debug, Clone, Copy)]
 pub struct CallKey<'a> {
     pub order_id: &'a str,
     pub user_id: &'a str,
     pub points: i64,
+    pub captured: Option<&'a BTreeMap<String, String>>,
 }
 
 impl HttpChannel {
@@ -97,15 +101,53 @@ impl HttpChannel {
         )
     }
 
-    /// `UNIMPLEMENTED` when the API has no refund call.
+    /// `UNIMPLEMENTED` when the API has no refund call, or when the refund needs a value of
+    /// the deduct's answer that neither the line nor a query can give: an operator's task.
     pub async fn refund(&self, key: CallKey<'_>) -> Result<Recorded, Status> {
         let call = self.config.refund.as_ref().ok_or_else(|| {
             Status::unimplemented(format!("channel {} has no refund call", self.channel_id()))
         })?;
+        let has = |name: &str| key.captured.is_some_and(|c| c.contains_key(name));
+        let missing: Vec<&str> = call
+            .needed_captures()
+            .into_iter()
+            .filter(|name| !has(name))
+            .collect();
+        if !missing.is_empty() {
+            // The deduct's answer was lost (or came from an older config): its query, by our
+            // key, tells what it recorded and gives the values.
+            let learned = match self.query(key).await {
+                Ok(recorded) if recorded.state != LedgerState::Deducted => return Ok(recorded),
+                Ok(recorded) => recorded.captured,
+                // Never deducted: nothing to give back.
+                Err(status) if status.code() == tonic::Code::NotFound => return Err(status),
+                Err(status) if status.code() == tonic::Code::Unimplemented => BTreeMap::new(),
+                Err(status) => return Err(status),
+            };
+            let mut captured = key.captured.cloned().unwrap_or_default();
+            captured.extend(learned);
+            if let Some(name) = missing.iter().find(|name| !captured.contains_key(**name)) {
+                return Err(Status::unimplemented(format!(
+                    "the refund needs {{deduct.{name}}}, which the deduct's answer did not \
+                     reach us with and the channel's query does not give: refund it at the \
+                     channel by hand"
+                )));
+            }
+            let answer = self
+                .call(
+                    call,
+                    CallKey {
+                        captured: Some(&captured),
+                        ..key
+                    },
+                )
+                .await?;
+            return self.recorded(call, &answer, AnswerState::Refunded, key.points);
+        }
         let answer = self.call(call, key).await?;
-        // Without the points in the answer a refund is taken to have given nothing back: the
-        // mall then refunds a deduct reported later once more, which a refund-once API ignores.
-        self.recorded(call, &answer, AnswerState::Refunded, 0)
+        // A refund that succeeded without saying how much gave back what the line deducted
+        // (the command names it); "nothing there" is an answer of its own (NOT_FOUND).
+        self.recorded(call, &answer, AnswerState::Refunded, key.points)
     }
 
     /// The recorded deduction; `NOT_FOUND` when there is none, `UNIMPLEMENTED` without a query.
@@ -126,6 +168,7 @@ impl HttpChannel {
             order_id: "",
             user_id,
             points: 0,
+            captured: None,
         };
         let answer = self.call(call, key).await?;
         let pointer = call.balance.as_deref().unwrap_or_default();
@@ -173,6 +216,7 @@ impl HttpChannel {
             amount: &amount,
             timestamp: &stamp.timestamp,
             nonce: &stamp.nonce,
+            captures: key.captured,
             ..Values::default()
         };
         let request = request::build(&self.config, call, &values)
@@ -270,12 +314,22 @@ impl HttpChannel {
             AnswerState::Refunded => (LedgerState::Refunded, String::new()),
             AnswerState::Rejected => (LedgerState::Rejected, "rejected by the channel".into()),
         };
+        let captured = call
+            .capture
+            .iter()
+            .filter_map(|(name, pointer)| {
+                answer::scalar(answer, pointer)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| (name.clone(), v))
+            })
+            .collect();
         Ok(Recorded {
             state,
             points,
             reason,
             key: None,
             deduct_may_follow: false,
+            captured,
         })
     }
 }
@@ -319,5 +373,6 @@ fn call_key(command: &LedgerCommand) -> CallKey<'_> {
         order_id: &command.order_id,
         user_id: &command.user_id,
         points: command.points,
+        captured: Some(&command.captured),
     }
 }

@@ -67,6 +67,7 @@ fn recorded(deduction: Option<Deduction>) -> Result<Recorded, Status> {
             user_id: deduction.user_id,
         }),
         deduct_may_follow: false,
+        captured: Default::default(),
     })
 }
 

@@ -9,12 +9,15 @@ use jifen_proto::v1::{
 };
 use prost::Message;
 
+/// A line's command. A refund names what the line deducted and what the deduct's answer gave
+/// (`captured`, the JSON object the line keeps), since a partner's reversal needs them.
 pub fn points(
     step: Step,
     order_id: &str,
     channel_id: &str,
     user_id: &str,
     points: i64,
+    captured: &str,
 ) -> Outgoing {
     let payload = match step {
         Step::Deduct => DeductPointsCommand {
@@ -28,6 +31,8 @@ pub fn points(
             order_id: order_id.to_owned(),
             channel_id: channel_id.to_owned(),
             user_id: user_id.to_owned(),
+            points,
+            captured: serde_json::from_str(captured).unwrap_or_default(),
         }
         .encode_to_vec(),
     };

@@ -76,6 +76,7 @@ pub fn order_message(order: Order) -> jifen_proto::v1::Order {
                 user_id: l.user_id,
                 points: l.points,
                 state: step(l.state),
+                captured: l.captured.into_iter().collect(),
             })
             .collect(),
         quotas: order

@@ -208,6 +208,8 @@ pub struct Line {
     pub user_id: String,
     pub points: i64,
     pub state: StepState,
+    /// What the channel's deduct answer gave (its own transaction id), DESIGN §9.
+    pub captured: std::collections::BTreeMap<String, String>,
 }
 
 /// One channel's quota step as stored.

@@ -88,6 +88,7 @@ impl ChannelClient {
                         order_id,
                         user_id,
                         points: 0,
+                        captured: None,
                     })
                     .await?;
                 let state = match recorded.state {

@@ -26,6 +26,7 @@ pub fn decode_points_command(
                 channel_id: c.channel_id,
                 user_id: c.user_id,
                 points: c.points,
+                captured: Default::default(),
             }
         }
         Step::Refund => {
@@ -35,7 +36,8 @@ pub fn decode_points_command(
                 order_id: c.order_id,
                 channel_id: c.channel_id,
                 user_id: c.user_id,
-                points: 0,
+                points: c.points,
+                captured: c.captured.into_iter().collect(),
             }
         }
     };
@@ -56,6 +58,7 @@ pub fn manual_refund_event(command: &LedgerCommand, points: i64) -> (String, Vec
         reason: "the channel has no refund call".to_owned(),
         key: None,
         deduct_may_follow: false,
+        captured: command.captured.clone(),
     };
     (
         channel_manual_refund_event(&command.channel_id),
@@ -89,6 +92,11 @@ pub fn points_outcome_event(command: &LedgerCommand, recorded: &Recorded) -> Vec
             updated_at_unix_ms: crate::time::now_unix_ms(),
         }),
         deduct_may_follow: recorded.deduct_may_follow,
+        captured: recorded
+            .captured
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     }
     .encode_to_vec()
 }

@@ -61,6 +61,7 @@ fn recorded(deduction: Option<QuotaDeduction>) -> Result<Recorded, Status> {
             user_id: String::new(),
         }),
         deduct_may_follow: false,
+        captured: Default::default(),
     })
 }
 
@@ -75,6 +76,7 @@ impl LedgerEndpoint for PortalEndpoint {
                     channel_id: c.channel_id,
                     user_id: String::new(),
                     points: c.points,
+                    captured: Default::default(),
                 }
             }
             Step::Refund => {
@@ -85,6 +87,7 @@ impl LedgerEndpoint for PortalEndpoint {
                     channel_id: c.channel_id,
                     user_id: String::new(),
                     points: 0,
+                    captured: Default::default(),
                 }
             }
         })

@@ -55,6 +55,7 @@ fn deducted(order_id: &str, channel_id: &str, points: i64) -> Vec<u8> {
             updated_at_unix_ms: 0,
         }),
         deduct_may_follow: false,
+        captured: Default::default(),
     }
     .encode_to_vec()
 }

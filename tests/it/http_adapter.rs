@@ -16,6 +16,7 @@ fn key<'a>(order_id: &'a str, user_id: &'a str, points: i64) -> CallKey<'a> {
         order_id,
         user_id,
         points,
+        captured: None,
     }
 }
 

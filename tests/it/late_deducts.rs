@@ -39,6 +39,7 @@ async fn report(
             updated_at_unix_ms: 0,
         }),
         deduct_may_follow: false,
+        captured: Default::default(),
     }
     .encode_to_vec();
     let mut headers = async_nats::HeaderMap::new();

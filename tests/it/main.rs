@@ -23,6 +23,7 @@ mod http_adapter;
 mod late_deducts;
 mod metrics;
 mod operators;
+mod partner_apis;
 mod portal_barrier;
 mod saga;
 mod saga_batch;

@@ -24,6 +24,7 @@ fn deducted(order_id: &str) -> Outcome {
         reason: String::new(),
         refund_by_hand: false,
         deduct_may_follow: false,
+        captured: Default::default(),
     }
 }
 

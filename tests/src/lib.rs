@@ -27,6 +27,7 @@ pub mod http_channel;
 pub mod invariants;
 pub mod mesh;
 pub mod nats;
+pub mod partner;
 pub mod pki;
 pub mod services;
 pub mod weak_channel;

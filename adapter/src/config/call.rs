@@ -97,6 +97,8 @@ pub struct ErrorMap {
     pub code: Option<String>,
     pub status: BTreeMap<u16, Failure>,
     pub codes: BTreeMap<String, Failure>,
+    /// Where the success code is and its values: `None` when any unmapped 2xx is a success.
+    pub ok: Option<(String, Vec<String>)>,
 }
 
 /// One call of the API.
@@ -170,6 +172,24 @@ pub(super) fn error_map(raw: &RawErrors, over: &ErrorMap, at: &str) -> Result<Er
     }
     for (code, failure) in &raw.codes {
         map.codes.insert(code.clone(), *failure);
+    }
+    match (&raw.ok_code, raw.ok.is_empty()) {
+        (Some(code), false) => {
+            map.ok = Some((pointer(&format!("{at}.ok_code"), code)?, raw.ok.clone()));
+        }
+        (None, true) => {}
+        (Some(_), true) => {
+            return Err((
+                format!("{at}.ok"),
+                "is missing: the values of ok_code that mean success".into(),
+            ));
+        }
+        (None, false) => {
+            return Err((
+                format!("{at}.ok_code"),
+                "is missing: the JSON pointer to the code that ok lists".into(),
+            ));
+        }
     }
     Ok(map)
 }
@@ -342,9 +362,11 @@ pub(super) fn build_call(
                 Var::Signature if !key.contains(".headers.") => {
                     Some("goes into a header; a parameter is named by signing.param")
                 }
-                Var::Capture(_) if name == "deduct" || name == "balance" => {
-                    Some("is a value of the deduct's answer, for the refund and the query")
-                }
+                Var::Capture(_) if name != "refund" => Some(
+                    "is a value of the deduct's answer, for the refund (a query finds a \
+                     trade by our key: it is what learns those values when the deduct's \
+                     answer was lost)",
+                ),
                 _ => None,
             };
             if let Some(why) = refused {

@@ -171,6 +171,12 @@ pub(super) struct RawErrors {
     status: BTreeMap<String, Failure>,
     #[serde(default)]
     codes: BTreeMap<String, Failure>,
+    /// JSON pointer to the code that says "success" (`/response/code`), with `ok`.
+    ok_code: Option<String>,
+    /// The values of `ok_code` that mean success: any other, unmapped, is an unknown outcome
+    /// rather than a success.
+    #[serde(default)]
+    ok: Vec<String>,
 }
 
 /// A header sent with every call. The value of a secret is never logged.
@@ -234,6 +240,8 @@ impl AdapterConfig {
             key: key.to_owned(),
             message,
         };
+        // Secret files named relative to the config are found beside it.
+        let base = path.parent().unwrap_or(Path::new("."));
         let channel_id = ChannelId::parse("channel_id", raw.channel_id)
             .map_err(|e| invalid("channel_id", e.to_string()))?;
         let base_url = reqwest::Url::parse(&raw.base_url)
@@ -283,7 +291,7 @@ impl AdapterConfig {
                 }
                 RawSecret::Env { env } => std::env::var(&env)
                     .map_err(|_| invalid(&at, format!("the environment has no {env}")))?,
-                RawSecret::File { file } => std::fs::read_to_string(&file)
+                RawSecret::File { file } => std::fs::read_to_string(base.join(&file))
                     .map_err(|e| invalid(&at, format!("cannot read {}: {e}", file.display())))?
                     .trim_end()
                     .to_owned(),
@@ -317,12 +325,12 @@ impl AdapterConfig {
         let envelope = pointer("envelope", &raw.envelope).map_err(|(k, m)| invalid(&k, m))?;
         let signing = raw
             .signing
-            .map(|s| s.build().map(std::sync::Arc::new))
+            .map(|s| s.build(base).map(std::sync::Arc::new))
             .transpose()
             .map_err(|(k, m)| invalid(&k, m))?;
         let verify = raw
             .verify
-            .map(|v| v.build().map(std::sync::Arc::new))
+            .map(|v| v.build(base).map(std::sync::Arc::new))
             .transpose()
             .map_err(|(k, m)| invalid(&k, m))?;
         let mut params = Vec::new();
@@ -379,7 +387,7 @@ impl AdapterConfig {
                 return Err(invalid(name, message));
             }
         }
-        for call in [&refund, &query].into_iter().flatten() {
+        for call in [&refund].into_iter().flatten() {
             for name in call.needed_captures() {
                 if !deduct.capture.contains_key(name) {
                     return Err(invalid(

@@ -1,7 +1,7 @@
 //! Secrets of the config: read from the environment or a file, never written in it (a config
 //! is checked into repositories and shown in reviews).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -20,15 +20,17 @@ pub(super) enum RawSecretRef {
 }
 
 impl RawSecretRef {
-    /// The secret's bytes; a literal is refused with `why_not_literal`. A file's trailing
-    /// newline is not part of a shared secret (editors add one), but is kept for PEM keys.
-    pub(super) fn load(&self, trim: bool) -> Result<Vec<u8>, String> {
+    /// The secret's bytes; a literal is refused. A relative file is found beside the config
+    /// (`base`). A file's trailing newline is not part of a shared secret (editors add one),
+    /// but is kept for PEM keys.
+    pub(super) fn load(&self, trim: bool, base: &Path) -> Result<Vec<u8>, String> {
         match self {
             Self::Env { env } => std::env::var(env)
                 .map(String::into_bytes)
                 .map_err(|_| format!("the environment has no {env}")),
             Self::File { file } => {
-                let mut bytes = std::fs::read(file)
+                let file = base.join(file);
+                let mut bytes = std::fs::read(&file)
                     .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
                 if trim {
                     while bytes.last().is_some_and(u8::is_ascii_whitespace) {

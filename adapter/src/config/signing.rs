@@ -71,9 +71,10 @@ fn load_key(
     key: &RawSecretRef,
     at: &str,
     private: bool,
+    base: &std::path::Path,
 ) -> Result<Key, Invalid> {
     let bytes = key
-        .load(algorithm != Algorithm::RsaSha256)
+        .load(algorithm != Algorithm::RsaSha256, base)
         .map_err(|m| (format!("{at}.key"), m))?;
     match (algorithm, private) {
         (Algorithm::RsaSha256, true) => Key::rsa_private(&bytes),
@@ -160,9 +161,9 @@ fn lines(raw: &[String], at: &str, allow_headers: bool) -> Result<Vec<Template>,
 }
 
 impl RawSigning {
-    pub(super) fn build(self) -> Result<Signing, Invalid> {
+    pub(super) fn build(self, base: &std::path::Path) -> Result<Signing, Invalid> {
         let at = "signing";
-        let key = load_key(self.algorithm, &self.key, at, true)?;
+        let key = load_key(self.algorithm, &self.key, at, true, base)?;
         let wrap = wrap(self.algorithm, self.message.as_deref(), &key, at)?;
         let lines = lines(&self.lines, at, false)?;
         match self.canonical {
@@ -265,9 +266,9 @@ impl Verify {
 }
 
 impl RawVerify {
-    pub(super) fn build(self) -> Result<Verify, Invalid> {
+    pub(super) fn build(self, base: &std::path::Path) -> Result<Verify, Invalid> {
         let at = "verify";
-        let key = load_key(self.algorithm, &self.key, at, false)?;
+        let key = load_key(self.algorithm, &self.key, at, false, base)?;
         let wrap = wrap(self.algorithm, self.message.as_deref(), &key, at)?;
         let lines = lines(&self.lines, at, true)?;
         let signature_at = match (self.header, self.field) {

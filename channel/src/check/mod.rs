@@ -153,6 +153,7 @@ pub async fn run_on(
         return Err(CheckError::Points(points));
     }
     let mut probe = Probe {
+        deducted: Default::default(),
         target,
         user: user.to_owned(),
     };

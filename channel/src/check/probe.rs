@@ -6,6 +6,8 @@ use jifen_proto::v1::{
     DeductPointsRequest, DeductionState, GetDeductionRequest, GetUserPointsRequest,
     RefundPointsRequest,
 };
+use std::collections::{BTreeMap, HashMap};
+
 use tonic::{Code, Status};
 
 use super::{CheckError, Finding, Target};
@@ -14,7 +16,13 @@ use crate::adapter::CallKey;
 pub(super) struct Probe {
     pub(super) target: Target,
     pub(super) user: String,
+    /// What each deduct of an HTTP channel deducted and its answer gave (the partner's
+    /// transaction id), which the refund sends back as the connector would.
+    pub(super) deducted: std::sync::Mutex<HashMap<String, Deducted>>,
 }
+
+/// What a probe's deduct took and what its answer gave.
+type Deducted = (i64, BTreeMap<String, String>);
 
 /// A `ChannelService` answer as `(state, points)`.
 fn answered(deduction: Option<jifen_proto::v1::Deduction>) -> (DeductionState, i64) {
@@ -92,9 +100,15 @@ impl Probe {
                     order_id,
                     user_id,
                     points,
+                    captured: None,
                 })
                 .await
-                .map(|r| (wire_state(r.state), r.points)),
+                .map(|r| {
+                    if let Ok(mut deducted) = self.deducted.lock() {
+                        deducted.insert(order_id.to_owned(), (r.points, r.captured.clone()));
+                    }
+                    (wire_state(r.state), r.points)
+                }),
         }
     }
 
@@ -108,14 +122,22 @@ impl Probe {
                 })
                 .await
                 .map(|a| answered(a.into_inner().deduction)),
-            Target::Http(api) => api
-                .refund(CallKey {
+            Target::Http(api) => {
+                let (points, captured) = self
+                    .deducted
+                    .lock()
+                    .ok()
+                    .and_then(|d| d.get(order_id).cloned())
+                    .unwrap_or_default();
+                api.refund(CallKey {
                     order_id,
                     user_id: &self.user,
-                    points: 0,
+                    points,
+                    captured: Some(&captured),
                 })
                 .await
-                .map(|r| (wire_state(r.state), r.points)),
+                .map(|r| (wire_state(r.state), r.points))
+            }
         }
     }
 
@@ -134,6 +156,7 @@ impl Probe {
                     order_id,
                     user_id: &self.user,
                     points: 0,
+                    captured: None,
                 })
                 .await
                 .map(|r| (wire_state(r.state), r.points)),

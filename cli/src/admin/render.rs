@@ -37,6 +37,7 @@ fn order_json(order: &Order) -> Value {
         "lines": order.lines.iter().map(|l| json!({
             "channel_id": l.channel_id, "user_id": l.user_id, "points": l.points,
             "state": short(l.state().as_str_name(), "STEP_STATE_"),
+            "captured": l.captured,
         })).collect::<Vec<_>>(),
         "quotas": order.quotas.iter().map(|q| json!({
             "channel_id": q.channel_id, "points": q.points,
@@ -132,13 +133,19 @@ pub fn order(order: Option<Order>, as_json: bool) {
         "POINTS"
     );
     for line in &order.lines {
+        let captured: Vec<String> = line
+            .captured
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
         out!(
-            "{:<6} {:<12} {:<16} {:>10}  {}",
+            "{:<6} {:<12} {:<16} {:>10}  {}  {}",
             "line",
             line.channel_id,
             line.user_id,
             line.points,
-            short(line.state().as_str_name(), "STEP_STATE_")
+            short(line.state().as_str_name(), "STEP_STATE_"),
+            captured.join(" ")
         );
     }
     for quota in &order.quotas {

@@ -61,6 +61,7 @@ impl LineKey {
             reason,
             refund_by_hand: false,
             deduct_may_follow: false,
+            captured: Default::default(),
         }
     }
 }

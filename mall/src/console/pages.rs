@@ -143,10 +143,11 @@ pub async fn order(
         }
         h2 { "Lines" }
         div.wrap { table {
-            thead { tr { th { "Channel" } th { "User" } th.num { "Points" } th { "State" } } }
+            thead { tr { th { "Channel" } th { "User" } th.num { "Points" } th { "State" } th { "Channel's reference" } } }
             tbody { @for line in &order.lines { tr {
                 td { (line.channel_id) } td { (line.user_id) } td.num { (line.points) }
                 td { (badge(line.state.as_str())) }
+                td { @for (name, value) in &line.captured { span.muted { (name) "=" } code { (value) } " " } }
             } } }
         } }
         @for line in order.lines.iter().filter(|l| l.state == crate::order::StepState::ManualRefund) {

@@ -30,6 +30,8 @@ pub struct Outcome {
     pub refund_by_hand: bool,
     /// A refund that found nothing at a channel that may still take the deduct on its way.
     pub deduct_may_follow: bool,
+    /// Values of the channel's answer the line keeps (its own transaction id).
+    pub captured: std::collections::BTreeMap<String, String>,
 }
 
 /// Reads an outcome event from its subject and payload.
@@ -56,6 +58,7 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<Outcome, String> {
             reason: d.reason,
             refund_by_hand: subject.rsplit('.').next() == Some(MANUAL_REFUND_TOKEN),
             deduct_may_follow: event.deduct_may_follow,
+            captured: event.captured.into_iter().collect(),
         })
     } else if subject.starts_with("jifen.evt.portal.") {
         let event = QuotaOutcomeEvent::decode(payload).map_err(|e| e.to_string())?;
@@ -78,6 +81,7 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<Outcome, String> {
             reason: d.reason,
             refund_by_hand: false,
             deduct_may_follow: false,
+            captured: Default::default(),
         })
     } else {
         Err(format!("not an outcome subject: {subject}"))

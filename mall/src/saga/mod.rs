@@ -16,6 +16,7 @@ use std::sync::Arc;
 pub mod machine;
 pub mod trust;
 
+use jifen_mesh::barrier::LedgerState;
 use jifen_mesh::bus::consume::{Delivery, Disposition, Handler};
 use jifen_mesh::group_commit::{self, Write};
 use jifen_mesh::storage::{Backend, Database};
@@ -26,8 +27,8 @@ use crate::order::{OrderState, StepState};
 use crate::store::Appends;
 
 use crate::store::steps::{
-    Claimed, claim_step, compensate, correct, flag_manual_refund, request_quotas, set_order,
-    set_step, settle_if_done,
+    Claimed, claim_step, compensate, correct, flag_manual_refund, keep_captured, request_quotas,
+    set_order, set_step, settle_if_done,
 };
 pub use machine::{Decision, Outcome, Report, StepFacts, StepKey, decide, decode, next_step_state};
 use machine::{history_detail, history_kind, rejection_reason};
@@ -199,8 +200,14 @@ pub(crate) async fn apply_in(
             outcome.order_id, outcome.step
         ))));
     };
-    if let Err(mismatch) = trust::points_fit(outcome, step_points) {
+    if let Err(mismatch) =
+        trust::points_fit(outcome, step_points).and_then(|()| trust::captured_fit(outcome))
+    {
         return Ok(Effect::mismatched(mismatch));
+    }
+    // Kept whatever the step does next: a late deduct's corrective refund needs them too.
+    if !outcome.captured.is_empty() && outcome.state == LedgerState::Deducted {
+        keep_captured(tx, outcome).await?;
     }
     let report = Report {
         state: outcome.state,

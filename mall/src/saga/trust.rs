@@ -57,6 +57,34 @@ pub fn points_fit(outcome: &Outcome, step_points: i64) -> Result<(), Mismatch> {
     }
 }
 
+/// Captured values kept with a line (DESIGN §9): a few short, printable names and values —
+/// they are stored, shown in the console and sent back to the channel.
+pub fn captured_fit(outcome: &Outcome) -> Result<(), Mismatch> {
+    const MAX_VALUES: usize = 8;
+    const MAX_NAME: usize = 32;
+    const MAX_VALUE: usize = 256;
+    if outcome.captured.len() > MAX_VALUES {
+        return Err(Mismatch(format!(
+            "{} captured values (at most {MAX_VALUES})",
+            outcome.captured.len()
+        )));
+    }
+    for (name, value) in &outcome.captured {
+        let name_fits = !name.is_empty()
+            && name.len() <= MAX_NAME
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !name_fits || value.len() > MAX_VALUE || value.chars().any(char::is_control) {
+            return Err(Mismatch(format!(
+                "a captured value {:?} that is no short printable name and value",
+                name.chars().take(MAX_NAME).collect::<String>()
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,7 +101,25 @@ mod tests {
             reason: String::new(),
             refund_by_hand: false,
             deduct_may_follow: false,
+            captured: Default::default(),
         }
+    }
+
+    #[test]
+    fn captured_values_are_few_short_and_printable() {
+        let mut outcome = line("beta", LedgerState::Deducted, 300);
+        outcome
+            .captured
+            .insert("trade_no".into(), "2024010122001".into());
+        assert!(captured_fit(&outcome).is_ok());
+        outcome.captured.insert("memo".into(), "a\nb".into());
+        assert!(captured_fit(&outcome).is_err());
+        outcome.captured.remove("memo");
+        outcome.captured.insert("big".into(), "x".repeat(300));
+        assert!(captured_fit(&outcome).is_err());
+        outcome.captured.remove("big");
+        outcome.captured.insert("Bad-Name".into(), "1".into());
+        assert!(captured_fit(&outcome).is_err());
     }
 
     #[test]

@@ -131,7 +131,7 @@ impl OrderStore {
             "SELECT 'A' AS part, needs_attention AS seq, customer_id AS a, reason AS b, \
                     version AS n, state AS s, created_at_ms AS n2, updated_at_ms AS n3, trace_id AS t \
                FROM orders WHERE order_id = $1 \
-             UNION ALL SELECT 'L', position, channel_id, user_id, points, state, 0, 0, '' \
+             UNION ALL SELECT 'L', position, channel_id, user_id, points, state, 0, 0, captured \
                FROM order_lines WHERE order_id = $1 \
              UNION ALL SELECT 'Q', 0, channel_id, '', points, state, 0, 0, '' \
                FROM order_quotas WHERE order_id = $1 \
@@ -172,6 +172,8 @@ impl OrderStore {
                     user_id: r.try_get("b")?,
                     points: r.try_get("n")?,
                     state: step_state(r.try_get("s")?)?,
+                    captured: serde_json::from_str(&r.try_get::<String, _>("t")?)
+                        .unwrap_or_default(),
                 }),
                 "Q" => order.quotas.push(Quota {
                     channel_id: r.try_get("a")?,

@@ -34,7 +34,7 @@ pub(crate) async fn reemit(
     let generation = next_generation(tx, order_id).await?;
     let mut messages = Vec::new();
     for row in sqlx::query(
-        "SELECT channel_id, user_id, points, state FROM order_lines WHERE order_id = $1",
+        "SELECT channel_id, user_id, points, state, captured FROM order_lines WHERE order_id = $1",
     )
     .bind(order_id)
     .fetch_all(&mut *tx)
@@ -45,12 +45,14 @@ pub(crate) async fn reemit(
         };
         let (channel_id, user_id): (String, String) =
             (row.try_get("channel_id")?, row.try_get("user_id")?);
+        let captured: String = row.try_get("captured")?;
         messages.push(commands::points(
             step,
             order_id,
             &channel_id,
             &user_id,
             row.try_get("points")?,
+            &captured,
         ));
     }
     for row in sqlx::query("SELECT channel_id, points, state FROM order_quotas WHERE order_id = $1")

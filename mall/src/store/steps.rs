@@ -100,6 +100,31 @@ pub(crate) struct Claimed {
     pub(crate) undeducted: i64,
 }
 
+/// Keeps what a line's deduct answer gave (its own transaction id) for the line's refund.
+pub(crate) async fn keep_captured(
+    tx: &mut AnyConnection,
+    outcome: &Outcome,
+) -> Result<(), sqlx::Error> {
+    let StepKey::Line {
+        channel_id,
+        user_id,
+    } = &outcome.step
+    else {
+        return Ok(());
+    };
+    let captured = serde_json::to_string(&outcome.captured).unwrap_or_default();
+    sqlx::query(
+        "UPDATE order_lines SET captured = $4 WHERE order_id = $1 AND channel_id = $2 AND user_id = $3",
+    )
+    .bind(&outcome.order_id)
+    .bind(channel_id)
+    .bind(user_id)
+    .bind(captured)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 pub(crate) async fn set_step(
     tx: &mut AnyConnection,
     outcome: &Outcome,
@@ -218,10 +243,29 @@ pub(crate) async fn correct(
         StepKey::Line {
             channel_id,
             user_id,
-        } => (
-            commands::points(Step::Refund, &outcome.order_id, channel_id, user_id, 0),
-            "points",
-        ),
+        } => {
+            let line = sqlx::query(
+                "SELECT points, captured FROM order_lines \
+                 WHERE order_id = $1 AND channel_id = $2 AND user_id = $3",
+            )
+            .bind(&outcome.order_id)
+            .bind(channel_id)
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let captured: String = line.try_get("captured")?;
+            (
+                commands::points(
+                    Step::Refund,
+                    &outcome.order_id,
+                    channel_id,
+                    user_id,
+                    line.try_get("points")?,
+                    &captured,
+                ),
+                "points",
+            )
+        }
         StepKey::Quota { channel_id } => (
             commands::quota(Step::Refund, &outcome.order_id, channel_id, 0),
             "quota",
@@ -255,7 +299,7 @@ pub(crate) async fn compensate(
     set_order(tx, order_id, OrderState::Compensating, Some(reason), now).await?;
     let lines = sqlx::query(
         "UPDATE order_lines SET state = 'REFUNDING' WHERE order_id = $1 AND state IN ('PENDING', 'DEDUCTED') \
-         RETURNING channel_id, user_id",
+         RETURNING channel_id, user_id, points, captured",
     )
     .bind(order_id)
     .fetch_all(&mut *tx)
@@ -263,8 +307,16 @@ pub(crate) async fn compensate(
     for row in &lines {
         let channel_id: String = row.try_get("channel_id")?;
         let user_id: String = row.try_get("user_id")?;
+        let captured: String = row.try_get("captured")?;
         appends.enqueue(
-            commands::points(Step::Refund, order_id, &channel_id, &user_id, 0),
+            commands::points(
+                Step::Refund,
+                order_id,
+                &channel_id,
+                &user_id,
+                row.try_get("points")?,
+                &captured,
+            ),
             now,
         );
     }

@@ -97,6 +97,7 @@ async fn insert_in(
             line.channel_id.as_str(),
             line.user_id.as_str(),
             line.points.get(),
+            "",
         );
         command.traceparent = traceparent.map(str::to_owned);
         appends.enqueue(command, now);
@@ -136,6 +137,7 @@ async fn insert_in(
                 user_id: line.user_id.to_string(),
                 points: line.points.get(),
                 state: StepState::Pending,
+                captured: Default::default(),
             })
             .collect(),
         quotas: order

@@ -38,8 +38,11 @@ pub struct LedgerCommand {
     pub channel_id: String,
     /// The user at a channel; empty at the portal.
     pub user_id: String,
-    /// Points to deduct; 0 for a refund.
+    /// Points to deduct; for a refund of a channel's line, what the line deducted (a
+    /// partner's reversal names it); 0 for a refund at the portal.
     pub points: i64,
+    /// Values the deduct's answer gave (the partner's transaction id), for a refund.
+    pub captured: std::collections::BTreeMap<String, String>,
 }
 
 /// What a ledger recorded for a key.
@@ -53,6 +56,8 @@ pub struct Recorded {
     pub key: Option<AnsweredKey>,
     /// A refund that found nothing, at a ledger that may still take the key's deduct.
     pub deduct_may_follow: bool,
+    /// Values of the answer the line keeps (the partner's transaction id), DESIGN §9.
+    pub captured: std::collections::BTreeMap<String, String>,
 }
 
 /// The key a ledger says it answered for. An empty field is one the ledger did not state.
@@ -72,6 +77,7 @@ impl Recorded {
             reason: status.message().to_owned(),
             key: None,
             deduct_may_follow: false,
+            captured: Default::default(),
         }
     }
 }
@@ -291,6 +297,7 @@ mod tests {
             channel_id: "alpha".into(),
             user_id: "u1".into(),
             points: 100,
+            captured: Default::default(),
         }
     }
 
@@ -305,6 +312,7 @@ mod tests {
                 user_id: user_id.into(),
             }),
             deduct_may_follow: false,
+            captured: Default::default(),
         }
     }
 

@@ -99,6 +99,15 @@ impl<E: LedgerEndpoint> Connector<E> {
                 // ledger without null compensation may still take a late deduct: the mall
                 // refunds it again when that deduct's outcome arrives.)
                 Code::NotFound => Recorded::inferred(LedgerState::Refunded, 0, &status),
+                // The ledger cannot give these points back by itself (a reversal that needs
+                // what only the lost deduct answer held): an operator's task.
+                Code::Unimplemented
+                    if command.step == Step::Refund && !command.user_id.is_empty() =>
+                {
+                    return Ok(Answer::RefundByHand {
+                        points: command.points,
+                    });
+                }
                 Code::Aborted if !capabilities.query => {
                     Recorded::inferred(LedgerState::Refunded, 0, &status)
                 }

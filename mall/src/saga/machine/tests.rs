@@ -203,6 +203,7 @@ fn events_decode_from_their_subjects() {
             updated_at_unix_ms: 0,
         }),
         deduct_may_follow: false,
+        captured: Default::default(),
     }
     .encode_to_vec();
     let outcome = decode("jifen.evt.channel.alpha.rejected", &payload).unwrap();
