@@ -6,13 +6,16 @@ use std::sync::atomic::Ordering;
 
 use jifen_adapter::{AdapterConfig, CallKey, HttpChannel};
 use jifen_channel::check;
-use jifen_proto::v1::{DeductPointsRequest, OrderState};
+use jifen_proto::v1::{DeductPointsRequest, Order, OrderState};
 use jifen_tests::TestMesh;
 use jifen_tests::invariants::assert_mesh_consistent;
 use jifen_tests::mesh::START_POINTS;
-use jifen_tests::partner::TradeState;
 use jifen_tests::partner::gateway::Gateway;
+use jifen_tests::partner::hmac_json::HmacApi;
+use jifen_tests::partner::{Book, Faults, Served, TradeState};
 use tonic::Code;
+
+const EVERYONE: [&str; 6] = ["u1", "u2", "u3", "u4", "d1", "d2"];
 
 fn key<'a>(order_id: &'a str, user_id: &'a str, points: i64) -> CallKey<'a> {
     CallKey {
@@ -23,16 +26,19 @@ fn key<'a>(order_id: &'a str, user_id: &'a str, points: i64) -> CallKey<'a> {
     }
 }
 
-/// Cancels an order after its gamma line was deducted: alpha's connector waits while the user
-/// spends all their alpha points elsewhere, so alpha rejects its line.
-async fn submit_doomed(mesh: &mut TestMesh, order_id: &str, user: &str, gamma_points: i64) {
+/// Cancels an order after its `channel` line was deducted: alpha's connector waits while the
+/// user spends all their alpha points elsewhere, so alpha rejects its line.
+async fn submit_doomed(
+    mesh: &mut TestMesh,
+    channel: &str,
+    order_id: &str,
+    user: &str,
+    points: i64,
+) {
     mesh.stop_connector("alpha").await;
-    mesh.submit(
-        order_id,
-        &[("gamma", user, gamma_points), ("alpha", user, 6_000)],
-    )
-    .await
-    .unwrap();
+    mesh.submit(order_id, &[(channel, user, points), ("alpha", user, 6_000)])
+        .await
+        .unwrap();
     mesh.channel("alpha")
         .client
         .deduct_points(DeductPointsRequest {
@@ -45,56 +51,54 @@ async fn submit_doomed(mesh: &mut TestMesh, order_id: &str, user: &str, gamma_po
     mesh.start_connector("alpha").await;
 }
 
-#[tokio::test]
-async fn a_signed_form_gateway_refunds_by_its_own_trade_no_through_faults() {
+/// Runs a dozen orders over `channel` (a partner API with faults armed) beside alpha, and two
+/// that alpha's rejection cancels after the partner deducted; checks that each completed order
+/// holds exactly its points at the partner, each cancelled one nothing, and returns the
+/// completed orders.
+async fn orders_through(channel: &str, served: &Served, book: &Book) -> Vec<Order> {
     let users = ["u1", "u2", "u3", "u4"];
     let doomed = ["d1", "d2"];
     let everyone = [&users[..], &doomed[..]].concat();
-    let (gateway, served) = Gateway::start(&everyone, START_POINTS).await;
     let mut mesh = TestMesh::start(&["alpha"], &everyone).await;
-    mesh.attach_http_channel("gamma", &served.base_url, served.config.clone())
+    mesh.attach_http_channel(channel, &served.base_url, served.config.clone())
         .await;
-    let faults = &gateway.book.faults;
-    faults.unavailable.store(3, Ordering::SeqCst);
-    faults.lose_answer.store(3, Ordering::SeqCst);
-    faults.delay_ms.store(20, Ordering::SeqCst);
     let mut spent = [0_i64; 4];
     for i in 0..12_usize {
         let points = 125 + i64::try_from(i).unwrap();
         mesh.submit(
-            &format!("gw-{i}"),
-            &[("gamma", users[i % 4], points), ("alpha", users[i % 4], 10)],
+            &format!("{channel}-{i}"),
+            &[(channel, users[i % 4], points), ("alpha", users[i % 4], 10)],
         )
         .await
         .unwrap();
         spent[i % 4] += points;
     }
-    // Cancelled after gamma deducted: the reversal needs the gateway's trade_no.
     for (i, user) in doomed.iter().enumerate() {
-        submit_doomed(&mut mesh, &format!("gw-doomed-{i}"), user, 300).await;
+        submit_doomed(
+            &mut mesh,
+            channel,
+            &format!("{channel}-doomed-{i}"),
+            user,
+            300,
+        )
+        .await;
     }
+    let mut completed = Vec::new();
     for i in 0..12 {
-        let order = mesh.settled(&format!("gw-{i}")).await;
+        let order = mesh.settled(&format!("{channel}-{i}")).await;
         assert_eq!(order.state(), OrderState::Completed, "{order:?}");
-        let line = order
-            .lines
-            .iter()
-            .find(|l| l.channel_id == "gamma")
-            .unwrap();
-        let trade_no = line.captured.get("trade_no").expect("the trade_no is kept");
-        let trade = gateway.book.query_by_trade_no(trade_no).unwrap();
-        assert_eq!(trade.state, TradeState::Done);
-        assert_eq!(trade.points, line.points, "1.25 yuan is 125 points");
+        completed.push(order);
     }
     for (i, user) in doomed.iter().enumerate() {
-        let order = mesh.settled(&format!("gw-doomed-{i}")).await;
+        let order = mesh.settled(&format!("{channel}-doomed-{i}")).await;
         assert_eq!(order.state(), OrderState::Cancelled, "{order:?}");
         assert_eq!(
-            gateway.book.points_of(user),
+            book.points_of(user),
             Some(START_POINTS),
             "{user} got it back"
         );
     }
+    let faults = &book.faults;
     assert_eq!(
         faults.unavailable.load(Ordering::SeqCst),
         0,
@@ -107,13 +111,86 @@ async fn a_signed_form_gateway_refunds_by_its_own_trade_no_through_faults() {
     );
     for (user, spent) in users.iter().zip(spent) {
         assert_eq!(
-            gateway.book.points_of(user),
+            book.points_of(user),
             Some(START_POINTS - spent),
             "{user}: nothing taken twice, every cancelled order's points back"
         );
     }
-    assert_eq!(gateway.book.held(), spent.iter().sum::<i64>());
+    assert_eq!(book.held(), spent.iter().sum::<i64>());
     assert_mesh_consistent(&mesh).await;
+    completed
+}
+
+fn arm(faults: &Faults) {
+    faults.unavailable.store(3, Ordering::SeqCst);
+    faults.lose_answer.store(3, Ordering::SeqCst);
+    faults.delay_ms.store(20, Ordering::SeqCst);
+}
+
+fn missing(report: &check::Report) -> Vec<&'static str> {
+    report
+        .findings
+        .iter()
+        .filter(|f| !f.holds)
+        .map(|f| f.guarantee)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_signed_form_gateway_refunds_by_its_own_trade_no_through_faults() {
+    let (gateway, served) = Gateway::start(&EVERYONE, START_POINTS).await;
+    arm(&gateway.book.faults);
+    for order in orders_through("gamma", &served, &gateway.book).await {
+        let line = order
+            .lines
+            .iter()
+            .find(|l| l.channel_id == "gamma")
+            .unwrap();
+        let trade_no = line.captured.get("trade_no").expect("the trade_no is kept");
+        let trade = gateway.book.query_by_trade_no(trade_no).unwrap();
+        assert_eq!(trade.state, TradeState::Done);
+        assert_eq!(trade.points, line.points, "1.25 yuan is 125 points");
+    }
+}
+
+#[tokio::test]
+async fn an_hmac_signed_api_with_signed_answers_runs_through_faults_and_forgeries() {
+    let (api, served) = HmacApi::start(&EVERYONE, START_POINTS).await;
+    arm(&api.book.faults);
+    api.bad_signature.store(3, Ordering::SeqCst);
+    orders_through("epsilon", &served, &api.book).await;
+    assert_eq!(
+        api.bad_signature.load(Ordering::SeqCst),
+        0,
+        "forged answers were met"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_whose_signature_fails_settles_nothing() {
+    let (api, served) = HmacApi::start(&["u1"], 1_000).await;
+    let channel = HttpChannel::new(AdapterConfig::load(&served.config).unwrap()).unwrap();
+    api.bad_signature.store(1, Ordering::SeqCst);
+    let forged = channel.deduct(key("o-1", "u1", 250)).await.unwrap_err();
+    assert_eq!(forged.code(), Code::Unknown, "{forged:?}");
+    assert!(forged.message().contains("signature"), "{forged:?}");
+    // Asked again, signed afresh (the partner refuses a nonce it has seen): the truth.
+    let asked = channel.query(key("o-1", "u1", 250)).await.unwrap();
+    assert_eq!(asked.state, jifen_mesh::barrier::LedgerState::Deducted);
+    assert_eq!(asked.points, 250);
+    let again = channel.deduct(key("o-1", "u1", 250)).await.unwrap();
+    assert_eq!(again.points, 250, "the same request_id, deducted once");
+    assert_eq!(api.book.points_of("u1"), Some(750));
+}
+
+#[tokio::test]
+async fn channel_check_passes_against_the_hmac_api() {
+    let (_api, served) = HmacApi::start(&["tester"], 10_000).await;
+    let target = check::Target::http(&served.config).unwrap();
+    let report = check::run_on(target, "tester", 5, "check-k-")
+        .await
+        .unwrap();
+    assert!(report.all_hold(), "{report:#?}");
 }
 
 #[tokio::test]
@@ -173,14 +250,8 @@ async fn channel_check_passes_against_the_gateway_and_names_what_it_lacks() {
     let report = check::run_on(target, "tester", 5, "check-k-")
         .await
         .unwrap();
-    let missing: Vec<&str> = report
-        .findings
-        .iter()
-        .filter(|f| !f.holds)
-        .map(|f| f.guarantee)
-        .collect();
     assert_eq!(
-        missing,
+        missing(&report),
         vec!["null_compensation", "anti_hanging"],
         "exactly what the example declares it lacks: {report:#?}"
     );

@@ -4,6 +4,7 @@
 //! misbehaves on demand ([`Faults`]). The example configs in `docs/examples/` drive them.
 
 pub mod gateway;
+pub mod hmac_json;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
