@@ -98,7 +98,7 @@ fn authenticate(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(), Response> {
+) -> Result<(), &'static str> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -114,11 +114,11 @@ fn authenticate(
     ));
     if header("x-app-id") != "jifen-test" || !header("x-signature").eq_ignore_ascii_case(&expected)
     {
-        return Err(error(StatusCode::UNAUTHORIZED, "INVALID_SIGNATURE"));
+        return Err("INVALID_SIGNATURE");
     }
     let at: i64 = timestamp.parse().unwrap_or_default();
     if (unix_now() - at).abs() > 300 {
-        return Err(error(StatusCode::UNAUTHORIZED, "STALE_REQUEST"));
+        return Err("STALE_REQUEST");
     }
     let fresh = api
         .nonces
@@ -126,7 +126,7 @@ fn authenticate(
         .map(|mut seen| seen.insert(nonce.clone()))
         .unwrap_or(false);
     if nonce.len() < 16 || !fresh {
-        return Err(error(StatusCode::UNAUTHORIZED, "REPLAYED_NONCE"));
+        return Err("REPLAYED_NONCE");
     }
     Ok(())
 }
@@ -140,8 +140,8 @@ async fn handle(
 ) -> Response {
     let faults = &api.book.faults;
     faults.wait().await;
-    if let Err(refused) = authenticate(&api, &method, &uri, &headers, &body) {
-        return refused;
+    if let Err(code) = authenticate(&api, &method, &uri, &headers, &body) {
+        return error(StatusCode::UNAUTHORIZED, code);
     }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let field = |name: &str| {
