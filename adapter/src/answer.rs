@@ -168,6 +168,7 @@ pub fn read(
     let means = match failure {
         Some(Failure::Deducted) => Some(AnswerState::Deducted),
         Some(Failure::Refunded) => Some(AnswerState::Refunded),
+        Some(Failure::Pending) => Some(AnswerState::Pending),
         Some(failure) => {
             return Err(failure_status(
                 failure,
@@ -243,7 +244,7 @@ fn failure_status(
         Failure::Conflict => Status::aborted(message),
         Failure::OtherAmount => Status::already_exists(message),
         // Mapped to states before this is reached; never a failure.
-        Failure::Deducted | Failure::Refunded => Status::unknown(message),
+        Failure::Deducted | Failure::Refunded | Failure::Pending => Status::unknown(message),
     }
 }
 

@@ -10,13 +10,16 @@
 
 pub mod amount;
 pub mod answer;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod limit;
 pub mod request;
 pub mod template;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use jifen_mesh::barrier::LedgerState;
 use jifen_mesh::bus::subjects::Step;
@@ -34,6 +37,8 @@ use template::{Escape, Values};
 pub struct HttpChannel {
     config: AdapterConfig,
     client: reqwest::Client,
+    auth: Option<std::sync::Arc<auth::Auth>>,
+    limiter: std::sync::Arc<limit::Limiter>,
 }
 
 /// The key of one call: which order and user, how many points, and what the deduct's answer
@@ -76,7 +81,20 @@ impl HttpChannel {
             builder = builder.identity(identity);
         }
         let client = builder.build().map_err(|e| invalid("tls", e.to_string()))?;
-        Ok(Self { config, client })
+        let auth = config.auth.clone().map(|a| {
+            std::sync::Arc::new(auth::Auth::new(
+                a,
+                config.base_url.as_str(),
+                config.channel_id.as_str(),
+            ))
+        });
+        let limiter = std::sync::Arc::new(limit::Limiter::new(config.rate));
+        Ok(Self {
+            config,
+            client,
+            auth,
+            limiter,
+        })
     }
 
     pub fn channel_id(&self) -> &str {
@@ -117,6 +135,13 @@ impl HttpChannel {
             // The deduct's answer was lost (or came from an older config): its query, by our
             // key, tells what it recorded and gives the values.
             let learned = match self.query(key).await {
+                // Refused or never taken: nothing to give back.
+                Ok(recorded) if recorded.state == LedgerState::Rejected => {
+                    return Err(Status::not_found(format!(
+                        "channel {}: the deduct was rejected; nothing to give back",
+                        self.channel_id()
+                    )));
+                }
                 Ok(recorded) if recorded.state != LedgerState::Deducted => return Ok(recorded),
                 Ok(recorded) => recorded.captured,
                 // Never deducted: nothing to give back.
@@ -157,6 +182,51 @@ impl HttpChannel {
         })?;
         let answer = self.call(call, key).await?;
         self.recorded(call, &answer, AnswerState::Deducted, key.points)
+    }
+
+    /// Reads a partner's notification (`[notify]`): our key as the partner knows it, and what
+    /// it says was recorded. `UNAUTHENTICATED` when its signature does not verify.
+    pub fn notification(
+        &self,
+        headers: &reqwest::header::HeaderMap,
+        body: bytes::Bytes,
+    ) -> Result<(String, Recorded), Status> {
+        let notify = self.config.notify.as_ref().ok_or_else(|| {
+            Status::unimplemented(format!(
+                "channel {} takes no notifications",
+                self.channel_id()
+            ))
+        })?;
+        let received = Received {
+            status: reqwest::StatusCode::OK,
+            headers: headers.clone(),
+            bytes: body,
+        };
+        let parsed = answer::parse(self.config.answer, &received.bytes);
+        let authentic = answer::verified(
+            &notify.verify,
+            &received,
+            parsed.as_ref(),
+            &notify.answer.envelope,
+        );
+        if !authentic {
+            return Err(Status::unauthenticated(
+                "the notification's signature does not verify",
+            ));
+        }
+        let body =
+            parsed.ok_or_else(|| Status::invalid_argument("the notification cannot be read"))?;
+        let key = answer::scalar(&body, &notify.key).ok_or_else(|| {
+            Status::invalid_argument(format!("the notification has no key at {:?}", notify.key))
+        })?;
+        let read = Answer { body, means: None };
+        let recorded = self.recorded(&notify.answer, &read, AnswerState::Deducted, 0)?;
+        Ok((key, recorded))
+    }
+
+    /// What the partner answers an accepted notification.
+    pub fn notify_reply(&self) -> Option<&str> {
+        self.config.notify.as_ref().map(|n| n.reply.as_str())
     }
 
     /// A user's balance; `None` when the config has no balance call.
@@ -206,28 +276,66 @@ impl HttpChannel {
             .amount
             .map(|a| a.to_text(key.points))
             .unwrap_or_default();
-        let stamp = request::Stamp::now(&self.config);
-        let values = Values {
-            order_id: key.order_id,
-            user_id: key.user_id,
-            channel_id: self.channel_id(),
-            points: key.points,
-            key: &idempotency_key,
-            amount: &amount,
-            timestamp: &stamp.timestamp,
-            nonce: &stamp.nonce,
-            captures: key.captured,
-            ..Values::default()
+        let (mut refreshed, mut paused) = (false, 0);
+        let (what, received) = loop {
+            let token = match &self.auth {
+                Some(auth) => auth.token(&self.client).await?,
+                None => String::new(),
+            };
+            // Each attempt is stamped and signed afresh, under the same key.
+            let stamp = request::Stamp::now(&self.config);
+            let values = Values {
+                order_id: key.order_id,
+                user_id: key.user_id,
+                channel_id: self.channel_id(),
+                points: key.points,
+                key: &idempotency_key,
+                amount: &amount,
+                timestamp: &stamp.timestamp,
+                nonce: &stamp.nonce,
+                token: &token,
+                captures: key.captured,
+                ..Values::default()
+            };
+            let request = request::build(&self.config, call, &values)
+                .map_err(|e| Status::unavailable(format!("{} was not sent: {e}", call.name)))?;
+            // Named without its query: a query may carry a signature or a token.
+            let what = format!(
+                "{} {}",
+                request.method,
+                request.url.split('?').next().unwrap_or_default()
+            );
+            let permit = self.limiter.acquire().await;
+            let received = self.send(&request, &what).await?;
+            drop(permit);
+            let status = received.status.as_u16();
+            if let Some(auth) = &self.auth
+                && matches!(status, 401 | 403)
+            {
+                // "Refresh", not "this order is invalid": once with a new token, and after
+                // that not applied, for the connector to try again later.
+                auth.refused(&token).await;
+                if !refreshed {
+                    refreshed = true;
+                    continue;
+                }
+                return Err(Status::unavailable(format!(
+                    "{what} answered {status} with a fresh token too: not applied"
+                )));
+            }
+            if status == 429 {
+                let wait = limit::retry_after(&received.headers).unwrap_or(Duration::from_secs(1));
+                self.limiter.pause(wait);
+                if wait <= limit::MAX_RETRY_AFTER && paused < 2 {
+                    paused += 1;
+                    continue;
+                }
+                return Err(Status::resource_exhausted(format!(
+                    "{what} answered 429 (retry after {wait:?}): not applied"
+                )));
+            }
+            break (what, received);
         };
-        let request = request::build(&self.config, call, &values)
-            .map_err(|e| Status::unavailable(format!("{} was not sent: {e}", call.name)))?;
-        // Named without its query: a query may carry a signature or a token.
-        let what = format!(
-            "{} {}",
-            request.method,
-            request.url.split('?').next().unwrap_or_default()
-        );
-        let received = self.send(&request, &what).await?;
         let body = answer::parse(self.config.answer, &received.bytes);
         let authentic = self.config.verify.as_ref().is_none_or(|verify| {
             answer::verified(verify, &received, body.as_ref(), &call.envelope)
@@ -310,6 +418,12 @@ impl HttpChannel {
             })?,
         };
         let (state, reason) = match state {
+            AnswerState::Pending => {
+                return Err(jifen_mesh::connector::pending_status(format!(
+                    "channel {} is still processing it",
+                    self.channel_id()
+                )));
+            }
             AnswerState::Deducted => (LedgerState::Deducted, String::new()),
             AnswerState::Refunded => (LedgerState::Refunded, String::new()),
             AnswerState::Rejected => (LedgerState::Rejected, "rejected by the channel".into()),
@@ -357,6 +471,14 @@ impl LedgerEndpoint for HttpChannel {
 
     fn capabilities(&self) -> Capabilities {
         self.config.capabilities
+    }
+
+    fn poll_schedule(&self) -> Option<jifen_mesh::connector::PollSchedule> {
+        self.config.poll.clone()
+    }
+
+    fn partner_key(&self, command: &LedgerCommand) -> Option<String> {
+        Some(self.idempotency_key(call_key(command)))
     }
 
     fn manual_refund_event(

@@ -168,6 +168,10 @@ pub struct ChannelConnectorConfig {
     /// Serves gRPC health here (for probes) when set.
     #[arg(long, env = "JIFEN_HEALTH_LISTEN")]
     pub health_listen: Option<std::net::SocketAddr>,
+    /// Serves the partner's notifications here (`POST /notify/<channel>`), for an adapter
+    /// config with `[notify]` (docs/channels.md).
+    #[arg(long, env = "JIFEN_NOTIFY_LISTEN", requires = "adapter_config")]
+    pub notify_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub bus: jifen_mesh::config::BusArgs,
     #[command(flatten)]
@@ -190,6 +194,14 @@ pub enum ConnectorError {
     Target(#[from] jifen_mesh::tls_io::TargetError),
     #[error(transparent)]
     Tls(#[from] jifen_mesh::tls::TlsError),
+    #[error("{0}")]
+    Setting(String),
+    #[error("cannot serve notifications on {addr}")]
+    NotifyListen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// How long a call to a gRPC channel may take unless `--call-timeout` says otherwise.
@@ -231,10 +243,58 @@ pub async fn run_connector(
             _ = registered => {}
             () = shutdown.cancelled() => return Ok(()),
         }
+        if let Some(schedule) = &adapter.poll {
+            let polls = i64::try_from(schedule.polls()).unwrap_or(i64::MAX);
+            if polls >= spec.max_deliver {
+                return Err(ConnectorError::Setting(format!(
+                    "the adapter config's [pending] polls up to {polls} times before its \
+                     deadline, and --max-deliver is {}: raise --max-deliver above {polls} or \
+                     shorten pending.deadline",
+                    spec.max_deliver
+                )));
+            }
+        }
+        if config.notify_listen.is_some() && adapter.notify.is_none() {
+            return Err(ConnectorError::Setting(
+                "--notify-listen is set, but the adapter config has no [notify]".into(),
+            ));
+        }
         let target = crate::adapter::HttpChannel::new(adapter)?;
+        let pending = std::sync::Arc::new(jifen_mesh::connector::PendingBook::default());
+        let notifications = match config.notify_listen {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ConnectorError::NotifyListen { addr, source })?;
+                tracing::info!(%addr, "serving the partner's notifications");
+                Some(tokio::spawn(crate::notify::serve(
+                    listener,
+                    std::sync::Arc::new(target.clone()),
+                    pending.clone(),
+                    shutdown.clone(),
+                )))
+            }
+            None => None,
+        };
         tracing::info!(channel_id = %channel_id, api = target.base_url(), missing = ?target.capabilities().missing(), "channel connector starting (HTTP adapter)");
-        jifen_mesh::connector::run(&config.bus, spec, target, config.health_listen, shutdown)
-            .await?;
+        let ran = jifen_mesh::connector::run_with(
+            &config.bus,
+            spec,
+            target,
+            config.health_listen,
+            shutdown.clone(),
+            pending,
+        )
+        .await;
+        if let Some(task) = notifications {
+            shutdown.cancel();
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "the notification server stopped"),
+                Err(error) => tracing::error!(%error, "the notification server's task failed"),
+            }
+        }
+        ran?;
         return Ok(());
     }
     let endpoint = match &config.channel_endpoint {

@@ -16,6 +16,7 @@ pub mod connector;
 pub mod error;
 pub mod grpc;
 pub mod ledger;
+pub mod notify;
 pub mod points_api;
 
 pub use app::{ChannelApp, ChannelConfig};

@@ -233,6 +233,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             call_timeout: Some(Duration::from_secs(5)),
             concurrency: 64,
             health_listen: None,
+            notify_listen: None,
             bus: bus(&Identity::channel(channel_id)?),
             retry: args.retry.clone(),
         };

@@ -112,6 +112,7 @@ pub async fn start(
         call_timeout: None,
         concurrency: 64,
         health_listen: None,
+        notify_listen: None,
         bus: bus.clone(),
         retry: retry.clone(),
     };

@@ -136,6 +136,20 @@ pub static ORDERS_NEEDING_ATTENTION: LazyLock<IntGauge> = LazyLock::new(|| {
         "Orders flagged for an operator",
     )
 });
+pub static ADAPTER_TOKEN_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "jifen_adapter_token_failures_total",
+        "Failed fetches of a partner's access token by an adapter connector, by channel (calls wait; nothing is dead-lettered for it)",
+        &["channel"],
+    )
+});
+pub static NOTIFICATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "jifen_partner_notifications_total",
+        "Partners' notifications by channel and outcome: applied (settled a pending command), ignored (nothing pending: polling settles it), refused (bad signature or body)",
+        &["channel", "outcome"],
+    )
+});
 pub static MISMATCHED_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "jifen_mismatched_events_total",

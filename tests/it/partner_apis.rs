@@ -12,6 +12,7 @@ use jifen_tests::invariants::assert_mesh_consistent;
 use jifen_tests::mesh::START_POINTS;
 use jifen_tests::partner::gateway::Gateway;
 use jifen_tests::partner::hmac_json::HmacApi;
+use jifen_tests::partner::oauth::OauthApi;
 use jifen_tests::partner::{Book, Faults, Served, TradeState};
 use tonic::Code;
 
@@ -56,14 +57,32 @@ async fn submit_doomed(
 /// holds exactly its points at the partner, each cancelled one nothing, and returns the
 /// completed orders.
 async fn orders_through(channel: &str, served: &Served, book: &Book) -> Vec<Order> {
+    orders_through_with(channel, served, book, None, &|| {}).await
+}
+
+/// [`orders_through`], the connector taking notifications at `notify`, with `mid_run` done
+/// halfway through the orders.
+async fn orders_through_with(
+    channel: &str,
+    served: &Served,
+    book: &Book,
+    notify: Option<std::net::SocketAddr>,
+    mid_run: &dyn Fn(),
+) -> Vec<Order> {
     let users = ["u1", "u2", "u3", "u4"];
     let doomed = ["d1", "d2"];
     let everyone = [&users[..], &doomed[..]].concat();
     let mut mesh = TestMesh::start(&["alpha"], &everyone).await;
+    if let Some(addr) = notify {
+        mesh.notify.insert(channel.to_owned(), addr);
+    }
     mesh.attach_http_channel(channel, &served.base_url, served.config.clone())
         .await;
     let mut spent = [0_i64; 4];
     for i in 0..12_usize {
+        if i == 6 {
+            mid_run();
+        }
         let points = 125 + i64::try_from(i).unwrap();
         mesh.submit(
             &format!("{channel}-{i}"),
@@ -181,6 +200,135 @@ async fn an_answer_whose_signature_fails_settles_nothing() {
     let again = channel.deduct(key("o-1", "u1", 250)).await.unwrap();
     assert_eq!(again.points, 250, "the same request_id, deducted once");
     assert_eq!(api.book.points_of("u1"), Some(750));
+}
+
+/// A free port on 127.0.0.1 for a server to take.
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_oauth_api_answering_processing_settles_by_notification_and_poll_through_faults() {
+    let (api, served) = OauthApi::start(&EVERYONE, START_POINTS).await;
+    arm(&api.book.faults);
+    // Tokens live 2 s: refreshed before expiry while orders run, and all revoked halfway.
+    api.token_lifetime.store(2, Ordering::SeqCst);
+    let notify = free_addr();
+    api.notify_to(&format!("http://{notify}/notify/zeta"));
+    let completed = orders_through_with("zeta", &served, &api.book, Some(notify), &|| {
+        api.expire_tokens()
+    })
+    .await;
+    assert!(
+        api.tokens_issued.load(Ordering::SeqCst) >= 2,
+        "a token was refreshed"
+    );
+    let notified = api.notified.lock().unwrap().len();
+    assert!(
+        notified >= 6,
+        "the partner notified most redemptions ({notified})"
+    );
+    let applied = jifen_mesh::metrics::NOTIFICATIONS
+        .with_label_values(&["zeta", "applied"])
+        .get();
+    assert!(
+        applied >= 1,
+        "notifications settled pending deducts before their poll"
+    );
+    for order in &completed {
+        let line = order.lines.iter().find(|l| l.channel_id == "zeta").unwrap();
+        assert!(line.captured["id"].starts_with("R-"), "{line:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_processing_answer_is_polled_until_final_without_notifications() {
+    let users = ["u1", "u2"];
+    let (api, served) = OauthApi::start(&users, 1_000).await;
+    api.processing_ms.store(1_500, Ordering::SeqCst);
+    api.fail_next.store(1, Ordering::SeqCst);
+    let mut mesh = TestMesh::start(&["alpha"], &users).await;
+    mesh.attach_http_channel("zeta", &served.base_url, served.config.clone())
+        .await;
+    mesh.submit("z-fails", &[("zeta", "u1", 100), ("alpha", "u1", 10)])
+        .await
+        .unwrap();
+    mesh.submit("z-ok", &[("zeta", "u2", 200), ("alpha", "u2", 10)])
+        .await
+        .unwrap();
+    let failed = mesh.settled("z-fails").await;
+    assert_eq!(
+        failed.state(),
+        OrderState::Cancelled,
+        "FAILED after processing: {failed:?}"
+    );
+    let ok = mesh.settled("z-ok").await;
+    assert_eq!(ok.state(), OrderState::Completed, "{ok:?}");
+    assert!(
+        api.queries_for("z-ok:u2") >= 1,
+        "settled by polling the query"
+    );
+    assert_eq!(api.book.points_of("u1"), Some(1_000));
+    assert_eq!(api.book.points_of("u2"), Some(800));
+    assert_mesh_consistent(&mesh).await;
+}
+
+#[tokio::test]
+async fn a_token_endpoint_that_keeps_failing_holds_calls_back_and_never_refuses_them() {
+    let (api, served) = OauthApi::start(&["u1"], 1_000).await;
+    let channel = HttpChannel::new(AdapterConfig::load(&served.config).unwrap()).unwrap();
+    api.token_unavailable.store(100, Ordering::SeqCst);
+    let held = channel.deduct(key("o-1", "u1", 100)).await.unwrap_err();
+    assert_eq!(
+        held.code(),
+        Code::Unavailable,
+        "not sent, try later: {held:?}"
+    );
+    api.token_unavailable.store(0, Ordering::SeqCst);
+    let processing = channel.deduct(key("o-1", "u1", 100)).await.unwrap_err();
+    assert!(
+        jifen_mesh::connector::is_pending(&processing),
+        "{processing:?}"
+    );
+    // A token revoked mid-run: refreshed once, the call repeated, nothing taken twice.
+    api.expire_tokens();
+    let again = channel.deduct(key("o-1", "u1", 100)).await.unwrap_err();
+    assert!(jifen_mesh::connector::is_pending(&again), "{again:?}");
+    assert_eq!(api.book.points_of("u1"), Some(900));
+    assert_eq!(api.tokens_issued.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_forged_or_unknown_notification_changes_nothing() {
+    let (_api, served) = OauthApi::start(&["u1"], 1_000).await;
+    let channel = HttpChannel::new(AdapterConfig::load(&served.config).unwrap()).unwrap();
+    let body = br#"{"reference": "o-1:u1", "id": "R-9", "status": "COMPLETED", "amount": 100}"#;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-signature", "00ff".parse().unwrap());
+    let forged = channel
+        .notification(&headers, bytes::Bytes::from_static(body))
+        .unwrap_err();
+    assert_eq!(forged.code(), Code::Unauthenticated);
+    let signature = jifen_adapter::crypto::sign(
+        jifen_adapter::crypto::Algorithm::HmacSha256,
+        &jifen_adapter::crypto::Key::Secret(
+            jifen_tests::partner::oauth::NOTIFY_SECRET
+                .as_bytes()
+                .to_vec(),
+        ),
+        body,
+        jifen_adapter::crypto::Output::Hex,
+    )
+    .unwrap();
+    headers.insert("x-signature", signature.parse().unwrap());
+    let (partner_key, recorded) = channel
+        .notification(&headers, bytes::Bytes::from_static(body))
+        .unwrap();
+    assert_eq!(partner_key, "o-1:u1");
+    assert_eq!(recorded.points, 100);
+    assert_eq!(recorded.captured["id"], "R-9");
 }
 
 #[tokio::test]

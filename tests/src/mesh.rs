@@ -65,6 +65,8 @@ pub struct TestMesh {
     pub lacks: BTreeMap<String, Vec<String>>,
     /// Channels driven through the HTTP adapter: their config files.
     pub adapters: BTreeMap<String, std::path::PathBuf>,
+    /// Where adapter channels' connectors take their partner's notifications.
+    pub notify: BTreeMap<String, std::net::SocketAddr>,
     pub nats: TestNats,
     /// How long the mall lets an order stay unsettled before flagging it (at its next start).
     pub stuck_after: Duration,
@@ -122,6 +124,7 @@ impl TestMesh {
             external: BTreeMap::new(),
             lacks: BTreeMap::new(),
             adapters: BTreeMap::new(),
+            notify: BTreeMap::new(),
             nats,
             stuck_after: Duration::from_secs(600),
             retry: test_retry(),

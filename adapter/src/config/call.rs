@@ -55,6 +55,8 @@ struct RawStates {
     refunded: Vec<String>,
     #[serde(default)]
     rejected: Vec<String>,
+    #[serde(default)]
+    pending: Vec<String>,
 }
 
 /// How a call's parameters travel.
@@ -195,6 +197,7 @@ pub(super) fn error_map(raw: &RawErrors, over: &ErrorMap, at: &str) -> Result<Er
 }
 
 /// What the rest of the file offers a call.
+#[derive(Clone, Copy)]
 pub(super) struct Context<'a> {
     pub errors: &'a ErrorMap,
     pub params: &'a [Param],
@@ -296,6 +299,7 @@ pub(super) fn build_call(
         (&raw.states.deducted, AnswerState::Deducted),
         (&raw.states.refunded, AnswerState::Refunded),
         (&raw.states.rejected, AnswerState::Rejected),
+        (&raw.states.pending, AnswerState::Pending),
     ] {
         states.extend(values.iter().map(|v| (v.clone(), state)));
     }
@@ -375,4 +379,94 @@ pub(super) fn build_call(
         }
     }
     Ok(call)
+}
+
+/// `[notify]`: how a partner's notification (`POST /notify/<channel>`) is read, like an answer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotify {
+    /// JSON pointer to our key, as the deduct sent it (`{key}`).
+    key: String,
+    state: String,
+    states: RawStates,
+    points: Option<String>,
+    amount: Option<String>,
+    #[serde(default)]
+    capture: BTreeMap<String, String>,
+    /// The body answered to an accepted notification.
+    #[serde(default = "default_reply")]
+    reply: String,
+    /// How the partner signs its notifications (as `[verify]` reads answers).
+    verify: super::signing::RawVerify,
+}
+
+fn default_reply() -> String {
+    "success".to_owned()
+}
+
+/// A checked `[notify]`: the notification read as a call's answer.
+#[derive(Debug, Clone)]
+pub struct Notify {
+    pub key: String,
+    pub reply: String,
+    pub answer: Call,
+    pub verify: std::sync::Arc<super::Verify>,
+}
+
+pub(super) fn build_notify(
+    raw: RawNotify,
+    context: &Context<'_>,
+    base: &std::path::Path,
+) -> Result<Notify, Invalid> {
+    let verify = raw
+        .verify
+        .build(base)
+        .map_err(|(k, m)| (format!("notify.{k}"), m))?;
+    let key = pointer("notify.key", &raw.key)?;
+    if raw.points.is_none() && raw.amount.is_none() {
+        return Err((
+            "notify.points".into(),
+            "is missing: a notification says how much was deducted (points or amount)".into(),
+        ));
+    }
+    let answer = build_call(
+        "notify",
+        RawCall {
+            method: "POST".into(),
+            url: String::new(),
+            body: None,
+            params: BTreeMap::new(),
+            json_params: Vec::new(),
+            encoding: None,
+            headers: BTreeMap::new(),
+            envelope: Some(String::new()),
+            state: Some(raw.state),
+            points: raw.points,
+            amount: raw.amount,
+            balance: None,
+            states: raw.states,
+            errors: RawErrors::default(),
+            capture: raw.capture,
+        },
+        &Context {
+            params: &[],
+            ..*context
+        },
+    )?;
+    if answer
+        .states
+        .iter()
+        .any(|(_, s)| *s == AnswerState::Pending)
+    {
+        return Err((
+            "notify.states".into(),
+            "a notification tells a result, not pending".into(),
+        ));
+    }
+    Ok(Notify {
+        key,
+        reply: raw.reply,
+        answer,
+        verify: std::sync::Arc::new(verify),
+    })
 }

@@ -19,6 +19,7 @@ mod secret;
 mod signing;
 
 pub use call::{Call, Encoding, ErrorMap, Param, Payload};
+pub(crate) use secret::RawSecretRef as SecretRef;
 pub use signing::{AnswerCanonical, Canonical, SignatureAt, Signing, Verify};
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,8 @@ pub enum Failure {
     Deducted,
     /// Not a failure but a state: the key is already refunded ("already reversed").
     Refunded,
+    /// Not a failure but a state: accepted, still processing (`[pending]` polls it).
+    Pending,
 }
 
 /// One state of a deduction as Jifen reads it.
@@ -70,6 +73,8 @@ pub enum AnswerState {
     Deducted,
     Refunded,
     Rejected,
+    /// Accepted, not final: asked again on the `[pending]` schedule.
+    Pending,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +110,10 @@ struct RawFile {
     /// How answers are written: json (default) or form.
     #[serde(default)]
     answer: crate::answer::Format,
+    auth: Option<crate::auth::RawAuth>,
+    rate: Option<crate::limit::Rate>,
+    pending: Option<RawPending>,
+    notify: Option<call::RawNotify>,
     signing: Option<signing::RawSigning>,
     verify: Option<signing::RawVerify>,
     #[serde(default)]
@@ -199,6 +208,10 @@ pub struct AdapterConfig {
     pub timestamp: TimestampFormat,
     pub amount: Option<Amount>,
     pub answer: crate::answer::Format,
+    pub auth: Option<crate::auth::AuthConfig>,
+    pub rate: Option<crate::limit::Rate>,
+    pub poll: Option<jifen_mesh::connector::PollSchedule>,
+    pub notify: Option<call::Notify>,
     pub signing: Option<std::sync::Arc<Signing>>,
     pub verify: Option<std::sync::Arc<Verify>>,
     pub channel_id: ChannelId,
@@ -343,6 +356,14 @@ impl AdapterConfig {
                 json: false,
             });
         }
+        if let Some(rate) = &raw.rate {
+            rate.check().map_err(|m| invalid("rate", m))?;
+        }
+        let auth = raw
+            .auth
+            .map(|a| a.build(base))
+            .transpose()
+            .map_err(|(k, m)| invalid(&k, m))?;
         let mut header_templates = Vec::new();
         for (name, value) in &raw.header_templates {
             let at = format!("header_templates.{name}");
@@ -364,7 +385,7 @@ impl AdapterConfig {
             params: &params,
             envelope: &envelope,
             has_amount: raw.amount.is_some(),
-            has_token: false,
+            has_token: auth.is_some(),
         };
         let call = |name: &'static str, raw: call::RawCall| {
             call::build_call(name, raw, &context).map_err(|(k, m)| invalid(&k, m))
@@ -424,6 +445,21 @@ impl AdapterConfig {
                     .into(),
             ));
         }
+        let uses_token = header_templates
+            .iter()
+            .map(|(_, t)| t)
+            .chain(
+                calls
+                    .iter()
+                    .flatten()
+                    .flat_map(|c| c.templates().into_iter().map(|(_, t)| t)),
+            )
+            .any(|t| t.uses(&crate::template::Var::Token));
+        if auth.is_some() && !uses_token {
+            // Where a token goes unless the file says otherwise (RFC 6750).
+            let bearer = Template::parse("Bearer {token}").map_err(|m| invalid("auth", m))?;
+            header_templates.push((reqwest::header::AUTHORIZATION, bearer));
+        }
         if signing.is_none() && uses_signature {
             return Err(invalid(
                 "header_templates",
@@ -444,6 +480,36 @@ impl AdapterConfig {
                 }
             }
         }
+        let answers_pending = calls.iter().flatten().any(|c| {
+            c.states.iter().any(|(_, s)| *s == AnswerState::Pending)
+                || c.errors.codes.values().any(|f| *f == Failure::Pending)
+        });
+        let poll = raw
+            .pending
+            .map(|p| p.build().map_err(|(k, m)| invalid(&k, m)))
+            .transpose()?;
+        match (&poll, answers_pending) {
+            (None, true) => {
+                return Err(invalid(
+                    "pending",
+                    "is missing: a call maps an answer to pending, and [pending] says when it \
+                     is asked again (poll) and until when (deadline)"
+                        .into(),
+                ));
+            }
+            (Some(_), _) if !capabilities.query => {
+                return Err(invalid(
+                    "pending",
+                    "polls the query, and the file has none (capabilities.query is false)".into(),
+                ));
+            }
+            _ => {}
+        }
+        let notify = raw
+            .notify
+            .map(|n| call::build_notify(n, &context, base))
+            .transpose()
+            .map_err(|(k, m)| invalid(&k, m))?;
         if let Some(balance) = &balance
             && balance.balance.is_none()
         {
@@ -457,6 +523,10 @@ impl AdapterConfig {
             timestamp,
             amount: raw.amount,
             answer: raw.answer,
+            auth,
+            rate: raw.rate,
+            poll,
+            notify,
             signing,
             verify,
             channel_id,
@@ -501,5 +571,41 @@ pub(crate) fn pointer(key: &str, raw: &str) -> Result<String, (String, String)> 
             key.to_owned(),
             format!("{raw:?} is not a JSON pointer (it starts with /, e.g. \"/data/status\")"),
         ))
+    }
+}
+
+/// `[pending]`: when a call answered "processing" is asked again, and until when.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPending {
+    /// Waits before each query, comma-separated; the last repeats (`1s,2s,5s,10s,30s`).
+    poll: String,
+    /// Past this, from the first "processing", the outcome is an operator's.
+    deadline: String,
+}
+
+impl RawPending {
+    fn build(self) -> Result<jifen_mesh::connector::PollSchedule, (String, String)> {
+        let delays = self
+            .poll
+            .split(',')
+            .map(|d| jifen_mesh::config::parse_duration(d.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| ("pending.poll".to_owned(), m))?;
+        if delays.is_empty() || delays.iter().any(Duration::is_zero) {
+            return Err((
+                "pending.poll".into(),
+                "give waits above zero, e.g. \"1s,2s,5s\"".into(),
+            ));
+        }
+        let deadline = jifen_mesh::config::parse_duration(&self.deadline)
+            .map_err(|m| ("pending.deadline".to_owned(), m))?;
+        if deadline < delays[0] {
+            return Err((
+                "pending.deadline".into(),
+                "is shorter than the first wait".into(),
+            ));
+        }
+        Ok(jifen_mesh::connector::PollSchedule { delays, deadline })
     }
 }

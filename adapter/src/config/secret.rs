@@ -8,7 +8,7 @@ use serde::Deserialize;
 /// Where a secret is: `{ env = "NAME" }` or `{ file = "/path" }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub(super) enum RawSecretRef {
+pub enum RawSecretRef {
     Env {
         env: String,
     },
@@ -23,7 +23,7 @@ impl RawSecretRef {
     /// The secret's bytes; a literal is refused. A relative file is found beside the config
     /// (`base`). A file's trailing newline is not part of a shared secret (editors add one),
     /// but is kept for PEM keys.
-    pub(super) fn load(&self, trim: bool, base: &Path) -> Result<Vec<u8>, String> {
+    pub(crate) fn load(&self, trim: bool, base: &Path) -> Result<Vec<u8>, String> {
         match self {
             Self::Env { env } => std::env::var(env)
                 .map(String::into_bytes)

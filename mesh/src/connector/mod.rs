@@ -27,7 +27,9 @@ use crate::bus::subjects::{
 };
 use crate::capabilities::Capabilities;
 
+mod pending;
 mod strategy;
+pub use pending::{PendingBook, PollSchedule, is_pending, pending_status};
 use strategy::{Answer, describe};
 
 /// A command for one ledger key.
@@ -131,6 +133,16 @@ pub trait LedgerEndpoint: Send + Sync + 'static {
     fn capabilities(&self) -> Capabilities {
         Capabilities::FULL
     }
+    /// When a command the ledger answered "processing" is asked about again; `None` where a
+    /// ledger never answers so (its "processing" is then an operator's unknown outcome).
+    fn poll_schedule(&self) -> Option<PollSchedule> {
+        None
+    }
+    /// The key the ledger knows a command by, which its notifications name.
+    fn partner_key(&self, command: &LedgerCommand) -> Option<String> {
+        let _ = command;
+        None
+    }
     /// The event that asks an operator to refund `points` held by `command`'s key by hand, at
     /// a ledger without a refund call; `None` where every ledger can refund.
     fn manual_refund_event(
@@ -148,13 +160,26 @@ pub trait LedgerEndpoint: Send + Sync + 'static {
 pub struct Connector<E> {
     endpoint: E,
     publisher: Publisher,
+    pending: std::sync::Arc<PendingBook>,
 }
 
 impl<E: LedgerEndpoint> Connector<E> {
     pub fn new(endpoint: E, publisher: Publisher) -> Self {
+        Self::with_pending(endpoint, publisher, std::sync::Arc::default())
+    }
+
+    /// A connector whose pending commands are kept in `pending` (shared with whoever receives
+    /// the partner's notifications).
+    pub fn with_pending(
+        endpoint: E,
+        publisher: Publisher,
+        pending: std::sync::Arc<PendingBook>,
+    ) -> Self {
+        pending.set_publisher(publisher.clone());
         Self {
             endpoint,
             publisher,
+            pending,
         }
     }
 }
@@ -168,10 +193,28 @@ impl<E: LedgerEndpoint> Handler for Connector<E> {
             Ok(command) => command,
             Err(reason) => return Disposition::Poison(format!("undecodable command: {reason}")),
         };
-        let answer = match self.outcome(&command, delivery.delivered).await {
+        // The delivered command's id, so that a re-sent command (new generation, redrive) has
+        // a fresh outcome event rather than one the server drops as a duplicate.
+        let command_id = if let Some(id) = delivery.msg_id() {
+            id.to_owned()
+        } else if command.user_id.is_empty() {
+            quota_message_id(&command.order_id, command.step, &command.channel_id)
+        } else {
+            points_message_id(
+                &command.order_id,
+                command.step,
+                &command.channel_id,
+                &command.user_id,
+            )
+        };
+        let answer = match self
+            .outcome(&command, delivery.delivered, &command_id)
+            .await
+        {
             Ok(answer) => answer,
             Err(disposition) => return disposition,
         };
+        self.pending.settled(&command);
         let (subject, payload, token) = match &answer {
             Answer::Recorded(recorded) => {
                 if let Some(why) = mismatch(&command, recorded) {
@@ -191,20 +234,6 @@ impl<E: LedgerEndpoint> Handler for Connector<E> {
                     }
                 }
             }
-        };
-        // The delivered command's id, so that a re-sent command (new generation, redrive) has
-        // a fresh outcome event rather than one the server drops as a duplicate.
-        let command_id = if let Some(id) = delivery.msg_id() {
-            id.to_owned()
-        } else if command.user_id.is_empty() {
-            quota_message_id(&command.order_id, command.step, &command.channel_id)
-        } else {
-            points_message_id(
-                &command.order_id,
-                command.step,
-                &command.channel_id,
-                &command.user_id,
-            )
         };
         let event = Outgoing {
             subject,
@@ -230,6 +259,26 @@ pub async fn run<E: LedgerEndpoint>(
     endpoint: E,
     health: Option<std::net::SocketAddr>,
     shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), ConnectorRunError> {
+    run_with(
+        bus,
+        spec,
+        endpoint,
+        health,
+        shutdown,
+        std::sync::Arc::default(),
+    )
+    .await
+}
+
+/// [`run`], keeping the pending commands in `pending` (for a partner's notifications).
+pub async fn run_with<E: LedgerEndpoint>(
+    bus: &crate::config::BusArgs,
+    spec: crate::bus::consume::ConsumerSpec,
+    endpoint: E,
+    health: Option<std::net::SocketAddr>,
+    shutdown: tokio_util::sync::CancellationToken,
+    pending: std::sync::Arc<PendingBook>,
 ) -> Result<(), ConnectorRunError> {
     // A probe port: plain text, as kubelet's gRPC probes speak no TLS; it tells nothing but
     // whether the consumer runs.
@@ -262,7 +311,7 @@ pub async fn run<E: LedgerEndpoint>(
     if let Err(error) = bus.topology().check(&js).await {
         tracing::warn!(%error, "the streams are not all there yet; waiting for the mall to create them");
     }
-    let handler = Connector::new(endpoint, Publisher::new(js.clone()));
+    let handler = Connector::with_pending(endpoint, Publisher::new(js.clone()), pending);
     crate::bus::consume::run(js, spec, std::sync::Arc::new(handler), shutdown.clone()).await;
     if let Err(error) = client.drain().await {
         tracing::warn!(%error, "NATS connection not drained");

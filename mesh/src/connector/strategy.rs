@@ -6,7 +6,8 @@
 
 use tonic::{Code, Status};
 
-use super::{Connector, LedgerCommand, LedgerEndpoint, Recorded};
+use super::pending::Wait;
+use super::{Connector, LedgerCommand, LedgerEndpoint, Recorded, is_pending};
 use crate::barrier::LedgerState;
 use crate::bus::consume::Disposition;
 use crate::bus::subjects::Step;
@@ -55,6 +56,7 @@ impl<E: LedgerEndpoint> Connector<E> {
         &self,
         command: &LedgerCommand,
         delivered: i64,
+        command_id: &str,
     ) -> Result<Answer, Disposition> {
         let capabilities = self.endpoint.capabilities();
         if command.step == Step::Refund && !capabilities.refund {
@@ -71,7 +73,7 @@ impl<E: LedgerEndpoint> Connector<E> {
                     }
                     Ok(_) => {}
                     Err(status) if status.code() == Code::NotFound => {}
-                    Err(status) => return Err(classify_failure(command, status)),
+                    Err(status) => return Err(self.failed(command, command_id, status)),
                 }
             } else if guarded {
                 // An earlier delivery was not settled (the connector stopped mid-call): it
@@ -91,6 +93,9 @@ impl<E: LedgerEndpoint> Connector<E> {
         };
         let recorded = match called {
             Ok(recorded) => recorded,
+            Err(status) if is_pending(&status) => {
+                return Err(self.failed(command, command_id, status));
+            }
             Err(status) => match status.code() {
                 Code::FailedPrecondition | Code::NotFound if command.step == Step::Deduct => {
                     Recorded::inferred(LedgerState::Rejected, command.points, &status)
@@ -116,9 +121,9 @@ impl<E: LedgerEndpoint> Connector<E> {
                     Err(status) if status.code() == Code::NotFound => {
                         Recorded::inferred(LedgerState::Refunded, 0, &status)
                     }
-                    Err(status) => return Err(classify_failure(command, status)),
+                    Err(status) => return Err(self.failed(command, command_id, status)),
                 },
-                _ => return Err(classify_failure(command, status)),
+                _ => return Err(self.failed(command, command_id, status)),
             },
         };
         Ok(Answer::Recorded(Recorded {
@@ -143,6 +148,7 @@ impl<E: LedgerEndpoint> Connector<E> {
         loop {
             let status = match self.endpoint.deduct(command).await {
                 Ok(recorded) => return Ok(Ok(recorded)),
+                Err(status) if is_pending(&status) => return Ok(Err(status)),
                 Err(status) if definite(&status) => return Ok(Err(status)),
                 Err(status) => status,
             };
@@ -192,7 +198,44 @@ impl<E: LedgerEndpoint> Connector<E> {
             Err(status) if status.code() == Code::NotFound => Ok(Answer::Recorded(
                 Recorded::inferred(LedgerState::Refunded, 0, &status),
             )),
-            Err(status) => Err(classify_failure(command, status)),
+            Err(status) => Err(self.failed(command, "", status)),
+        }
+    }
+}
+
+impl<E: LedgerEndpoint> Connector<E> {
+    /// A failed call: "processing" waits on the poll schedule; anything else as its code says.
+    fn failed(&self, command: &LedgerCommand, command_id: &str, status: Status) -> Disposition {
+        if !is_pending(&status) {
+            return classify_failure(command, status);
+        }
+        let what = describe(command);
+        let Some(schedule) = self.endpoint.poll_schedule() else {
+            return Disposition::OutcomeUnknown(format!(
+                "{what}: the channel answered processing ({}) and gives no way to learn the \
+                 result: look at the channel and record the outcome",
+                status.message()
+            ));
+        };
+        let partner_key = self.endpoint.partner_key(command);
+        match self
+            .pending
+            .wait(command, command_id, partner_key, &schedule)
+        {
+            Wait::After(delay) => Disposition::RetryAfter(
+                delay,
+                format!("{what}: processing at the channel; asked again in {delay:?}"),
+            ),
+            Wait::Expired(waited) if command.step == Step::Deduct => {
+                Disposition::OutcomeUnknown(format!(
+                    "{what}: still processing at the channel after {waited:?}, past the \
+                     deadline: look at the channel and record the outcome"
+                ))
+            }
+            Wait::Expired(waited) => Disposition::Poison(format!(
+                "{what}: still processing at the channel after {waited:?}, past the deadline: \
+                 redrive it once the channel has settled it"
+            )),
         }
     }
 }

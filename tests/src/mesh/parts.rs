@@ -93,6 +93,7 @@ impl TestMesh {
                 call_timeout: (!self.adapters.contains_key(name)).then_some(Duration::from_secs(2)),
                 concurrency: 16,
                 health_listen: None,
+                notify_listen: self.notify.get(name).copied(),
                 bus,
                 retry: self.retry.clone(),
             };

@@ -5,6 +5,7 @@
 
 pub mod gateway;
 pub mod hmac_json;
+pub mod oauth;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

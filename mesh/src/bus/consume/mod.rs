@@ -148,6 +148,8 @@ pub enum Disposition {
     Ack,
     /// A transient failure: deliver it again after the back-off.
     Retry(String),
+    /// Not settled yet (a ledger's "processing"): deliver it again after this delay.
+    RetryAfter(Duration, String),
     /// It can never succeed: stop delivering it.
     Poison(String),
     /// A deduct whose effect at its ledger cannot be known and must not be tried again

@@ -111,7 +111,9 @@ async fn dispose<H>(
     let delivered = delivery.delivered;
     let outcome = match &disposition {
         Disposition::Ack => "ack",
-        Disposition::Retry(_) if delivered < spec.max_deliver => "retry",
+        Disposition::Retry(_) | Disposition::RetryAfter(..) if delivered < spec.max_deliver => {
+            "retry"
+        }
         _ => "dead_letter",
     };
     metrics::HANDLED
@@ -124,9 +126,14 @@ async fn dispose<H>(
             tracing::debug!(consumer, subject = %delivery.subject, delivered, ?delay, %why, "retrying later");
             message.ack_with(AckKind::Nak(Some(delay))).await
         }
+        Disposition::RetryAfter(delay, why) if delivered < spec.max_deliver => {
+            tracing::debug!(consumer, subject = %delivery.subject, delivered, ?delay, %why, "asking again later");
+            message.ack_with(AckKind::Nak(Some(*delay))).await
+        }
         // The last delivery failed, or the message can never succeed: into the dead-letter
         // queue, and off the work queue only once the copy is stored.
         Disposition::Retry(reason)
+        | Disposition::RetryAfter(_, reason)
         | Disposition::Poison(reason)
         | Disposition::OutcomeUnknown(reason)
         | Disposition::Mismatched(reason) => {
