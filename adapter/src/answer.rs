@@ -21,6 +21,8 @@ pub enum Format {
     Json,
     /// `a=1&b=2`, read as an object of strings.
     Form,
+    /// XML, read as a tree (`<xml><code>…` is `/xml/code`).
+    Xml,
 }
 
 /// An answer as received.
@@ -41,6 +43,7 @@ pub struct Answer {
 pub fn parse(format: Format, bytes: &[u8]) -> Option<Value> {
     match format {
         Format::Json => serde_json::from_slice(bytes).ok(),
+        Format::Xml => crate::xml::to_json(bytes),
         Format::Form => {
             let text = std::str::from_utf8(bytes).ok()?;
             if !text.contains('=') {

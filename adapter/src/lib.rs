@@ -17,6 +17,7 @@ pub mod crypto;
 pub mod limit;
 pub mod request;
 pub mod template;
+pub mod xml;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

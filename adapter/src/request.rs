@@ -109,6 +109,10 @@ pub fn build(
                 form(&params).into_bytes(),
                 "application/x-www-form-urlencoded",
             )),
+            Encoding::Xml => Some((
+                crate::xml::encode(&config.xml_root, &params).into_bytes(),
+                "application/xml",
+            )),
             Encoding::Json => {
                 let object: serde_json::Map<String, serde_json::Value> = params
                     .iter()

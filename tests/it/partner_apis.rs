@@ -13,6 +13,7 @@ use jifen_tests::mesh::START_POINTS;
 use jifen_tests::partner::gateway::Gateway;
 use jifen_tests::partner::hmac_json::HmacApi;
 use jifen_tests::partner::oauth::OauthApi;
+use jifen_tests::partner::xml_api::XmlApi;
 use jifen_tests::partner::{Book, Faults, Served, TradeState};
 use tonic::Code;
 
@@ -402,5 +403,29 @@ async fn channel_check_passes_against_the_gateway_and_names_what_it_lacks() {
         missing(&report),
         vec!["null_compensation", "anti_hanging"],
         "exactly what the example declares it lacks: {report:#?}"
+    );
+}
+
+#[tokio::test]
+async fn an_xml_api_with_signed_xml_answers_runs_through_faults() {
+    let (api, served) = XmlApi::start(&EVERYONE, START_POINTS).await;
+    arm(&api.book.faults);
+    for order in orders_through("eta", &served, &api.book).await {
+        let line = order.lines.iter().find(|l| l.channel_id == "eta").unwrap();
+        assert!(line.captured.contains_key("transaction_id"), "{line:?}");
+    }
+}
+
+#[tokio::test]
+async fn channel_check_passes_against_the_xml_api_and_names_what_it_lacks() {
+    let (_api, served) = XmlApi::start(&["tester"], 10_000).await;
+    let target = check::Target::http(&served.config).unwrap();
+    let report = check::run_on(target, "tester", 5, "check-k-")
+        .await
+        .unwrap();
+    assert_eq!(
+        missing(&report),
+        vec!["null_compensation", "anti_hanging"],
+        "{report:#?}"
     );
 }

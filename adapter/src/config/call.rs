@@ -69,6 +69,8 @@ pub enum Encoding {
     Query,
     /// A flat JSON object of strings.
     Json,
+    /// `<root><name>value</name>…</root>` (the file's `xml_root`).
+    Xml,
 }
 
 /// What a call sends.

@@ -110,6 +110,9 @@ struct RawFile {
     /// How answers are written: json (default) or form.
     #[serde(default)]
     answer: crate::answer::Format,
+    /// The root element of XML requests.
+    #[serde(default = "default_xml_root")]
+    xml_root: String,
     auth: Option<crate::auth::RawAuth>,
     rate: Option<crate::limit::Rate>,
     pending: Option<RawPending>,
@@ -125,6 +128,10 @@ struct RawFile {
     refund: Option<call::RawCall>,
     query: Option<call::RawCall>,
     balance: Option<call::RawCall>,
+}
+
+fn default_xml_root() -> String {
+    "xml".to_owned()
 }
 
 fn default_timestamp() -> String {
@@ -208,6 +215,7 @@ pub struct AdapterConfig {
     pub timestamp: TimestampFormat,
     pub amount: Option<Amount>,
     pub answer: crate::answer::Format,
+    pub xml_root: String,
     pub auth: Option<crate::auth::AuthConfig>,
     pub rate: Option<crate::limit::Rate>,
     pub poll: Option<jifen_mesh::connector::PollSchedule>,
@@ -523,6 +531,7 @@ impl AdapterConfig {
             timestamp,
             amount: raw.amount,
             answer: raw.answer,
+            xml_root: raw.xml_root,
             auth,
             rate: raw.rate,
             poll,

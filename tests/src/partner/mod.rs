@@ -6,6 +6,7 @@
 pub mod gateway;
 pub mod hmac_json;
 pub mod oauth;
+pub mod xml_api;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
