@@ -89,7 +89,7 @@ pub fn to_json(bytes: &[u8]) -> Option<Value> {
         }
     }
     let root = stack.pop()?;
-    (stack.is_empty() && !root.children.is_empty()).then(|| Value::Object(root.children))
+    (stack.is_empty() && !root.children.is_empty()).then_some(Value::Object(root.children))
 }
 
 /// Parameters as `<root><name>value</name>…</root>`.
