@@ -14,6 +14,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod evidence;
 pub mod limit;
 pub mod request;
 pub mod template;
@@ -40,6 +41,7 @@ pub struct HttpChannel {
     client: reqwest::Client,
     auth: Option<std::sync::Arc<auth::Auth>>,
     limiter: std::sync::Arc<limit::Limiter>,
+    evidence: std::sync::Arc<evidence::Evidence>,
 }
 
 /// The key of one call: which order and user, how many points, and what the deduct's answer
@@ -95,7 +97,20 @@ impl HttpChannel {
             client,
             auth,
             limiter,
+            evidence: std::sync::Arc::default(),
         })
+    }
+
+    /// Keeps each line's exchanges until its outcome carries them (a connector's channel).
+    pub fn keeping_evidence(mut self) -> Self {
+        self.evidence = std::sync::Arc::new(evidence::Evidence::kept());
+        self
+    }
+
+    /// Shows every exchange to `trace` as it happens (`channel-check --trace`).
+    pub fn traced(mut self, trace: evidence::Trace) -> Self {
+        self.evidence = std::sync::Arc::new(evidence::Evidence::traced(trace));
+        self
     }
 
     pub fn channel_id(&self) -> &str {
@@ -225,6 +240,16 @@ impl HttpChannel {
         Ok((key, recorded))
     }
 
+    /// The exchanges of a line so far, handed over with an outcome learned otherwise (a
+    /// notification).
+    pub fn take_evidence(
+        &self,
+        order_id: &str,
+        user_id: &str,
+    ) -> Vec<jifen_mesh::connector::Exchange> {
+        self.evidence.take(order_id, user_id)
+    }
+
     /// What the partner answers an accepted notification.
     pub fn notify_reply(&self) -> Option<&str> {
         self.config.notify.as_ref().map(|n| n.reply.as_str())
@@ -307,8 +332,34 @@ impl HttpChannel {
                 request.url.split('?').next().unwrap_or_default()
             );
             let permit = self.limiter.acquire().await;
-            let received = self.send(&request, &what).await?;
+            let sent = self.send(&request, &what).await;
             drop(permit);
+            let shown = request.redacted(self.config.signing.as_deref());
+            let exchange = |status: u16, answer: String| jifen_mesh::connector::Exchange {
+                at_unix_ms: jifen_mesh::time::now_unix_ms(),
+                call: call.name.to_owned(),
+                request: shown.clone(),
+                status,
+                answer,
+            };
+            let received = match sent {
+                Ok(received) => {
+                    self.evidence.record(
+                        key.order_id,
+                        key.user_id,
+                        exchange(received.status.as_u16(), evidence::kept(&received.bytes)),
+                    );
+                    received
+                }
+                Err(status) => {
+                    self.evidence.record(
+                        key.order_id,
+                        key.user_id,
+                        exchange(0, status.message().to_owned()),
+                    );
+                    return Err(status);
+                }
+            };
             let status = received.status.as_u16();
             if let Some(auth) = &self.auth
                 && matches!(status, 401 | 403)
@@ -445,6 +496,7 @@ impl HttpChannel {
             key: None,
             deduct_may_follow: false,
             captured,
+            exchanges: Vec::new(),
         })
     }
 }
@@ -455,15 +507,18 @@ impl LedgerEndpoint for HttpChannel {
     }
 
     async fn deduct(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
-        HttpChannel::deduct(self, call_key(command)).await
+        let recorded = HttpChannel::deduct(self, call_key(command)).await;
+        self.with_evidence(command, recorded)
     }
 
     async fn refund(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
-        HttpChannel::refund(self, call_key(command)).await
+        let recorded = HttpChannel::refund(self, call_key(command)).await;
+        self.with_evidence(command, recorded)
     }
 
     async fn get(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
-        self.query(call_key(command)).await
+        let recorded = self.query(call_key(command)).await;
+        self.with_evidence(command, recorded)
     }
 
     fn event(&self, command: &LedgerCommand, recorded: &Recorded) -> (String, Vec<u8>) {
@@ -488,6 +543,20 @@ impl LedgerEndpoint for HttpChannel {
         points: i64,
     ) -> Option<(String, Vec<u8>)> {
         Some(jifen_mesh::wire::manual_refund_event(command, points))
+    }
+}
+
+impl HttpChannel {
+    /// A record carries the line's exchanges so far; a failure leaves them for the outcome.
+    fn with_evidence(
+        &self,
+        command: &LedgerCommand,
+        recorded: Result<Recorded, Status>,
+    ) -> Result<Recorded, Status> {
+        recorded.map(|recorded| Recorded {
+            exchanges: self.evidence.take(&command.order_id, &command.user_id),
+            ..recorded
+        })
     }
 }
 

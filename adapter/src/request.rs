@@ -42,14 +42,21 @@ fn redact_param(text: &str, signing: Option<&Signing>) -> String {
         return text.to_owned();
     };
     let mut out = text.to_owned();
-    for (open, close) in [
-        (format!("{param}="), "&"),
+    // The parameter itself, not one whose name ends like it (`design=`).
+    let opens = [
+        (format!("?{param}="), "&"),
+        (format!("&{param}="), "&"),
+        (format!("\n{param}="), "&"),
         (format!("\"{param}\":\""), "\""),
-    ] {
-        if let Some(start) = out.find(&open) {
-            let from = start + open.len();
-            let end = out[from..].find(close).map_or(out.len(), |i| from + i);
-            out.replace_range(from..end, "<redacted>");
+        (format!("<{param}>"), "<"),
+    ];
+    for (open, close) in opens {
+        let mut from = 0;
+        while let Some(found) = out[from..].find(&open) {
+            let start = from + found + open.len();
+            let end = out[start..].find(close).map_or(out.len(), |i| start + i);
+            out.replace_range(start..end, "<redacted>");
+            from = start + "<redacted>".len();
         }
     }
     out

@@ -68,6 +68,7 @@ fn recorded(deduction: Option<Deduction>) -> Result<Recorded, Status> {
         }),
         deduct_may_follow: false,
         captured: Default::default(),
+        exchanges: Vec::new(),
     })
 }
 
@@ -259,7 +260,7 @@ pub async fn run_connector(
                 "--notify-listen is set, but the adapter config has no [notify]".into(),
             ));
         }
-        let target = crate::adapter::HttpChannel::new(adapter)?;
+        let target = crate::adapter::HttpChannel::new(adapter)?.keeping_evidence();
         let pending = std::sync::Arc::new(jifen_mesh::connector::PendingBook::default());
         let notifications = match config.notify_listen {
             Some(addr) => {

@@ -84,6 +84,10 @@ async fn notified(
         counted("refused");
         return reply.into_response();
     }
+    let recorded = jifen_mesh::connector::Recorded {
+        exchanges: channel.take_evidence(&command.order_id, &command.user_id),
+        ..recorded
+    };
     let (subject, payload) = channel.event(&command, &recorded);
     let event = Outgoing {
         subject,

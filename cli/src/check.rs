@@ -22,6 +22,10 @@ pub struct CheckArgs {
     /// Print `{"guarantees": {...}, "capabilities": {...}, "checks": [...]}` instead of a table.
     #[arg(long)]
     json: bool,
+    /// Print every request to the REST API and its answer as they happen (to stderr), with
+    /// secrets, tokens and signatures redacted: what a person needs while writing a config.
+    #[arg(long, requires = "adapter_config")]
+    trace: bool,
     #[command(flatten)]
     tls: jifen_mesh::tls::TlsArgs,
 }
@@ -30,7 +34,23 @@ pub struct CheckArgs {
 pub async fn run(args: CheckArgs) -> i32 {
     let prefix = format!("jifen-check-{}-", jifen_mesh::time::now_unix_ms());
     let target = match (&args.endpoint, &args.adapter_config) {
-        (_, Some(config)) => check::Target::http(config),
+        (_, Some(config)) => {
+            let trace: Option<jifen_channel::adapter::evidence::Trace> = args.trace.then(|| {
+                std::sync::Arc::new(|exchange: &jifen_mesh::connector::Exchange| {
+                    let status = match exchange.status {
+                        0 => "no answer".to_owned(),
+                        code => code.to_string(),
+                    };
+                    eprintln!(
+                        "── {} ──\n{}\n── answered {status} ──\n{}\n",
+                        exchange.call,
+                        exchange.request.trim_end(),
+                        exchange.answer
+                    );
+                }) as jifen_channel::adapter::evidence::Trace
+            });
+            check::Target::http_traced(config, trace)
+        }
         (Some(endpoint), None) => match args.tls.client() {
             Ok(tls) => check::Target::grpc(endpoint, tls.as_ref()).await,
             Err(error) => Err(check::CheckError::Endpoint {

@@ -3,7 +3,8 @@
 //! connector and the HTTP adapter.
 
 use jifen_proto::v1::{
-    DeductPointsCommand, Deduction, DeductionState, PointsOutcomeEvent, RefundPointsCommand,
+    DeductPointsCommand, Deduction, DeductionState, PartnerExchange, PointsOutcomeEvent,
+    RefundPointsCommand,
 };
 use prost::Message;
 
@@ -59,6 +60,7 @@ pub fn manual_refund_event(command: &LedgerCommand, points: i64) -> (String, Vec
         key: None,
         deduct_may_follow: false,
         captured: command.captured.clone(),
+        exchanges: Vec::new(),
     };
     (
         channel_manual_refund_event(&command.channel_id),
@@ -96,6 +98,17 @@ pub fn points_outcome_event(command: &LedgerCommand, recorded: &Recorded) -> Vec
             .captured
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        exchanges: recorded
+            .exchanges
+            .iter()
+            .map(|e| PartnerExchange {
+                at_unix_ms: e.at_unix_ms,
+                call: e.call.clone(),
+                request: e.request.clone(),
+                status: u32::from(e.status),
+                answer: e.answer.clone(),
+            })
             .collect(),
     }
     .encode_to_vec()

@@ -62,6 +62,7 @@ fn recorded(deduction: Option<QuotaDeduction>) -> Result<Recorded, Status> {
         }),
         deduct_may_follow: false,
         captured: Default::default(),
+        exchanges: Vec::new(),
     })
 }
 

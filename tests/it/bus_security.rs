@@ -56,6 +56,7 @@ fn deducted(order_id: &str, channel_id: &str, points: i64) -> Vec<u8> {
         }),
         deduct_may_follow: false,
         captured: Default::default(),
+        exchanges: Vec::new(),
     }
     .encode_to_vec()
 }

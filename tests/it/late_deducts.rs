@@ -40,6 +40,7 @@ async fn report(
         }),
         deduct_may_follow: false,
         captured: Default::default(),
+        exchanges: Vec::new(),
     }
     .encode_to_vec();
     let mut headers = async_nats::HeaderMap::new();

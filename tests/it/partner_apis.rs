@@ -138,7 +138,54 @@ async fn orders_through_with(
     }
     assert_eq!(book.held(), spent.iter().sum::<i64>());
     assert_mesh_consistent(&mesh).await;
+    assert_evidence_kept(&mesh, channel).await;
     completed
+}
+
+/// Every completed line's exchanges are kept with its order — the faults among them — and
+/// none shows a secret, a token or a signature.
+async fn assert_evidence_kept(mesh: &TestMesh, channel: &str) {
+    use sqlx::Row;
+    let pool = mesh.mall_db_pool().await;
+    let rows = sqlx::query(
+        "SELECT order_id, call, status, request, answer FROM partner_exchanges WHERE channel_id = $1",
+    )
+    .bind(channel)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let statuses: Vec<i64> = rows.iter().map(|r| r.try_get("status").unwrap()).collect();
+    assert!(
+        statuses.contains(&200) || statuses.contains(&202),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().any(|s| *s == 503 || *s == 502),
+        "the faults are in the evidence: {statuses:?}"
+    );
+    let deducts = rows
+        .iter()
+        .filter(|r| r.try_get::<String, _>("call").unwrap() == "deduct")
+        .map(|r| r.try_get::<String, _>("order_id").unwrap())
+        .collect::<std::collections::HashSet<_>>();
+    assert!(
+        deducts.len() >= 12,
+        "each order's deduct is kept: {deducts:?}"
+    );
+    for row in &rows {
+        let request: String = row.try_get("request").unwrap();
+        for secret in ["secret-for-tests", "Bearer tok-"] {
+            assert!(!request.contains(secret), "{request}");
+        }
+        for signed in ["sign=", "X-Signature: ", "x-signature: "] {
+            if let Some(at) = request.find(signed) {
+                assert!(
+                    request[at + signed.len()..].starts_with("<redacted>"),
+                    "{request}"
+                );
+            }
+        }
+    }
 }
 
 fn arm(faults: &Faults) {
@@ -428,4 +475,40 @@ async fn channel_check_passes_against_the_xml_api_and_names_what_it_lacks() {
         vec!["null_compensation", "anti_hanging"],
         "{report:#?}"
     );
+}
+
+#[tokio::test]
+async fn channel_check_traces_every_exchange_with_secrets_and_signatures_redacted() {
+    let (_gateway, served) = Gateway::start(&["tester"], 10_000).await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let trace: jifen_adapter::evidence::Trace =
+        std::sync::Arc::new(move |exchange: &jifen_mesh::connector::Exchange| {
+            sink.lock().unwrap().push(exchange.clone());
+        });
+    let target = check::Target::http_traced(&served.config, Some(trace)).unwrap();
+    check::run_on(target, "tester", 5, "trace-k-")
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap();
+    for call in ["balance", "deduct", "refund", "query"] {
+        assert!(seen.iter().any(|e| e.call == call), "{call} traced");
+    }
+    for exchange in seen.iter() {
+        assert!(
+            !exchange
+                .request
+                .contains(jifen_tests::partner::gateway::SECRET)
+        );
+        assert!(
+            exchange.request.contains("sign=<redacted>"),
+            "{}",
+            exchange.request
+        );
+        assert!(
+            exchange.request.starts_with("POST http://"),
+            "{}",
+            exchange.request
+        );
+    }
 }

@@ -25,6 +25,7 @@ fn deducted(order_id: &str) -> Outcome {
         refund_by_hand: false,
         deduct_may_follow: false,
         captured: Default::default(),
+        exchanges: Vec::new(),
     }
 }
 

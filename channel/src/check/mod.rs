@@ -121,10 +121,20 @@ impl Target {
 
     /// The REST API an adapter config describes.
     pub fn http(config: &std::path::Path) -> Result<Self, CheckError> {
+        Self::http_traced(config, None)
+    }
+
+    /// [`Target::http`], showing every request and answer to `trace` (secrets redacted).
+    pub fn http_traced(
+        config: &std::path::Path,
+        trace: Option<crate::adapter::evidence::Trace>,
+    ) -> Result<Self, CheckError> {
         let config = crate::adapter::AdapterConfig::load(config)?;
-        Ok(Self::Http(std::sync::Arc::new(
-            crate::adapter::HttpChannel::new(config)?,
-        )))
+        let mut channel = crate::adapter::HttpChannel::new(config)?;
+        if let Some(trace) = trace {
+            channel = channel.traced(trace);
+        }
+        Ok(Self::Http(std::sync::Arc::new(channel)))
     }
 }
 

@@ -62,6 +62,7 @@ impl LineKey {
             refund_by_hand: false,
             deduct_may_follow: false,
             captured: Default::default(),
+            exchanges: Vec::new(),
         }
     }
 }

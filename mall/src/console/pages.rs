@@ -124,10 +124,13 @@ pub async fn order(
     let flash = flash(&params);
     let found = console.store.find(&order_id).await;
     let letters = dead_letters::list_open(console.store.database(), &order_id, "", None, 100).await;
-    let (order, letters) = match (found, letters) {
-        (Ok(Some(order)), Ok(letters)) => (order, letters),
-        (Ok(None), _) => return console.error_page(&session, &format!("no order {order_id}")),
-        (Err(error), _) | (_, Err(error)) => return console.storage_error(&session, &error),
+    let exchanges = console.store.exchanges(&order_id).await;
+    let (order, letters, exchanges) = match (found, letters, exchanges) {
+        (Ok(Some(order)), Ok(letters), Ok(exchanges)) => (order, letters, exchanges),
+        (Ok(None), _, _) => return console.error_page(&session, &format!("no order {order_id}")),
+        (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
+            return console.storage_error(&session, &error);
+        }
     };
     let id = enc(&order.order_id);
     let open = !order.state.is_terminal();
@@ -198,6 +201,19 @@ pub async fn order(
         }
         h2 { "Dead letters" }
         (letter_table(&session, &letters, false))
+        @if !exchanges.is_empty() {
+            h2 { "Partner exchanges" }
+            p.muted { "What was sent to each partner's API and what it answered, secrets and signatures redacted: the evidence when a partner says it never got a request." }
+            div.wrap { table {
+                thead { tr { th { "Time" } th { "Channel" } th { "User" } th { "Call" } th.num { "Status" } th { "Request" } th { "Answer" } } }
+                tbody { @for exchange in &exchanges { tr {
+                    td { (time(exchange.at_ms)) } td { (exchange.channel_id) } td { (exchange.user_id) }
+                    td { (exchange.call) }
+                    td.num { @if exchange.status == 0 { span.muted { "no answer" } } @else { (exchange.status) } }
+                    td { pre { (exchange.request) } } td { pre { (exchange.answer) } }
+                } } }
+            } }
+        }
         h2 { "History" }
         ol.timeline { @for entry in &order.history { li {
             span.when { (time(entry.at_ms)) } strong { (entry.kind) } " " (entry.detail)

@@ -32,6 +32,8 @@ pub struct Outcome {
     pub deduct_may_follow: bool,
     /// Values of the channel's answer the line keeps (its own transaction id).
     pub captured: std::collections::BTreeMap<String, String>,
+    /// The partner exchanges behind the outcome, kept as evidence.
+    pub exchanges: Vec<jifen_mesh::connector::Exchange>,
 }
 
 /// Reads an outcome event from its subject and payload.
@@ -59,6 +61,17 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<Outcome, String> {
             refund_by_hand: subject.rsplit('.').next() == Some(MANUAL_REFUND_TOKEN),
             deduct_may_follow: event.deduct_may_follow,
             captured: event.captured.into_iter().collect(),
+            exchanges: event
+                .exchanges
+                .into_iter()
+                .map(|e| jifen_mesh::connector::Exchange {
+                    at_unix_ms: e.at_unix_ms,
+                    call: e.call,
+                    request: e.request,
+                    status: u16::try_from(e.status).unwrap_or(0),
+                    answer: e.answer,
+                })
+                .collect(),
         })
     } else if subject.starts_with("jifen.evt.portal.") {
         let event = QuotaOutcomeEvent::decode(payload).map_err(|e| e.to_string())?;
@@ -82,6 +95,7 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<Outcome, String> {
             refund_by_hand: false,
             deduct_may_follow: false,
             captured: Default::default(),
+            exchanges: Vec::new(),
         })
     } else {
         Err(format!("not an outcome subject: {subject}"))

@@ -27,8 +27,8 @@ use crate::order::{OrderState, StepState};
 use crate::store::Appends;
 
 use crate::store::steps::{
-    Claimed, claim_step, compensate, correct, flag_manual_refund, keep_captured, request_quotas,
-    set_order, set_step, settle_if_done,
+    Claimed, claim_step, compensate, correct, flag_manual_refund, keep_captured, keep_exchanges,
+    request_quotas, set_order, set_step, settle_if_done,
 };
 pub use machine::{Decision, Outcome, Report, StepFacts, StepKey, decide, decode, next_step_state};
 use machine::{history_detail, history_kind, rejection_reason};
@@ -200,14 +200,18 @@ pub(crate) async fn apply_in(
             outcome.order_id, outcome.step
         ))));
     };
-    if let Err(mismatch) =
-        trust::points_fit(outcome, step_points).and_then(|()| trust::captured_fit(outcome))
+    if let Err(mismatch) = trust::points_fit(outcome, step_points)
+        .and_then(|()| trust::captured_fit(outcome))
+        .and_then(|()| trust::exchanges_fit(outcome))
     {
         return Ok(Effect::mismatched(mismatch));
     }
     // Kept whatever the step does next: a late deduct's corrective refund needs them too.
     if !outcome.captured.is_empty() && outcome.state == LedgerState::Deducted {
         keep_captured(tx, outcome).await?;
+    }
+    if !outcome.exchanges.is_empty() {
+        keep_exchanges(tx, outcome).await?;
     }
     let report = Report {
         state: outcome.state,

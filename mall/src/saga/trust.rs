@@ -85,6 +85,28 @@ pub fn captured_fit(outcome: &Outcome) -> Result<(), Mismatch> {
     Ok(())
 }
 
+/// Exchanges kept with a line: a few, of bounded size, of the calls an adapter makes.
+pub fn exchanges_fit(outcome: &Outcome) -> Result<(), Mismatch> {
+    const MAX_EXCHANGES: usize = 24;
+    const MAX_TEXT: usize = 16 * 1024;
+    if outcome.exchanges.len() > MAX_EXCHANGES {
+        return Err(Mismatch(format!(
+            "{} partner exchanges (at most {MAX_EXCHANGES})",
+            outcome.exchanges.len()
+        )));
+    }
+    let fits = outcome.exchanges.iter().all(|e| {
+        matches!(e.call.as_str(), "deduct" | "refund" | "query")
+            && e.request.len() <= MAX_TEXT
+            && e.answer.len() <= MAX_TEXT
+    });
+    if fits {
+        Ok(())
+    } else {
+        Err(Mismatch("a partner exchange that is no adapter's".into()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +124,7 @@ mod tests {
             refund_by_hand: false,
             deduct_may_follow: false,
             captured: Default::default(),
+            exchanges: Vec::new(),
         }
     }
 

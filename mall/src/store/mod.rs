@@ -191,6 +191,30 @@ impl OrderStore {
         Ok(order)
     }
 
+    /// The partner exchanges kept with an order's lines (DESIGN §9), oldest first.
+    pub async fn exchanges(&self, order_id: &str) -> Result<Vec<PartnerExchange>, sqlx::Error> {
+        sqlx::query(
+            "SELECT channel_id, user_id, at_ms, call, status, request, answer \
+             FROM partner_exchanges WHERE order_id = $1 ORDER BY at_ms, call LIMIT 200",
+        )
+        .bind(order_id)
+        .fetch_all(self.db.pool())
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(PartnerExchange {
+                channel_id: row.try_get("channel_id")?,
+                user_id: row.try_get("user_id")?,
+                at_ms: row.try_get("at_ms")?,
+                call: row.try_get("call")?,
+                status: row.try_get("status")?,
+                request: row.try_get("request")?,
+                answer: row.try_get("answer")?,
+            })
+        })
+        .collect()
+    }
+
     /// Ids of the orders created in `[from_ms, to_ms)`, oldest first, `limit` at most.
     pub async fn created_between(
         &self,
@@ -343,4 +367,17 @@ impl OrderStore {
         tx.commit().await?;
         Ok(flagged.len() as u64)
     }
+}
+
+/// One exchange of an order's line with a partner's API, as kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartnerExchange {
+    pub channel_id: String,
+    pub user_id: String,
+    pub at_ms: i64,
+    pub call: String,
+    /// 0 when no answer came.
+    pub status: i64,
+    pub request: String,
+    pub answer: String,
 }

@@ -125,6 +125,38 @@ pub(crate) async fn keep_captured(
     Ok(())
 }
 
+/// Keeps the partner exchanges behind a line's outcome, as evidence (a repeat adds nothing).
+pub(crate) async fn keep_exchanges(
+    tx: &mut AnyConnection,
+    outcome: &Outcome,
+) -> Result<(), sqlx::Error> {
+    let StepKey::Line {
+        channel_id,
+        user_id,
+    } = &outcome.step
+    else {
+        return Ok(());
+    };
+    for exchange in &outcome.exchanges {
+        sqlx::query(
+            "INSERT INTO partner_exchanges \
+             (order_id, channel_id, user_id, at_ms, call, status, request, answer) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        )
+        .bind(&outcome.order_id)
+        .bind(channel_id)
+        .bind(user_id)
+        .bind(exchange.at_unix_ms)
+        .bind(&exchange.call)
+        .bind(i64::from(exchange.status))
+        .bind(&exchange.request)
+        .bind(&exchange.answer)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn set_step(
     tx: &mut AnyConnection,
     outcome: &Outcome,

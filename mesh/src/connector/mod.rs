@@ -60,6 +60,19 @@ pub struct Recorded {
     pub deduct_may_follow: bool,
     /// Values of the answer the line keeps (the partner's transaction id), DESIGN §9.
     pub captured: std::collections::BTreeMap<String, String>,
+    /// The partner exchanges behind this record, kept with the order as evidence.
+    pub exchanges: Vec<Exchange>,
+}
+
+/// One request to a partner's API and what came back (DESIGN §9), secrets redacted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exchange {
+    pub at_unix_ms: i64,
+    pub call: String,
+    pub request: String,
+    /// 0 when no answer came.
+    pub status: u16,
+    pub answer: String,
 }
 
 /// The key a ledger says it answered for. An empty field is one the ledger did not state.
@@ -80,6 +93,7 @@ impl Recorded {
             key: None,
             deduct_may_follow: false,
             captured: Default::default(),
+            exchanges: Vec::new(),
         }
     }
 }
@@ -362,6 +376,7 @@ mod tests {
             }),
             deduct_may_follow: false,
             captured: Default::default(),
+            exchanges: Vec::new(),
         }
     }
 

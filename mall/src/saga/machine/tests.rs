@@ -204,6 +204,7 @@ fn events_decode_from_their_subjects() {
         }),
         deduct_may_follow: false,
         captured: Default::default(),
+        exchanges: Vec::new(),
     }
     .encode_to_vec();
     let outcome = decode("jifen.evt.channel.alpha.rejected", &payload).unwrap();
