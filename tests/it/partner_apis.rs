@@ -512,3 +512,159 @@ async fn channel_check_traces_every_exchange_with_secrets_and_signatures_redacte
         );
     }
 }
+
+/// The key a config error names, or the syntax error's text (which quotes the key).
+fn refused_key(path: &std::path::Path, text: &str) -> String {
+    match AdapterConfig::parse(path, text) {
+        Err(jifen_adapter::AdapterConfigError::Invalid { key, .. }) => key,
+        Err(jifen_adapter::AdapterConfigError::Syntax { message, .. }) => message,
+        Ok(_) => panic!("accepted: {text}"),
+        Err(other) => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_mistake_in_any_new_key_is_refused_at_start_naming_the_key() {
+    let (_gateway, gateway) = Gateway::start(&[], 0).await;
+    let (_oauth, oauth) = OauthApi::start(&[], 0).await;
+    let (_hmac, hmac) = HmacApi::start(&[], 0).await;
+    let (_xml, xml) = XmlApi::start(&[], 0).await;
+    let text = |served: &Served| std::fs::read_to_string(&served.config).unwrap();
+    let cases: Vec<(&Served, &str, &str, &str)> = vec![
+        (
+            &gateway,
+            "algorithm = \"md5\"",
+            "algorithm = \"md4\"",
+            "md4",
+        ),
+        (
+            &gateway,
+            "key = { file = \"gateway-md5.key\" }",
+            "key = \"s3cret\"",
+            "signing.key",
+        ),
+        (
+            &gateway,
+            "key = { file = \"gateway-md5.key\" }",
+            "key = { file = \"nope.key\" }",
+            "signing.key",
+        ),
+        (
+            &gateway,
+            "message = \"{string}&key={secret}\"",
+            "message = \"{string}\"",
+            "signing.message",
+        ),
+        (&gateway, "param = \"sign\"", "", "signing"),
+        (
+            &gateway,
+            "timestamp = \"yyyy-MM-dd HH:mm:ss\"",
+            "timestamp = \"yyyy-MM-dd hh:mm\"",
+            "timestamp",
+        ),
+        (
+            &gateway,
+            "utc_offset = \"+08:00\"",
+            "utc_offset = \"8\"",
+            "utc_offset",
+        ),
+        (
+            &gateway,
+            "points_per_unit = 100",
+            "points_per_unit = 3",
+            "amount",
+        ),
+        (&gateway, "ok = [\"10000\"]", "", "errors.ok"),
+        (
+            &gateway,
+            "capture = { trade_no = \"/trade_no\" }\n\n[refund]",
+            "capture = { Trade = \"/trade_no\" }\n\n[refund]",
+            "deduct.capture.Trade",
+        ),
+        (&gateway, "{deduct.trade_no}", "{deduct.trade_id}", "refund"),
+        (
+            &gateway,
+            "json_params = [\"biz_content\"]\namount",
+            "json_params = [\"biz\"]\namount",
+            "deduct.json_params",
+        ),
+        (
+            &gateway,
+            "[amount]\npoints_per_unit = 100\ndecimals = 2\n",
+            "",
+            "deduct.amount",
+        ),
+        (
+            &hmac,
+            "canonical = \"lines\"\nlines = [\"{method}\"",
+            "canonical = \"lines\"\nlinez = [\"{method}\"",
+            "linez",
+        ),
+        (
+            &hmac,
+            "lines = [\"{header.x-timestamp}\", \"{body}\"]",
+            "lines = []",
+            "verify.lines",
+        ),
+        (
+            &hmac,
+            "header = \"X-Signature\"",
+            "header = \"X-Signature\"\nfield = \"/sign\"",
+            "verify",
+        ),
+        (&oauth, "client_id = \"jifen\"\n", "", "auth.client_id"),
+        (
+            &oauth,
+            "poll = \"1s,2s,5s,10s,30s\"",
+            "poll = \"1s,2x\"",
+            "pending.poll",
+        ),
+        (
+            &oauth,
+            "deadline = \"5m\"",
+            "deadline = \"1ms\"",
+            "pending.deadline",
+        ),
+        (&oauth, "per_second = 50", "per_second = 0", "rate"),
+        (&oauth, "[pending]\npoll", "[pendingz]\npoll", "pendingz"),
+        (
+            &oauth,
+            "key = \"/reference\"\n",
+            "key = \"reference\"\n",
+            "notify.key",
+        ),
+        (
+            &oauth,
+            "points = \"/amount\"\ncapture = { id = \"/id\" }\nreply",
+            "capture = { id = \"/id\" }\nreply",
+            "notify.points",
+        ),
+        (
+            &oauth,
+            "canonical = \"body\"",
+            "canonical = \"sorted\"",
+            "sorted",
+        ),
+        (&xml, "answer = \"xml\"", "answer = \"yaml\"", "yaml"),
+        (
+            &xml,
+            "encoding = \"xml\"\nparams = { out_trade_no = \"{key}\", openid",
+            "encoding = \"xml\"\nbody = \"{}\"\nparams = { out_trade_no = \"{key}\", openid",
+            "deduct.body",
+        ),
+    ];
+    for (served, from, to, key) in cases {
+        let good = text(served);
+        assert!(good.contains(from), "{from:?} is not in the example");
+        AdapterConfig::parse(&served.config, &good).unwrap();
+        let refused = refused_key(&served.config, &good.replacen(from, to, 1));
+        assert!(refused.contains(key), "{from:?} → {to:?}: {refused}");
+    }
+    // A token with no [auth] to give it, an amount with no [amount] to make it.
+    let gateway_text = text(&gateway);
+    let token = gateway_text.replace(
+        "[params]\n",
+        "[header_templates]\nAuthorization = \"Bearer {token}\"\n\n[params]\n",
+    );
+    assert!(refused_key(&gateway.config, &token).contains("header_templates"));
+}

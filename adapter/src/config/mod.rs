@@ -338,6 +338,9 @@ impl AdapterConfig {
                 ));
             }
         }
+        if let Some(offset) = &raw.utc_offset {
+            TimestampFormat::parse("unix", Some(offset)).map_err(|m| invalid("utc_offset", m))?;
+        }
         let timestamp = TimestampFormat::parse(&raw.timestamp, raw.utc_offset.as_deref())
             .map_err(|m| invalid("timestamp", m))?;
         if let Some(amount) = &raw.amount {
@@ -378,11 +381,20 @@ impl AdapterConfig {
             let header_name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| invalid(&at, "is not a header name".into()))?;
             let template = Template::parse(value).map_err(|m| invalid(&at, m))?;
-            if template.captures().next().is_some() {
-                return Err(invalid(
-                    &at,
-                    "a capture belongs to a call's own headers".into(),
-                ));
+            use crate::template::Var;
+            for var in template.vars() {
+                let refused = match var {
+                    Var::Capture(_) => Some("belongs to a call's own headers"),
+                    Var::Token if auth.is_none() => Some("needs an [auth] section"),
+                    Var::Amount if raw.amount.is_none() => Some("needs an [amount] section"),
+                    Var::Method | Var::Path | Var::Body | Var::BodySha256 | Var::Header(_) => {
+                        Some("is for signing lines")
+                    }
+                    _ => None,
+                };
+                if let Some(why) = refused {
+                    return Err(invalid(&at, format!("{var:?} {why}")));
+                }
             }
             header_templates.push((header_name, template));
         }
