@@ -668,3 +668,20 @@ async fn a_mistake_in_any_new_key_is_refused_at_start_naming_the_key() {
     );
     assert!(refused_key(&gateway.config, &token).contains("header_templates"));
 }
+
+#[test]
+fn the_docs_show_each_example_as_the_suite_runs_it() {
+    let docs = include_str!("../../docs/channels.md");
+    for example in [
+        jifen_tests::partner::gateway::EXAMPLE,
+        jifen_tests::partner::hmac_json::EXAMPLE,
+        jifen_tests::partner::oauth::EXAMPLE,
+        jifen_tests::partner::xml_api::EXAMPLE,
+    ] {
+        let block = format!("```toml\n{}\n```", example.trim_end());
+        assert!(
+            docs.contains(&block),
+            "docs/channels.md differs from:\n{example}"
+        );
+    }
+}
