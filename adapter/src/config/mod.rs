@@ -15,6 +15,8 @@ use crate::clock::TimestampFormat;
 use crate::template::Template;
 
 mod call;
+mod headers;
+mod pending;
 mod secret;
 mod signing;
 
@@ -115,7 +117,7 @@ struct RawFile {
     xml_root: String,
     auth: Option<crate::auth::RawAuth>,
     rate: Option<crate::limit::Rate>,
-    pending: Option<RawPending>,
+    pending: Option<pending::RawPending>,
     notify: Option<call::RawNotify>,
     signing: Option<signing::RawSigning>,
     verify: Option<signing::RawVerify>,
@@ -165,7 +167,7 @@ pub enum KeyHash {
 /// A header value: literal, or a secret read from the environment or a file.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum RawSecret {
+pub(super) enum RawSecret {
     Literal(String),
     Env { env: String },
     File { file: PathBuf },
@@ -291,40 +293,7 @@ impl AdapterConfig {
             }
             (_, n) => n.unwrap_or(64),
         };
-        let mut headers = Vec::new();
-        for (name, secret) in raw.headers {
-            let at = format!("headers.{name}");
-            let header_name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| invalid(&at, "is not a header name".into()))?;
-            let value = match secret {
-                RawSecret::Literal(value) => {
-                    if let Some(placeholder) = placeholder_in(&value) {
-                        return Err(invalid(
-                            &at,
-                            format!(
-                                "{placeholder} would be sent as it is: the file's [headers] are \
-                                 sent unchanged; a header made of placeholders belongs to \
-                                 [header_templates] or a call's own headers"
-                            ),
-                        ));
-                    }
-                    value
-                }
-                RawSecret::Env { env } => std::env::var(&env)
-                    .map_err(|_| invalid(&at, format!("the environment has no {env}")))?,
-                RawSecret::File { file } => std::fs::read_to_string(base.join(&file))
-                    .map_err(|e| invalid(&at, format!("cannot read {}: {e}", file.display())))?
-                    .trim_end()
-                    .to_owned(),
-            };
-            let mut value = reqwest::header::HeaderValue::from_str(&value)
-                .map_err(|_| invalid(&at, "is not a valid header value".into()))?;
-            value.set_sensitive(true);
-            headers.push(Header {
-                name: header_name,
-                value,
-            });
-        }
+        let headers = headers::file_headers(raw.headers, base).map_err(|(k, m)| invalid(&k, m))?;
         for (key_name, file) in [
             ("tls.ca_file", &raw.tls.ca_file),
             ("tls.identity_file", &raw.tls.identity_file),
@@ -375,29 +344,9 @@ impl AdapterConfig {
             .map(|a| a.build(base))
             .transpose()
             .map_err(|(k, m)| invalid(&k, m))?;
-        let mut header_templates = Vec::new();
-        for (name, value) in &raw.header_templates {
-            let at = format!("header_templates.{name}");
-            let header_name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| invalid(&at, "is not a header name".into()))?;
-            let template = Template::parse(value).map_err(|m| invalid(&at, m))?;
-            use crate::template::Var;
-            for var in template.vars() {
-                let refused = match var {
-                    Var::Capture(_) => Some("belongs to a call's own headers"),
-                    Var::Token if auth.is_none() => Some("needs an [auth] section"),
-                    Var::Amount if raw.amount.is_none() => Some("needs an [amount] section"),
-                    Var::Method | Var::Path | Var::Body | Var::BodySha256 | Var::Header(_) => {
-                        Some("is for signing lines")
-                    }
-                    _ => None,
-                };
-                if let Some(why) = refused {
-                    return Err(invalid(&at, format!("{var:?} {why}")));
-                }
-            }
-            header_templates.push((header_name, template));
-        }
+        let mut header_templates =
+            headers::templates(&raw.header_templates, auth.is_some(), raw.amount.is_some())
+                .map_err(|(k, m)| invalid(&k, m))?;
         let global = call::error_map(&raw.errors, &ErrorMap::default(), "errors")
             .map_err(|(k, m)| invalid(&k, m))?;
         let context = call::Context {
@@ -569,21 +518,6 @@ impl AdapterConfig {
     }
 }
 
-/// The first `{name}` in a value that is sent verbatim.
-fn placeholder_in(value: &str) -> Option<&str> {
-    let mut rest = value;
-    while let Some(open) = rest.find('{') {
-        let after = &rest[open..];
-        let close = after.find('}')?;
-        let name = &after[1..close];
-        if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Some(&after[..=close]);
-        }
-        rest = &after[1..];
-    }
-    None
-}
-
 pub(crate) fn pointer(key: &str, raw: &str) -> Result<String, (String, String)> {
     if raw.is_empty() || raw.starts_with('/') {
         Ok(raw.to_owned())
@@ -592,41 +526,5 @@ pub(crate) fn pointer(key: &str, raw: &str) -> Result<String, (String, String)> 
             key.to_owned(),
             format!("{raw:?} is not a JSON pointer (it starts with /, e.g. \"/data/status\")"),
         ))
-    }
-}
-
-/// `[pending]`: when a call answered "processing" is asked again, and until when.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPending {
-    /// Waits before each query, comma-separated; the last repeats (`1s,2s,5s,10s,30s`).
-    poll: String,
-    /// Past this, from the first "processing", the outcome is an operator's.
-    deadline: String,
-}
-
-impl RawPending {
-    fn build(self) -> Result<jifen_mesh::connector::PollSchedule, (String, String)> {
-        let delays = self
-            .poll
-            .split(',')
-            .map(|d| jifen_mesh::config::parse_duration(d.trim()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|m| ("pending.poll".to_owned(), m))?;
-        if delays.is_empty() || delays.iter().any(Duration::is_zero) {
-            return Err((
-                "pending.poll".into(),
-                "give waits above zero, e.g. \"1s,2s,5s\"".into(),
-            ));
-        }
-        let deadline = jifen_mesh::config::parse_duration(&self.deadline)
-            .map_err(|m| ("pending.deadline".to_owned(), m))?;
-        if deadline < delays[0] {
-            return Err((
-                "pending.deadline".into(),
-                "is shorter than the first wait".into(),
-            ));
-        }
-        Ok(jifen_mesh::connector::PollSchedule { delays, deadline })
     }
 }
