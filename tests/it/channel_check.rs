@@ -7,15 +7,6 @@ use jifen_tests::weak_channel::WeakChannel;
 
 use crate::channel_barrier::credit;
 
-fn missing(report: &Report) -> Vec<&'static str> {
-    report
-        .findings
-        .iter()
-        .filter(|f| !f.holds)
-        .map(|f| f.guarantee)
-        .collect()
-}
-
 #[tokio::test]
 async fn the_reference_channel_gives_all_six_guarantees_and_gets_its_points_back() {
     let mut channel = TestChannel::start("check-ref").await;
@@ -38,7 +29,7 @@ async fn a_channel_without_null_compensation_or_anti_hanging_is_named_for_exactl
         .expect("the check runs");
     // The fake also takes a deduct of zero points, so its status codes do not hold either.
     assert_eq!(
-        missing(&report),
+        report.missing(),
         ["null_compensation", "anti_hanging", "status_codes"],
         "{:#?}",
         report.findings
@@ -111,7 +102,7 @@ async fn each_missing_guarantee_is_named_alone() {
         let report = check::run(&weak.endpoint(), "tester", 5, "check-g-")
             .await
             .expect("the check runs");
-        assert_eq!(missing(&report), [guarantee], "{:#?}", report.findings);
+        assert_eq!(report.missing(), [guarantee], "{:#?}", report.findings);
     }
 }
 
@@ -140,13 +131,13 @@ async fn a_rest_api_is_checked_through_its_adapter_config() {
     let report = check_rest_api(&[], true).await;
     assert!(report.all_hold(), "{report:#?}");
     let report = check_rest_api(&["null_compensation", "anti_hanging"], true).await;
-    assert_eq!(missing(&report), vec!["null_compensation", "anti_hanging"]);
+    assert_eq!(report.missing(), vec!["null_compensation", "anti_hanging"]);
     // An API whose deducts are not idempotent and which has no lookups, declared honestly.
     let report = check_rest_api(&["idempotent_deduct", "query"], false).await;
-    assert_eq!(missing(&report), vec!["idempotent_deduct", "query"]);
+    assert_eq!(report.missing(), vec!["idempotent_deduct", "query"]);
     let report = check_rest_api(&["refund"], false).await;
     assert!(!report.refund_call);
-    assert!(missing(&report).contains(&"refund_once"), "{report:#?}");
+    assert!(report.missing().contains(&"refund_once"), "{report:#?}");
 }
 
 #[tokio::test]

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use jifen_mesh::capabilities::Capabilities;
 use jifen_proto::v1::{
-    DeductPointsRequest, Order, OrderState, RecordDeductOutcomeRequest, RecordManualRefundRequest,
-    StepState,
+    Order, OrderState, RecordDeductOutcomeRequest, RecordManualRefundRequest, StepState,
 };
 use jifen_tests::http_channel::TestPointsApi;
 use jifen_tests::invariants::assert_mesh_consistent;
@@ -38,28 +37,6 @@ fn line_state(order: &Order, channel_id: &str) -> StepState {
         .find(|l| l.channel_id == channel_id)
         .map(|l| l.state())
         .unwrap_or_default()
-}
-
-/// Submits an order whose alpha line will be rejected: alpha's connector waits while the user
-/// spends all their alpha points elsewhere (after the pre-check passed).
-async fn submit_doomed(mesh: &mut TestMesh, order_id: &str, user: &str, delta_points: i64) {
-    mesh.stop_connector("alpha").await;
-    mesh.submit(
-        order_id,
-        &[("delta", user, delta_points), ("alpha", user, 6_000)],
-    )
-    .await
-    .unwrap();
-    mesh.channel("alpha")
-        .client
-        .deduct_points(DeductPointsRequest {
-            order_id: format!("elsewhere-{order_id}"),
-            user_id: user.into(),
-            points: START_POINTS,
-        })
-        .await
-        .unwrap();
-    mesh.start_connector("alpha").await;
 }
 
 #[tokio::test]
@@ -227,7 +204,7 @@ async fn an_unknown_outcome_the_operator_finds_not_deducted_cancels_the_order() 
 #[tokio::test]
 async fn a_channel_without_a_refund_call_waits_for_a_manual_refund_then_settles() {
     let (mut mesh, api) = mesh_with_rest_channel(&["u1"], &["refund"]).await;
-    submit_doomed(&mut mesh, "manual-1", "u1", 300).await;
+    mesh.submit_doomed("delta", "manual-1", "u1", 300).await;
     let waiting = mesh
         .order_when("manual-1", "to wait for a manual refund", |o| {
             line_state(o, "delta") == StepState::ManualRefund
@@ -302,7 +279,7 @@ async fn a_rest_channel_without_anti_hanging_keeps_nothing_of_a_cancelled_order(
     let base_url = api.base_url.clone();
     mesh.attach_http_channel("delta", &base_url, config).await;
     api.api.faults.unavailable.store(1, Ordering::SeqCst);
-    submit_doomed(&mut mesh, "hang-1", "u1", 300).await;
+    mesh.submit_doomed("delta", "hang-1", "u1", 300).await;
     let cancelled = mesh.settled("hang-1").await;
     assert_eq!(cancelled.state(), OrderState::Cancelled);
     eventually(

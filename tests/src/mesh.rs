@@ -172,6 +172,26 @@ impl TestMesh {
         Ok(order.expect("an order in the response"))
     }
 
+    /// Submits an order of `points` at `channel` and 6,000 at alpha that alpha will reject
+    /// once `channel` has deducted: alpha's connector waits while the user spends all their
+    /// alpha points elsewhere (after the pre-check passed), so the order compensates.
+    pub async fn submit_doomed(&mut self, channel: &str, order_id: &str, user: &str, points: i64) {
+        self.stop_connector("alpha").await;
+        self.submit(order_id, &[(channel, user, points), ("alpha", user, 6_000)])
+            .await
+            .expect("the order is taken");
+        self.channel("alpha")
+            .client
+            .deduct_points(jifen_proto::v1::DeductPointsRequest {
+                order_id: format!("elsewhere-{order_id}"),
+                user_id: user.into(),
+                points: START_POINTS,
+            })
+            .await
+            .expect("the user spends their alpha points elsewhere");
+        self.start_connector("alpha").await;
+    }
+
     /// The order as the mall shows it now.
     pub async fn order(&mut self, order_id: &str) -> Order {
         self.order_when(order_id, "to be read", |_| true).await

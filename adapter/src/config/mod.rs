@@ -393,16 +393,19 @@ impl AdapterConfig {
             query.as_ref(),
             balance.as_ref(),
         ];
-        let uses_signature = header_templates
-            .iter()
-            .map(|(_, t)| t)
-            .chain(
-                calls
-                    .iter()
-                    .flatten()
-                    .flat_map(|c| c.headers.iter().map(|(_, t)| t)),
-            )
-            .any(|t| t.uses(&crate::template::Var::Signature));
+        // Whether any header (the file's templates, a call's own) or any template of a call
+        // uses a placeholder.
+        let headers_use = |var: &crate::template::Var| {
+            header_templates.iter().map(|(_, t)| t).any(|t| t.uses(var))
+        };
+        let calls_use = |var: &crate::template::Var| {
+            calls
+                .iter()
+                .flatten()
+                .any(|c| c.templates().into_iter().any(|(_, t)| t.uses(var)))
+        };
+        let uses_signature = headers_use(&crate::template::Var::Signature)
+            || calls_use(&crate::template::Var::Signature);
         if let Some(signing) = &signing
             && signing.param.is_none()
             && !uses_signature
@@ -414,16 +417,8 @@ impl AdapterConfig {
                     .into(),
             ));
         }
-        let uses_token = header_templates
-            .iter()
-            .map(|(_, t)| t)
-            .chain(
-                calls
-                    .iter()
-                    .flatten()
-                    .flat_map(|c| c.templates().into_iter().map(|(_, t)| t)),
-            )
-            .any(|t| t.uses(&crate::template::Var::Token));
+        let uses_token =
+            headers_use(&crate::template::Var::Token) || calls_use(&crate::template::Var::Token);
         if auth.is_some() && !uses_token {
             // Where a token goes unless the file says otherwise (RFC 6750).
             let bearer = Template::parse("Bearer {token}").map_err(|m| invalid("auth", m))?;

@@ -56,6 +56,15 @@ impl Report {
         self.findings.iter().all(|f| f.holds)
     }
 
+    /// The guarantees that do not hold, in the check's order.
+    pub fn missing(&self) -> Vec<&'static str> {
+        self.findings
+            .iter()
+            .filter(|f| !f.holds)
+            .map(|f| f.guarantee)
+            .collect()
+    }
+
     /// The capabilities to declare for this channel, as `(name, value)`.
     pub fn capabilities(&self) -> [(&'static str, bool); 5] {
         [

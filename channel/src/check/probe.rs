@@ -24,6 +24,44 @@ pub(super) struct Probe {
 /// What a probe's deduct took and what its answer gave.
 type Deducted = (i64, BTreeMap<String, String>);
 
+/// A deduct at a REST API as the connector would see it settle: a "processing" answer is
+/// asked again on the config's poll schedule until final (or its deadline).
+async fn settled(
+    api: &crate::adapter::HttpChannel,
+    order_id: &str,
+    user_id: &str,
+    points: i64,
+) -> Result<jifen_mesh::connector::Recorded, Status> {
+    use jifen_mesh::connector::{LedgerEndpoint, is_pending};
+    let key = CallKey {
+        order_id,
+        user_id,
+        points,
+        captured: None,
+    };
+    let mut answer = api.deduct(key).await;
+    let Some(schedule) = api.poll_schedule() else {
+        return answer;
+    };
+    let started = std::time::Instant::now();
+    let mut polls = 0;
+    while let Err(status) = &answer
+        && is_pending(status)
+        && started.elapsed() < schedule.deadline
+    {
+        let wait = schedule
+            .delays
+            .get(polls)
+            .or(schedule.delays.last())
+            .copied()
+            .unwrap_or_default();
+        tokio::time::sleep(wait).await;
+        polls += 1;
+        answer = api.query(key).await;
+    }
+    answer
+}
+
 /// A `ChannelService` answer as `(state, points)`.
 fn answered(deduction: Option<jifen_proto::v1::Deduction>) -> (DeductionState, i64) {
     let d = deduction.unwrap_or_default();
@@ -95,20 +133,12 @@ impl Probe {
                 })
                 .await
                 .map(|a| answered(a.into_inner().deduction)),
-            Target::Http(api) => api
-                .deduct(CallKey {
-                    order_id,
-                    user_id,
-                    points,
-                    captured: None,
-                })
-                .await
-                .map(|r| {
-                    if let Ok(mut deducted) = self.deducted.lock() {
-                        deducted.insert(order_id.to_owned(), (r.points, r.captured.clone()));
-                    }
-                    (wire_state(r.state), r.points)
-                }),
+            Target::Http(api) => settled(api, order_id, user_id, points).await.map(|r| {
+                if let Ok(mut deducted) = self.deducted.lock() {
+                    deducted.insert(order_id.to_owned(), (r.points, r.captured.clone()));
+                }
+                (wire_state(r.state), r.points)
+            }),
         }
     }
 
