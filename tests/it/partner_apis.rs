@@ -98,6 +98,12 @@ async fn orders_through_with(
         0,
         "answers were lost"
     );
+    assert_eq!(
+        faults.slow.load(Ordering::SeqCst),
+        0,
+        "answers came too late"
+    );
+    assert_eq!(faults.too_many.load(Ordering::SeqCst), 0, "429s were met");
     for (user, spent) in users.iter().zip(spent) {
         assert_eq!(
             book.points_of(user),
@@ -161,6 +167,10 @@ fn arm(faults: &Faults) {
     faults.unavailable.store(3, Ordering::SeqCst);
     faults.lose_answer.store(3, Ordering::SeqCst);
     faults.delay_ms.store(20, Ordering::SeqCst);
+    faults.too_many.store(3, Ordering::SeqCst);
+    // Two answers come after the caller gave up (the examples' timeout is 3 s).
+    faults.slow_ms.store(3_500, Ordering::SeqCst);
+    faults.slow.store(2, Ordering::SeqCst);
 }
 
 #[tokio::test]

@@ -137,6 +137,9 @@ async fn handle(
     if changes && Faults::take(&faults.unavailable) {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
+    if changes && let Some(limited) = faults.rate_limited() {
+        return limited;
+    }
     let answered = match field("method") {
         "points.deduct" => {
             let out_trade_no = biz_field("out_trade_no");
@@ -190,6 +193,9 @@ async fn handle(
     };
     if changes && Faults::take(&faults.lose_answer) {
         return StatusCode::BAD_GATEWAY.into_response();
+    }
+    if changes {
+        faults.answer_late().await;
     }
     answered
 }

@@ -156,6 +156,9 @@ async fn handle(
     if changes && Faults::take(&faults.unavailable) {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
+    if changes && let Some(limited) = faults.rate_limited() {
+        return limited;
+    }
     let trade_of = |id: &str| api.trades.lock().ok().and_then(|t| t.get(id).cloned());
     let (status, answer) = match (method.as_str(), path.as_str()) {
         ("POST", "/v2/points/deduct") => {
@@ -240,6 +243,9 @@ async fn handle(
     };
     if changes && Faults::take(&faults.lose_answer) {
         return StatusCode::BAD_GATEWAY.into_response();
+    }
+    if changes {
+        faults.answer_late().await;
     }
     let corrupt = changes && Faults::take(&api.bad_signature);
     signed(status, &answer, corrupt)

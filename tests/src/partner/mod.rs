@@ -23,6 +23,12 @@ pub struct Faults {
     pub lose_answer: AtomicU32,
     /// Milliseconds every call waits before it is handled.
     pub delay_ms: AtomicU64,
+    /// Answer 429 with `Retry-After: 1` without doing anything (a rate limit).
+    pub too_many: AtomicU32,
+    /// Apply, then answer only after this many milliseconds (past the caller's timeout).
+    pub slow_ms: AtomicU64,
+    /// How many calls `slow_ms` covers.
+    pub slow: AtomicU32,
 }
 
 impl Faults {
@@ -30,6 +36,27 @@ impl Faults {
         counter
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
+    }
+
+    /// A 429 when the rate-limit fault is armed.
+    pub fn rate_limited(&self) -> Option<axum::response::Response> {
+        use axum::response::IntoResponse;
+        Self::take(&self.too_many).then(|| {
+            (
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", "1")],
+                "slow down",
+            )
+                .into_response()
+        })
+    }
+
+    /// Holds an answer back past the caller's timeout when the slow fault is armed.
+    pub async fn answer_late(&self) {
+        if Self::take(&self.slow) {
+            let ms = self.slow_ms.load(Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
     }
 
     pub async fn wait(&self) {

@@ -248,6 +248,9 @@ async fn redeem(State(api): State<Arc<OauthApi>>, headers: HeaderMap, body: Byte
     if Faults::take(&faults.unavailable) {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
+    if let Some(limited) = faults.rate_limited() {
+        return limited;
+    }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let reference = request["reference"].as_str().unwrap_or_default().to_owned();
     let member = request["member"].as_str().unwrap_or_default();
@@ -284,6 +287,7 @@ async fn redeem(State(api): State<Arc<OauthApi>>, headers: HeaderMap, body: Byte
     if Faults::take(&faults.lose_answer) {
         return StatusCode::BAD_GATEWAY.into_response();
     }
+    faults.answer_late().await;
     (StatusCode::ACCEPTED, axum::Json(answer)).into_response()
 }
 

@@ -118,6 +118,9 @@ async fn handle(State(api): State<Arc<XmlApi>>, Path(call): Path<String>, body: 
     if changes && Faults::take(&faults.unavailable) {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
+    if changes && let Some(limited) = faults.rate_limited() {
+        return limited;
+    }
     let out_trade_no = field("out_trade_no");
     let answered = match call.as_str() {
         "deduct" => {
@@ -171,6 +174,9 @@ async fn handle(State(api): State<Arc<XmlApi>>, Path(call): Path<String>, body: 
     };
     if changes && Faults::take(&faults.lose_answer) {
         return StatusCode::BAD_GATEWAY.into_response();
+    }
+    if changes {
+        faults.answer_late().await;
     }
     answered
 }
