@@ -642,3 +642,110 @@ async fn channel_check_runs_through_each_example_and_names_exactly_what_it_lacks
         );
     }
 }
+
+/// A partner whose login call hands out a token (in `{"data": {"token", "expires_in"}}`) that
+/// its API wants in `X-Token`; `rotate` makes the next login give a new one and the old stop.
+#[derive(Debug, Default)]
+struct LoginApi {
+    current: std::sync::Mutex<String>,
+    logins: std::sync::atomic::AtomicU32,
+}
+
+async fn serve_login_api() -> (std::sync::Arc<LoginApi>, String) {
+    use axum::routing::{get, post};
+    let api = std::sync::Arc::new(LoginApi::default());
+    let login = {
+        let api = api.clone();
+        move |body: String| {
+            let api = api.clone();
+            async move {
+                let ok = serde_json::from_str::<serde_json::Value>(&body)
+                    .is_ok_and(|b| b["password"] == "pa\"ss");
+                if !ok {
+                    return (axum::http::StatusCode::UNAUTHORIZED, "{}".to_owned());
+                }
+                let n = api.logins.fetch_add(1, Ordering::SeqCst) + 1;
+                let token = format!("T{n}");
+                *api.current.lock().unwrap() = token.clone();
+                let answer =
+                    serde_json::json!({ "data": { "token": token, "expires_in": "3600" } });
+                (axum::http::StatusCode::OK, answer.to_string())
+            }
+        }
+    };
+    let balance = {
+        let api = api.clone();
+        move |headers: axum::http::HeaderMap| {
+            let api = api.clone();
+            async move {
+                let sent = headers
+                    .get("x-token")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if sent.is_empty() || sent != *api.current.lock().unwrap() {
+                    return (axum::http::StatusCode::UNAUTHORIZED, "{}".to_owned());
+                }
+                (axum::http::StatusCode::OK, r#"{"points": 700}"#.to_owned())
+            }
+        }
+    };
+    let router = axum::Router::new()
+        .route("/login", post(login))
+        .route("/members/{member}", get(balance));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (api, base)
+}
+
+#[tokio::test]
+async fn a_login_token_is_fetched_once_and_refreshed_when_refused() {
+    let (api, base) = serve_login_api().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("login.secret"), "pa\"ss\n").unwrap();
+    let config = dir.path().join("login.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+channel_id = "theta"
+base_url = "{base}"
+[auth]
+kind = "login"
+url = "/login"
+body = '{{"user": "jifen", "password": "{{password}}"}}'
+password = {{ file = "login.secret" }}
+token = "/data/token"
+expires_in = "/data/expires_in"
+[header_templates]
+X-Token = "{{token}}"
+[capabilities]
+idempotent_deduct = true
+refund = false
+query = false
+null_compensation = false
+anti_hanging = false
+[deduct]
+url = "/deduct"
+body = '{{"points": {{points}}}}'
+[balance]
+method = "GET"
+url = "/members/{{user_id}}"
+balance = "/points"
+"#
+        ),
+    )
+    .unwrap();
+    let channel = HttpChannel::new(AdapterConfig::load(&config).unwrap()).unwrap();
+    assert_eq!(channel.balance("u1").await.unwrap(), Some(700));
+    assert_eq!(channel.balance("u1").await.unwrap(), Some(700));
+    assert_eq!(
+        api.logins.load(Ordering::SeqCst),
+        1,
+        "one token for both calls"
+    );
+    // The partner rotates its tokens: the next call is refused once, logs in, and goes on.
+    *api.current.lock().unwrap() = "rotated".into();
+    assert_eq!(channel.balance("u1").await.unwrap(), Some(700));
+    assert_eq!(api.logins.load(Ordering::SeqCst), 2);
+}

@@ -202,6 +202,9 @@ impl Credentials {
 /// answers (a cluster still starting, a node down), it keeps trying with back-off — 250 ms
 /// doubling to 5 s — and says so; a bad address, bad credentials or a server too old fail at
 /// once.
+/// Tries of an identity the server refuses before the refusal stands (≈ 5 s in all).
+const AUTHORIZATION_TRIES: u32 = 5;
+
 async fn connect_with(
     urls: &str,
     credentials: &Credentials,
@@ -209,7 +212,7 @@ async fn connect_with(
 ) -> Result<async_nats::Client, BusError> {
     use async_nats::ConnectErrorKind;
     let servers = seed_servers(urls)?;
-    let mut attempts = 0_u32;
+    let (mut attempts, mut refused) = (0_u32, 0_u32);
     let client = loop {
         match credentials
             .options(identity)?
@@ -230,6 +233,28 @@ async fn connect_with(
                     std::time::Duration::from_secs(5),
                 );
                 tracing::warn!(url = urls, error = %source, attempts, ?delay, "NATS is not answering yet; retrying");
+                tokio::time::sleep(delay).await;
+            }
+            // A server reloading its authorization (a channel's identity just added, one node
+            // of a cluster after another) refuses for a moment: a few tries, then the refusal
+            // is the answer (an identity the server does not know fails in seconds).
+            Err(source)
+                if source.kind() == ConnectErrorKind::AuthorizationViolation
+                    && refused < AUTHORIZATION_TRIES =>
+            {
+                refused += 1;
+                let delay = crate::retry::doubling(
+                    std::time::Duration::from_millis(250),
+                    refused,
+                    std::time::Duration::from_secs(2),
+                );
+                tracing::warn!(
+                    url = urls,
+                    identity,
+                    attempts = refused,
+                    ?delay,
+                    "NATS refused this identity; retrying in case its authorization is being reloaded"
+                );
                 tokio::time::sleep(delay).await;
             }
             Err(source) => {
