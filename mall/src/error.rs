@@ -67,6 +67,8 @@ pub enum MallError {
          that lies): it is never redriven; find who published it, then discard it"
     )]
     MismatchedEvent(String),
+    #[error("order {0} is not flagged: there is no flag to clear")]
+    NotFlagged(String),
     #[error("the bus did not take the message: {0}")]
     Bus(String),
     #[error("storage error")]
@@ -88,6 +90,7 @@ impl From<MallError> for Status {
             | MallError::InsufficientPoints { .. }
             | MallError::Settled { .. }
             | MallError::LineNotWaiting { .. }
+            | MallError::NotFlagged(_)
             | MallError::OutcomeUnknown(_)
             | MallError::MismatchedEvent(_) => Status::failed_precondition(message),
             MallError::Bus(_) => Status::unavailable(message),

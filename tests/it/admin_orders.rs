@@ -66,7 +66,24 @@ async fn stuck_orders_are_listed_and_flagged_after_their_deadline() {
         .orders;
     assert!(later.is_empty());
     mesh.start_connector("alpha").await;
-    assert_eq!(mesh.settled("o-1").await.state(), OrderState::Completed);
+    // Settled by itself: nothing needs an operator, so the flag goes, and the history says so.
+    let settled = mesh.settled("o-1").await;
+    assert_eq!(settled.state(), OrderState::Completed);
+    assert!(!settled.needs_attention, "{settled:?}");
+    assert!(
+        settled
+            .history
+            .iter()
+            .any(|h| h.kind == "attention_cleared"),
+        "{:?}",
+        settled.history
+    );
+    eventually(
+        "the needs-attention gauge to drop",
+        Duration::from_secs(15),
+        || async { (jifen_mesh::metrics::ORDERS_NEEDING_ATTENTION.get() == 0).then_some(()) },
+    )
+    .await;
 }
 
 /// Reconciles one order, or every order with `""`.
@@ -172,4 +189,64 @@ async fn retry_order_sends_the_open_commands_again_and_they_take_effect_once() {
         "COMPLETED",
     );
     assert_mesh_consistent(&mesh).await;
+}
+
+#[tokio::test]
+async fn an_operator_clears_a_flag_with_a_note_and_only_a_flag() {
+    let mut mesh = TestMesh::start(&["alpha"], &["u1"]).await;
+    mesh.stop_connector("alpha").await;
+    mesh.stop_mall().await;
+    mesh.stuck_after = Duration::from_millis(300);
+    mesh.start_mall().await;
+    mesh.submit("o-flag", &[("alpha", "u1", 5)]).await.unwrap();
+    let mut admin = admin(&mut mesh).await;
+    let client = mesh.mall().client.clone();
+    eventually("the sweeper flags o-flag", Duration::from_secs(10), || {
+        let mut client = client.clone();
+        async move {
+            let order = client
+                .get_order(GetOrderRequest {
+                    order_id: "o-flag".into(),
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .order?;
+            order.needs_attention.then_some(())
+        }
+    })
+    .await;
+    let clear = |note: &str| {
+        authed(jifen_proto::v1::ClearAttentionRequest {
+            order_id: "o-flag".into(),
+            note: note.into(),
+        })
+    };
+    assert_status(
+        admin.clear_attention(clear("  ")).await,
+        Code::InvalidArgument,
+        "note",
+    );
+    let cleared = admin
+        .clear_attention(clear("alpha's outage is known, ticket OPS-7"))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    assert!(!cleared.needs_attention);
+    let entry = cleared
+        .history
+        .iter()
+        .find(|h| h.kind == "attention_cleared")
+        .expect("a history line");
+    assert!(entry.detail.contains("OPS-7"), "{entry:?}");
+    assert!(!entry.actor.is_empty(), "the operator is named: {entry:?}");
+    assert_status(
+        admin.clear_attention(clear("again")).await,
+        Code::FailedPrecondition,
+        "not flagged",
+    );
+    mesh.start_connector("alpha").await;
+    assert_eq!(mesh.settled("o-flag").await.state(), OrderState::Completed);
 }

@@ -94,6 +94,12 @@ enum OrdersCommand {
         #[arg(long)]
         note: String,
     },
+    /// Clear the order's needs-attention flag, with a note for its history.
+    ClearFlag {
+        order_id: String,
+        #[arg(long)]
+        note: String,
+    },
     /// Send the order's open commands again.
     Retry {
         order_id: String,
@@ -291,6 +297,13 @@ async fn execute(args: &AdminArgs, clients: Clients) -> Result<i32, AdminError> 
             .compensate_order(clients.authed(CompensateOrderRequest {
                 order_id: order_id.clone(),
                 reason: note.clone(),
+            })?)
+            .await
+            .map(|r| render::order(r.into_inner().order, json)),
+        AdminCommand::Orders(OrdersCommand::ClearFlag { order_id, note }) => admin
+            .clear_attention(clients.authed(jifen_proto::v1::ClearAttentionRequest {
+                order_id: order_id.clone(),
+                note: note.clone(),
             })?)
             .await
             .map(|r| render::order(r.into_inner().order, json)),

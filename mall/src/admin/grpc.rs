@@ -5,12 +5,13 @@ use jifen_mesh::domain::{InvalidField, OrderId};
 use jifen_mesh::time::now_unix_ms;
 use jifen_proto::v1::admin_service_server::AdminService;
 use jifen_proto::v1::{
-    CompensateOrderRequest, CompensateOrderResponse, DeadLetter as WireDeadLetter,
-    DiscardDeadLetterRequest, DiscardDeadLetterResponse, GetDeadLetterRequest,
-    GetDeadLetterResponse, ListDeadLettersRequest, ListDeadLettersResponse, ListStuckOrdersRequest,
-    ListStuckOrdersResponse, ReconcileRequest, ReconcileResponse, RecordDeductOutcomeRequest,
-    RecordDeductOutcomeResponse, RecordManualRefundRequest, RecordManualRefundResponse,
-    RedriveDeadLetterRequest, RedriveDeadLetterResponse, RetryOrderRequest, RetryOrderResponse,
+    ClearAttentionRequest, ClearAttentionResponse, CompensateOrderRequest, CompensateOrderResponse,
+    DeadLetter as WireDeadLetter, DiscardDeadLetterRequest, DiscardDeadLetterResponse,
+    GetDeadLetterRequest, GetDeadLetterResponse, ListDeadLettersRequest, ListDeadLettersResponse,
+    ListStuckOrdersRequest, ListStuckOrdersResponse, ReconcileRequest, ReconcileResponse,
+    RecordDeductOutcomeRequest, RecordDeductOutcomeResponse, RecordManualRefundRequest,
+    RecordManualRefundResponse, RedriveDeadLetterRequest, RedriveDeadLetterResponse,
+    RetryOrderRequest, RetryOrderResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -244,6 +245,13 @@ impl AdminService for Admin {
         }))
     }
 
+    async fn clear_attention(
+        &self,
+        request: Request<ClearAttentionRequest>,
+    ) -> Result<Response<ClearAttentionResponse>, Status> {
+        self.clear_attention_call(request).await
+    }
+
     async fn record_manual_refund(
         &self,
         request: Request<RecordManualRefundRequest>,
@@ -264,6 +272,32 @@ impl AdminService for Admin {
             .await?;
         tracing::info!(order_id = %line.order_id, channel_id = %line.channel_id, %note, "manual refund recorded by an operator");
         Ok(Response::new(RecordManualRefundResponse {
+            order: Some(order_message(order)),
+        }))
+    }
+}
+
+impl Admin {
+    pub(super) async fn clear_attention_call(
+        &self,
+        request: Request<ClearAttentionRequest>,
+    ) -> Result<Response<ClearAttentionResponse>, Status> {
+        const ACTION: &str = "ClearAttention";
+        let caller = self
+            .acting(&request, ACTION, &request.get_ref().order_id)
+            .await?;
+        let request = request.into_inner();
+        let order_id = jifen_mesh::domain::OrderId::parse("order_id", request.order_id)
+            .map_err(MallError::from)?;
+        let note = required_note(request.note)?;
+        let result = self
+            .clear_attention(order_id.as_str(), &note, &caller.operator.name)
+            .await;
+        let order = self
+            .audited(&caller, ACTION, order_id.as_str(), &note, result)
+            .await?;
+        tracing::info!(order_id = %order_id, %note, "flag cleared by an operator");
+        Ok(Response::new(ClearAttentionResponse {
             order: Some(order_message(order)),
         }))
     }

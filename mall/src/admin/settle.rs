@@ -168,6 +168,42 @@ impl Admin {
         self.finish(order_id, settling).await
     }
 
+    /// Clears the order's flag with the operator's note (an order not flagged is refused).
+    pub(super) async fn clear_attention(
+        &self,
+        order_id: &str,
+        note: &str,
+        actor: &str,
+    ) -> Result<Order, MallError> {
+        let now = now_unix_ms();
+        let mut tx = self.store.database().begin().await?;
+        steps::lock_order(&mut tx, order_id, now)
+            .await?
+            .ok_or_else(|| MallError::UnknownOrder(order_id.to_owned()))?;
+        let cleared = sqlx::query(
+            "UPDATE orders SET needs_attention = 0 WHERE order_id = $1 AND needs_attention = 1 \
+             RETURNING order_id",
+        )
+        .bind(order_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if cleared.is_none() {
+            return Err(MallError::NotFlagged(order_id.to_owned()));
+        }
+        record(
+            &mut tx,
+            order_id,
+            "attention_cleared",
+            &format!("flag cleared by an operator: {note}"),
+            actor,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        let _ = self.changes.send(order_id.to_owned());
+        self.order(order_id).await
+    }
+
     /// Locks the order, checks that the line waits in one of `waiting`, and applies the outcome
     /// made from the line's points as the saga would.
     async fn begin(

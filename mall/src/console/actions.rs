@@ -140,6 +140,29 @@ pub async fn compensate(
     back(&order_page(&order_id), result, "Compensation started.")
 }
 
+pub async fn clear_flag(
+    State(console): State<Console>,
+    session: Session,
+    Path(order_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(form) = checked(&session, &body) else {
+        return forbidden();
+    };
+    if let Err(denied) = may_act(&console, &session, "ClearAttention", &order_id).await {
+        return denied;
+    }
+    let result = AdminService::clear_attention(
+        &console.admin,
+        session.request(jifen_proto::v1::ClearAttentionRequest {
+            order_id: order_id.clone(),
+            note: form.get("note").to_owned(),
+        }),
+    )
+    .await;
+    back(&order_page(&order_id), result, "Flag cleared.")
+}
+
 pub async fn retry(
     State(console): State<Console>,
     session: Session,

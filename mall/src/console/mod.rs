@@ -74,6 +74,7 @@ impl Console {
             .route("/orders/{id}", get(pages::order))
             .route("/orders/{id}/compensate", post(actions::compensate))
             .route("/orders/{id}/retry", post(actions::retry))
+            .route("/orders/{id}/clear-flag", post(actions::clear_flag))
             .route("/orders/{id}/record-outcome", post(actions::record_outcome))
             .route("/orders/{id}/manual-refund", post(actions::manual_refund))
             .route("/dead-letters", get(pages::dead_letters_page))

@@ -186,6 +186,13 @@ pub async fn order(
                 td { (quota.channel_id) } td.num { (quota.points) } td { (badge(quota.state.as_str())) }
             } } }
         } }
+        @if order.needs_attention {
+            form.action method="post" action={ "/orders/" (id) "/clear-flag" } {
+                (csrf(&session))
+                input.note type="text" name="note" required placeholder="note (why it needs nobody now)";
+                button.quiet type="submit" { "Clear flag" }
+            }
+        }
         @if open {
             h2 { "Actions" }
             form.action method="post" action={ "/orders/" (id) "/retry" } {

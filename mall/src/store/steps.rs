@@ -207,22 +207,60 @@ pub(crate) async fn set_order(
     reason: Option<&str>,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let created_at_ms: i64 = sqlx::query(
+    let row = sqlx::query(
         "UPDATE orders SET state = $2, reason = COALESCE($3, reason), updated_at_ms = $4 \
-         WHERE order_id = $1 RETURNING created_at_ms",
+         WHERE order_id = $1 RETURNING created_at_ms, needs_attention",
     )
     .bind(order_id)
     .bind(state.as_str())
     .bind(reason)
     .bind(now)
     .fetch_one(&mut *tx)
-    .await?
-    .try_get("created_at_ms")?;
+    .await?;
+    let created_at_ms: i64 = row.try_get("created_at_ms")?;
     if state.is_terminal() {
         let seconds = (now - created_at_ms).max(0) as f64 / 1000.0;
         jifen_mesh::metrics::ORDER_SETTLE_LATENCY
             .with_label_values(&[state.as_str()])
             .observe(seconds);
+        if row.try_get::<i64, _>("needs_attention")? != 0 {
+            clear_settled_flag(tx, order_id, state, now).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A flagged order that settled by itself (flagged "not settled in time", then completed)
+/// needs nobody any more: its flag clears, with a history line, unless something of it is
+/// still open for an operator (a dead letter, a manual refund).
+async fn clear_settled_flag(
+    tx: &mut AnyConnection,
+    order_id: &str,
+    state: OrderState,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let cleared = sqlx::query(
+        "UPDATE orders SET needs_attention = 0 WHERE order_id = $1 AND needs_attention = 1 \
+         AND NOT EXISTS (SELECT 1 FROM dead_letters WHERE order_id = $1 AND state = 'OPEN') \
+         AND NOT EXISTS (SELECT 1 FROM order_lines WHERE order_id = $1 AND state = 'MANUAL_REFUND') \
+         RETURNING order_id",
+    )
+    .bind(order_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if cleared.is_some() {
+        crate::store::record(
+            tx,
+            order_id,
+            "attention_cleared",
+            &format!(
+                "the order is {} by itself: nothing needs an operator, its flag is cleared",
+                state.as_str()
+            ),
+            "",
+            now,
+        )
+        .await?;
     }
     Ok(())
 }
