@@ -210,6 +210,8 @@ pub struct Line {
     pub state: StepState,
     /// What the channel's deduct answer gave (its own transaction id), DESIGN §9.
     pub captured: std::collections::BTreeMap<String, String>,
+    /// The operator who settled the line by hand; empty when the channel did.
+    pub settled_by: String,
 }
 
 /// One channel's quota step as stored.

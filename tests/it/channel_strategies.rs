@@ -264,6 +264,21 @@ async fn a_channel_without_a_refund_call_waits_for_a_manual_refund_then_settles(
     );
     assert_eq!(api.api.points_of("u1"), Some(START_POINTS));
     assert_mesh_consistent(&mesh).await;
+    // The channel still shows its deduction (it knows nothing of the hand refund): Reconcile
+    // says who settled it, and reports no mismatch.
+    let reconciled = admin
+        .reconcile(authed(jifen_proto::v1::ReconcileRequest {
+            order_id: "manual-1".into(),
+            from_unix_ms: 0,
+            to_unix_ms: 0,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reconciled.mismatches.is_empty(), "{reconciled:?}");
+    assert_eq!(reconciled.operator_settled.len(), 1, "{reconciled:?}");
+    assert_eq!(reconciled.operator_settled[0].key, "delta/u1");
+    assert!(!reconciled.operator_settled[0].operator.is_empty());
 }
 
 #[tokio::test]

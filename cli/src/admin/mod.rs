@@ -52,7 +52,8 @@ enum AdminCommand {
     /// Dead letters: list, show, redrive, discard.
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(DeadLettersCommand),
-    /// Compare the mall's orders with the channels' and the portal's ledgers.
+    /// Compare the mall's orders with the channels' and the portal's ledgers; exits 1 when
+    /// any mismatch is found.
     Reconcile {
         /// One order; without it, every order created in the last `--since`.
         #[arg(long)]
@@ -256,6 +257,8 @@ async fn execute(args: &AdminArgs, clients: Clients) -> Result<i32, AdminError> 
     let json = args.json;
     let mut admin = clients.admin.clone();
     let mut mall = clients.mall.clone();
+    // Reconcile's finding, for the exit status: 1 when the books disagree.
+    let mut mismatched = false;
     let outcome: Result<(), Status> = match &args.command {
         AdminCommand::Orders(OrdersCommand::List {
             state,
@@ -394,10 +397,15 @@ async fn execute(args: &AdminArgs, clients: Clients) -> Result<i32, AdminError> 
                     to_unix_ms: now.saturating_add(1),
                 })?)
                 .await
-                .map(|r| render::reconcile(&r.into_inner(), json))
+                .map(|r| {
+                    let answer = r.into_inner();
+                    mismatched = !answer.mismatches.is_empty();
+                    render::reconcile(&answer, json)
+                })
         }
     };
     match outcome {
+        Ok(()) if mismatched => Ok(1),
         Ok(()) => Ok(0),
         Err(status) if matches!(status.code(), Code::Unavailable | Code::Unauthenticated) => {
             eprintln!("jifen admin: {}", refused(&status));

@@ -267,6 +267,10 @@ pub fn reconcile(answer: &ReconcileResponse, as_json: bool) {
             "unchecked": answer.unchecked.iter().map(|g| json!({
                 "system": g.system, "reason": g.reason, "keys": g.keys,
             })).collect::<Vec<_>>(),
+            "operator_settled": answer.operator_settled.iter().map(|s| json!({
+                "order_id": s.order_id, "system": s.system, "key": s.key,
+                "operator": s.operator, "actual": s.actual,
+            })).collect::<Vec<_>>(),
         }));
         return;
     }
@@ -291,6 +295,16 @@ pub fn reconcile(answer: &ReconcileResponse, as_json: bool) {
             gap.keys,
             gap.system,
             gap.reason
+        );
+    }
+    for settled in &answer.operator_settled {
+        out!(
+            "  refunded by hand by {}: {}  {}  {} still shows {} (no mismatch until the partner's refund shows)",
+            settled.operator,
+            settled.order_id,
+            settled.system,
+            settled.key,
+            settled.actual
         );
     }
 }

@@ -3,7 +3,8 @@
 
 use jifen_mesh::domain::OrderId;
 use jifen_proto::v1::{
-    GetQuotaDeductionRequest, Mismatch, ReconcileGap, ReconcileRequest, ReconcileResponse,
+    GetQuotaDeductionRequest, Mismatch, OperatorSettled, ReconcileGap, ReconcileRequest,
+    ReconcileResponse,
 };
 use tonic::{Code, Status};
 
@@ -43,6 +44,7 @@ impl Admin {
             orders_checked: i64::try_from(orders.len()).unwrap_or(i64::MAX),
             mismatches: found.mismatches,
             unchecked: found.unchecked,
+            operator_settled: found.operator_settled,
         })
     }
 
@@ -73,6 +75,23 @@ impl Admin {
                     continue;
                 }
             };
+            // Refunded by an operator's hand: the channel shows it once the partner's own
+            // refund does; until then that is no mismatch, only worth a look.
+            if line.state == StepState::Refunded
+                && !line.settled_by.is_empty()
+                && let Some((state, points)) = actual
+                    .as_ref()
+                    .filter(|(state, _)| state == "DEDUCTION_STATE_DEDUCTED")
+            {
+                out.operator_settled.push(OperatorSettled {
+                    order_id: order.order_id.clone(),
+                    system: system.clone(),
+                    key: format!("{}/{}", line.channel_id, line.user_id),
+                    operator: line.settled_by.clone(),
+                    actual: format!("{state} {points}"),
+                });
+                continue;
+            }
             check(
                 &mut out.mismatches,
                 &order.order_id,
@@ -127,6 +146,7 @@ impl Admin {
 struct Found {
     mismatches: Vec<Mismatch>,
     unchecked: Vec<ReconcileGap>,
+    operator_settled: Vec<OperatorSettled>,
 }
 
 impl Found {

@@ -156,6 +156,16 @@ impl Admin {
                 |points| line.outcome(LedgerState::Refunded, points, format!("by hand: {note}")),
             )
             .await?;
+        sqlx::query(
+            "UPDATE order_lines SET settled_by = $4 \
+             WHERE order_id = $1 AND channel_id = $2 AND user_id = $3",
+        )
+        .bind(order_id)
+        .bind(channel_id)
+        .bind(user_id)
+        .bind(actor)
+        .execute(&mut *settling.tx)
+        .await?;
         record(
             &mut settling.tx,
             order_id,

@@ -450,6 +450,9 @@ pub async fn reconcile(
             @for gap in &result.unchecked {
                 div.flash.err { "Not checked: " (gap.keys) " key(s) at " (gap.system) " — " (gap.reason) }
             }
+            @for settled in &result.operator_settled {
+                p.muted { "Refunded by hand by " (settled.operator) ": " a href={ "/orders/" (enc(&settled.order_id)) } { (settled.order_id) } " " (settled.key) " — " (settled.system) " still shows " (settled.actual) " until the partner's own refund does (no mismatch; look at the channel if it never does)." }
+            }
             @if !result.mismatches.is_empty() {
                 div.wrap { table {
                     thead { tr { th { "Order" } th { "System" } th { "Key" } th { "Mall expects" } th { "Ledger holds" } } }

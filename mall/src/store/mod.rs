@@ -129,13 +129,13 @@ impl OrderStore {
     pub async fn find(&self, order_id: &str) -> Result<Option<Order>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT 'A' AS part, needs_attention AS seq, customer_id AS a, reason AS b, \
-                    version AS n, state AS s, created_at_ms AS n2, updated_at_ms AS n3, trace_id AS t \
+                    version AS n, state AS s, created_at_ms AS n2, updated_at_ms AS n3, trace_id AS t, '' AS u \
                FROM orders WHERE order_id = $1 \
-             UNION ALL SELECT 'L', position, channel_id, user_id, points, state, 0, 0, captured \
+             UNION ALL SELECT 'L', position, channel_id, user_id, points, state, 0, 0, captured, settled_by \
                FROM order_lines WHERE order_id = $1 \
-             UNION ALL SELECT 'Q', 0, channel_id, '', points, state, 0, 0, '' \
+             UNION ALL SELECT 'Q', 0, channel_id, '', points, state, 0, 0, '', '' \
                FROM order_quotas WHERE order_id = $1 \
-             UNION ALL SELECT 'R', id, kind, detail, at_ms, '', 0, 0, actor \
+             UNION ALL SELECT 'R', id, kind, detail, at_ms, '', 0, 0, actor, '' \
                FROM order_events WHERE order_id = $1 \
              ORDER BY part, seq, a",
         )
@@ -174,6 +174,7 @@ impl OrderStore {
                     state: step_state(r.try_get("s")?)?,
                     captured: serde_json::from_str(&r.try_get::<String, _>("t")?)
                         .unwrap_or_default(),
+                    settled_by: r.try_get("u")?,
                 }),
                 "Q" => order.quotas.push(Quota {
                     channel_id: r.try_get("a")?,

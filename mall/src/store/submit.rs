@@ -138,6 +138,7 @@ async fn insert_in(
                 points: line.points.get(),
                 state: StepState::Pending,
                 captured: Default::default(),
+                settled_by: String::new(),
             })
             .collect(),
         quotas: order
