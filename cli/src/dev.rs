@@ -80,6 +80,10 @@ pub struct DevArgs {
     /// (kept), and the printed grpcurl commands use them. Plain text on loopback without it.
     #[arg(long)]
     tls: bool,
+    /// Orders not settled this long after they were created are flagged `needs_attention`
+    /// (short, to watch the flag come and go while trying the runbook).
+    #[arg(long, env = "JIFEN_STUCK_AFTER", default_value = "10m", value_parser = jifen_mesh::config::parse_duration)]
+    stuck_after: Duration,
     /// Retry schedule of every consumer group.
     #[command(flatten)]
     retry: RetryArgs,
@@ -296,7 +300,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         admin_token: Some(admin_token.clone()),
         admin_token_file: None,
         operators_file: None,
-        stuck_after: Duration::from_secs(600),
+        stuck_after: args.stuck_after,
         adapter_configs: vec![delta_config.clone()],
         console_listen: Some(args.console_listen),
         console_secure_cookie: false,

@@ -53,6 +53,8 @@ impl Indexer {
             redrives: 0,
             dead_at_ms: now_unix_ms(),
             kind: header(DEAD_LETTER_KIND_HEADER),
+            state: "OPEN".to_owned(),
+            note: String::new(),
         };
         if let Err(why) = origin_fits(&delivery.subject, &letter) {
             // Kept, so nothing an operator should see is lost, but marked as what it is: its
@@ -138,6 +140,8 @@ mod tests {
             redrives: 0,
             dead_at_ms: 0,
             kind: String::new(),
+            state: "OPEN".into(),
+            note: String::new(),
         }
     }
 

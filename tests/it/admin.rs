@@ -365,6 +365,17 @@ async fn admin_calls_need_the_token_and_unknown_or_discarded_letters_are_not_fou
         .await
         .unwrap();
     let dl = one_dead_letter(&admin, "o-x").await;
+    // A discard leaves only its note behind: one is required, by the server too.
+    assert_status(
+        admin
+            .discard_dead_letter(authed(DiscardDeadLetterRequest {
+                id: dl.id.clone(),
+                note: " ".into(),
+            }))
+            .await,
+        Code::InvalidArgument,
+        "note",
+    );
     admin
         .discard_dead_letter(authed(DiscardDeadLetterRequest {
             id: dl.id.clone(),
@@ -380,4 +391,16 @@ async fn admin_calls_need_the_token_and_unknown_or_discarded_letters_are_not_fou
         "unknown dead letter",
     );
     assert!(dead_letters(&mut admin, "o-x").await.is_empty());
+    // Closed, it still answers: the id in the order's history leads to what was done and why.
+    let closed = admin
+        .get_dead_letter(authed(jifen_proto::v1::GetDeadLetterRequest {
+            id: dl.id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .dead_letter
+        .unwrap();
+    assert_eq!(closed.state, "DISCARDED");
+    assert_eq!(closed.note, "garbage from a test");
 }

@@ -43,6 +43,8 @@ fn dead_letter_message(dl: DeadLetter) -> WireDeadLetter {
         dead_at_unix_ms: dl.dead_at_ms,
         redrives: u32::try_from(dl.redrives).unwrap_or(u32::MAX),
         kind: dl.kind,
+        state: dl.state,
+        note: dl.note,
     }
 }
 
@@ -99,7 +101,11 @@ impl AdminService for Admin {
         &self,
         request: Request<GetDeadLetterRequest>,
     ) -> Result<Response<GetDeadLetterResponse>, Status> {
-        let dl = self.dead_letter(&request.into_inner().id).await?;
+        let id = request.into_inner().id;
+        let dl = dead_letters::get(self.store.database(), &id)
+            .await
+            .map_err(MallError::from)?
+            .ok_or(MallError::UnknownDeadLetter(id))?;
         Ok(Response::new(GetDeadLetterResponse {
             dead_letter: Some(dead_letter_message(dl)),
         }))
@@ -127,7 +133,8 @@ impl AdminService for Admin {
         const ACTION: &str = "DiscardDeadLetter";
         let caller = self.acting(&request, ACTION, &request.get_ref().id).await?;
         let request = request.into_inner();
-        let note = note("note", request.note).map_err(MallError::from)?;
+        // What was given up on, and why, is the only trace a discard leaves: required.
+        let note = required_note(request.note)?;
         let result = self
             .discard(&request.id, &note, &caller.operator.name)
             .await;

@@ -338,7 +338,9 @@ pub async fn dead_letter(
         h2 { "Payload" }
         (views::json_block(&dl.payload_json))
         h2 { "Actions" }
-        @if dl.kind == jifen_mesh::bus::subjects::OUTCOME_UNKNOWN {
+        @if dl.state != "OPEN" {
+            p { "This dead letter is " strong { (dl.state.to_lowercase()) } ": " (dl.note) }
+        } @else if dl.kind == jifen_mesh::bus::subjects::OUTCOME_UNKNOWN {
             p.flash.err { "Its outcome is unknown: do not redrive it (that would deduct blindly again). Look at the channel and record the outcome on the "
                 a href={ "/orders/" (enc(&dl.order_id)) } { "order's page" } "." }
         } @else {
@@ -347,10 +349,12 @@ pub async fn dead_letter(
                 button type="submit" { "Redrive" }
             }
         }
-        form.action method="post" action={ "/dead-letters/" (target) "/discard" } {
-            (csrf(&session))
-            input.note type="text" name="note" required placeholder="note (why it needs no redrive)";
-            button.danger type="submit" { "Discard" }
+        @if dl.state == "OPEN" {
+            form.action method="post" action={ "/dead-letters/" (target) "/discard" } {
+                (csrf(&session))
+                input.note type="text" name="note" required placeholder="note (why it needs no redrive)";
+                button.danger type="submit" { "Discard" }
+            }
         }
     };
     page(&format!("Dead letter {}", dl.id), &session, &flash, content)

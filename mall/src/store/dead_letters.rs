@@ -24,10 +24,14 @@ pub struct DeadLetter {
     pub dead_at_ms: i64,
     /// [`jifen_mesh::bus::subjects::OUTCOME_UNKNOWN`], or empty.
     pub kind: String,
+    /// `OPEN`, `REDRIVEN` or `DISCARDED`.
+    pub state: String,
+    /// The operator's note when it was closed.
+    pub note: String,
 }
 
 const COLUMNS: &str = "id, order_id, origin_stream, origin_sequence, origin_msg_id, subject, consumer, \
-                       deliveries, last_error, payload, redrives, dead_at_ms, kind";
+                       deliveries, last_error, payload, redrives, dead_at_ms, kind, state, note";
 
 fn from_row(row: &AnyRow) -> Result<DeadLetter, sqlx::Error> {
     Ok(DeadLetter {
@@ -44,6 +48,8 @@ fn from_row(row: &AnyRow) -> Result<DeadLetter, sqlx::Error> {
         redrives: row.try_get("redrives")?,
         dead_at_ms: row.try_get("dead_at_ms")?,
         kind: row.try_get("kind")?,
+        state: row.try_get("state")?,
+        note: row.try_get("note")?,
     })
 }
 
@@ -72,6 +78,16 @@ pub async fn list_open(
     .iter()
     .map(from_row)
     .collect()
+}
+
+/// A dead letter whatever its state (open, redriven, discarded).
+pub async fn get(db: &Database, id: &str) -> Result<Option<DeadLetter>, sqlx::Error> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM dead_letters WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?
+        .map(|row| from_row(&row))
+        .transpose()
 }
 
 pub async fn get_open(db: &Database, id: &str) -> Result<Option<DeadLetter>, sqlx::Error> {
