@@ -478,8 +478,9 @@ fn print_banner(banner: &Banner<'_>) {
             key.display()
         );
     }
-    println!("  jifen admin orders list --attention");
-    println!("  jifen admin dead-letters list");
+    let jifen = runnable_self();
+    println!("  {jifen} admin orders list --attention");
+    println!("  {jifen} admin dead-letters list");
     println!(
         "  grpcurl {g} -H \"authorization: Bearer $JIFEN_ADMIN_TOKEN\" -d '{{}}' {mall} jifen.v1.AdminService/ListDeadLetters"
     );
@@ -489,10 +490,27 @@ fn print_banner(banner: &Banner<'_>) {
     println!();
     if tls.on() {
         println!(
-            "Load it: jifen bench --mall https://{mall} --portal https://{portal} --orders 1000 --concurrency 32  (with the exports above)"
+            "Load it: {jifen} bench --mall https://{mall} --portal https://{portal} --orders 1000 --concurrency 32  (with the exports above)"
         );
     } else {
-        println!("Load it: jifen bench --orders 1000 --concurrency 32");
+        println!("Load it: {jifen} bench --orders 1000 --concurrency 32");
     }
     println!();
+}
+
+/// How a new shell runs this very binary: `jifen` when that is what the PATH finds, else its
+/// full path (after `deploy/local/dev.sh` it lives in the build folder, on no PATH).
+fn runnable_self() -> String {
+    let Ok(me) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return "jifen".to_owned();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .any(|dir| std::fs::canonicalize(dir.join("jifen")).is_ok_and(|found| found == me))
+    });
+    if on_path {
+        "jifen".to_owned()
+    } else {
+        me.display().to_string()
+    }
 }

@@ -8,4 +8,8 @@ source "$root/deploy/local/tools.sh"
 jifen_rust_check
 jifen_tools_install
 cd "$root"
-exec cargo run --quiet -p jifen-cli -- dev "$@"
+cargo build --quiet -p jifen-cli
+# exec: `jifen dev` itself gets SIGINT and SIGTERM (`cargo run` would not pass SIGTERM on, and
+# `timeout … dev.sh` left the mesh running); it prints its commands with its own path, so they
+# run as printed from any shell.
+exec "${CARGO_TARGET_DIR:-$root/target}/debug/jifen" dev "$@"

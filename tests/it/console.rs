@@ -186,6 +186,17 @@ async fn a_change_without_the_csrf_token_changes_nothing_and_with_it_goes_into_t
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert!(to.starts_with("/orders/c-1?ok="), "{to}");
+    // The banner shows what the console itself said, signed for this session...
+    let (_, shown) = browser.get(&to).await;
+    assert!(shown.contains("Open commands sent again."), "{shown}");
+    // ...and never words a link of anyone else's puts in the URL.
+    let (_, forged) = browser
+        .get("/orders/c-1?err=Your+account+is+locked.+Call+0800-FAKE")
+        .await;
+    assert!(!forged.contains("0800-FAKE"), "{forged}");
+    let tampered = to.replace("ok=Open", "ok=Closed");
+    let (_, tampered) = browser.get(&tampered).await;
+    assert!(!tampered.contains("Closed commands"), "{tampered}");
     let (status, to) = browser
         .post(
             "/orders/c-1/compensate",

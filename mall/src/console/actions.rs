@@ -52,10 +52,10 @@ fn checked(session: &Session, body: &[u8]) -> Option<Form> {
 }
 
 /// Back to `page` with what the call did.
-fn back<T>(page: &str, result: Result<T, Status>, done: &str) -> Response {
+fn back<T>(session: &Session, page: &str, result: Result<T, Status>, done: &str) -> Response {
     let flash = match result {
-        Ok(_) => Flash::query(true, done),
-        Err(status) => Flash::query(false, status.message()),
+        Ok(_) => Flash::query(session, true, done),
+        Err(status) => Flash::query(session, false, status.message()),
     };
     redirect(&format!("{page}?{flash}"))
 }
@@ -137,7 +137,12 @@ pub async fn compensate(
         }),
     )
     .await;
-    back(&order_page(&order_id), result, "Compensation started.")
+    back(
+        &session,
+        &order_page(&order_id),
+        result,
+        "Compensation started.",
+    )
 }
 
 pub async fn clear_flag(
@@ -160,7 +165,7 @@ pub async fn clear_flag(
         }),
     )
     .await;
-    back(&order_page(&order_id), result, "Flag cleared.")
+    back(&session, &order_page(&order_id), result, "Flag cleared.")
 }
 
 pub async fn retry(
@@ -183,7 +188,12 @@ pub async fn retry(
         }),
     )
     .await;
-    back(&order_page(&order_id), result, "Open commands sent again.")
+    back(
+        &session,
+        &order_page(&order_id),
+        result,
+        "Open commands sent again.",
+    )
 }
 
 pub async fn record_outcome(
@@ -209,7 +219,12 @@ pub async fn record_outcome(
         }),
     )
     .await;
-    back(&order_page(&order_id), result, "Outcome recorded.")
+    back(
+        &session,
+        &order_page(&order_id),
+        result,
+        "Outcome recorded.",
+    )
 }
 
 pub async fn manual_refund(
@@ -234,7 +249,12 @@ pub async fn manual_refund(
         }),
     )
     .await;
-    back(&order_page(&order_id), result, "Manual refund recorded.")
+    back(
+        &session,
+        &order_page(&order_id),
+        result,
+        "Manual refund recorded.",
+    )
 }
 
 pub async fn redrive(
@@ -265,10 +285,10 @@ pub async fn redrive(
             redirect(&format!(
                 "{}?{}",
                 order_page(&order_id),
-                Flash::query(true, &format!("Dead letter {id} sent again."))
+                Flash::query(&session, true, &format!("Dead letter {id} sent again."))
             ))
         }
-        Err(status) => back(&letter_page(&id), Err::<(), _>(status), ""),
+        Err(status) => back(&session, &letter_page(&id), Err::<(), _>(status), ""),
     }
 }
 
@@ -286,7 +306,7 @@ pub async fn discard(
     }
     if form.get("note").trim().is_empty() {
         let why = Status::invalid_argument("say why it needs no redrive (the note)");
-        return back(&letter_page(&id), Err::<(), _>(why), "");
+        return back(&session, &letter_page(&id), Err::<(), _>(why), "");
     }
     let result = AdminService::discard_dead_letter(
         &console.admin,
@@ -299,9 +319,9 @@ pub async fn discard(
     match result {
         Ok(_) => redirect(&format!(
             "/dead-letters?{}",
-            Flash::query(true, &format!("Dead letter {id} discarded."))
+            Flash::query(&session, true, &format!("Dead letter {id} discarded."))
         )),
-        Err(status) => back(&letter_page(&id), Err::<(), _>(status), ""),
+        Err(status) => back(&session, &letter_page(&id), Err::<(), _>(status), ""),
     }
 }
 

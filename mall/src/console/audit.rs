@@ -19,7 +19,7 @@ pub async fn audit_page(
     session: Session,
     params: Params,
 ) -> Response {
-    let flash = flash(&params);
+    let flash = flash(&session, &params);
     let operator = params.get("operator").map_or("", String::as_str);
     let entries = match audit::recent(console.store.database(), operator, SHOWN).await {
         Ok(entries) => entries,

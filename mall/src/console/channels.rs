@@ -45,7 +45,7 @@ pub async fn channels(
     session: Session,
     params: Params,
 ) -> Response {
-    let flash = flash(&params);
+    let flash = flash(&session, &params);
     let listed = console
         .admin
         .registry

@@ -24,25 +24,22 @@ fn param<'a>(params: &'a Params, key: &str) -> &'a str {
     params.get(key).map(String::as_str).unwrap_or_default()
 }
 
-pub fn flash(params: &Params) -> Flash {
-    Flash {
-        ok: params.get("ok").cloned(),
-        error: params.get("err").cloned(),
-    }
+pub fn flash(session: &Session, params: &Params) -> Flash {
+    Flash::from_query(session, params)
 }
 
 /// Orders per page unless `?limit=` says otherwise (1–200).
 const PAGE: i64 = 50;
 
 pub async fn orders(State(console): State<Console>, session: Session, params: Params) -> Response {
-    let flash = flash(&params);
+    let flash = flash(&session, &params);
     let search = param(&params, "q").trim();
     if !search.is_empty() {
         return match console.store.find(search).await {
             Ok(Some(_)) => redirect(&format!("/orders/{}", enc(search))),
             Ok(None) => redirect(&format!(
                 "/orders?{}",
-                Flash::query(false, &format!("no order {search}"))
+                Flash::query(&session, false, &format!("no order {search}"))
             )),
             Err(error) => console.storage_error(&session, &error),
         };
@@ -121,7 +118,7 @@ pub async fn order(
     Path(order_id): Path<String>,
     params: Params,
 ) -> Response {
-    let flash = flash(&params);
+    let flash = flash(&session, &params);
     let found = console.store.find(&order_id).await;
     let letters = dead_letters::list_open(console.store.database(), &order_id, "", None, 100).await;
     let exchanges = console.store.exchanges(&order_id).await;
@@ -282,7 +279,7 @@ pub async fn dead_letters_page(
     session: Session,
     params: Params,
 ) -> Response {
-    let flash = flash(&params);
+    let flash = flash(&session, &params);
     let (order, consumer) = (param(&params, "order"), param(&params, "consumer"));
     let letters =
         match dead_letters::list_open(console.store.database(), order, consumer, None, 200).await {
@@ -307,7 +304,7 @@ pub async fn dead_letter(
     Path(id): Path<String>,
     params: Params,
 ) -> Response {
-    let flash = flash(&params);
+    let flash = flash(&session, &params);
     let answer = AdminService::get_dead_letter(
         &console.admin,
         Request::new(GetDeadLetterRequest { id: id.clone() }),
@@ -361,7 +358,7 @@ pub async fn dead_letter(
 }
 
 pub async fn stuck(State(console): State<Console>, session: Session, params: Params) -> Response {
-    let flash = flash(&params);
+    let flash = flash(&session, &params);
     let raw = params.get("older_than").map_or("10m", String::as_str);
     let older_than = match jifen_mesh::config::parse_duration(raw) {
         Ok(d) => d,
@@ -410,7 +407,7 @@ pub async fn reconcile(
     session: Session,
     params: Params,
 ) -> Response {
-    let flash = flash(&params);
+    let flash = flash(&session, &params);
     let order = param(&params, "order").trim();
     let since = param(&params, "since");
     let ran = !order.is_empty() || !since.is_empty();

@@ -170,10 +170,51 @@ impl Flash {
         }
     }
 
-    /// `?ok=…` or `?err=…` for a redirect.
-    pub fn query(ok: bool, message: &str) -> String {
-        format!("{}={}", if ok { "ok" } else { "err" }, enc(message))
+    /// `ok=…` or `err=…` for a redirect, stamped and signed for `session`: only the console
+    /// puts words in its banner (a link of anyone else's shows none), and only for a moment (a
+    /// reload later does not repeat it).
+    pub fn query(session: &Session, ok: bool, message: &str) -> String {
+        let kind = if ok { "ok" } else { "err" };
+        let at = jifen_mesh::time::now_unix_ms() / 1000;
+        let sig = flash_signature(&session.csrf, kind, at, message);
+        format!("{kind}={}&at={at}&sig={sig}", enc(message))
     }
+
+    /// The banner a redirect asked for, if the console signed it for this session lately.
+    pub fn from_query(
+        session: &Session,
+        query: &std::collections::HashMap<String, String>,
+    ) -> Self {
+        let at: i64 = query.get("at").and_then(|a| a.parse().ok()).unwrap_or(0);
+        let fresh = (jifen_mesh::time::now_unix_ms() / 1000 - at).abs() <= FLASH_SECONDS;
+        let signed = |kind: &str| {
+            let message = query.get(kind)?;
+            let sig = query.get("sig")?;
+            (fresh && *sig == flash_signature(&session.csrf, kind, at, message))
+                .then(|| message.clone())
+        };
+        Self {
+            ok: signed("ok"),
+            error: signed("err"),
+        }
+    }
+}
+
+/// How long after an action its banner shows.
+const FLASH_SECONDS: i64 = 30;
+
+/// HMAC-SHA256 of the banner under the session's secret (its CSRF token), hex.
+fn flash_signature(secret: &str, kind: &str, at: i64, message: &str) -> String {
+    use hmac::Mac as _;
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(format!("{kind}\n{at}\n{message}").as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A 403 page for a change without its CSRF token: nothing was changed.
