@@ -52,7 +52,8 @@ pub fn order_message(order: Order) -> jifen_proto::v1::Order {
     };
     let step = |s: StepState| -> i32 {
         match s {
-            StepState::Waiting | StepState::Pending => WireStep::Pending,
+            StepState::Waiting => WireStep::Waiting,
+            StepState::Pending => WireStep::Pending,
             StepState::Deducted => WireStep::Deducted,
             StepState::Rejected => WireStep::Rejected,
             StepState::Refunding => WireStep::Refunding,

@@ -20,6 +20,14 @@ async fn stuck_orders_are_listed_and_flagged_after_their_deadline() {
     mesh.stuck_after = Duration::from_millis(300);
     mesh.start_mall().await;
     mesh.submit("o-1", &[("alpha", "u1", 5)]).await.unwrap();
+    // Its quota is not asked for before its line is deducted: the API says so as the console
+    // does.
+    let waiting = mesh.order("o-1").await;
+    assert_eq!(
+        waiting.quotas[0].state(),
+        jifen_proto::v1::StepState::Waiting,
+        "{waiting:?}"
+    );
     let mut admin = admin(&mut mesh).await;
     let stuck = admin
         .list_stuck_orders(authed(ListStuckOrdersRequest {

@@ -136,7 +136,12 @@ pub async fn order(
         dl.facts {
             dt { "State" } dd { (badge(order.state.as_str())) " " @if order.needs_attention { (attention()) } }
             dt { "Customer" } dd { (order.customer_id) }
-            dt { "Reason" } dd { @if order.reason.is_empty() { span.muted { "—" } } @else { (order.reason) } }
+            @if open {
+                dt { "Reason" } dd { @if order.reason.is_empty() { span.muted { "—" } } @else { (order.reason) } }
+            } @else if !order.reason.is_empty() {
+                // A settled order's reason is history: what it went through, not what is wrong.
+                dt { "Earlier" } dd { (order.reason) span.muted { " — since settled" } }
+            }
             dt { "Created" } dd { (time(order.created_at_ms)) }
             dt { "Updated" } dd { (time(order.updated_at_ms)) }
             dt { "Trace id" } dd { @if order.trace_id.is_empty() { span.muted { "not traced" } } @else { code { (order.trace_id) } } }
