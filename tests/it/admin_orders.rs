@@ -12,6 +12,30 @@ use tonic::Code;
 use crate::admin::{admin, authed};
 use crate::assert_status;
 
+/// Waits until the overdue sweeper has flagged `order_id`.
+async fn flagged_by_the_sweeper(mesh: &mut TestMesh, order_id: &str) {
+    let client = mesh.mall().client.clone();
+    eventually(
+        &format!("the sweeper flags {order_id}"),
+        Duration::from_secs(10),
+        || {
+            let mut client = client.clone();
+            async move {
+                let order = client
+                    .get_order(GetOrderRequest {
+                        order_id: order_id.into(),
+                    })
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .order?;
+                order.needs_attention.then_some(())
+            }
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn stuck_orders_are_listed_and_flagged_after_their_deadline() {
     let mut mesh = TestMesh::start(&["alpha"], &["u1"]).await;
@@ -46,22 +70,7 @@ async fn stuck_orders_are_listed_and_flagged_after_their_deadline() {
             .collect::<Vec<_>>(),
         ["o-1"]
     );
-    let client = mesh.mall().client.clone();
-    eventually("the sweeper flags o-1", Duration::from_secs(10), || {
-        let mut client = client.clone();
-        async move {
-            let order = client
-                .get_order(GetOrderRequest {
-                    order_id: "o-1".into(),
-                })
-                .await
-                .ok()?
-                .into_inner()
-                .order?;
-            order.needs_attention.then_some(())
-        }
-    })
-    .await;
+    flagged_by_the_sweeper(&mut mesh, "o-1").await;
     let later = admin
         .list_stuck_orders(authed(ListStuckOrdersRequest {
             older_than_seconds: 3600,
@@ -208,22 +217,7 @@ async fn an_operator_clears_a_flag_with_a_note_and_only_a_flag() {
     mesh.start_mall().await;
     mesh.submit("o-flag", &[("alpha", "u1", 5)]).await.unwrap();
     let mut admin = admin(&mut mesh).await;
-    let client = mesh.mall().client.clone();
-    eventually("the sweeper flags o-flag", Duration::from_secs(10), || {
-        let mut client = client.clone();
-        async move {
-            let order = client
-                .get_order(GetOrderRequest {
-                    order_id: "o-flag".into(),
-                })
-                .await
-                .ok()?
-                .into_inner()
-                .order?;
-            order.needs_attention.then_some(())
-        }
-    })
-    .await;
+    flagged_by_the_sweeper(&mut mesh, "o-flag").await;
     let clear = |note: &str| {
         authed(jifen_proto::v1::ClearAttentionRequest {
             order_id: "o-flag".into(),
