@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod bus_health;
 pub mod commands;
 pub mod console;
 pub mod dead_letters;

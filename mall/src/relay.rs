@@ -46,6 +46,7 @@ impl Relay {
         loop {
             match self.drain().await {
                 Ok(sent) => {
+                    crate::bus_health::published();
                     if failures > 0 {
                         tracing::info!(failures, "outbox relay publishing again");
                     }
@@ -56,6 +57,7 @@ impl Relay {
                 }
                 Err(error) => {
                     failures = failures.saturating_add(1);
+                    crate::bus_health::failed(&jifen_mesh::telemetry::chain(&error));
                     // During an election every publish fails at once ("no responders"): wait
                     // out a back-off, deaf to commits, instead of spinning on them.
                     let delay = jifen_mesh::retry::doubling(

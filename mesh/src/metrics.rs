@@ -14,8 +14,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -142,6 +142,21 @@ pub static ADAPTER_TOKEN_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
         "Failed fetches of a partner's access token by an adapter connector, by channel (calls wait; nothing is dead-lettered for it)",
         &["channel"],
     )
+});
+pub static BUS_PUBLISH_FAILING: LazyLock<IntGauge> = LazyLock::new(|| {
+    single_gauge(
+        "jifen_bus_publish_failing",
+        "1 while the mall's outbox relay cannot publish to NATS (down, or a stream that cannot store: a full disk); orders wait in the outbox meanwhile",
+    )
+});
+pub static OUTBOX_PUBLISH_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
+    let metric = IntCounter::new(
+        "jifen_outbox_publish_failures_total",
+        "Rounds of the outbox relay that could not publish",
+    )
+    .expect("a valid metric");
+    let _ = REGISTRY.register(Box::new(metric.clone()));
+    metric
 });
 pub static NOTIFICATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(

@@ -393,3 +393,40 @@ async fn orders_page_by_state_and_keyset() {
     let (status, _) = browser.get("/stuck?older_than=1s").await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_bus_that_takes_nothing_shows_on_every_page_until_it_is_back() {
+    let mut mesh = TestMesh::start(&["alpha"], &["u1"]).await;
+    let mut browser = Browser::new(&mut mesh);
+    browser.login(ADMIN_TOKEN).await;
+    let (_, calm) = browser.get("/orders").await;
+    assert!(!calm.contains("The bus does not take messages"), "{calm}");
+
+    mesh.nats.kill().await;
+    // The order is taken (its commands wait in the outbox), and the relay cannot send them.
+    mesh.submit("bus-1", &[("alpha", "u1", 5)]).await.unwrap();
+    jifen_tests::eventually(
+        "the console to say the bus takes nothing",
+        std::time::Duration::from_secs(30),
+        || async {
+            let (_, page) = browser.get("/orders").await;
+            page.contains("The bus does not take messages")
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(jifen_mesh::metrics::BUS_PUBLISH_FAILING.get(), 1);
+
+    mesh.nats.restart().await;
+    assert_eq!(mesh.settled("bus-1").await.state(), OrderState::Completed);
+    jifen_tests::eventually(
+        "the banner to go",
+        std::time::Duration::from_secs(30),
+        || async {
+            let (_, page) = browser.get("/orders").await;
+            (!page.contains("The bus does not take messages")).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(jifen_mesh::metrics::BUS_PUBLISH_FAILING.get(), 0);
+}

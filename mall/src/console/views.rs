@@ -40,6 +40,14 @@ pub fn page(title: &str, session: &Session, flash: &Flash, content: Markup) -> R
                         }
                     }
                     main {
+                        @if let Some((since, error)) = crate::bus_health::failing() {
+                            div.flash.err {
+                                strong { "The bus does not take messages" } " since " (time(since))
+                                ": new orders and actions wait in the outbox and go out once it is back. "
+                                "Check NATS (a full disk stops it storing; after freeing space, restart nats-server). "
+                                span.muted { "Last error: " (error) }
+                            }
+                        }
                         (flash.markup())
                         (content)
                     }
