@@ -114,7 +114,7 @@ at = await settled(at);
 const letter = await text();
 if (!letter.includes("jifen.cmd.channel")) fail(`the dead letter page shows no subject: ${letter}`);
 await shot("console-dead-letter");
-at = await submit(`form[action$='/redrive']`);
+at = await submit(`form[action$='/redrive']`, { note: "the channel is back (console check)" });
 if (!(await text()).includes("sent again")) fail(`the redrive was not confirmed at ${at}`);
 
 // Watch it complete.

@@ -133,7 +133,10 @@ async fn a_channel_down_is_dead_lettered_after_its_retries_and_a_redrive_complet
     mesh.channel("alpha").restart().await;
     let mut admin = admin(&mut mesh).await;
     let redriven = admin
-        .redrive_dead_letter(authed(RedriveDeadLetterRequest { id: dl.id.clone() }))
+        .redrive_dead_letter(authed(RedriveDeadLetterRequest {
+            id: dl.id.clone(),
+            note: "the channel is back".into(),
+        }))
         .await
         .unwrap()
         .into_inner()
@@ -183,7 +186,10 @@ async fn a_dead_lettered_order_compensated_by_hand_is_cancelled_with_everything_
 
     // The stale deduct, sent again after its refund, is refused by the barrier.
     admin
-        .redrive_dead_letter(authed(RedriveDeadLetterRequest { id: dl.id.clone() }))
+        .redrive_dead_letter(authed(RedriveDeadLetterRequest {
+            id: dl.id.clone(),
+            note: "the channel is back".into(),
+        }))
         .await
         .unwrap();
     let alpha = mesh.channels["alpha"].ledger.clone();
@@ -344,10 +350,22 @@ async fn admin_calls_need_the_token_and_unknown_or_discarded_letters_are_not_fou
         Code::Unauthenticated,
         "token",
     );
+    // Every action says why, a redrive too.
     assert_status(
         admin
             .redrive_dead_letter(authed(RedriveDeadLetterRequest {
                 id: "dlq:JIFEN_CMD:999".into(),
+                note: String::new(),
+            }))
+            .await,
+        Code::InvalidArgument,
+        "note",
+    );
+    assert_status(
+        admin
+            .redrive_dead_letter(authed(RedriveDeadLetterRequest {
+                id: "dlq:JIFEN_CMD:999".into(),
+                note: "the channel is back".into(),
             }))
             .await,
         Code::NotFound,
@@ -385,7 +403,10 @@ async fn admin_calls_need_the_token_and_unknown_or_discarded_letters_are_not_fou
         .unwrap();
     assert_status(
         admin
-            .redrive_dead_letter(authed(RedriveDeadLetterRequest { id: dl.id.clone() }))
+            .redrive_dead_letter(authed(RedriveDeadLetterRequest {
+                id: dl.id.clone(),
+                note: "the channel is back".into(),
+            }))
             .await,
         Code::NotFound,
         "unknown dead letter",

@@ -197,6 +197,7 @@ async fn a_forged_outcome_never_settles_a_line_it_does_not_own() {
         .clone()
         .redrive_dead_letter(authed(jifen_proto::v1::RedriveDeadLetterRequest {
             id: letter.id.clone(),
+            note: "the channel is back".into(),
         }))
         .await;
     assert_eq!(

@@ -112,6 +112,7 @@ async fn a_lost_answer_at_a_channel_that_cannot_repeat_or_be_asked_waits_for_the
     let redrive = admin
         .redrive_dead_letter(authed(jifen_proto::v1::RedriveDeadLetterRequest {
             id: letter.id.clone(),
+            note: "the channel is back".into(),
         }))
         .await
         .unwrap_err();

@@ -272,7 +272,12 @@ async fn dead_letters_are_read_redriven_one_or_many_and_discarded_from_the_conso
     // Many at once: a result per item, the failure named.
     mesh.channel("alpha").restart().await;
     let csrf = browser.csrf().await;
-    let body: Vec<(&str, &str)> = vec![("csrf", &csrf), ("id", &dl.id), ("id", "dlq:nope:1:1")];
+    let body: Vec<(&str, &str)> = vec![
+        ("csrf", &csrf),
+        ("id", &dl.id),
+        ("id", "dlq:nope:1:1"),
+        ("note", "alpha is back"),
+    ];
     let response = browser
         .request(reqwest::Method::POST, "/dead-letters/redrive")
         .header("content-type", "application/x-www-form-urlencoded")

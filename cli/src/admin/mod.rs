@@ -149,6 +149,9 @@ enum DeadLettersCommand {
     Redrive {
         #[arg(required = true)]
         ids: Vec<String>,
+        /// Why they are sent again; kept in their orders' history.
+        #[arg(long)]
+        note: String,
     },
     /// Close a dead letter without sending it, keeping the note in its order's history.
     Discard {
@@ -364,13 +367,14 @@ async fn execute(args: &AdminArgs, clients: Clients) -> Result<i32, AdminError> 
             .get_dead_letter(clients.authed(GetDeadLetterRequest { id: id.clone() })?)
             .await
             .map(|r| render::dead_letter(r.into_inner().dead_letter, json)),
-        AdminCommand::DeadLetters(DeadLettersCommand::Redrive { ids }) => {
+        AdminCommand::DeadLetters(DeadLettersCommand::Redrive { ids, note }) => {
             let mut results = Vec::with_capacity(ids.len());
             for id in ids {
                 let result = admin
-                    .redrive_dead_letter(
-                        clients.authed(RedriveDeadLetterRequest { id: id.clone() })?,
-                    )
+                    .redrive_dead_letter(clients.authed(RedriveDeadLetterRequest {
+                        id: id.clone(),
+                        note: note.clone(),
+                    })?)
                     .await
                     .map(drop)
                     .map_err(|s| refused(&s));

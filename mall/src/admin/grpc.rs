@@ -117,9 +117,11 @@ impl AdminService for Admin {
     ) -> Result<Response<RedriveDeadLetterResponse>, Status> {
         const ACTION: &str = "RedriveDeadLetter";
         let caller = self.acting(&request, ACTION, &request.get_ref().id).await?;
-        let id = request.into_inner().id;
-        let result = self.redrive(&id, &caller.operator.name).await;
-        let dl = self.audited(&caller, ACTION, &id, "", result).await?;
+        let request = request.into_inner();
+        let id = request.id;
+        let note = required_note(request.note)?;
+        let result = self.redrive(&id, &note, &caller.operator.name).await;
+        let dl = self.audited(&caller, ACTION, &id, &note, result).await?;
         tracing::info!(id = %dl.id, order_id = %dl.order_id, "dead letter redriven");
         Ok(Response::new(RedriveDeadLetterResponse {
             dead_letter: Some(dead_letter_message(dl)),

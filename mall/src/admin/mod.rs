@@ -135,7 +135,7 @@ impl Admin {
         self.order(order_id).await
     }
 
-    async fn redrive(&self, id: &str, actor: &str) -> Result<DeadLetter, MallError> {
+    async fn redrive(&self, id: &str, note: &str, actor: &str) -> Result<DeadLetter, MallError> {
         let dl = self.dead_letter(id).await?;
         // Sending it again is the blind repeat the dead letter exists to prevent (DESIGN §9).
         if dl.kind == jifen_mesh::bus::subjects::OUTCOME_UNKNOWN {
@@ -163,7 +163,7 @@ impl Admin {
             .map_err(|e| MallError::Bus(e.to_string()))?;
         let now = now_unix_ms();
         let mut tx = self.store.database().begin().await?;
-        if !dead_letters::close(&mut tx, id, "REDRIVEN", "", now).await? {
+        if !dead_letters::close(&mut tx, id, "REDRIVEN", note, now).await? {
             // Closed by someone else meanwhile; the message went out again, which the
             // barrier makes harmless, but this redrive is not recorded.
             tracing::warn!(%id, "dead letter closed while it was being redriven");
@@ -173,7 +173,7 @@ impl Admin {
             &mut tx,
             &dl.order_id,
             "admin_redrive",
-            &format!("dead letter {id} sent again to {}", dl.subject),
+            &format!("dead letter {id} sent again to {}: {note}", dl.subject),
             actor,
             now,
         )

@@ -263,15 +263,18 @@ pub async fn redrive(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    if checked(&session, &body).is_none() {
+    let Some(form) = checked(&session, &body) else {
         return forbidden();
-    }
+    };
     if let Err(denied) = may_act(&console, &session, "RedriveDeadLetter", &id).await {
         return denied;
     }
     let result = AdminService::redrive_dead_letter(
         &console.admin,
-        session.request(RedriveDeadLetterRequest { id: id.clone() }),
+        session.request(RedriveDeadLetterRequest {
+            id: id.clone(),
+            note: form.get("note").to_owned(),
+        }),
     )
     .await;
     match result {
@@ -339,11 +342,15 @@ pub async fn redrive_many(
         return denied;
     }
     let ids = form.all("id");
+    let note = form.get("note").to_owned();
     let mut results = Vec::with_capacity(ids.len());
     for id in ids {
         let result = AdminService::redrive_dead_letter(
             &console.admin,
-            session.request(RedriveDeadLetterRequest { id: id.clone() }),
+            session.request(RedriveDeadLetterRequest {
+                id: id.clone(),
+                note: note.clone(),
+            }),
         )
         .await;
         results.push((id, result.map(drop).map_err(|s| s.message().to_owned())));

@@ -273,7 +273,11 @@ fn letter_table(session: &Session, letters: &[DeadLetter], select: bool) -> Mark
             form method="post" action="/dead-letters/redrive" {
                 (csrf(session))
                 (rows)
-                p { button type="submit" { "Redrive the picked ones" } }
+                p {
+                    input.note type="text" name="note" required placeholder="note (why send them again)";
+                    " "
+                    button type="submit" { "Redrive the picked ones" }
+                }
             }
         } @else { (rows) }
     }
@@ -348,6 +352,7 @@ pub async fn dead_letter(
         } @else {
             form.action method="post" action={ "/dead-letters/" (target) "/redrive" } {
                 (csrf(&session))
+                input.note type="text" name="note" required placeholder="note (why send it again)";
                 button type="submit" { "Redrive" }
             }
         }
