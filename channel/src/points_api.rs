@@ -76,11 +76,64 @@ struct Books {
     credits: HashSet<String>,
 }
 
+/// The books as written to their file (`jifen dev` keeps the demo's across restarts).
+#[derive(Debug, Default, serde::Serialize, Deserialize)]
+struct SavedBooks {
+    members: HashMap<String, i64>,
+    /// reference → (member, points, status)
+    entries: HashMap<String, (String, i64, String)>,
+    credits: HashSet<String>,
+}
+
+impl From<&Books> for SavedBooks {
+    fn from(books: &Books) -> Self {
+        Self {
+            members: books.members.clone(),
+            entries: books
+                .entries
+                .iter()
+                .map(|(r, e)| (r.clone(), (e.member.clone(), e.points, e.status.to_owned())))
+                .collect(),
+            credits: books.credits.clone(),
+        }
+    }
+}
+
+impl From<SavedBooks> for Books {
+    fn from(saved: SavedBooks) -> Self {
+        Self {
+            members: saved.members,
+            entries: saved
+                .entries
+                .into_iter()
+                .map(|(r, (member, points, status))| {
+                    let status = if status == "REVERSED" {
+                        "REVERSED"
+                    } else {
+                        "DONE"
+                    };
+                    (
+                        r,
+                        Entry {
+                            member,
+                            points,
+                            status,
+                        },
+                    )
+                })
+                .collect(),
+            credits: saved.credits,
+        }
+    }
+}
+
 /// The API's state.
 #[derive(Debug)]
 pub struct PointsApi {
     api_key: String,
     books: Mutex<Books>,
+    /// Where the books are written after each change; in memory only without it.
+    store: Option<std::path::PathBuf>,
     pub guarantees: Guarantees,
     pub faults: Faults,
     /// Deduct calls that changed a balance, for tests to count.
@@ -115,10 +168,58 @@ impl PointsApi {
         Arc::new(Self {
             api_key: api_key.to_owned(),
             books: Mutex::new(Books::default()),
+            store: None,
             guarantees: Guarantees::default(),
             faults: Faults::default(),
             applied_deducts: AtomicU32::new(0),
         })
+    }
+
+    /// An API whose books live in `path` (read if it exists, written after each change), and
+    /// whether it started empty (a first start, to seed).
+    pub fn persistent(api_key: &str, path: &std::path::Path) -> std::io::Result<(Arc<Self>, bool)> {
+        let (books, fresh) = match std::fs::read(path) {
+            Ok(bytes) => {
+                let saved: SavedBooks = serde_json::from_slice(&bytes).map_err(|e| {
+                    std::io::Error::other(format!(
+                        "{} is not the demo's books: {e}",
+                        path.display()
+                    ))
+                })?;
+                (Books::from(saved), false)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Books::default(), true),
+            Err(e) => return Err(e),
+        };
+        Ok((
+            Arc::new(Self {
+                api_key: api_key.to_owned(),
+                books: Mutex::new(books),
+                store: Some(path.to_owned()),
+                guarantees: Guarantees::default(),
+                faults: Faults::default(),
+                applied_deducts: AtomicU32::new(0),
+            }),
+            fresh,
+        ))
+    }
+
+    /// Writes the books to their file, if they have one (under the books' lock, so writes come
+    /// in the order of the changes; a demo's rate, not a ledger's).
+    fn saved(&self, books: &Books) {
+        let Some(path) = &self.store else {
+            return;
+        };
+        let written = serde_json::to_vec(&SavedBooks::from(books))
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| {
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, bytes)?;
+                std::fs::rename(&tmp, path)
+            });
+        if let Err(error) = written {
+            tracing::warn!(%error, path = %path.display(), "the demo API's books were not saved");
+        }
     }
 
     /// Serves the API on `listener` until `shutdown`.
@@ -163,6 +264,7 @@ impl PointsApi {
         let mut books = self.books();
         let balance = books.members.entry(member.to_owned()).or_insert(0);
         *balance = balance.saturating_add(points);
+        self.saved(&books);
     }
 
     fn books(&self) -> std::sync::MutexGuard<'_, Books> {
@@ -250,6 +352,7 @@ async fn credit(
     if books.credits.insert(body.reference) {
         let balance = books.members.entry(member.clone()).or_insert(0);
         *balance = balance.saturating_add(body.points);
+        api.saved(&books);
     }
     let points = books.members.get(&member).copied().unwrap_or(0);
     Json(json!({"member": member, "points": points})).into_response()
@@ -314,6 +417,7 @@ async fn deduct(
                     },
                 );
                 api.applied_deducts.fetch_add(1, Ordering::Relaxed);
+                api.saved(&books);
                 tracing::debug!(order = %body.order, reference = %body.reference, "points api: deducted");
                 json!({"reference": body.reference, "status": "DONE", "points": body.points})
             }
@@ -350,6 +454,7 @@ async fn reverse(
                         ..entry.clone()
                     },
                 );
+                api.saved(&books);
                 json!({"reference": reference, "status": "REVERSED", "points": entry.points})
             }
             Some(_) => json!({"reference": reference, "status": "REVERSED", "points": 0}),
@@ -362,6 +467,7 @@ async fn reverse(
                         status: "REVERSED",
                     },
                 );
+                api.saved(&books);
                 json!({"reference": reference, "status": "REVERSED", "points": 0})
             }
             None => return error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such deduction"),
@@ -387,5 +493,38 @@ async fn query(
                 .into_response()
         }
         None => error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such deduction"),
+    }
+}
+
+#[cfg(test)]
+mod persistence_tests {
+    use super::*;
+
+    #[test]
+    fn books_with_a_file_are_there_after_a_restart_and_a_damaged_file_is_refused() {
+        let path = std::env::temp_dir().join(format!("jifen-books-{}.json", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let (api, fresh) = PointsApi::persistent("k", &path).unwrap();
+        assert!(fresh, "a first start, to seed");
+        api.credit_direct("alice", 500);
+        if let Ok(mut books) = api.books.lock() {
+            books.entries.insert(
+                "r-1".into(),
+                Entry {
+                    member: "alice".into(),
+                    points: 20,
+                    status: "REVERSED",
+                },
+            );
+            api.saved(&books);
+        }
+        drop(api);
+        let (again, fresh) = PointsApi::persistent("k", &path).unwrap();
+        assert!(!fresh, "nothing to seed again");
+        assert_eq!(again.points_of("alice"), Some(500));
+        assert_eq!(again.books().entries["r-1"].status, "REVERSED");
+        std::fs::write(&path, "not json").unwrap();
+        assert!(PointsApi::persistent("k", &path).is_err());
+        let _ = std::fs::remove_file(&path);
     }
 }

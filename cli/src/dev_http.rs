@@ -76,9 +76,14 @@ pub async fn start(
     };
     let adapter = AdapterConfig::load(&config)?;
     let channel_id = adapter.channel_id.to_string();
-    let api = PointsApi::new(DEMO_API_KEY);
-    for user in users {
-        api.credit_direct(user, points);
+    // Its books live beside the other systems' data: a restart keeps them (and seeds nothing).
+    let books = data_dir.join("delta-books.json");
+    let (api, fresh) = PointsApi::persistent(DEMO_API_KEY, &books)
+        .with_context(|| format!("cannot read {}", books.display()))?;
+    if fresh {
+        for user in users {
+            api.credit_direct(user, points);
+        }
     }
     let token = shutdown.clone();
     let served = Arc::clone(&api);
