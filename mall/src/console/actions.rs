@@ -93,18 +93,23 @@ pub async fn login(
 }
 
 /// `Err(403 page)` unless the session's operator may act (a viewer's attempt is audited).
-async fn may_act(
+/// The form of a change the session may make: its CSRF token checked (403 without), then the
+/// operator's right to `action` on `target` (the admin API's own check, so the console can
+/// never do more than the API).
+async fn admitted(
     console: &Console,
     session: &Session,
+    body: &[u8],
     action: &str,
     target: &str,
-) -> Result<(), Response> {
+) -> Result<Form, Response> {
+    let form = checked(session, body).ok_or_else(forbidden)?;
     console
         .admin
         .acting(&session.request(()), action, target)
         .await
-        .map(drop)
-        .map_err(|status| super::views::denied(session, status.message()))
+        .map_err(|status| super::views::denied(session, status.message()))?;
+    Ok(form)
 }
 
 pub async fn logout(State(console): State<Console>, session: Session, body: Bytes) -> Response {
@@ -123,12 +128,10 @@ pub async fn compensate(
     Path(order_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let Some(form) = checked(&session, &body) else {
-        return forbidden();
+    let form = match admitted(&console, &session, &body, "CompensateOrder", &order_id).await {
+        Ok(form) => form,
+        Err(refused) => return refused,
     };
-    if let Err(denied) = may_act(&console, &session, "CompensateOrder", &order_id).await {
-        return denied;
-    }
     let result = AdminService::compensate_order(
         &console.admin,
         session.request(CompensateOrderRequest {
@@ -151,12 +154,10 @@ pub async fn clear_flag(
     Path(order_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let Some(form) = checked(&session, &body) else {
-        return forbidden();
+    let form = match admitted(&console, &session, &body, "ClearAttention", &order_id).await {
+        Ok(form) => form,
+        Err(refused) => return refused,
     };
-    if let Err(denied) = may_act(&console, &session, "ClearAttention", &order_id).await {
-        return denied;
-    }
     let result = AdminService::clear_attention(
         &console.admin,
         session.request(jifen_proto::v1::ClearAttentionRequest {
@@ -174,12 +175,10 @@ pub async fn retry(
     Path(order_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let Some(form) = checked(&session, &body) else {
-        return forbidden();
+    let form = match admitted(&console, &session, &body, "RetryOrder", &order_id).await {
+        Ok(form) => form,
+        Err(refused) => return refused,
     };
-    if let Err(denied) = may_act(&console, &session, "RetryOrder", &order_id).await {
-        return denied;
-    }
     let result = AdminService::retry_order(
         &console.admin,
         session.request(RetryOrderRequest {
@@ -202,12 +201,10 @@ pub async fn record_outcome(
     Path(order_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let Some(form) = checked(&session, &body) else {
-        return forbidden();
+    let form = match admitted(&console, &session, &body, "RecordDeductOutcome", &order_id).await {
+        Ok(form) => form,
+        Err(refused) => return refused,
     };
-    if let Err(denied) = may_act(&console, &session, "RecordDeductOutcome", &order_id).await {
-        return denied;
-    }
     let result = AdminService::record_deduct_outcome(
         &console.admin,
         session.request(RecordDeductOutcomeRequest {
@@ -233,12 +230,10 @@ pub async fn manual_refund(
     Path(order_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let Some(form) = checked(&session, &body) else {
-        return forbidden();
+    let form = match admitted(&console, &session, &body, "RecordManualRefund", &order_id).await {
+        Ok(form) => form,
+        Err(refused) => return refused,
     };
-    if let Err(denied) = may_act(&console, &session, "RecordManualRefund", &order_id).await {
-        return denied;
-    }
     let result = AdminService::record_manual_refund(
         &console.admin,
         session.request(RecordManualRefundRequest {
@@ -263,12 +258,10 @@ pub async fn redrive(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let Some(form) = checked(&session, &body) else {
-        return forbidden();
+    let form = match admitted(&console, &session, &body, "RedriveDeadLetter", &id).await {
+        Ok(form) => form,
+        Err(refused) => return refused,
     };
-    if let Err(denied) = may_act(&console, &session, "RedriveDeadLetter", &id).await {
-        return denied;
-    }
     let result = AdminService::redrive_dead_letter(
         &console.admin,
         session.request(RedriveDeadLetterRequest {
@@ -301,12 +294,10 @@ pub async fn discard(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let Some(form) = checked(&session, &body) else {
-        return forbidden();
+    let form = match admitted(&console, &session, &body, "DiscardDeadLetter", &id).await {
+        Ok(form) => form,
+        Err(refused) => return refused,
     };
-    if let Err(denied) = may_act(&console, &session, "DiscardDeadLetter", &id).await {
-        return denied;
-    }
     if form.get("note").trim().is_empty() {
         let why = Status::invalid_argument("say why it needs no redrive (the note)");
         return back(&session, &letter_page(&id), Err::<(), _>(why), "");
@@ -335,12 +326,10 @@ pub async fn redrive_many(
     session: Session,
     body: Bytes,
 ) -> Response {
-    let Some(form) = checked(&session, &body) else {
-        return forbidden();
+    let form = match admitted(&console, &session, &body, "RedriveDeadLetter", "(many)").await {
+        Ok(form) => form,
+        Err(refused) => return refused,
     };
-    if let Err(denied) = may_act(&console, &session, "RedriveDeadLetter", "(many)").await {
-        return denied;
-    }
     let ids = form.all("id");
     let note = form.get("note").to_owned();
     let mut results = Vec::with_capacity(ids.len());
