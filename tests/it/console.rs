@@ -435,3 +435,34 @@ async fn a_bus_that_takes_nothing_shows_on_every_page_until_it_is_back() {
     .await;
     assert_eq!(jifen_mesh::metrics::BUS_PUBLISH_FAILING.get(), 0);
 }
+
+#[tokio::test]
+async fn the_console_opens_on_what_needs_attention_when_anything_does() {
+    let mut mesh = TestMesh::start(&["alpha"], &["u1"]).await;
+    mesh.stop_connector("alpha").await;
+    mesh.stop_mall().await;
+    mesh.stuck_after = std::time::Duration::from_millis(300);
+    mesh.start_mall().await;
+    let mut browser = Browser::new(&mut mesh);
+    browser.login(ADMIN_TOKEN).await;
+    let opens_on = |browser: &Browser| {
+        let request = browser.request(reqwest::Method::GET, "/");
+        async move {
+            let response = request.send().await.unwrap();
+            response
+                .headers()
+                .get(LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    assert_eq!(opens_on(&browser).await, "/orders");
+    mesh.submit("late-o", &[("alpha", "u1", 5)]).await.unwrap();
+    jifen_tests::eventually(
+        "the console to open on the flagged order",
+        std::time::Duration::from_secs(15),
+        || async { (opens_on(&browser).await == "/orders?attention=1").then_some(()) },
+    )
+    .await;
+}

@@ -66,7 +66,7 @@ impl Console {
 
     pub fn router(self) -> Router {
         Router::new()
-            .route("/", get(|| async { session::redirect("/orders") }))
+            .route("/", get(pages::home))
             .route("/style.css", get(style))
             .route("/login", get(login_page).post(actions::login))
             .route("/logout", post(actions::logout))

@@ -31,6 +31,15 @@ pub fn flash(session: &Session, params: &Params) -> Flash {
 /// Orders per page unless `?limit=` says otherwise (1–200).
 const PAGE: i64 = 50;
 
+/// The console opens on what needs an operator when anything does, else on the orders.
+pub async fn home(State(console): State<Console>, session: Session) -> Response {
+    match console.store.any_needing_attention().await {
+        Ok(true) => redirect("/orders?attention=1"),
+        Ok(false) => redirect("/orders"),
+        Err(error) => console.storage_error(&session, &error),
+    }
+}
+
 pub async fn orders(State(console): State<Console>, session: Session, params: Params) -> Response {
     let flash = flash(&session, &params);
     let search = param(&params, "q").trim();

@@ -192,6 +192,16 @@ impl OrderStore {
         Ok(order)
     }
 
+    /// Whether any order is flagged for an operator.
+    pub async fn any_needing_attention(&self) -> Result<bool, sqlx::Error> {
+        Ok(
+            sqlx::query("SELECT 1 AS flagged FROM orders WHERE needs_attention = 1 LIMIT 1")
+                .fetch_optional(self.db.pool())
+                .await?
+                .is_some(),
+        )
+    }
+
     /// The partner exchanges kept with an order's lines (DESIGN §9), oldest first.
     pub async fn exchanges(&self, order_id: &str) -> Result<Vec<PartnerExchange>, sqlx::Error> {
         sqlx::query(
