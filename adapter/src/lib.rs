@@ -147,6 +147,8 @@ impl HttpChannel {
             .into_iter()
             .filter(|name| !has(name))
             .collect();
+        // The values the reversal sends: the line's, with what the query gave when some lack.
+        let mut captured = key.captured.cloned().unwrap_or_default();
         if !missing.is_empty() {
             // The deduct's answer was lost (or came from an older config): its query, by our
             // key, tells what it recorded and gives the values.
@@ -165,7 +167,6 @@ impl HttpChannel {
                 Err(status) if status.code() == tonic::Code::Unimplemented => BTreeMap::new(),
                 Err(status) => return Err(status),
             };
-            let mut captured = key.captured.cloned().unwrap_or_default();
             captured.extend(learned);
             if let Some(name) = missing.iter().find(|name| !captured.contains_key(**name)) {
                 return Err(Status::unimplemented(format!(
@@ -174,17 +175,11 @@ impl HttpChannel {
                      channel by hand"
                 )));
             }
-            let answer = self
-                .call(
-                    call,
-                    CallKey {
-                        captured: Some(&captured),
-                        ..key
-                    },
-                )
-                .await?;
-            return self.recorded(call, &answer, AnswerState::Refunded, key.points);
         }
+        let key = CallKey {
+            captured: Some(&captured),
+            ..key
+        };
         let answer = self.call(call, key).await?;
         // A refund that succeeded without saying how much gave back what the line deducted
         // (the command names it); "nothing there" is an answer of its own (NOT_FOUND).

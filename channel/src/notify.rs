@@ -10,9 +10,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use jifen_mesh::bus::publish::Outgoing;
-use jifen_mesh::bus::subjects::{Step, event_message_id, outcome_token};
-use jifen_mesh::connector::{LedgerEndpoint, PendingBook, mismatch};
+use jifen_mesh::bus::subjects::outcome_token;
+use jifen_mesh::connector::{LedgerEndpoint, PendingBook, answers, mismatch, outcome_message};
 
 use crate::adapter::HttpChannel;
 
@@ -71,11 +70,7 @@ async fn notified(
         counted("ignored");
         return reply.into_response();
     };
-    let answers = match command.step {
-        Step::Deduct => true,
-        Step::Refund => recorded.state != jifen_mesh::barrier::LedgerState::Deducted,
-    };
-    if !answers {
+    if !answers(command.step, &recorded) {
         counted("ignored");
         return reply.into_response();
     }
@@ -88,14 +83,13 @@ async fn notified(
         exchanges: channel.take_evidence(&command.order_id, &command.user_id),
         ..recorded
     };
-    let (subject, payload) = channel.event(&command, &recorded);
-    let event = Outgoing {
-        subject,
-        msg_id: event_message_id(&command_id, outcome_token(recorded.state)),
-        order_id: command.order_id.clone(),
-        traceparent: None,
-        payload: payload.into(),
-    };
+    let event = outcome_message(
+        &command,
+        &command_id,
+        outcome_token(recorded.state),
+        channel.event(&command, &recorded),
+        None,
+    );
     match notifications.pending.publish(&event).await {
         Ok(()) => {
             counted("applied");

@@ -198,6 +198,19 @@ pub(super) fn error_map(raw: &RawErrors, over: &ErrorMap, at: &str) -> Result<Er
     Ok(map)
 }
 
+/// Why a request template may not use `var` whatever it is part of (a line of `[signing]`
+/// has its own rules): the signing lines' own placeholders, and values the file does not make.
+pub(super) fn unavailable(var: &Var, has_amount: bool, has_token: bool) -> Option<&'static str> {
+    match var {
+        Var::Method | Var::Path | Var::Body | Var::BodySha256 | Var::Header(_) => {
+            Some("is for signing lines")
+        }
+        Var::Amount if !has_amount => Some("needs an [amount] section"),
+        Var::Token if !has_token => Some("needs an [auth] section"),
+        _ => None,
+    }
+}
+
 /// What the rest of the file offers a call.
 #[derive(Clone, Copy)]
 pub(super) struct Context<'a> {
@@ -359,12 +372,7 @@ pub(super) fn build_call(
     };
     for (key, template) in call.templates() {
         for var in template.vars() {
-            let refused = match var {
-                Var::Method | Var::Path | Var::Body | Var::BodySha256 | Var::Header(_) => {
-                    Some("is for signing lines")
-                }
-                Var::Amount if !context.has_amount => Some("needs an [amount] section"),
-                Var::Token if !context.has_token => Some("needs an [auth] section"),
+            let refused = unavailable(var, context.has_amount, context.has_token).or(match var {
                 Var::Signature if !key.contains(".headers.") => {
                     Some("goes into a header; a parameter is named by signing.param")
                 }
@@ -374,7 +382,7 @@ pub(super) fn build_call(
                      answer was lost)",
                 ),
                 _ => None,
-            };
+            });
             if let Some(why) = refused {
                 return Err((key, format!("{var:?} {why}")));
             }

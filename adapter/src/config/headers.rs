@@ -68,12 +68,7 @@ pub(super) fn templates(
         for var in template.vars() {
             let refused = match var {
                 Var::Capture(_) => Some("belongs to a call's own headers"),
-                Var::Token if !has_token => Some("needs an [auth] section"),
-                Var::Amount if !has_amount => Some("needs an [amount] section"),
-                Var::Method | Var::Path | Var::Body | Var::BodySha256 | Var::Header(_) => {
-                    Some("is for signing lines")
-                }
-                _ => None,
+                _ => super::call::unavailable(var, has_amount, has_token),
             };
             if let Some(why) = refused {
                 return Err(err(&at, format!("{var:?} {why}")));

@@ -49,12 +49,7 @@ async fn settled(
         && is_pending(status)
         && started.elapsed() < schedule.deadline
     {
-        let wait = schedule
-            .delays
-            .get(polls)
-            .or(schedule.delays.last())
-            .copied()
-            .unwrap_or_default();
+        let wait = schedule.delay(polls).unwrap_or_default();
         tokio::time::sleep(wait).await;
         polls += 1;
         answer = api.query(key).await;

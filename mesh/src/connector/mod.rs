@@ -30,6 +30,7 @@ use crate::capabilities::Capabilities;
 mod pending;
 mod strategy;
 pub use pending::{PendingBook, PollSchedule, is_pending, pending_status};
+pub use strategy::answers;
 use strategy::{Answer, describe};
 
 /// A command for one ledger key.
@@ -249,18 +250,38 @@ impl<E: LedgerEndpoint> Handler for Connector<E> {
                 }
             }
         };
-        let event = Outgoing {
-            subject,
-            msg_id: event_message_id(&command_id, token),
-            order_id: command.order_id.clone(),
-            traceparent: crate::trace::current_traceparent()
-                .or_else(|| delivery.header(TRACEPARENT_HEADER).map(str::to_owned)),
-            payload: payload.into(),
-        };
+        let traceparent = crate::trace::current_traceparent()
+            .or_else(|| delivery.header(TRACEPARENT_HEADER).map(str::to_owned));
+        let event = outcome_message(
+            &command,
+            &command_id,
+            token,
+            (subject, payload),
+            traceparent,
+        );
         match self.publisher.publish(&event).await {
             Ok(()) => Disposition::Ack,
             Err(error) => Disposition::Retry(error.to_string()),
         }
+    }
+}
+
+/// The outcome event of the command delivered as `command_id`: its id derives from the
+/// command's and the outcome, so the same outcome published twice (a notification, then a
+/// poll) is one message to the server.
+pub fn outcome_message(
+    command: &LedgerCommand,
+    command_id: &str,
+    token: &str,
+    (subject, payload): (String, Vec<u8>),
+    traceparent: Option<String>,
+) -> Outgoing {
+    Outgoing {
+        subject,
+        msg_id: event_message_id(command_id, token),
+        order_id: command.order_id.clone(),
+        traceparent,
+        payload: payload.into(),
     }
 }
 

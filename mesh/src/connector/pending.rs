@@ -41,18 +41,18 @@ pub struct PollSchedule {
 }
 
 impl PollSchedule {
+    /// The wait before poll `n` (from 0): its step of the schedule, the last repeating.
+    pub fn delay(&self, n: usize) -> Option<Duration> {
+        self.delays.get(n).or(self.delays.last()).copied()
+    }
+
     /// How many deliveries polling may take before the deadline: the consumer's
     /// `max_deliver` must leave room for them.
     pub fn polls(&self) -> usize {
         let mut waited = Duration::ZERO;
         let mut polls = 0;
         while waited < self.deadline {
-            let step = self
-                .delays
-                .get(polls)
-                .or(self.delays.last())
-                .copied()
-                .unwrap_or(self.deadline);
+            let step = self.delay(polls).unwrap_or(self.deadline);
             waited += step.max(Duration::from_millis(1));
             polls += 1;
         }
@@ -129,10 +129,7 @@ impl PendingBook {
             return Wait::Expired(waited);
         }
         let delay = schedule
-            .delays
-            .get(entry.polls)
-            .or(schedule.delays.last())
-            .copied()
+            .delay(entry.polls)
             .unwrap_or(Duration::from_secs(1));
         entry.polls += 1;
         Wait::After(

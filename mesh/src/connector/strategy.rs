@@ -251,7 +251,7 @@ pub(super) fn describe(command: &LedgerCommand) -> String {
 
 /// Whether a recorded entry is the answer to a command: any record answers a deduct; a refund
 /// is answered once the key is no longer deducted.
-fn answers(step: Step, recorded: &Recorded) -> bool {
+pub fn answers(step: Step, recorded: &Recorded) -> bool {
     match step {
         Step::Deduct => true,
         Step::Refund => recorded.state != LedgerState::Deducted,
