@@ -15,6 +15,7 @@ mod admin;
 mod bench;
 mod check;
 mod dev;
+mod dev_banner;
 mod dev_faults;
 mod dev_http;
 mod dev_tls;
