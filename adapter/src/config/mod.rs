@@ -15,6 +15,7 @@ use crate::clock::TimestampFormat;
 use crate::template::Template;
 
 mod call;
+mod checks;
 mod headers;
 mod pending;
 mod secret;
@@ -364,111 +365,33 @@ impl AdapterConfig {
         let refund = raw.refund.map(|c| call("refund", c)).transpose()?;
         let query = raw.query.map(|c| call("query", c)).transpose()?;
         let balance = raw.balance.map(|c| call("balance", c)).transpose()?;
-        for (name, wanted, present) in [
-            ("refund", capabilities.refund, refund.is_some()),
-            ("query", capabilities.query, query.is_some()),
-        ] {
-            if wanted != present {
-                let message = if wanted {
-                    format!("capabilities.{name} is true, but the file has no [{name}] call")
-                } else {
-                    format!("there is a [{name}] call, but capabilities.{name} is false")
-                };
-                return Err(invalid(name, message));
-            }
-        }
-        for call in [&refund].into_iter().flatten() {
-            for name in call.needed_captures() {
-                if !deduct.capture.contains_key(name) {
-                    return Err(invalid(
-                        call.name,
-                        format!("uses {{deduct.{name}}}, but [deduct.capture] has no {name}"),
-                    ));
-                }
-            }
-        }
         let calls = [
             Some(&deduct),
             refund.as_ref(),
             query.as_ref(),
             balance.as_ref(),
         ];
-        // Whether any header (the file's templates, a call's own) or any template of a call
-        // uses a placeholder.
-        let headers_use = |var: &crate::template::Var| {
-            header_templates.iter().map(|(_, t)| t).any(|t| t.uses(var))
-        };
-        let calls_use = |var: &crate::template::Var| {
-            calls
-                .iter()
-                .flatten()
-                .any(|c| c.templates().into_iter().any(|(_, t)| t.uses(var)))
-        };
-        let uses_signature = headers_use(&crate::template::Var::Signature)
-            || calls_use(&crate::template::Var::Signature);
-        if let Some(signing) = &signing
-            && signing.param.is_none()
-            && !uses_signature
-        {
-            return Err(invalid(
-                "signing",
-                "the signature goes nowhere: name signing.param, or put {signature} in a \
-                 header template"
-                    .into(),
-            ));
-        }
-        let uses_token =
-            headers_use(&crate::template::Var::Token) || calls_use(&crate::template::Var::Token);
-        if auth.is_some() && !uses_token {
+        let fits = |checked: Result<(), (String, String)>| checked.map_err(|(k, m)| invalid(&k, m));
+        fits(checks::calls_match_capabilities(
+            capabilities,
+            &refund,
+            &query,
+        ))?;
+        fits(checks::captures_declared(&deduct, &refund))?;
+        use crate::template::Var;
+        let uses_signature = checks::uses(&header_templates, &calls, &Var::Signature);
+        fits(checks::signature_placed(signing.as_deref(), uses_signature))?;
+        fits(checks::params_signed(signing.as_deref(), &calls))?;
+        if auth.is_some() && !checks::uses(&header_templates, &calls, &Var::Token) {
             // Where a token goes unless the file says otherwise (RFC 6750).
             let bearer = Template::parse("Bearer {token}").map_err(|m| invalid("auth", m))?;
             header_templates.push((reqwest::header::AUTHORIZATION, bearer));
         }
-        if signing.is_none() && uses_signature {
-            return Err(invalid(
-                "header_templates",
-                "{signature} is used, but the file has no [signing]".into(),
-            ));
-        }
-        if let Some(signing) = &signing
-            && signing.canonical == Canonical::SortedParams
-        {
-            for call in calls.iter().flatten() {
-                if !matches!(call.payload, Payload::Params { .. }) {
-                    return Err(invalid(
-                        &format!("{}.params", call.name),
-                        "is missing: signing sorts a call's parameters, and this call sends \
-                         none"
-                            .into(),
-                    ));
-                }
-            }
-        }
-        let answers_pending = calls.iter().flatten().any(|c| {
-            c.states.iter().any(|(_, s)| *s == AnswerState::Pending)
-                || c.errors.codes.values().any(|f| *f == Failure::Pending)
-        });
         let poll = raw
             .pending
             .map(|p| p.build().map_err(|(k, m)| invalid(&k, m)))
             .transpose()?;
-        match (&poll, answers_pending) {
-            (None, true) => {
-                return Err(invalid(
-                    "pending",
-                    "is missing: a call maps an answer to pending, and [pending] says when it \
-                     is asked again (poll) and until when (deadline)"
-                        .into(),
-                ));
-            }
-            (Some(_), _) if !capabilities.query => {
-                return Err(invalid(
-                    "pending",
-                    "polls the query, and the file has none (capabilities.query is false)".into(),
-                ));
-            }
-            _ => {}
-        }
+        fits(checks::pending_polled(poll.as_ref(), &calls, capabilities))?;
         let notify = raw
             .notify
             .map(|n| call::build_notify(n, &context, base))
