@@ -303,6 +303,11 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         admin_token_file: None,
         operators_file: None,
         stuck_after: args.stuck_after,
+        // A recovered channel's dead letters go out again after 10 s of answers.
+        routine: jifen_mall::routine::RoutineArgs {
+            auto_redrive_after: Duration::from_secs(10),
+            ..Default::default()
+        },
         adapter_configs: vec![delta_config.clone()],
         console_listen: Some(args.console_listen),
         console_secure_cookie: false,

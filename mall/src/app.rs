@@ -102,6 +102,9 @@ pub struct MallConfig {
         value_delimiter = ','
     )]
     pub adapter_configs: Vec<std::path::PathBuf>,
+    /// What the mall does by itself: redrive after recovery, continuous reconciliation.
+    #[command(flatten)]
+    pub routine: crate::routine::RoutineArgs,
     #[command(flatten)]
     pub bus: BusArgs,
     #[command(flatten)]
@@ -200,6 +203,7 @@ impl MallApp {
                 changes,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                pauses: Arc::default(),
             },
             operators,
             js,
@@ -302,13 +306,66 @@ impl MallApp {
                 () = watches.cancelled() => {}
             }
         });
+        let health = Arc::new(crate::ledger_health::HealthBoard::default());
+        supervise(
+            &tracker,
+            &shutdown,
+            "ledger health",
+            crate::ledger_health::listen(self.client.clone(), health.clone(), workers.clone()),
+        );
         let admin = Admin {
             store: self.mall.store.clone(),
             registry: self.mall.registry.clone(),
             publisher: Publisher::new(self.js.clone()),
             relay: self.mall.relay.clone(),
             changes,
+            health,
+            pauses: self.mall.pauses.clone(),
+            pauses_changed: Arc::new(Notify::new()),
+            activity: Arc::default(),
+            js: self.js.clone(),
         };
+        supervise(
+            &tracker,
+            &shutdown,
+            "pauses",
+            crate::routine::pauses::run(
+                db.clone(),
+                self.js.clone(),
+                self.mall.pauses.clone(),
+                admin.pauses_changed.clone(),
+                workers.clone(),
+            ),
+        );
+        supervise(
+            &tracker,
+            &shutdown,
+            "activity",
+            crate::routine::activity::run(db.clone(), admin.activity.clone(), workers.clone()),
+        );
+        supervise(
+            &tracker,
+            &shutdown,
+            "auto-redrive",
+            crate::routine::auto_redrive::run(
+                admin.clone(),
+                self.mall.pauses.clone(),
+                self.config.routine.auto_redrive_after,
+                self.config.routine.auto_redrive_rate,
+                workers.clone(),
+            ),
+        );
+        supervise(
+            &tracker,
+            &shutdown,
+            "continuous reconciliation",
+            crate::routine::books::run(
+                admin.clone(),
+                self.config.routine.reconcile_rate,
+                self.config.routine.reconcile_after,
+                workers.clone(),
+            ),
+        );
         let gate = Gate::new(
             self.operators.clone(),
             Throttle::default(),

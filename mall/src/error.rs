@@ -69,6 +69,14 @@ pub enum MallError {
     MismatchedEvent(String),
     #[error("order {0} is not flagged: there is no flag to clear")]
     NotFlagged(String),
+    #[error("channel {channel_id} is paused until {until} ({note}): it takes no new orders until then")]
+    ChannelPaused {
+        channel_id: String,
+        until: String,
+        note: String,
+    },
+    #[error("unknown consumer group {0}: a channel's connector (channel-<id>) or the portal")]
+    UnknownConsumer(String),
     #[error("the bus did not take the message: {0}")]
     Bus(String),
     #[error("storage error")]
@@ -93,7 +101,8 @@ impl From<MallError> for Status {
             | MallError::NotFlagged(_)
             | MallError::OutcomeUnknown(_)
             | MallError::MismatchedEvent(_) => Status::failed_precondition(message),
-            MallError::Bus(_) => Status::unavailable(message),
+            MallError::Bus(_) | MallError::ChannelPaused { .. } => Status::unavailable(message),
+            MallError::UnknownConsumer(_) => Status::not_found(message),
             MallError::Upstream { code, .. } => match code {
                 Code::DeadlineExceeded => Status::deadline_exceeded(message),
                 _ => Status::unavailable(message),

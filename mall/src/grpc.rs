@@ -37,6 +37,8 @@ pub struct Mall {
     pub(crate) shutdown: CancellationToken,
     /// The watches' tasks, drained at shutdown.
     pub(crate) tasks: TaskTracker,
+    /// Pauses and maintenance windows: a paused channel takes no new orders.
+    pub(crate) pauses: Arc<crate::routine::pauses::PauseBoard>,
 }
 
 /// How often a watch reads its order besides being told of changes by this process.
@@ -161,6 +163,7 @@ impl Mall {
         if let Some(fingerprint) = self.store.fingerprint(&order_id).await? {
             return self.existing(&order, &fingerprint).await;
         }
+        self.refuse_paused(&order)?;
         self.registry.check(&order).await?;
         match self.store.insert(&order).await? {
             Inserted::New(stored) => {
@@ -171,6 +174,27 @@ impl Mall {
             }
             Inserted::Existing(fingerprint) => self.existing(&order, &fingerprint).await,
         }
+    }
+
+    /// Refuses an order for a channel paused now, saying why and until when.
+    fn refuse_paused(&self, order: &NewOrder) -> Result<(), MallError> {
+        let now = jifen_mesh::time::now_unix_ms();
+        for line in &order.lines {
+            let channel_id = line.channel_id.as_str();
+            let consumer = jifen_mesh::bus::subjects::channel_consumer(channel_id);
+            if let Some(pause) = self.pauses.in_force(&consumer, now) {
+                return Err(MallError::ChannelPaused {
+                    channel_id: channel_id.to_owned(),
+                    until: if pause.ends_at_ms == 0 {
+                        "an operator resumes it".to_owned()
+                    } else {
+                        jifen_mesh::time::format_utc(pause.ends_at_ms)
+                    },
+                    note: pause.note,
+                });
+            }
+        }
+        Ok(())
     }
 
     async fn existing(&self, order: &NewOrder, fingerprint: &str) -> Result<Order, MallError> {

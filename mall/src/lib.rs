@@ -7,6 +7,8 @@
 //! - [`relay`]: publishes the outbox to JetStream after every commit and on a timer.
 //! - [`saga`]: applies the channels' and the portal's outcome events and decides what is sent
 //!   next — quota deducts, refunds — and when the order is `COMPLETED` or `CANCELLED`.
+//! - [`ledger_health`]: the channels' and the portal's health, from their connectors' reports.
+//! - [`routine`]: pauses kept at the bus, redrive after recovery, continuous reconciliation.
 //! - [`app`]: builds and runs all of it, the same way in `main` and in tests.
 
 pub mod admin;
@@ -17,10 +19,12 @@ pub mod console;
 pub mod dead_letters;
 pub mod error;
 pub mod grpc;
+pub mod ledger_health;
 pub mod operators;
 pub mod order;
 pub mod precheck;
 pub mod relay;
+pub mod routine;
 pub mod saga;
 pub mod store;
 

@@ -14,8 +14,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,12 @@ fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
 
 fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid metric");
+    let _ = REGISTRY.register(Box::new(metric.clone()));
+    metric
+}
+
+fn float_gauge(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let metric = GaugeVec::new(Opts::new(name, help), labels).expect("a valid metric");
     let _ = REGISTRY.register(Box::new(metric.clone()));
     metric
 }
@@ -190,6 +196,45 @@ pub static ORDER_SETTLE_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
         "Time from an order's submit to COMPLETED or CANCELLED",
         &["state"],
     )
+});
+pub static LEDGER_HEALTH: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge(
+        "jifen_ledger_health",
+        "A ledger's health as its connector's calls show it, by consumer group: 2 up, 1 degraded, 0 down, -1 no reports (the mall's view)",
+        &["consumer"],
+    )
+});
+pub static LEDGER_ERROR_RATIO: LazyLock<GaugeVec> = LazyLock::new(|| {
+    float_gauge(
+        "jifen_ledger_error_ratio",
+        "Share of a connector's calls of the last 5 minutes its ledger did not answer, by consumer group",
+        &["consumer"],
+    )
+});
+pub static LEDGER_LATENCY_P99: LazyLock<GaugeVec> = LazyLock::new(|| {
+    float_gauge(
+        "jifen_ledger_latency_p99_seconds",
+        "p99 of a connector's calls of the last 5 minutes (a bucket's bound), by consumer group",
+        &["consumer"],
+    )
+});
+pub static AUTO_REDRIVES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "jifen_auto_redrives_total",
+        "Dead letters the mall redrove by itself after their ledger recovered, by consumer group",
+        &["consumer"],
+    )
+});
+pub static RECONCILE_MISMATCHES: LazyLock<IntCounter> = LazyLock::new(|| {
+    IntCounter::new(
+        "jifen_reconcile_mismatches_total",
+        "Orders the continuous reconciliation found differing from a ledger (each flagged)",
+    )
+    .map(|metric| {
+        let _ = REGISTRY.register(Box::new(metric.clone()));
+        metric
+    })
+    .expect("a valid metric")
 });
 
 /// The text exposition of every registered metric.

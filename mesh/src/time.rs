@@ -9,3 +9,49 @@ pub fn now_unix_ms() -> i64 {
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
+
+/// A stored time as people read it, with its zone: `2026-12-05 14:00:00 UTC`.
+pub fn format_utc(unix_ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            let format = time::format_description::parse_borrowed::<2>(
+                "[year]-[month]-[day] [hour]:[minute]:[second] UTC",
+            )
+            .ok()?;
+            t.format(&format).ok()
+        })
+        .unwrap_or_else(|| unix_ms.to_string())
+}
+
+/// How long ago (or ahead) `unix_ms` is from `now`, in the largest whole unit: `3 min ago`,
+/// `in 2 h`.
+pub fn relative(unix_ms: i64, now: i64) -> String {
+    let delta = now.saturating_sub(unix_ms);
+    let seconds = (delta / 1000).unsigned_abs();
+    let amount = match seconds {
+        0..60 => format!("{seconds} s"),
+        60..3_600 => format!("{} min", seconds / 60),
+        3_600..172_800 => format!("{} h", seconds / 3_600),
+        _ => format!("{} d", seconds / 86_400),
+    };
+    if delta >= 0 {
+        format!("{amount} ago")
+    } else {
+        format!("in {amount}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_with_their_zone_and_age() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(relative(0, 5_000), "5 s ago");
+        assert_eq!(relative(0, 3 * 60_000 + 1), "3 min ago");
+        assert_eq!(relative(7_200_000, 0), "in 2 h");
+        assert_eq!(relative(0, 3 * 86_400_000), "3 d ago");
+    }
+}

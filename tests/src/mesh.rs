@@ -72,6 +72,9 @@ pub struct TestMesh {
     pub stuck_after: Duration,
     /// The retry schedule of every consumer group started from now on.
     pub retry: RetryArgs,
+    /// What the mall does by itself (at its next start); the automatic redrive is off unless
+    /// a test turns it on, so that tests of operators' redrives see their dead letters stay.
+    pub routine: jifen_mall::routine::RoutineArgs,
     /// Operators `li` ([`OPERATOR_TOKEN`]) and `vera` ([`VIEWER_TOKEN`]).
     operators_file: tempfile::NamedTempFile,
     /// Mutual TLS between every service, when the mesh was started with it.
@@ -128,6 +131,10 @@ impl TestMesh {
             nats,
             stuck_after: Duration::from_secs(600),
             retry: test_retry(),
+            routine: jifen_mall::routine::RoutineArgs {
+                auto_redrive_after: Duration::ZERO,
+                ..Default::default()
+            },
             operators_file: operators_file(),
             tls,
         };

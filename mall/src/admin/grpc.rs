@@ -11,7 +11,9 @@ use jifen_proto::v1::{
     ListStuckOrdersRequest, ListStuckOrdersResponse, ReconcileRequest, ReconcileResponse,
     RecordDeductOutcomeRequest, RecordDeductOutcomeResponse, RecordManualRefundRequest,
     RecordManualRefundResponse, RedriveDeadLetterRequest, RedriveDeadLetterResponse,
-    RetryOrderRequest, RetryOrderResponse,
+    ListChannelHealthRequest, ListChannelHealthResponse, PauseChannelRequest,
+    PauseChannelResponse, ResumeChannelRequest, ResumeChannelResponse, RetryOrderRequest,
+    RetryOrderResponse, SetAutoRedriveRequest, SetAutoRedriveResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -69,6 +71,80 @@ fn note(field: &str, raw: String) -> Result<String, InvalidField> {
 
 #[tonic::async_trait]
 impl AdminService for Admin {
+    async fn list_channel_health(
+        &self,
+        _request: Request<ListChannelHealthRequest>,
+    ) -> Result<Response<ListChannelHealthResponse>, Status> {
+        Ok(Response::new(ListChannelHealthResponse {
+            channels: self.channel_health().await?,
+        }))
+    }
+
+    async fn pause_channel(
+        &self,
+        request: Request<PauseChannelRequest>,
+    ) -> Result<Response<PauseChannelResponse>, Status> {
+        const ACTION: &str = "PauseChannel";
+        let caller = self
+            .acting(&request, ACTION, &request.get_ref().channel_id)
+            .await?;
+        let request = request.into_inner();
+        let note = required_note(request.note.clone())?;
+        let result = self
+            .declare_pause(&request, &note, &caller.operator.name)
+            .await;
+        let pause = self
+            .audited(&caller, ACTION, &request.channel_id, &note, result)
+            .await?;
+        tracing::warn!(channel_id = %request.channel_id, %note, starts_at_ms = pause.starts_at_ms, ends_at_ms = pause.ends_at_ms, "channel pause declared");
+        Ok(Response::new(PauseChannelResponse {
+            pause: Some(super::pause_message(&pause)),
+        }))
+    }
+
+    async fn resume_channel(
+        &self,
+        request: Request<ResumeChannelRequest>,
+    ) -> Result<Response<ResumeChannelResponse>, Status> {
+        const ACTION: &str = "ResumeChannel";
+        let caller = self
+            .acting(&request, ACTION, &request.get_ref().channel_id)
+            .await?;
+        let request = request.into_inner();
+        let note = required_note(request.note)?;
+        let result = self.end_pauses(&request.channel_id, &note).await;
+        let ended = self
+            .audited(&caller, ACTION, &request.channel_id, &note, result)
+            .await?;
+        tracing::info!(channel_id = %request.channel_id, ended, "channel resumed");
+        Ok(Response::new(ResumeChannelResponse {
+            ended: u32::try_from(ended).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn set_auto_redrive(
+        &self,
+        request: Request<SetAutoRedriveRequest>,
+    ) -> Result<Response<SetAutoRedriveResponse>, Status> {
+        const ACTION: &str = "SetAutoRedrive";
+        let caller = self
+            .acting(&request, ACTION, &request.get_ref().channel_id)
+            .await?;
+        let request = request.into_inner();
+        let note = required_note(request.note)?;
+        let result = self
+            .switch_auto_redrive(
+                &request.channel_id,
+                request.enabled,
+                &note,
+                &caller.operator.name,
+            )
+            .await;
+        self.audited(&caller, ACTION, &request.channel_id, &note, result)
+            .await?;
+        Ok(Response::new(SetAutoRedriveResponse {}))
+    }
+
     async fn list_dead_letters(
         &self,
         request: Request<ListDeadLettersRequest>,

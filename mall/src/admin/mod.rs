@@ -6,6 +6,7 @@
 
 mod acting;
 mod auth;
+mod channels;
 mod grpc;
 mod reconcile;
 mod settle;
@@ -21,6 +22,7 @@ use crate::store::reemit::reemit;
 use crate::store::steps;
 pub(crate) use auth::constant_time_eq;
 pub use auth::{Gate, Guarded, Refusal};
+pub(crate) use channels::pause_message;
 
 use crate::error::MallError;
 use crate::order::{Order, OrderState, StepState};
@@ -38,6 +40,16 @@ pub struct Admin {
     pub(crate) publisher: Publisher,
     pub(crate) relay: Arc<Notify>,
     pub(crate) changes: broadcast::Sender<String>,
+    /// The ledgers' health, from their connectors' reports.
+    pub(crate) health: Arc<crate::ledger_health::HealthBoard>,
+    /// Pauses and maintenance windows in force or ahead.
+    pub(crate) pauses: Arc<crate::routine::pauses::PauseBoard>,
+    /// Wakes the pause loop after an operator's pause or resume.
+    pub(crate) pauses_changed: Arc<Notify>,
+    /// Settled orders per channel and minute.
+    pub(crate) activity: Arc<crate::routine::activity::ActivityBoard>,
+    /// Consumer groups' backlogs.
+    pub(crate) js: async_nats::jetstream::Context,
 }
 
 impl Admin {
@@ -135,7 +147,7 @@ impl Admin {
         self.order(order_id).await
     }
 
-    async fn redrive(&self, id: &str, note: &str, actor: &str) -> Result<DeadLetter, MallError> {
+    pub(crate) async fn redrive(&self, id: &str, note: &str, actor: &str) -> Result<DeadLetter, MallError> {
         let dl = self.dead_letter(id).await?;
         // Sending it again is the blind repeat the dead letter exists to prevent (DESIGN §9).
         if dl.kind == jifen_mesh::bus::subjects::OUTCOME_UNKNOWN {

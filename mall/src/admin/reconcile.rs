@@ -48,6 +48,24 @@ impl Admin {
         })
     }
 
+    /// How `order_id`'s settled steps differ from the ledgers, one line each; keys a ledger
+    /// cannot be asked about are left out (the continuous reconciliation's view).
+    pub(crate) async fn differences(&self, order_id: &str) -> Result<Vec<String>, MallError> {
+        let order = self.order(order_id).await?;
+        let mut found = Found::default();
+        self.compare(&order, &mut found).await?;
+        Ok(found
+            .mismatches
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} {}: expected {}, found {}",
+                    m.system, m.key, m.expected, m.actual
+                )
+            })
+            .collect())
+    }
+
     /// Compares each settled step of `order` with the ledger that holds it. Steps in flight
     /// (pending, refunding) are not compared; a ledger that cannot be asked leaves its keys
     /// unchecked, said once per system, and the rest is still compared.

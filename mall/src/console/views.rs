@@ -145,17 +145,9 @@ pub fn attention() -> Markup {
     html! { span.badge.attention { "needs attention" } }
 }
 
+/// A time as the console shows it, with its zone.
 pub fn time(unix_ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            let format = time::format_description::parse_borrowed::<2>(
-                "[year]-[month]-[day] [hour]:[minute]:[second]",
-            )
-            .ok()?;
-            t.format(&format).ok()
-        })
-        .unwrap_or_else(|| unix_ms.to_string())
+    jifen_mesh::time::format_utc(unix_ms)
 }
 
 /// Percent-encodes a path segment or a query value.

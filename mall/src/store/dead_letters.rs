@@ -234,3 +234,56 @@ pub async fn open_by_consumer(
     .map(|r| Ok((r.try_get("consumer")?, r.try_get("n")?)))
     .collect()
 }
+
+/// The open dead letters of `consumer` that certainly took no effect (every delivery failed for
+/// a passing reason) and belong to an order still open, oldest first: what the automatic
+/// redrive may send again. A message redriven `max_generations` times already stays for an
+/// operator: something about it, not the ledger, keeps failing.
+pub async fn auto_redrivable(
+    db: &Database,
+    consumer: &str,
+    max_generations: usize,
+    limit: i64,
+) -> Result<Vec<DeadLetter>, sqlx::Error> {
+    // A redriven message's id ends in `:redrive-<n>`, once per generation.
+    let generations = format!("%{}", ":redrive-%".repeat(max_generations.max(1)));
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM dead_letters d WHERE state = 'OPEN' AND consumer = $1 \
+         AND kind = $2 AND origin_msg_id NOT LIKE $3 \
+         AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.order_id = d.order_id \
+         AND o.state IN ('COMPLETED', 'CANCELLED')) ORDER BY dead_at_ms, id LIMIT $4"
+    ))
+    .bind(consumer)
+    .bind(jifen_mesh::bus::subjects::RETRIES_EXHAUSTED)
+    .bind(generations)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?
+    .iter()
+    .map(from_row)
+    .collect()
+}
+
+/// Dead letters per consumer group and minute since `since_ms` (a minute's start), whatever
+/// became of them: the Channels page's chart.
+pub async fn per_minute_since(
+    db: &Database,
+    since_ms: i64,
+) -> Result<std::collections::HashMap<(String, i64), u64>, sqlx::Error> {
+    sqlx::query(
+        "SELECT consumer, dead_at_ms - (dead_at_ms % 60000) AS minute, COUNT(*) AS n \
+         FROM dead_letters WHERE dead_at_ms >= $1 GROUP BY consumer, minute",
+    )
+    .bind(since_ms)
+    .fetch_all(db.pool())
+    .await?
+    .iter()
+    .map(|r| {
+        let n: i64 = r.try_get("n")?;
+        Ok((
+            (r.try_get("consumer")?, r.try_get("minute")?),
+            u64::try_from(n).unwrap_or(0),
+        ))
+    })
+    .collect()
+}

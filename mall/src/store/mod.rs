@@ -8,6 +8,8 @@
 
 mod appends;
 pub mod audit;
+pub mod books;
+pub mod controls;
 pub mod dead_letters;
 pub(crate) mod outbox;
 pub(crate) mod reemit;

@@ -190,7 +190,8 @@ impl Forwarder {
                 last_error: &last_error,
                 headers: Some(&message.headers),
                 payload: message.payload.clone(),
-                kind: None,
+                // The server ran out of deliveries: every one failed or timed out.
+                kind: Some(crate::bus::subjects::RETRIES_EXHAUSTED),
             },
         )
         .await

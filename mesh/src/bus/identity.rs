@@ -5,8 +5,8 @@
 //!
 //! | identity | publishes | consumes |
 //! |---|---|---|
-//! | `mall` | commands, dead letters, redriven events | `mall-saga`, `mall-dlq`, `dlq-forwarder` |
-//! | `channel-<id>` | `jifen.evt.channel.<id>.>`, its own dead letters | `channel-<id>` on `jifen.cmd.channel.<id>.*` |
+//! | `mall` | commands, dead letters, redriven events | `mall-saga`, `mall-dlq`, `dlq-forwarder`; every `jifen.health.>` report |
+//! | `channel-<id>` | `jifen.evt.channel.<id>.>`, its own dead letters and `jifen.health.channel-<id>` | `channel-<id>` on `jifen.cmd.channel.<id>.*` |
 //! | `portal` | `jifen.evt.portal.>`, its own dead letters | `portal` on `jifen.cmd.portal.*` |
 //! | `ops` | anything (break-glass, for the `nats` CLI; no service uses it) | anything |
 //!
@@ -17,7 +17,8 @@
 
 use super::subjects::{
     ADVISORY_STREAM, CMD_STREAM, DLQ_INDEX_CONSUMER, DLQ_STREAM, EVT_STREAM, FORWARDER_CONSUMER,
-    PORTAL_CONSUMER, SAGA_CONSUMER, channel_commands, channel_consumer, dlq_subject,
+    HEALTH_SUBJECTS, PORTAL_CONSUMER, SAGA_CONSUMER, channel_commands, channel_consumer, dlq_subject,
+    health_subject,
 };
 use crate::domain::{ChannelId, InvalidField};
 
@@ -58,7 +59,7 @@ impl Identity {
         match self {
             Self::Mall => Permissions {
                 publish: mall_publishes(),
-                subscribe: vec![inbox],
+                subscribe: vec![inbox, HEALTH_SUBJECTS.to_owned()],
             },
             Self::Portal => Permissions {
                 publish: connector_publishes(
@@ -93,6 +94,7 @@ fn connector_publishes(consumer: &str, filter: &str, events: &str) -> Vec<String
     let mut publish = vec![
         events.to_owned(),
         dlq_subject(CMD_STREAM, consumer),
+        health_subject(consumer),
         "$JS.API.INFO".to_owned(),
     ];
     // Looking the streams up is how a process checks they exist before it starts.
@@ -119,6 +121,8 @@ fn mall_publishes() -> Vec<String> {
         // The console shows every consumer group's backlog.
         publish.push(format!("$JS.API.CONSUMER.INFO.{stream}.*"));
     }
+    // Pauses and maintenance windows of the connectors' consumers (issue 18).
+    publish.push(format!("$JS.API.CONSUMER.PAUSE.{CMD_STREAM}.*"));
     for stream in [CMD_STREAM, EVT_STREAM] {
         publish.push(format!("$JS.API.STREAM.MSG.GET.{stream}"));
         publish.push(format!("$JS.API.STREAM.MSG.DELETE.{stream}"));
@@ -164,6 +168,11 @@ mod tests {
             &"$JS.API.CONSUMER.CREATE.JIFEN_CMD.channel-alpha.jifen.cmd.channel.alpha.*".to_owned()
         ));
         assert_eq!(alpha.subscribe, vec!["_INBOX.channel-alpha.>".to_owned()]);
+        assert!(
+            alpha
+                .publish
+                .contains(&"jifen.health.channel-alpha".to_owned())
+        );
         for subject in &alpha.publish {
             assert!(!subject.contains("beta"), "{subject}");
             assert!(!subject.contains("DELETE"), "{subject}");

@@ -40,6 +40,10 @@ pub const DEAD_LETTER_KIND_HEADER: &str = "Jifen-Dead-Letter-Kind";
 /// A deduct whose outcome the connector cannot know (DESIGN §9): an operator looks at the
 /// channel and records what happened.
 pub const OUTCOME_UNKNOWN: &str = "outcome_unknown";
+/// A message whose every delivery failed for a passing reason (its ledger unreachable or
+/// answering "later"): it never took effect, so it may be sent again once the ledger answers
+/// (issue 18's automatic redrive).
+pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
 /// An event that does not fit the order it names (DESIGN §11): never applied.
 pub const MISMATCHED_EVENT: &str = "mismatched_event";
 
@@ -107,6 +111,22 @@ pub const PORTAL_COMMANDS: &str = "jifen.cmd.portal.*";
 /// The consumer group of a channel's connector.
 pub fn channel_consumer(channel_id: &str) -> String {
     format!("channel-{channel_id}")
+}
+
+/// Where a connector reports its ledger's health (core NATS, not stored): one subject per
+/// consumer group, which only that group's identity may publish on.
+pub fn health_subject(consumer: &str) -> String {
+    format!("jifen.health.{consumer}")
+}
+
+/// Every connector's health reports, which the mall reads.
+pub const HEALTH_SUBJECTS: &str = "jifen.health.>";
+
+/// The consumer group a health subject names (the inverse of [`health_subject`]).
+pub fn health_consumer(subject: &str) -> Option<&str> {
+    subject
+        .strip_prefix("jifen.health.")
+        .filter(|rest| !rest.is_empty() && !rest.contains('.'))
 }
 
 /// The channel whose connector's consumer group this is (the inverse of [`channel_consumer`]).

@@ -27,6 +27,7 @@ use crate::bus::subjects::{
 };
 use crate::capabilities::Capabilities;
 
+pub mod health;
 mod pending;
 mod strategy;
 pub use pending::{PendingBook, PollSchedule, is_pending, pending_status};
@@ -286,7 +287,8 @@ pub fn outcome_message(
 }
 
 /// Runs a connector's consumer group until `shutdown`: connects to NATS, makes sure the
-/// streams exist, consumes, and drains the connection at the end. With `health`, it also
+/// streams exist, consumes (reporting its ledger's health, [`health`]), and drains the
+/// connection at the end. With `health`, it also
 /// serves `grpc.health.v1.Health` there (SERVING while the consumer runs), for probes.
 pub async fn run<E: LedgerEndpoint>(
     bus: &crate::config::BusArgs,
@@ -346,8 +348,16 @@ pub async fn run_with<E: LedgerEndpoint>(
     if let Err(error) = bus.topology().check(&js).await {
         tracing::warn!(%error, "the streams are not all there yet; waiting for the mall to create them");
     }
+    let endpoint = health::Watched::new(endpoint);
+    let reports = tokio::spawn(health::report(
+        client.clone(),
+        spec.durable.clone(),
+        endpoint.clone(),
+        shutdown.child_token(),
+    ));
     let handler = Connector::with_pending(endpoint, Publisher::new(js.clone()), pending);
     crate::bus::consume::run(js, spec, std::sync::Arc::new(handler), shutdown.clone()).await;
+    reports.abort();
     if let Err(error) = client.drain().await {
         tracing::warn!(%error, "NATS connection not drained");
     }

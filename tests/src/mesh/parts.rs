@@ -157,6 +157,7 @@ impl TestMesh {
             admin_token_file: None,
             operators_file: Some(self.operators_file.path().to_owned()),
             stuck_after: self.stuck_after,
+            routine: self.routine.clone(),
             adapter_configs: self.adapters.values().cloned().collect(),
             console_listen: Some("127.0.0.1:0".parse().expect("an address")),
             console_secure_cookie: false,

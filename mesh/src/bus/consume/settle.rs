@@ -141,7 +141,10 @@ async fn dispose<H>(
                 kind: match disposition {
                     Disposition::OutcomeUnknown(_) => Some(crate::bus::subjects::OUTCOME_UNKNOWN),
                     Disposition::Mismatched(_) => Some(crate::bus::subjects::MISMATCHED_EVENT),
-                    _ => None,
+                    Disposition::Retry(_) | Disposition::RetryAfter(..) => {
+                        Some(crate::bus::subjects::RETRIES_EXHAUSTED)
+                    }
+                    Disposition::Ack | Disposition::Poison(_) => None,
                 },
                 stream: &spec.stream,
                 stream_created_ns,
