@@ -374,7 +374,6 @@ impl MallApp {
         if let Some(listener) = self.console {
             let console = crate::console::Console::new(
                 admin.clone(),
-                self.js.clone(),
                 gate.clone(),
                 self.config.console_secure_cookie,
             );

@@ -69,7 +69,9 @@ pub enum MallError {
     MismatchedEvent(String),
     #[error("order {0} is not flagged: there is no flag to clear")]
     NotFlagged(String),
-    #[error("channel {channel_id} is paused until {until} ({note}): it takes no new orders until then")]
+    #[error(
+        "channel {channel_id} is paused until {until} ({note}): it takes no new orders until then"
+    )]
     ChannelPaused {
         channel_id: String,
         until: String,

@@ -159,9 +159,7 @@ impl HealthBoard {
         let consumer = report.consumer.clone();
         let mut groups = self.groups();
         let group = groups.entry(consumer.clone()).or_default();
-        group
-            .replicas
-            .insert(report.replica.clone(), (now, report));
+        group.replicas.insert(report.replica.clone(), (now, report));
         let judged = judge(&consumer, group, now);
         note_change(group, &judged);
         true
@@ -224,7 +222,9 @@ fn note_change(group: &mut Group, judged: &LedgerHealth) {
         }
         Health::Up if was.is_some() => tracing::info!(consumer, "ledger up"),
         Health::Up => {}
-        other => tracing::warn!(consumer, health = other.as_str(), why = %judged.why, "ledger health changed"),
+        other => {
+            tracing::warn!(consumer, health = other.as_str(), why = %judged.why, "ledger health changed")
+        }
     }
 }
 
@@ -374,7 +374,11 @@ mod tests {
             }],
             last_ok_unix_ms: now,
             last_error_unix_ms: if failed > 0 { now } else { 0 },
-            last_error: if failed > 0 { "Unavailable: refused".into() } else { String::new() },
+            last_error: if failed > 0 {
+                "Unavailable: refused".into()
+            } else {
+                String::new()
+            },
             failures_in_a_row: in_a_row,
         }
         .encode_to_vec()
@@ -420,7 +424,11 @@ mod tests {
     fn a_silent_replica_is_forgotten() {
         let board = HealthBoard::default();
         let now = now_unix_ms();
-        board.receive(SUBJECT, &report("a", 1, 0, 0, now - STALE_MS - 1), now - STALE_MS - 1);
+        board.receive(
+            SUBJECT,
+            &report("a", 1, 0, 0, now - STALE_MS - 1),
+            now - STALE_MS - 1,
+        );
         assert_eq!(board.get("channel-alpha").health, Health::Unknown);
     }
 

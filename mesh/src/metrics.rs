@@ -226,15 +226,13 @@ pub static AUTO_REDRIVES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 pub static RECONCILE_MISMATCHES: LazyLock<IntCounter> = LazyLock::new(|| {
-    IntCounter::new(
+    let metric = IntCounter::new(
         "jifen_reconcile_mismatches_total",
         "Orders the continuous reconciliation found differing from a ledger (each flagged)",
     )
-    .map(|metric| {
-        let _ = REGISTRY.register(Box::new(metric.clone()));
-        metric
-    })
-    .expect("a valid metric")
+    .expect("a valid metric");
+    let _ = REGISTRY.register(Box::new(metric.clone()));
+    metric
 });
 
 /// The text exposition of every registered metric.

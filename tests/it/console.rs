@@ -48,7 +48,8 @@ impl Browser {
         (response.status(), response.text().await.unwrap())
     }
 
-    /// Posts a form; answers the status and where it redirects.
+    /// Posts a form; answers the status and where it redirects (or, without a redirect, the
+    /// page: a confirmation step).
     pub(crate) async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
@@ -60,12 +61,11 @@ impl Browser {
             .send()
             .await
             .unwrap();
-        let location = response
-            .headers()
-            .get(LOCATION)
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        (response.status(), location)
+        let status = response.status();
+        match response.headers().get(LOCATION) {
+            Some(location) => (status, location.to_str().unwrap().to_owned()),
+            None => (status, response.text().await.unwrap()),
+        }
     }
 
     pub(crate) async fn login(&mut self, token: &str) -> reqwest::Response {
@@ -197,10 +197,30 @@ async fn a_change_without_the_csrf_token_changes_nothing_and_with_it_goes_into_t
     let tampered = to.replace("ok=Open", "ok=Closed");
     let (_, tampered) = browser.get(&tampered).await;
     assert!(!tampered.contains("Closed commands"), "{tampered}");
-    let (status, to) = browser
+    // A destructive action first asks, saying what will happen, and changes nothing.
+    let (status, asked) = browser
         .post(
             "/orders/c-1/compensate",
             &[("csrf", &csrf), ("note", "customer gave up, ticket 77")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        asked.contains("Yes, compensate")
+            && asked.contains("CANCELLED")
+            && asked.contains("ticket 77"),
+        "{asked}"
+    );
+    let still = mesh.order_when("c-1", "to stay pending", |_| true).await;
+    assert_eq!(still.state(), OrderState::Pending);
+    let (status, to) = browser
+        .post(
+            "/orders/c-1/compensate",
+            &[
+                ("csrf", &csrf),
+                ("note", "customer gave up, ticket 77"),
+                ("confirmed", "yes"),
+            ],
         )
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
@@ -235,7 +255,7 @@ async fn a_change_without_the_csrf_token_changes_nothing_and_with_it_goes_into_t
     let (status, to) = browser
         .post(
             "/orders/c-1/compensate",
-            &[("csrf", &csrf), ("note", "again")],
+            &[("csrf", &csrf), ("note", "again"), ("confirmed", "yes")],
         )
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
@@ -277,6 +297,7 @@ async fn dead_letters_are_read_redriven_one_or_many_and_discarded_from_the_conso
         ("id", &dl.id),
         ("id", "dlq:nope:1:1"),
         ("note", "alpha is back"),
+        ("confirmed", "yes"),
     ];
     let response = browser
         .request(reqwest::Method::POST, "/dead-letters/redrive")
@@ -316,7 +337,10 @@ async fn dead_letters_are_read_redriven_one_or_many_and_discarded_from_the_conso
         form_urlencoded::byte_serialize(second.id.as_bytes()).collect::<String>()
     );
     let (status, to) = browser
-        .post(&format!("{path}/discard"), &[("csrf", &csrf), ("note", "")])
+        .post(
+            &format!("{path}/discard"),
+            &[("csrf", &csrf), ("note", ""), ("confirmed", "yes")],
+        )
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert!(
@@ -326,7 +350,11 @@ async fn dead_letters_are_read_redriven_one_or_many_and_discarded_from_the_conso
     let (status, to) = browser
         .post(
             &format!("{path}/discard"),
-            &[("csrf", &csrf), ("note", "duplicate of o-1, OPS-3")],
+            &[
+                ("csrf", &csrf),
+                ("note", "duplicate of o-1, OPS-3"),
+                ("confirmed", "yes"),
+            ],
         )
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER);

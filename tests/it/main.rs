@@ -22,6 +22,7 @@ mod health;
 mod http_adapter;
 mod late_deducts;
 mod metrics;
+mod operations;
 mod operators;
 mod partner_apis;
 mod portal_barrier;

@@ -166,7 +166,7 @@ async fn the_console_shows_who_acted_and_refuses_a_viewer_with_403() {
     let (status, to) = li
         .post(
             "/orders/c-1/compensate",
-            &[("csrf", &csrf), ("note", "ticket 12")],
+            &[("csrf", &csrf), ("note", "ticket 12"), ("confirmed", "yes")],
         )
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER);

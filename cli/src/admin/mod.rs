@@ -3,6 +3,7 @@
 //! for people, `--json` for scripts. Exit status 0 when everything asked was done, 1 when the
 //! mall refused something (each item says why), 2 when it could not be asked at all.
 
+mod channels;
 mod render;
 
 use std::path::PathBuf;
@@ -52,6 +53,10 @@ enum AdminCommand {
     /// Dead letters: list, show, redrive, discard.
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(DeadLettersCommand),
+    /// Channels: health, backlog and pauses; pause, resume, maintenance windows, automatic
+    /// redrive.
+    #[command(subcommand)]
+    Channels(channels::ChannelsCommand),
     /// Compare the mall's orders with the channels' and the portal's ledgers; exits 1 when
     /// any mismatch is found.
     Reconcile {
@@ -174,6 +179,8 @@ enum AdminError {
     Unreachable(String, String),
     #[error("unknown state {0:?}: use PENDING, COMPENSATING, COMPLETED or CANCELLED")]
     State(String),
+    #[error("{0}")]
+    Input(String),
 }
 
 struct Clients {
@@ -263,6 +270,14 @@ async fn execute(args: &AdminArgs, clients: Clients) -> Result<i32, AdminError> 
     // Reconcile's finding, for the exit status: 1 when the books disagree.
     let mut mismatched = false;
     let outcome: Result<(), Status> = match &args.command {
+        AdminCommand::Channels(command) => {
+            channels::execute(command, &clients, json)
+                .await?
+                .map(|all_well| {
+                    // A channel down is a finding, like a reconciliation's mismatch.
+                    mismatched = !all_well;
+                })
+        }
         AdminCommand::Orders(OrdersCommand::List {
             state,
             attention,

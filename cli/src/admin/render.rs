@@ -63,7 +63,7 @@ fn dead_letter_json(dl: &DeadLetter) -> Value {
     })
 }
 
-fn print_json(value: &Value) {
+pub(super) fn print_json(value: &Value) {
     out!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())

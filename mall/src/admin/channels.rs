@@ -62,7 +62,13 @@ impl Admin {
         let standing = self.pauses.standing();
         let mut named: Vec<(String, String, String)> = listed
             .into_iter()
-            .map(|c| (c.channel_id.clone(), channel_consumer(&c.channel_id), c.name))
+            .map(|c| {
+                (
+                    c.channel_id.clone(),
+                    channel_consumer(&c.channel_id),
+                    c.name,
+                )
+            })
             .collect();
         named.push((
             PORTAL_CONSUMER.to_owned(),
@@ -181,11 +187,7 @@ impl Admin {
         Ok(pause)
     }
 
-    pub(crate) async fn end_pauses(
-        &self,
-        channel_id: &str,
-        note: &str,
-    ) -> Result<u64, MallError> {
+    pub(crate) async fn end_pauses(&self, channel_id: &str, note: &str) -> Result<u64, MallError> {
         let consumer = consumer_of(channel_id)?;
         let ended = controls::resume(self.store.database(), &consumer, note, now_unix_ms()).await?;
         self.refresh_pauses().await?;
@@ -200,8 +202,15 @@ impl Admin {
         actor: &str,
     ) -> Result<(), MallError> {
         let consumer = consumer_of(channel_id)?;
-        controls::set_auto_redrive(self.store.database(), &consumer, on, note, actor, now_unix_ms())
-            .await?;
+        controls::set_auto_redrive(
+            self.store.database(),
+            &consumer,
+            on,
+            note,
+            actor,
+            now_unix_ms(),
+        )
+        .await?;
         Ok(())
     }
 

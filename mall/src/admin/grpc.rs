@@ -7,12 +7,12 @@ use jifen_proto::v1::admin_service_server::AdminService;
 use jifen_proto::v1::{
     ClearAttentionRequest, ClearAttentionResponse, CompensateOrderRequest, CompensateOrderResponse,
     DeadLetter as WireDeadLetter, DiscardDeadLetterRequest, DiscardDeadLetterResponse,
-    GetDeadLetterRequest, GetDeadLetterResponse, ListDeadLettersRequest, ListDeadLettersResponse,
-    ListStuckOrdersRequest, ListStuckOrdersResponse, ReconcileRequest, ReconcileResponse,
-    RecordDeductOutcomeRequest, RecordDeductOutcomeResponse, RecordManualRefundRequest,
-    RecordManualRefundResponse, RedriveDeadLetterRequest, RedriveDeadLetterResponse,
-    ListChannelHealthRequest, ListChannelHealthResponse, PauseChannelRequest,
-    PauseChannelResponse, ResumeChannelRequest, ResumeChannelResponse, RetryOrderRequest,
+    GetDeadLetterRequest, GetDeadLetterResponse, ListChannelHealthRequest,
+    ListChannelHealthResponse, ListDeadLettersRequest, ListDeadLettersResponse,
+    ListStuckOrdersRequest, ListStuckOrdersResponse, PauseChannelRequest, PauseChannelResponse,
+    ReconcileRequest, ReconcileResponse, RecordDeductOutcomeRequest, RecordDeductOutcomeResponse,
+    RecordManualRefundRequest, RecordManualRefundResponse, RedriveDeadLetterRequest,
+    RedriveDeadLetterResponse, ResumeChannelRequest, ResumeChannelResponse, RetryOrderRequest,
     RetryOrderResponse, SetAutoRedriveRequest, SetAutoRedriveResponse,
 };
 use tonic::{Request, Response, Status};

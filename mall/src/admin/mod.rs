@@ -147,7 +147,12 @@ impl Admin {
         self.order(order_id).await
     }
 
-    pub(crate) async fn redrive(&self, id: &str, note: &str, actor: &str) -> Result<DeadLetter, MallError> {
+    pub(crate) async fn redrive(
+        &self,
+        id: &str,
+        note: &str,
+        actor: &str,
+    ) -> Result<DeadLetter, MallError> {
         let dl = self.dead_letter(id).await?;
         // Sending it again is the blind repeat the dead letter exists to prevent (DESIGN §9).
         if dl.kind == jifen_mesh::bus::subjects::OUTCOME_UNKNOWN {

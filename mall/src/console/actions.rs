@@ -16,19 +16,24 @@ use maud::html;
 use tonic::Status;
 
 use super::Console;
+use super::confirm::confirmed;
 use super::session::{Session, redirect};
 use super::views::{Flash, enc, forbidden, page};
 use crate::admin::Refusal;
 
 /// A submitted form: every value of every field, in order.
-struct Form(Vec<(String, String)>);
+pub(super) struct Form(Vec<(String, String)>);
 
 impl Form {
     fn parse(body: &[u8]) -> Self {
         Self(form_urlencoded::parse(body).into_owned().collect())
     }
 
-    fn get(&self, key: &str) -> &str {
+    pub(super) fn fields(&self) -> &[(String, String)] {
+        &self.0
+    }
+
+    pub(super) fn get(&self, key: &str) -> &str {
         self.0
             .iter()
             .find(|(k, _)| k == key)
@@ -52,7 +57,12 @@ fn checked(session: &Session, body: &[u8]) -> Option<Form> {
 }
 
 /// Back to `page` with what the call did.
-fn back<T>(session: &Session, page: &str, result: Result<T, Status>, done: &str) -> Response {
+pub(super) fn back<T>(
+    session: &Session,
+    page: &str,
+    result: Result<T, Status>,
+    done: &str,
+) -> Response {
     let flash = match result {
         Ok(_) => Flash::query(session, true, done),
         Err(status) => Flash::query(session, false, status.message()),
@@ -96,7 +106,7 @@ pub async fn login(
 /// The form of a change the session may make: its CSRF token checked (403 without), then the
 /// operator's right to `action` on `target` (the admin API's own check, so the console can
 /// never do more than the API).
-async fn admitted(
+pub(super) async fn admitted(
     console: &Console,
     session: &Session,
     body: &[u8],
@@ -132,6 +142,17 @@ pub async fn compensate(
         Ok(form) => form,
         Err(refused) => return refused,
     };
+    let page_of = order_page(&order_id);
+    if let Some(ask) = confirmed(
+        &session,
+        form.fields(),
+        &format!("{page_of}/compensate"),
+        "Compensate",
+        html! { p { "Order " code { (order_id) } ": every line deducted so far is refunded at its channel and its quota given back at the portal; the order ends " strong { "CANCELLED" } ". This cannot be undone." } },
+        &page_of,
+    ) {
+        return ask;
+    }
     let result = AdminService::compensate_order(
         &console.admin,
         session.request(CompensateOrderRequest {
@@ -262,6 +283,17 @@ pub async fn redrive(
         Ok(form) => form,
         Err(refused) => return refused,
     };
+    let page_of = letter_page(&id);
+    if let Some(ask) = confirmed(
+        &session,
+        form.fields(),
+        &format!("{page_of}/redrive"),
+        "Redrive",
+        html! { p { "Dead letter " code { (id) } " is sent again to its consumer under a new message id. If its ledger still fails, it comes back as a new dead letter." } },
+        &page_of,
+    ) {
+        return ask;
+    }
     let result = AdminService::redrive_dead_letter(
         &console.admin,
         session.request(RedriveDeadLetterRequest {
@@ -298,6 +330,17 @@ pub async fn discard(
         Ok(form) => form,
         Err(refused) => return refused,
     };
+    let page_of = letter_page(&id);
+    if let Some(ask) = confirmed(
+        &session,
+        form.fields(),
+        &format!("{page_of}/discard"),
+        "Discard",
+        html! { p { "Dead letter " code { (id) } " is closed without being sent again: what it asked for never happens unless someone does it by hand. Its order stays as it is." } },
+        &page_of,
+    ) {
+        return ask;
+    }
     if form.get("note").trim().is_empty() {
         let why = Status::invalid_argument("say why it needs no redrive (the note)");
         return back(&session, &letter_page(&id), Err::<(), _>(why), "");
@@ -331,6 +374,20 @@ pub async fn redrive_many(
         Err(refused) => return refused,
     };
     let ids = form.all("id");
+    if let Some(ask) = confirmed(
+        &session,
+        form.fields(),
+        "/dead-letters/redrive",
+        "Redrive",
+        html! {
+            p { (ids.len()) " dead letter(s) are sent again, each under a new message id:" }
+            ul { @for id in ids.iter().take(50) { li { code { (id) } } } }
+            @if ids.len() > 50 { p.muted { "… and " (ids.len() - 50) " more." } }
+        },
+        "/dead-letters",
+    ) {
+        return ask;
+    }
     let note = form.get("note").to_owned();
     let mut results = Vec::with_capacity(ids.len());
     for id in ids {

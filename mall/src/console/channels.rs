@@ -1,42 +1,48 @@
-//! The channels page: the portal's registry and quotas, each consumer group's backlog on the
-//! bus, and the open dead letters per consumer.
+//! The channels page (issue 18): each channel's (and the portal's) health from its connector's
+//! own calls, the last hour as a chart, its backlog and open dead letters, pauses and
+//! maintenance windows, automatic redrive — and the forms that pause, resume, declare a window
+//! and switch the automatic redrive. The page refreshes itself (a plain meta refresh: no
+//! script, the CSP stays strict).
 
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
 use axum::response::Response;
-use jifen_mesh::bus::subjects::{
-    CMD_STREAM, EVT_STREAM, PORTAL_CONSUMER, SAGA_CONSUMER, channel_consumer,
+use jifen_mesh::time::{format_utc, now_unix_ms, relative};
+use jifen_proto::v1::admin_service_server::AdminService;
+use jifen_proto::v1::{
+    ChannelHealth, ChannelPause, PauseChannelRequest, ResumeChannelRequest, SetAutoRedriveRequest,
 };
-use jifen_proto::v1::{ChannelKind, ListChannelsRequest};
-use maud::html;
+use maud::{Markup, html};
 
 use super::Console;
+use super::actions::{admitted, back};
+use super::confirm::confirmed;
 use super::pages::{Params, flash};
 use super::session::Session;
-use super::views::{enc, page};
+use super::views::{csrf, enc, page};
 
-/// A consumer group's backlog: messages not yet delivered, and delivered but not acked.
-struct Backlog {
-    pending: String,
-    ack_pending: String,
+/// Seconds between the page's own reloads.
+const REFRESH_SECS: u32 = 10;
+
+fn channel_page(channel_id: &str) -> String {
+    format!("/channels#{}", enc(channel_id))
 }
 
-impl Console {
-    async fn backlog(&self, stream: &str, consumer: &str) -> Backlog {
-        let info = async {
-            let stream = self.js.get_stream(stream).await.ok()?;
-            let info = stream.consumer_info(consumer).await.ok()?;
-            Some((info.num_pending, info.num_ack_pending))
-        };
-        match info.await {
-            Some((pending, ack_pending)) => Backlog {
-                pending: pending.to_string(),
-                ack_pending: ack_pending.to_string(),
-            },
-            None => Backlog {
-                pending: "no consumer".to_owned(),
-                ack_pending: "—".to_owned(),
-            },
+fn when(unix_ms: i64, now: i64) -> Markup {
+    html! {
+        @if unix_ms == 0 { "never" } @else {
+            time datetime=(format_utc(unix_ms)) title=(format_utc(unix_ms)) { (relative(unix_ms, now)) }
         }
+    }
+}
+
+fn pause_text(pause: &ChannelPause, now: i64) -> Markup {
+    html! {
+        "from " (format_utc(pause.starts_at_unix_ms))
+        @if pause.ends_at_unix_ms == 0 { " until resumed" } @else {
+            " until " (format_utc(pause.ends_at_unix_ms)) " (" (relative(pause.ends_at_unix_ms, now)) ")"
+        }
+        " — " (pause.note) " (" (pause.operator) ")"
     }
 }
 
@@ -46,66 +52,241 @@ pub async fn channels(
     params: Params,
 ) -> Response {
     let flash = flash(&session, &params);
-    let listed = console
-        .admin
-        .registry
-        .portal()
-        .list_channels(ListChannelsRequest {})
-        .await;
-    let channels = match listed {
-        Ok(r) => r.into_inner().channels,
-        Err(status) => {
-            return console.error_page(&session, &format!("the portal: {}", status.message()));
-        }
+    let channels = match console.admin.channel_health().await {
+        Ok(channels) => channels,
+        Err(error) => return console.error_page(&session, &error.to_string()),
     };
-    let open = match crate::store::dead_letters::open_by_consumer(console.store.database()).await {
-        Ok(open) => open,
-        Err(error) => return console.storage_error(&session, &error),
-    };
-    let open_of = |consumer: &str| open.get(consumer).copied().unwrap_or(0);
-    let mut rows = Vec::with_capacity(channels.len());
-    for channel in &channels {
-        let consumer = channel_consumer(&channel.channel_id);
-        rows.push((
-            channel,
-            console.backlog(CMD_STREAM, &consumer).await,
-            consumer,
-        ));
-    }
-    let groups = [
-        (
-            PORTAL_CONSUMER,
-            console.backlog(CMD_STREAM, PORTAL_CONSUMER).await,
-        ),
-        (
-            SAGA_CONSUMER,
-            console.backlog(EVT_STREAM, SAGA_CONSUMER).await,
-        ),
-    ];
+    let now = now_unix_ms();
     let content = html! {
+        meta http-equiv="refresh" content=(REFRESH_SECS);
         h1 { "Channels" }
+        p.muted { "Health comes from each connector's own calls over the last 5 minutes; this page reloads every " (REFRESH_SECS) " s. Times are UTC." }
         div.wrap { table {
             thead { tr {
-                th { "Channel" } th { "Kind" } th { "Endpoint" } th.num { "Quota total" } th.num { "Used" } th.num { "Remaining" }
-                th.num { "Pending" } th.num { "Ack pending" } th.num { "Open dead letters" }
+                th { "Channel" } th { "Health" } th.num { "Calls (5 min)" } th.num { "Errors" }
+                th.num { "p50 / p99" } th { "Last error" } th.num { "Pending" } th.num { "Ack pending" }
+                th.num { "Open dead letters" } th { "Paused" } th { "Auto-redrive" }
             } }
-            tbody { @for (channel, backlog, consumer) in &rows { tr {
-                td { strong { (channel.channel_id) } br; span.muted { (channel.name) } }
-                td { @if channel.kind() == ChannelKind::Http { "HTTP (adapter)" } @else { "gRPC" } }
-                td { code { (channel.endpoint) } }
-                td.num { (channel.total) } td.num { (channel.used) } td.num { (channel.remaining) }
-                td.num { (backlog.pending) } td.num { (backlog.ack_pending) }
-                td.num { a href={ "/dead-letters?consumer=" (enc(consumer)) } { (open_of(consumer)) } }
+            tbody { @for c in &channels { tr {
+                td { a href={ "#" (enc(&c.channel_id)) } { strong { (c.channel_id) } } br; span.muted { (c.name) } }
+                td { span class={ "badge h-" (c.health) } { (c.health) } br; span.muted { (c.why) } }
+                td.num { (c.answered + c.failed) }
+                td.num { (c.failed) " (" (format!("{:.1}", c.error_percent)) " %)" }
+                td.num { @if c.answered + c.failed == 0 { "—" } @else { (c.p50_ms) " / " (c.p99_ms) " ms" } }
+                td { @if c.last_error_unix_ms == 0 { span.muted { "none" } } @else { (when(c.last_error_unix_ms, now)) br; span.muted { (c.last_error) } } }
+                td.num { @if c.pending < 0 { "no consumer" } @else { (c.pending) } }
+                td.num { @if c.ack_pending < 0 { "—" } @else { (c.ack_pending) } }
+                td.num { a href={ "/dead-letters?consumer=" (enc(&c.consumer)) } { (c.open_dead_letters) } }
+                td { @if c.pause.is_some() { span.badge.h-down { "paused" } } @else if !c.windows_ahead.is_empty() { span.muted { "window ahead" } } @else { "no" } }
+                td { @if c.auto_redrive { "on" } @else { span.badge.h-degraded { "off" } } }
             } } }
         } }
-        h2 { "Other consumer groups" }
-        div.wrap { table {
-            thead { tr { th { "Consumer" } th.num { "Pending" } th.num { "Ack pending" } th.num { "Open dead letters" } } }
-            tbody { @for (consumer, backlog) in &groups { tr {
-                td { (consumer) } td.num { (backlog.pending) } td.num { (backlog.ack_pending) }
-                td.num { a href={ "/dead-letters?consumer=" (enc(consumer)) } { (open_of(consumer)) } }
-            } } }
-        } }
+        @for c in &channels { (channel_section(&session, c, now)) }
     };
     page("Channels", &session, &flash, content)
+}
+
+fn channel_section(session: &Session, c: &ChannelHealth, now: i64) -> Markup {
+    let base = format!("/channels/{}", enc(&c.channel_id));
+    html! {
+        section id=(c.channel_id) {
+            h2 { (c.channel_id) " " span class={ "badge h-" (c.health) } { (c.health) } }
+            (super::chart::activity(&c.minutes, now))
+            dl {
+                dt { "Connector replicas reporting" } dd { (c.replicas) }
+                dt { "Last answered call" } dd { (when(c.last_ok_unix_ms, now)) }
+                dt { "Answering every call since" } dd { @if c.answering_since_unix_ms == 0 { "—" } @else { (when(c.answering_since_unix_ms, now)) } }
+                @if let Some(p) = &c.pause { dt { "Paused" } dd { (pause_text(p, now)) } }
+                @for w in &c.windows_ahead { dt { "Maintenance window" } dd { (pause_text(w, now)) } }
+            }
+            @if c.pause.is_some() || !c.windows_ahead.is_empty() {
+                form method="post" action={ (base) "/resume" } {
+                    (csrf(session))
+                    div.row {
+                        input.note type="text" name="note" required placeholder="why it may take commands again";
+                        button type="submit" { "Resume (and call off windows ahead)" }
+                    }
+                }
+            }
+            form method="post" action={ (base) "/pause" } {
+                (csrf(session))
+                div.row {
+                    label { "From " input type="datetime-local" name="starts" step="60"; }
+                    label { "until " input type="datetime-local" name="ends" step="60"; }
+                    span.muted { "(UTC; empty: now / until resumed)" }
+                }
+                div.row {
+                    input.note type="text" name="note" required placeholder="why (the partner's maintenance notice, an incident)";
+                    button.danger type="submit" { "Pause" }
+                }
+            }
+            form method="post" action={ (base) "/auto-redrive" } {
+                (csrf(session))
+                input type="hidden" name="enabled" value=(if c.auto_redrive { "false" } else { "true" });
+                div.row {
+                    input.note type="text" name="note" required placeholder="why";
+                    button.quiet type="submit" { @if c.auto_redrive { "Switch automatic redrive off" } @else { "Switch automatic redrive on" } }
+                }
+            }
+        }
+    }
+}
+
+/// A `datetime-local` value, read as UTC; 0 for an empty one.
+fn utc_field(raw: &str) -> Result<i64, String> {
+    if raw.trim().is_empty() {
+        return Ok(0);
+    }
+    let parse = |pattern: &str| {
+        let format = time::format_description::parse_borrowed::<2>(pattern).ok()?;
+        time::PrimitiveDateTime::parse(raw.trim(), &format).ok()
+    };
+    let at = parse("[year]-[month]-[day]T[hour]:[minute]")
+        .or_else(|| parse("[year]-[month]-[day]T[hour]:[minute]:[second]"))
+        .ok_or(())
+        .map_err(|_| format!("{raw:?} is not a date and time (YYYY-MM-DDTHH:MM)"))?;
+    i64::try_from(at.assume_utc().unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| format!("{raw:?} is out of range"))
+}
+
+pub async fn pause(
+    State(console): State<Console>,
+    session: Session,
+    Path(channel_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = match admitted(&console, &session, &body, "PauseChannel", &channel_id).await {
+        Ok(form) => form,
+        Err(refused) => return refused,
+    };
+    let back_to = channel_page(&channel_id);
+    let (starts, ends) = match (utc_field(form.get("starts")), utc_field(form.get("ends"))) {
+        (Ok(starts), Ok(ends)) => (starts, ends),
+        (Err(why), _) | (_, Err(why)) => {
+            return back(
+                &session,
+                "/channels",
+                Err::<(), _>(tonic::Status::invalid_argument(why)),
+                "",
+            );
+        }
+    };
+    let now = now_unix_ms();
+    let from = if starts == 0 {
+        "now".to_owned()
+    } else {
+        format_utc(starts)
+    };
+    let until = if ends == 0 {
+        "an operator resumes it".to_owned()
+    } else {
+        format_utc(ends)
+    };
+    if let Some(ask) = confirmed(
+        &session,
+        form.fields(),
+        &format!("/channels/{}/pause", enc(&channel_id)),
+        "Pause",
+        html! {
+            p { "From " strong { (from) } " until " strong { (until) } ", channel " code { (channel_id) } "'s connector takes no commands (orders in flight wait on the bus) and new orders for it are refused with this note." }
+            @if starts > now { p.muted { "A maintenance window: it applies itself when it starts." } }
+        },
+        &back_to,
+    ) {
+        return ask;
+    }
+    let result = AdminService::pause_channel(
+        &console.admin,
+        session.request(PauseChannelRequest {
+            channel_id: channel_id.clone(),
+            note: form.get("note").to_owned(),
+            starts_at_unix_ms: starts,
+            ends_at_unix_ms: ends,
+        }),
+    )
+    .await;
+    back(
+        &session,
+        "/channels",
+        result,
+        &format!("Channel {channel_id} paused from {from} until {until}."),
+    )
+}
+
+pub async fn resume(
+    State(console): State<Console>,
+    session: Session,
+    Path(channel_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = match admitted(&console, &session, &body, "ResumeChannel", &channel_id).await {
+        Ok(form) => form,
+        Err(refused) => return refused,
+    };
+    if let Some(ask) = confirmed(
+        &session,
+        form.fields(),
+        &format!("/channels/{}/resume", enc(&channel_id)),
+        "Resume",
+        html! { p { "Channel " code { (channel_id) } "'s connector takes its commands again, new orders for it are accepted, and its maintenance windows ahead are called off." } },
+        &channel_page(&channel_id),
+    ) {
+        return ask;
+    }
+    let result = AdminService::resume_channel(
+        &console.admin,
+        session.request(ResumeChannelRequest {
+            channel_id: channel_id.clone(),
+            note: form.get("note").to_owned(),
+        }),
+    )
+    .await;
+    back(
+        &session,
+        "/channels",
+        result,
+        &format!("Channel {channel_id} resumed."),
+    )
+}
+
+pub async fn auto_redrive(
+    State(console): State<Console>,
+    session: Session,
+    Path(channel_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = match admitted(&console, &session, &body, "SetAutoRedrive", &channel_id).await {
+        Ok(form) => form,
+        Err(refused) => return refused,
+    };
+    let enabled = form.get("enabled") == "true";
+    let result = AdminService::set_auto_redrive(
+        &console.admin,
+        session.request(SetAutoRedriveRequest {
+            channel_id: channel_id.clone(),
+            enabled,
+            note: form.get("note").to_owned(),
+        }),
+    )
+    .await;
+    let done = if enabled { "on" } else { "off" };
+    back(
+        &session,
+        "/channels",
+        result,
+        &format!("Automatic redrive of {channel_id} switched {done}."),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_is_read_as_utc() {
+        assert_eq!(utc_field(""), Ok(0));
+        assert_eq!(utc_field("1970-01-01T00:01"), Ok(60_000));
+        assert_eq!(utc_field("1970-01-01T00:01:30"), Ok(90_000));
+        assert!(utc_field("tomorrow").is_err());
+    }
 }

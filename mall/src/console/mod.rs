@@ -7,6 +7,8 @@
 mod actions;
 mod audit;
 mod channels;
+mod chart;
+mod confirm;
 mod pages;
 pub mod session;
 mod views;
@@ -32,7 +34,6 @@ const STYLE: &str = include_str!("style.css");
 pub struct Console {
     pub(crate) admin: Admin,
     pub(crate) store: OrderStore,
-    pub(crate) js: async_nats::jetstream::Context,
     /// Where a login's token becomes an operator, shared with the admin API (and so is the
     /// count of wrong tokens per address).
     pub(crate) gate: Gate,
@@ -49,16 +50,10 @@ impl std::fmt::Debug for Console {
 }
 
 impl Console {
-    pub fn new(
-        admin: Admin,
-        js: async_nats::jetstream::Context,
-        gate: Gate,
-        secure_cookie: bool,
-    ) -> Self {
+    pub fn new(admin: Admin, gate: Gate, secure_cookie: bool) -> Self {
         Self {
             store: admin.store.clone(),
             admin,
-            js,
             gate,
             secure_cookie,
         }
@@ -85,6 +80,9 @@ impl Console {
             .route("/stuck", get(pages::stuck))
             .route("/reconcile", get(pages::reconcile))
             .route("/channels", get(channels::channels))
+            .route("/channels/{id}/pause", post(channels::pause))
+            .route("/channels/{id}/resume", post(channels::resume))
+            .route("/channels/{id}/auto-redrive", post(channels::auto_redrive))
             .route("/audit", get(audit::audit_page))
             .layer(axum::middleware::map_response(guard_headers))
             .with_state(self)

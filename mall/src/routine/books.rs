@@ -26,10 +26,7 @@ pub async fn run(admin: Admin, per_second: u32, margin: Duration, shutdown: Canc
     if per_second == 0 {
         return;
     }
-    let mut cursor = (
-        now_unix_ms() - ms(margin) - ms(LOOK_BACK),
-        String::new(),
-    );
+    let mut cursor = (now_unix_ms() - ms(margin) - ms(LOOK_BACK), String::new());
     let batch = i64::from(per_second) * EVERY.as_secs() as i64;
     loop {
         tokio::select! {

@@ -29,7 +29,10 @@ pub struct PauseBoard {
 
 impl PauseBoard {
     pub fn set(&self, standing: Vec<Pause>) {
-        *self.standing.write().unwrap_or_else(PoisonError::into_inner) = standing;
+        *self
+            .standing
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = standing;
     }
 
     /// Pauses in force or ahead, soonest first.
@@ -161,10 +164,7 @@ async fn set_pause(
     consumer: &str,
     until: Option<time::OffsetDateTime>,
 ) -> Result<(), String> {
-    let stream = js
-        .get_stream(CMD_STREAM)
-        .await
-        .map_err(|e| e.to_string())?;
+    let stream = js.get_stream(CMD_STREAM).await.map_err(|e| e.to_string())?;
     let done = match until {
         Some(until) => stream.pause_consumer(consumer, until).await,
         None => stream.resume_consumer(consumer).await,

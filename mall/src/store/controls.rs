@@ -101,11 +101,7 @@ pub async fn standing(db: &Database, now: i64) -> Result<Vec<Pause>, sqlx::Error
 }
 
 /// The last `limit` pauses of `consumer` (or of all), newest first: their history.
-pub async fn history(
-    db: &Database,
-    consumer: &str,
-    limit: i64,
-) -> Result<Vec<Pause>, sqlx::Error> {
+pub async fn history(db: &Database, consumer: &str, limit: i64) -> Result<Vec<Pause>, sqlx::Error> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM consumer_pauses WHERE ($1 = '' OR consumer = $1) \
          ORDER BY id DESC LIMIT $2"

@@ -17,8 +17,8 @@
 
 use super::subjects::{
     ADVISORY_STREAM, CMD_STREAM, DLQ_INDEX_CONSUMER, DLQ_STREAM, EVT_STREAM, FORWARDER_CONSUMER,
-    HEALTH_SUBJECTS, PORTAL_CONSUMER, SAGA_CONSUMER, channel_commands, channel_consumer, dlq_subject,
-    health_subject,
+    HEALTH_SUBJECTS, PORTAL_CONSUMER, SAGA_CONSUMER, channel_commands, channel_consumer,
+    dlq_subject, health_subject,
 };
 use crate::domain::{ChannelId, InvalidField};
 

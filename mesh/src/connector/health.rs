@@ -19,7 +19,19 @@ use crate::capabilities::Capabilities;
 use crate::time::now_unix_ms;
 
 /// Upper bounds of the latency buckets, in milliseconds; the last one takes everything longer.
-pub const LATENCY_BOUNDS_MS: [u32; 11] = [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, u32::MAX];
+pub const LATENCY_BOUNDS_MS: [u32; 11] = [
+    10,
+    25,
+    50,
+    100,
+    250,
+    500,
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    u32::MAX,
+];
 /// How often a connector reports.
 pub const REPORT_EVERY: Duration = Duration::from_secs(5);
 /// Minutes a report covers.
@@ -158,7 +170,11 @@ impl Window {
 
     fn expire(&mut self, now: i64) {
         let oldest = now - now.rem_euclid(60_000) - (MINUTES as i64 - 1) * 60_000;
-        while self.minutes.front().is_some_and(|m| m.start_unix_ms < oldest) {
+        while self
+            .minutes
+            .front()
+            .is_some_and(|m| m.start_unix_ms < oldest)
+        {
             self.minutes.pop_front();
         }
     }
@@ -321,7 +337,11 @@ mod tests {
         book.record(&Err(Status::unimplemented("no query call")), ms(1));
         let report = book.report("channel-alpha", "r1");
         assert_eq!(report.failures_in_a_row, 2);
-        assert!(report.last_error.contains("timed out"), "{}", report.last_error);
+        assert!(
+            report.last_error.contains("timed out"),
+            "{}",
+            report.last_error
+        );
         let minute = report.minutes.last().unwrap();
         assert_eq!((minute.answered, minute.failed), (2, 2));
         assert_eq!(minute.latency_buckets.iter().sum::<u32>(), 4);
