@@ -113,6 +113,11 @@ impl HttpChannel {
         self
     }
 
+    /// How the partner's daily statement reads (`[statement]`), when the file says.
+    pub fn statement_format(&self) -> Option<&config::StatementFormat> {
+        self.config.statement.as_ref()
+    }
+
     pub fn channel_id(&self) -> &str {
         self.config.channel_id.as_str()
     }

@@ -387,7 +387,12 @@ impl MallApp {
 
         let mut routes = RoutesBuilder::default();
         routes.add_service(MallServiceServer::new(self.mall.clone()));
-        routes.add_service(Guarded::new(AdminServiceServer::new(admin), gate));
+        // A partner's statement comes in one message.
+        routes.add_service(Guarded::new(
+            AdminServiceServer::new(admin)
+                .max_decoding_message_size(crate::statement::MAX_BYTES + 64 * 1024),
+            gate,
+        ));
         let served = self
             .server
             .serve(

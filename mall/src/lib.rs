@@ -26,6 +26,7 @@ pub mod precheck;
 pub mod relay;
 pub mod routine;
 pub mod saga;
+pub mod statement;
 pub mod store;
 
 pub use app::{MallApp, MallConfig};

@@ -147,6 +147,16 @@ impl Registry {
     }
 
     /// A client for a registered channel; the registry is read again on a miss.
+    /// How `channel_id`'s partner statement reads, as its adapter config says (`[statement]`).
+    pub fn statement_format(
+        &self,
+        channel_id: &str,
+    ) -> Option<jifen_adapter::config::StatementFormat> {
+        self.adapters
+            .get(channel_id)
+            .and_then(|adapter| adapter.statement_format().cloned())
+    }
+
     pub async fn channel(&self, channel_id: &str) -> Result<ChannelClient, MallError> {
         if let Some(client) = self.channels.read().await.get(channel_id) {
             return Ok(client.clone());

@@ -29,6 +29,7 @@ mod portal_barrier;
 mod saga;
 mod saga_batch;
 mod saga_faults;
+mod statements;
 mod tracing;
 mod weak_channels;
 

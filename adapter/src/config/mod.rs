@@ -20,10 +20,12 @@ mod headers;
 mod pending;
 mod secret;
 mod signing;
+mod statement;
 
 pub use call::{Call, Encoding, ErrorMap, Param, Payload};
 pub(crate) use secret::RawSecretRef as SecretRef;
 pub use signing::{AnswerCanonical, Canonical, SignatureAt, Signing, Verify};
+pub use statement::StatementFormat;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdapterConfigError {
@@ -120,6 +122,7 @@ struct RawFile {
     rate: Option<crate::limit::Rate>,
     pending: Option<pending::RawPending>,
     notify: Option<call::RawNotify>,
+    statement: Option<statement::StatementFormat>,
     signing: Option<signing::RawSigning>,
     verify: Option<signing::RawVerify>,
     #[serde(default)]
@@ -223,6 +226,8 @@ pub struct AdapterConfig {
     pub rate: Option<crate::limit::Rate>,
     pub poll: Option<jifen_mesh::connector::PollSchedule>,
     pub notify: Option<call::Notify>,
+    /// How the partner's daily statement reads.
+    pub statement: Option<statement::StatementFormat>,
     pub signing: Option<std::sync::Arc<Signing>>,
     pub verify: Option<std::sync::Arc<Verify>>,
     pub channel_id: ChannelId,
@@ -405,7 +410,11 @@ impl AdapterConfig {
                 "is missing: the JSON pointer to the balance in the answer".into(),
             ));
         }
+        if let Some(statement) = &raw.statement {
+            statement.check().map_err(|m| invalid("statement", m))?;
+        }
         Ok(Self {
+            statement: raw.statement,
             header_templates,
             timestamp,
             amount: raw.amount,

@@ -5,6 +5,7 @@
 
 mod channels;
 mod render;
+mod statements;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -57,6 +58,12 @@ enum AdminCommand {
     /// redrive.
     #[command(subcommand)]
     Channels(channels::ChannelsCommand),
+    /// Compare a partner's daily statement (CSV) with Jifen's books for that channel and day;
+    /// every difference by kind with what to do; the report is kept. Exits 1 on differences.
+    ReconcileStatement(statements::StatementArgs),
+    /// Statement reports kept: list, show.
+    #[command(subcommand)]
+    Statements(statements::StatementsCommand),
     /// Compare the mall's orders with the channels' and the portal's ledgers; exits 1 when
     /// any mismatch is found.
     Reconcile {
@@ -270,6 +277,14 @@ async fn execute(args: &AdminArgs, clients: Clients) -> Result<i32, AdminError> 
     // Reconcile's finding, for the exit status: 1 when the books disagree.
     let mut mismatched = false;
     let outcome: Result<(), Status> = match &args.command {
+        AdminCommand::ReconcileStatement(statement) => {
+            statements::reconcile(statement, &clients, json)
+                .await?
+                .map(|clean| mismatched = !clean)
+        }
+        AdminCommand::Statements(command) => statements::execute(command, &clients, json)
+            .await?
+            .map(|clean| mismatched = !clean),
         AdminCommand::Channels(command) => {
             channels::execute(command, &clients, json)
                 .await?

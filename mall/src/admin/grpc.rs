@@ -15,6 +15,10 @@ use jifen_proto::v1::{
     RedriveDeadLetterResponse, ResumeChannelRequest, ResumeChannelResponse, RetryOrderRequest,
     RetryOrderResponse, SetAutoRedriveRequest, SetAutoRedriveResponse,
 };
+use jifen_proto::v1::{
+    GetStatementReportRequest, GetStatementReportResponse, ListStatementReportsRequest,
+    ListStatementReportsResponse, ReconcileStatementRequest, ReconcileStatementResponse,
+};
 use tonic::{Request, Response, Status};
 
 use super::Admin;
@@ -71,6 +75,57 @@ fn note(field: &str, raw: String) -> Result<String, InvalidField> {
 
 #[tonic::async_trait]
 impl AdminService for Admin {
+    async fn reconcile_statement(
+        &self,
+        request: Request<ReconcileStatementRequest>,
+    ) -> Result<Response<ReconcileStatementResponse>, Status> {
+        const ACTION: &str = "ReconcileStatement";
+        let target = format!(
+            "{} {}",
+            request.get_ref().channel_id,
+            request.get_ref().date
+        );
+        // It reads the books and keeps a report: an operator's act, audited.
+        let caller = self.acting(&request, ACTION, &target).await?;
+        let request = request.into_inner();
+        let result = self
+            .reconcile_statement(&request, &caller.operator.name)
+            .await;
+        let report = self
+            .audited(&caller, ACTION, &target, &request.file_name, result)
+            .await?;
+        Ok(Response::new(ReconcileStatementResponse {
+            report: Some(report),
+        }))
+    }
+
+    async fn list_statement_reports(
+        &self,
+        request: Request<ListStatementReportsRequest>,
+    ) -> Result<Response<ListStatementReportsResponse>, Status> {
+        let request = request.into_inner();
+        let limit = page_size(request.page_size).map_err(MallError::from)?;
+        let reports =
+            crate::store::statements::list(self.store.database(), &request.channel_id, limit)
+                .await
+                .map_err(MallError::from)?;
+        Ok(Response::new(ListStatementReportsResponse { reports }))
+    }
+
+    async fn get_statement_report(
+        &self,
+        request: Request<GetStatementReportRequest>,
+    ) -> Result<Response<GetStatementReportResponse>, Status> {
+        let id = request.into_inner().id;
+        let report = crate::store::statements::get(self.store.database(), id)
+            .await
+            .map_err(MallError::from)?
+            .ok_or_else(|| Status::not_found(format!("no statement report {id}")))?;
+        Ok(Response::new(GetStatementReportResponse {
+            report: Some(report),
+        }))
+    }
+
     async fn list_channel_health(
         &self,
         _request: Request<ListChannelHealthRequest>,

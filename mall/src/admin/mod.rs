@@ -10,6 +10,7 @@ mod channels;
 mod grpc;
 mod reconcile;
 mod settle;
+mod statements;
 
 use std::sync::Arc;
 

@@ -11,6 +11,7 @@ mod chart;
 mod confirm;
 mod pages;
 pub mod session;
+mod statements;
 mod views;
 
 use std::net::SocketAddr;
@@ -84,6 +85,13 @@ impl Console {
             .route("/channels/{id}/resume", post(channels::resume))
             .route("/channels/{id}/auto-redrive", post(channels::auto_redrive))
             .route("/audit", get(audit::audit_page))
+            .route(
+                "/statements",
+                get(statements::statements).post(statements::upload).layer(
+                    axum::extract::DefaultBodyLimit::max(crate::statement::MAX_BYTES + 64 * 1024),
+                ),
+            )
+            .route("/statements/{id}", get(statements::report))
             .layer(axum::middleware::map_response(guard_headers))
             .with_state(self)
     }

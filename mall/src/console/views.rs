@@ -29,6 +29,7 @@ pub fn page(title: &str, session: &Session, flash: &Flash, content: Markup) -> R
                             a href="/stuck" { "Stuck" }
                             a href="/reconcile" { "Reconcile" }
                             a href="/channels" { "Channels" }
+                            a href="/statements" { "Statements" }
                             a href="/audit" { "Audit" }
                         }
                         span.who title=(session.operator.role.as_str()) {

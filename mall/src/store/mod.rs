@@ -13,6 +13,7 @@ pub mod controls;
 pub mod dead_letters;
 pub(crate) mod outbox;
 pub(crate) mod reemit;
+pub mod statements;
 pub(crate) mod steps;
 mod submit;
 
