@@ -5,6 +5,8 @@
 //
 //   node --experimental-websocket console-check.mjs <devtools port> <console url> <token> \
 //        <dead-lettered order> <order to compensate> <screenshot dir>
+//   node --experimental-websocket console-check.mjs <devtools port> <console url> <token> \
+//        --pages - <screenshot dir>      (the Channels and Statements pages, at two widths)
 
 import { writeFileSync } from "node:fs";
 
@@ -90,11 +92,38 @@ await send("Emulation.setDeviceMetricsOverride", { width: 1280, height: 860, dev
 
 // Without a session nothing is shown: the login page.
 let at = await go("/orders");
-if (at !== "/login") fail(`an anonymous visit reached ${at}`);
+if (!at.startsWith("/login")) fail(`an anonymous visit reached ${at}`);
 await submit("form.login", { token: "wrong" });
 if (!(await text()).includes("Wrong token")) fail("a wrong token was not refused");
 at = await submit("form.login", { token });
 if (!at.startsWith("/orders")) fail(`login led to ${at}`);
+
+if (stuckOrder === "--pages") {
+  // Channels: health, the last hour's chart, pauses; then the statement report kept.
+  await go("/channels");
+  const channels = await text();
+  if (!channels.includes("alpha") || !channels.includes("Auto-redrive")) fail(`the channels page: ${channels}`);
+  if (!(await evaluate(`document.querySelectorAll("svg.chart").length > 0`))) fail("no chart on the channels page");
+  await shot("console-channels");
+  await go("/statements");
+  await evaluate(`document.querySelector("a[href^='/statements/']").click()`);
+  await sleep(500);
+  const report = await text();
+  for (const kind of ["amount_differs", "state_differs", "statement_only"]) {
+    if (!report.includes(kind)) fail(`the statement report lacks ${kind}: ${report}`);
+  }
+  await shot("console-statement");
+  // Phone width: nothing wider than the screen, even after a search that finds nothing.
+  await send("Emulation.setDeviceMetricsOverride", { width: 390, height: 844, deviceScaleFactor: 2, mobile: true });
+  for (const path of ["/channels", "/dead-letters?q=no+such+error+text+anywhere+in+any+dead+letter+at+all", "/orders?q=an-order-id-that-does-not-exist-anywhere-at-all-really"]) {
+    await go(path);
+    const width = await evaluate("document.documentElement.scrollWidth");
+    if (width > 391) fail(`${path} is ${width} px wide at 390`);
+  }
+  await shot("console-channels-phone");
+  console.log("console-check: pages ok");
+  process.exit(0);
+}
 
 // The orders page flags the dead-lettered order.
 at = await go("/orders?attention=1");
@@ -115,6 +144,9 @@ const letter = await text();
 if (!letter.includes("jifen.cmd.channel")) fail(`the dead letter page shows no subject: ${letter}`);
 await shot("console-dead-letter");
 at = await submit(`form[action$='/redrive']`, { note: "the channel is back (console check)" });
+// A destructive action asks first, saying what will happen.
+if (!(await text()).includes("sent again to its consumer")) fail(`the redrive did not ask for a confirmation at ${at}`);
+at = await submit("form.confirm");
 if (!(await text()).includes("sent again")) fail(`the redrive was not confirmed at ${at}`);
 
 // Watch it complete.
@@ -130,6 +162,8 @@ await shot("console-order-completed");
 // Compensate another, with a note.
 await go(`/orders/${encodeURIComponent(otherOrder)}`);
 await submit(`form[action$='/compensate']`, { note: "customer cancelled at the desk (console check)" });
+if (!(await text()).includes("This cannot be undone")) fail("the compensation did not ask for a confirmation");
+await submit("form.confirm");
 let cancelled = false;
 for (let i = 0; i < 60 && !cancelled; i++) {
   await go(`/orders/${encodeURIComponent(otherOrder)}`);

@@ -60,12 +60,14 @@ submit() { # order id, channel
     "http://$mall/jifen.v1.MallService/SubmitOrder" > /dev/null
 }
 faults="$data/faults"
+export JIFEN_ADMIN_TOKEN=$token JIFEN_MALL_ENDPOINT=http://$mall
+# The browser redrives alpha's first dead letter by hand: the mall must not do it first.
+"$jifen" admin channels auto-redrive alpha off --note "console check: this one is redriven by hand"
 # alpha's deduct meets its channel down until its three deliveries run out.
 touch "$faults/alpha.paused"; wait_log "connector of alpha is paused"
 submit check-redrive alpha
 touch "$faults/alpha.down"; wait_log "channel alpha is down"
 rm "$faults/alpha.paused"
-export JIFEN_ADMIN_TOKEN=$token JIFEN_MALL_ENDPOINT=http://$mall
 for _ in $(seq 150); do
   "$jifen" admin dead-letters list --order check-redrive --json | grep -q '"id"' && break; sleep 0.2
 done
@@ -85,4 +87,69 @@ node --experimental-websocket --no-warnings deploy/local/console-check.mjs \
   $devtools $console $token check-redrive check-compensate "$shots"
 rm "$faults/beta.paused"
 "$jifen" admin orders show check-compensate
+
+check() { # what, command…: the command must succeed
+  local what=$1; shift
+  "$@" || { echo "console-check: $what failed" >&2; tail -50 "$data/dev.log" >&2; exit 1; }
+}
+eventually() { # what, command…: the command succeeds within 60 s
+  local what=$1; shift
+  for _ in $(seq 300); do "$@" > /dev/null 2>&1 && return 0; sleep 0.2; done
+  echo "console-check: $what never happened" >&2; tail -50 "$data/dev.log" >&2; exit 1
+}
+channel_field() { # channel, field: the field's value in `jifen admin channels list --json`
+  "$jifen" admin channels list --json | python3 -c \
+    'import json, sys; print({c["channel_id"]: c for c in json.load(sys.stdin)}[sys.argv[1]][sys.argv[2]])' "$1" "$2"
+}
+health_is() { # channel, health
+  [ "$(channel_field "$1" health)" = "$2" ]
+}
+answering() { # channel
+  [ "$(channel_field "$1" answering_since_unix_ms)" != 0 ]
+}
+
+# A partner outage from start to recovery, with nobody acting: health goes down, the dead
+# letter waits, health comes back, the mall redrives it after 10 s of answers.
+check "automatic redrive on" "$jifen" admin channels auto-redrive alpha on --note "console check: back to the default"
+touch "$faults/alpha.paused"; wait_log "connector of alpha is paused"
+submit check-auto alpha
+touch "$faults/alpha.down"
+rm "$faults/alpha.paused"
+eventually "alpha down" health_is alpha down
+eventually "a dead letter of check-auto" sh -c "'$jifen' admin dead-letters list --order check-auto --json | grep -q '\"id\"'"
+"$jifen" admin channels list || true
+rm "$faults/alpha.down"
+eventually "alpha answering again" answering alpha
+eventually "check-auto completed by the automatic redrive" sh -c "'$jifen' admin orders show check-auto --json | grep -q auto-redrive"
+"$jifen" admin orders show check-auto
+
+# A pause refuses new orders with its note, and ends.
+check "pause" "$jifen" admin channels pause alpha --for 10m --note "console check maintenance MNT-1"
+if out=$(submit check-paused alpha 2>&1); then
+  echo "console-check: an order for a paused channel was taken" >&2; exit 1
+fi
+check "resume" "$jifen" admin channels resume alpha --note "console check: maintenance over"
+eventually "an order after the pause" submit check-resumed alpha
+
+# A statement with one planted difference of each kind is reported exactly (exit status 1).
+day=$(date -u +%F)
+cat > "$data/alpha-statement.csv" <<CSV
+order_id,user_id,points,state
+check-resumed,alice,300,DEDUCTED
+check-auto,alice,301,DEDUCTED
+check-redrive,alice,300,DEDUCTED
+check-redrive,alice,300,REFUNDED
+not-jifens,alice,5,DEDUCTED
+CSV
+set +e
+"$jifen" admin reconcile-statement --channel alpha --date "$day" "$data/alpha-statement.csv" > "$data/statement.txt"
+status=$?
+set -e
+cat "$data/statement.txt"
+[ "$status" = 1 ] || { echo "console-check: reconcile-statement exited $status, not 1" >&2; exit 1; }
+for kind in amount_differs state_differs statement_only; do
+  grep -q "^$kind" "$data/statement.txt" || { echo "console-check: no $kind in the report" >&2; exit 1; }
+done
+node --experimental-websocket --no-warnings deploy/local/console-check.mjs \
+  $devtools $console $token --pages - "$shots"
 echo "console-check: screenshots in $shots"

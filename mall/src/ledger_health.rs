@@ -135,6 +135,16 @@ fn misfit(subject: &str, report: &LedgerHealthReport) -> Option<&'static str> {
     if report.last_error.chars().count() > MAX_ERROR_CHARS {
         return Some("last error too long");
     }
+    if report.retrying.len() > jifen_mesh::connector::health::MAX_RETRYING
+        || report.retrying.iter().any(|r| {
+            r.order_id.len() > 200
+                || r.user_id.len() > 200
+                || r.step.len() > 16
+                || r.last_error.chars().count() > MAX_ERROR_CHARS
+        })
+    {
+        return Some("retrying commands do not fit");
+    }
     None
 }
 
@@ -179,6 +189,25 @@ impl HealthBoard {
             .collect();
         all.sort_by(|a, b| a.consumer.cmp(&b.consumer));
         all
+    }
+
+    /// What `consumer`'s connectors say of a command of `order_id` and `user_id` that waits
+    /// for its next delivery: its attempt, last error and next try.
+    pub fn retrying(
+        &self,
+        consumer: &str,
+        order_id: &str,
+        user_id: &str,
+    ) -> Option<jifen_proto::v1::RetryingCommand> {
+        let groups = self.groups();
+        groups
+            .get(consumer)?
+            .replicas
+            .values()
+            .flat_map(|(_, report)| &report.retrying)
+            .filter(|r| r.order_id == order_id && r.user_id == user_id)
+            .max_by_key(|r| r.attempt)
+            .cloned()
     }
 
     /// One consumer group, judged now (`Unknown` when it never reported).
@@ -380,6 +409,7 @@ mod tests {
                 String::new()
             },
             failures_in_a_row: in_a_row,
+            retrying: Vec::new(),
         }
         .encode_to_vec()
     }

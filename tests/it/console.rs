@@ -109,7 +109,7 @@ async fn nothing_is_shown_without_logging_in_with_the_token() {
         .await
         .unwrap();
     assert_eq!(page.status(), StatusCode::SEE_OTHER);
-    assert_eq!(page.headers()[LOCATION], "/login");
+    assert_eq!(page.headers()[LOCATION], "/login?next=%2Forders");
     // A client that is no browser gets 401.
     let api = browser
         .http
@@ -493,4 +493,111 @@ async fn the_console_opens_on_what_needs_attention_when_anything_does() {
         || async { (opens_on(&browser).await == "/orders?attention=1").then_some(()) },
     )
     .await;
+}
+
+#[tokio::test]
+async fn the_page_asked_for_is_kept_through_the_login_and_only_pages_of_the_console() {
+    let mut mesh = TestMesh::start(&["alpha"], &["u1"]).await;
+    mesh.submit("k-1", &[("alpha", "u1", 10)]).await.unwrap();
+    let mut browser = Browser::new(&mut mesh);
+    let response = browser
+        .request(reqwest::Method::GET, "/orders/k-1?x=1")
+        .send()
+        .await
+        .unwrap();
+    let to = response.headers().get(LOCATION).unwrap().to_str().unwrap();
+    assert_eq!(to, "/login?next=%2Forders%2Fk-1%3Fx%3D1");
+    let (_, login) = browser.get(to).await;
+    assert!(
+        login.contains("name=\"next\" value=\"/orders/k-1?x=1\""),
+        "{login}"
+    );
+    let login_with = |next: &str| {
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("token", ADMIN_TOKEN)
+            .append_pair("next", next)
+            .finish()
+    };
+    for (next, expected) in [
+        ("/orders/k-1?x=1", "/orders/k-1?x=1"),
+        ("https://evil.example/", "/"),
+        ("//evil.example/", "/"),
+    ] {
+        let response = browser
+            .http
+            .post(format!("{}/login", browser.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(login_with(next))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            response.headers().get(LOCATION).unwrap().to_str().unwrap(),
+            expected
+        );
+    }
+    // A forged form is refused with a page that leads back.
+    browser.login(ADMIN_TOKEN).await;
+    let (status, page) = browser
+        .post("/orders/k-1/retry", &[("csrf", "guess"), ("note", "x")])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(page.contains("Back to the console"), "{page}");
+}
+
+#[tokio::test]
+async fn dead_letters_are_counted_filtered_paged_and_all_matching_redriven() {
+    let mut mesh = TestMesh::start(&["alpha", "beta"], &["u1"]).await;
+    let (first, _) = dead_letter_alpha(&mut mesh).await;
+    mesh.stop_connector("alpha").await;
+    mesh.channel("alpha").restart().await;
+    mesh.submit("o-2", &[("alpha", "u1", 10)]).await.unwrap();
+    mesh.channel("alpha").stop().await;
+    mesh.start_connector("alpha").await;
+    let admin = crate::admin::admin(&mut mesh).await;
+    crate::admin::one_dead_letter(&admin, "o-2").await;
+    let mut browser = Browser::new(&mut mesh);
+    browser.login(ADMIN_TOKEN).await;
+
+    let (_, page) = browser.get("/dead-letters?consumer=channel-alpha").await;
+    assert!(
+        page.contains("of <strong>2</strong> open dead letter(s)"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Redrive all 2 matching this filter"),
+        "{page}"
+    );
+    let (_, page) = browser.get("/dead-letters?q=o-1").await;
+    assert!(page.contains("of <strong>1</strong>"), "{page}");
+    let (_, page) = browser.get("/dead-letters?q=no+such+text%25").await;
+    assert!(page.contains("No open dead letter matches."), "{page}");
+    let (_, page) = browser
+        .get("/dead-letters?consumer=channel-alpha&from=2000-01-01T00:00&to=2000-01-02T00:00")
+        .await;
+    assert!(page.contains("No open dead letter matches."), "{page}");
+
+    // All matching, after a confirmation that says how many.
+    mesh.channel("alpha").restart().await;
+    let csrf = browser.csrf().await;
+    let all = [
+        ("csrf", csrf.as_str()),
+        ("all_matching", "1"),
+        ("consumer", "channel-alpha"),
+        ("note", "alpha is back, all of them"),
+    ];
+    let (status, asked) = browser.post("/dead-letters/redrive", &all).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        asked.contains("2 dead letter(s) are sent again") && asked.contains(&first.id),
+        "{asked}"
+    );
+    let mut confirmed = all.to_vec();
+    confirmed.push(("confirmed", "yes"));
+    let (status, done) = browser.post("/dead-letters/redrive", &confirmed).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(done.contains("2 dead letter(s) sent again."), "{done}");
+    assert_eq!(mesh.settled("o-1").await.state(), OrderState::Completed);
+    assert_eq!(mesh.settled("o-2").await.state(), OrderState::Completed);
 }

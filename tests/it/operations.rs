@@ -415,3 +415,29 @@ async fn a_drift_between_the_books_and_a_ledger_is_flagged_without_asking() {
         "{flagged:?}"
     );
 }
+
+#[tokio::test]
+async fn a_waiting_line_shows_its_attempt_last_error_and_next_try() {
+    let mut mesh = TestMesh::start(&["alpha", "beta"], &["u1"]).await;
+    mesh.stop_connector("alpha").await;
+    mesh.submit("r-1", &[("alpha", "u1", 100)]).await.unwrap();
+    mesh.channel("alpha").stop().await;
+    mesh.start_connector("alpha").await;
+    let mut browser = Browser::new(&mut mesh);
+    browser.login(ADMIN_TOKEN).await;
+    let page = eventually(
+        "the line's retry on its page",
+        Duration::from_secs(30),
+        || {
+            let browser = &browser;
+            async move {
+                let (_, page) = browser.get("/orders/r-1").await;
+                (page.contains("attempt ") && page.contains("last error:")).then_some(page)
+            }
+        },
+    )
+    .await;
+    assert!(page.contains(" of 50, next "), "{page}");
+    mesh.channel("alpha").restart().await;
+    assert_eq!(mesh.settled("r-1").await.state(), OrderState::Completed);
+}

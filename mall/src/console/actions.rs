@@ -9,8 +9,8 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::response::Response;
 use jifen_proto::v1::admin_service_server::AdminService;
 use jifen_proto::v1::{
-    CompensateOrderRequest, DiscardDeadLetterRequest, RecordDeductOutcomeRequest,
-    RecordManualRefundRequest, RedriveDeadLetterRequest, RetryOrderRequest,
+    CompensateOrderRequest, RecordDeductOutcomeRequest, RecordManualRefundRequest,
+    RetryOrderRequest,
 };
 use maud::html;
 use tonic::Status;
@@ -18,7 +18,7 @@ use tonic::Status;
 use super::Console;
 use super::confirm::confirmed;
 use super::session::{Session, redirect};
-use super::views::{Flash, enc, forbidden, page};
+use super::views::{Flash, enc, forbidden};
 use crate::admin::Refusal;
 
 /// A submitted form: every value of every field, in order.
@@ -41,7 +41,7 @@ impl Form {
             .unwrap_or_default()
     }
 
-    fn all(&self, key: &str) -> Vec<String> {
+    pub(super) fn all(&self, key: &str) -> Vec<String> {
         self.0
             .iter()
             .filter(|(k, _)| k == key)
@@ -90,14 +90,18 @@ pub async fn login(
             } else {
                 "Wrong token."
             };
-            return super::views::login(Some(why));
+            return super::views::login(Some(why), form.get("next"));
         }
     };
-    match console.open_session(&operator).await {
+    let next = super::views::safe_next(form.get("next")).unwrap_or("/");
+    match console.open_session(&operator, next).await {
         Ok(response) => response,
         Err(error) => {
             tracing::error!(%error, "console: cannot open a session");
-            super::views::login(Some("The session could not be stored; try again."))
+            super::views::login(
+                Some("The session could not be stored; try again."),
+                form.get("next"),
+            )
         }
     }
 }
@@ -273,165 +277,6 @@ pub async fn manual_refund(
     )
 }
 
-pub async fn redrive(
-    State(console): State<Console>,
-    session: Session,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let form = match admitted(&console, &session, &body, "RedriveDeadLetter", &id).await {
-        Ok(form) => form,
-        Err(refused) => return refused,
-    };
-    let page_of = letter_page(&id);
-    if let Some(ask) = confirmed(
-        &session,
-        form.fields(),
-        &format!("{page_of}/redrive"),
-        "Redrive",
-        html! { p { "Dead letter " code { (id) } " is sent again to its consumer under a new message id. If its ledger still fails, it comes back as a new dead letter." } },
-        &page_of,
-    ) {
-        return ask;
-    }
-    let result = AdminService::redrive_dead_letter(
-        &console.admin,
-        session.request(RedriveDeadLetterRequest {
-            id: id.clone(),
-            note: form.get("note").to_owned(),
-        }),
-    )
-    .await;
-    match result {
-        // The letter is closed: its page is gone, its order shows what follows.
-        Ok(answer) => {
-            let order_id = answer
-                .into_inner()
-                .dead_letter
-                .map(|dl| dl.order_id)
-                .unwrap_or_default();
-            redirect(&format!(
-                "{}?{}",
-                order_page(&order_id),
-                Flash::query(&session, true, &format!("Dead letter {id} sent again."))
-            ))
-        }
-        Err(status) => back(&session, &letter_page(&id), Err::<(), _>(status), ""),
-    }
-}
-
-pub async fn discard(
-    State(console): State<Console>,
-    session: Session,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let form = match admitted(&console, &session, &body, "DiscardDeadLetter", &id).await {
-        Ok(form) => form,
-        Err(refused) => return refused,
-    };
-    let page_of = letter_page(&id);
-    if let Some(ask) = confirmed(
-        &session,
-        form.fields(),
-        &format!("{page_of}/discard"),
-        "Discard",
-        html! { p { "Dead letter " code { (id) } " is closed without being sent again: what it asked for never happens unless someone does it by hand. Its order stays as it is." } },
-        &page_of,
-    ) {
-        return ask;
-    }
-    if form.get("note").trim().is_empty() {
-        let why = Status::invalid_argument("say why it needs no redrive (the note)");
-        return back(&session, &letter_page(&id), Err::<(), _>(why), "");
-    }
-    let result = AdminService::discard_dead_letter(
-        &console.admin,
-        session.request(DiscardDeadLetterRequest {
-            id: id.clone(),
-            note: form.get("note").to_owned(),
-        }),
-    )
-    .await;
-    match result {
-        Ok(_) => redirect(&format!(
-            "/dead-letters?{}",
-            Flash::query(&session, true, &format!("Dead letter {id} discarded."))
-        )),
-        Err(status) => back(&session, &letter_page(&id), Err::<(), _>(status), ""),
-    }
-}
-
-/// Redrives every picked dead letter and shows a result per item (never "all done" when some
-/// failed).
-pub async fn redrive_many(
-    State(console): State<Console>,
-    session: Session,
-    body: Bytes,
-) -> Response {
-    let form = match admitted(&console, &session, &body, "RedriveDeadLetter", "(many)").await {
-        Ok(form) => form,
-        Err(refused) => return refused,
-    };
-    let ids = form.all("id");
-    if let Some(ask) = confirmed(
-        &session,
-        form.fields(),
-        "/dead-letters/redrive",
-        "Redrive",
-        html! {
-            p { (ids.len()) " dead letter(s) are sent again, each under a new message id:" }
-            ul { @for id in ids.iter().take(50) { li { code { (id) } } } }
-            @if ids.len() > 50 { p.muted { "… and " (ids.len() - 50) " more." } }
-        },
-        "/dead-letters",
-    ) {
-        return ask;
-    }
-    let note = form.get("note").to_owned();
-    let mut results = Vec::with_capacity(ids.len());
-    for id in ids {
-        let result = AdminService::redrive_dead_letter(
-            &console.admin,
-            session.request(RedriveDeadLetterRequest {
-                id: id.clone(),
-                note: note.clone(),
-            }),
-        )
-        .await;
-        results.push((id, result.map(drop).map_err(|s| s.message().to_owned())));
-    }
-    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
-    let flash = Flash {
-        ok: (failed == 0 && !results.is_empty())
-            .then(|| format!("{} dead letter(s) sent again.", results.len())),
-        error: if results.is_empty() {
-            Some("Nothing was picked.".to_owned())
-        } else {
-            (failed > 0).then(|| format!("{failed} of {} could not be sent again.", results.len()))
-        },
-    };
-    let content = html! {
-        h1 { "Redrive" }
-        div.wrap { table {
-            thead { tr { th { "Dead letter" } th { "Result" } } }
-            tbody { @for (id, result) in &results { tr {
-                td { code { (id) } }
-                td { @match result {
-                    Ok(()) => span.badge.s-COMPLETED { "sent again" },
-                    Err(why) => { span.badge.s-CANCELLED { "failed" } " " (why) " " a href=(letter_page(id)) { "open" } },
-                } }
-            } } }
-        } }
-        p { a href="/dead-letters" { "← Dead letters" } }
-    };
-    page("Redrive", &session, &flash, content)
-}
-
-fn order_page(order_id: &str) -> String {
+pub(super) fn order_page(order_id: &str) -> String {
     format!("/orders/{}", enc(order_id))
-}
-
-fn letter_page(id: &str) -> String {
-    format!("/dead-letters/{}", enc(id))
 }

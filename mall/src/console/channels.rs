@@ -132,23 +132,6 @@ fn channel_section(session: &Session, c: &ChannelHealth, now: i64) -> Markup {
     }
 }
 
-/// A `datetime-local` value, read as UTC; 0 for an empty one.
-fn utc_field(raw: &str) -> Result<i64, String> {
-    if raw.trim().is_empty() {
-        return Ok(0);
-    }
-    let parse = |pattern: &str| {
-        let format = time::format_description::parse_borrowed::<2>(pattern).ok()?;
-        time::PrimitiveDateTime::parse(raw.trim(), &format).ok()
-    };
-    let at = parse("[year]-[month]-[day]T[hour]:[minute]")
-        .or_else(|| parse("[year]-[month]-[day]T[hour]:[minute]:[second]"))
-        .ok_or(())
-        .map_err(|_| format!("{raw:?} is not a date and time (YYYY-MM-DDTHH:MM)"))?;
-    i64::try_from(at.assume_utc().unix_timestamp_nanos() / 1_000_000)
-        .map_err(|_| format!("{raw:?} is out of range"))
-}
-
 pub async fn pause(
     State(console): State<Console>,
     session: Session,
@@ -160,7 +143,10 @@ pub async fn pause(
         Err(refused) => return refused,
     };
     let back_to = channel_page(&channel_id);
-    let (starts, ends) = match (utc_field(form.get("starts")), utc_field(form.get("ends"))) {
+    let (starts, ends) = match (
+        super::views::utc_input(form.get("starts")),
+        super::views::utc_input(form.get("ends")),
+    ) {
         (Ok(starts), Ok(ends)) => (starts, ends),
         (Err(why), _) | (_, Err(why)) => {
             return back(
@@ -276,17 +262,4 @@ pub async fn auto_redrive(
         result,
         &format!("Automatic redrive of {channel_id} switched {done}."),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_window_is_read_as_utc() {
-        assert_eq!(utc_field(""), Ok(0));
-        assert_eq!(utc_field("1970-01-01T00:01"), Ok(60_000));
-        assert_eq!(utc_field("1970-01-01T00:01:30"), Ok(90_000));
-        assert!(utc_field("tomorrow").is_err());
-    }
 }

@@ -9,6 +9,9 @@ mod audit;
 mod channels;
 mod chart;
 mod confirm;
+mod dead_letters;
+mod letter_actions;
+mod order_page;
 mod pages;
 pub mod session;
 mod statements;
@@ -67,17 +70,17 @@ impl Console {
             .route("/login", get(login_page).post(actions::login))
             .route("/logout", post(actions::logout))
             .route("/orders", get(pages::orders))
-            .route("/orders/{id}", get(pages::order))
+            .route("/orders/{id}", get(order_page::order))
             .route("/orders/{id}/compensate", post(actions::compensate))
             .route("/orders/{id}/retry", post(actions::retry))
             .route("/orders/{id}/clear-flag", post(actions::clear_flag))
             .route("/orders/{id}/record-outcome", post(actions::record_outcome))
             .route("/orders/{id}/manual-refund", post(actions::manual_refund))
-            .route("/dead-letters", get(pages::dead_letters_page))
-            .route("/dead-letters/redrive", post(actions::redrive_many))
+            .route("/dead-letters", get(dead_letters::dead_letters_page))
+            .route("/dead-letters/redrive", post(letter_actions::redrive_many))
             .route("/dead-letters/{id}", get(pages::dead_letter))
-            .route("/dead-letters/{id}/redrive", post(actions::redrive))
-            .route("/dead-letters/{id}/discard", post(actions::discard))
+            .route("/dead-letters/{id}/redrive", post(letter_actions::redrive))
+            .route("/dead-letters/{id}/discard", post(letter_actions::discard))
             .route("/stuck", get(pages::stuck))
             .route("/reconcile", get(pages::reconcile))
             .route("/channels", get(channels::channels))
@@ -132,8 +135,11 @@ async fn style() -> Response {
     ([(CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
 }
 
-async fn login_page() -> Response {
-    views::login(None)
+async fn login_page(params: pages::Params) -> Response {
+    views::login(
+        None,
+        params.get("next").map(String::as_str).unwrap_or_default(),
+    )
 }
 
 /// Serves the console on `listener` until `shutdown`.

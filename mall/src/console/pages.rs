@@ -15,7 +15,6 @@ use super::session::{Session, redirect};
 use super::views::{self, Flash, attention, badge, csrf, enc, page, time};
 use crate::order::{Order, OrderState};
 use crate::store::Selection;
-use crate::store::dead_letters::{self, DeadLetter};
 
 /// The query string of a page, as a map (a repeated key keeps its last value).
 pub type Params = Query<HashMap<String, String>>;
@@ -63,15 +62,46 @@ pub async fn orders(State(console): State<Console>, session: Session, params: Pa
         .parse::<i64>()
         .map_or(PAGE, |n| n.clamp(1, 200));
     let selection = state.map_or(Selection::All, Selection::In);
-    let listed = console
-        .store
-        .list_flagged(selection, flagged, None, after, limit)
-        .await;
+    let before = match crate::grpc::parse_page_token(param(&params, "before")) {
+        Ok(before) => before,
+        Err(error) => return console.error_page(&session, &error.to_string()),
+    };
+    let listed = match before {
+        Some(before) => {
+            console
+                .store
+                .list_newer(selection, flagged, before, limit)
+                .await
+        }
+        None => {
+            console
+                .store
+                .list_flagged(selection, flagged, None, after, limit)
+                .await
+        }
+    };
     let (orders, counts) = match (listed, console.store.counts().await) {
         (Ok(orders), Ok(counts)) => (orders, counts),
         (Err(error), _) | (_, Err(error)) => return console.storage_error(&session, &error),
     };
-    let next = crate::grpc::page_token(&orders, limit);
+    let position = |o: &Order| (o.created_at_ms, o.order_id.clone());
+    let (total, newer) = match (
+        console.store.count_selected(selection, flagged, None).await,
+        match orders.first() {
+            Some(first) => {
+                console
+                    .store
+                    .count_selected(selection, flagged, Some(position(first)))
+                    .await
+            }
+            None => Ok(0),
+        },
+    ) {
+        (Ok(total), Ok(newer)) => (total, newer),
+        (Err(error), _) | (_, Err(error)) => return console.storage_error(&session, &error),
+    };
+    let shown_to = newer + orders.len() as i64;
+    let token = |o: &Order| enc(&format!("{}:{}", o.created_at_ms, o.order_id));
     let filter = |s: &str, a: bool| {
         let mut query = Vec::new();
         if !s.is_empty() {
@@ -96,224 +126,54 @@ pub async fn orders(State(console): State<Console>, session: Session, params: Pa
             input type="text" name="q" placeholder="order id" aria-label="Find an order by id";
             button type="submit" { "Find" }
         }
+        p.muted {
+            @if total == 0 { "No orders match." }
+            @else { "Showing " (newer + 1) "–" (shown_to) " of " strong { (total) } " (newest first)." }
+        }
         (order_table(&orders))
-        @if !next.is_empty() {
-            p { a href={ (filter(current, flagged)) "&limit=" (limit) "&after=" (enc(&next)) } { "Older orders →" } }
+        p.pager {
+            @if let (true, Some(first)) = (newer > 0, orders.first()) {
+                a href={ (filter(current, flagged)) "&limit=" (limit) "&before=" (token(first)) } { "← Newer orders" } " "
+            }
+            @if let (true, Some(last)) = (shown_to < total, orders.last()) {
+                a href={ (filter(current, flagged)) "&limit=" (limit) "&after=" (token(last)) } { "Older orders →" }
+            }
         }
     };
     page("Orders", &session, &flash, content)
 }
 
 pub fn order_table(orders: &[Order]) -> Markup {
+    use crate::order::StepState;
+    let now = jifen_mesh::time::now_unix_ms();
+    // What an unsettled order waits for: its lines' open steps.
+    let waiting = |order: &Order| -> Vec<String> {
+        order
+            .lines
+            .iter()
+            .filter_map(|l| match l.state {
+                StepState::Pending => Some(format!("{} deduct", l.channel_id)),
+                StepState::Refunding => Some(format!("{} refund", l.channel_id)),
+                StepState::ManualRefund => Some(format!("{} manual refund", l.channel_id)),
+                _ => None,
+            })
+            .collect()
+    };
     html! {
         @if orders.is_empty() { p.muted { "No orders." } } @else {
             div.wrap { table {
-                thead { tr { th { "Order" } th { "State" } th { "Lines" } th { "Created" } th { "Reason" } } }
+                thead { tr { th { "Order" } th { "State" } th { "Lines" } th { "Created (UTC)" } th { "Waiting for" } th { "Reason" } } }
                 tbody { @for order in orders { tr {
                     td { a href={ "/orders/" (enc(&order.order_id)) } { code { (order.order_id) } } }
                     td { (badge(order.state.as_str())) " " @if order.needs_attention { (attention()) } }
                     td { @for line in &order.lines { (line.channel_id) " " (line.points) " " } }
-                    td { (time(order.created_at_ms)) }
+                    td { (time(order.created_at_ms)) br; span.muted { (jifen_mesh::time::relative(order.created_at_ms, now)) } }
+                    td { @if !order.state.is_terminal() { (waiting(order).join(", ")) } }
                     td { (order.reason) }
                 } } }
             } }
         }
     }
-}
-
-pub async fn order(
-    State(console): State<Console>,
-    session: Session,
-    Path(order_id): Path<String>,
-    params: Params,
-) -> Response {
-    let flash = flash(&session, &params);
-    let found = console.store.find(&order_id).await;
-    let letters = dead_letters::list_open(console.store.database(), &order_id, "", None, 100).await;
-    let exchanges = console.store.exchanges(&order_id).await;
-    let (order, letters, exchanges) = match (found, letters, exchanges) {
-        (Ok(Some(order)), Ok(letters), Ok(exchanges)) => (order, letters, exchanges),
-        (Ok(None), _, _) => return console.error_page(&session, &format!("no order {order_id}")),
-        (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
-            return console.storage_error(&session, &error);
-        }
-    };
-    let id = enc(&order.order_id);
-    let open = !order.state.is_terminal();
-    let content = html! {
-        h1 { "Order " code { (order.order_id) } }
-        dl.facts {
-            dt { "State" } dd { (badge(order.state.as_str())) " " @if order.needs_attention { (attention()) } }
-            dt { "Customer" } dd { (order.customer_id) }
-            @if open {
-                dt { "Reason" } dd { @if order.reason.is_empty() { span.muted { "—" } } @else { (order.reason) } }
-            } @else if !order.reason.is_empty() {
-                // A settled order's reason is history: what it went through, not what is wrong.
-                dt { "Earlier" } dd { (order.reason) span.muted { " — since settled" } }
-            }
-            dt { "Created" } dd { (time(order.created_at_ms)) }
-            dt { "Updated" } dd { (time(order.updated_at_ms)) }
-            dt { "Trace id" } dd { @if order.trace_id.is_empty() { span.muted { "not traced" } } @else { code { (order.trace_id) } } }
-        }
-        h2 { "Lines" }
-        div.wrap { table {
-            thead { tr { th { "Channel" } th { "User" } th.num { "Points" } th { "State" } th { "Channel's reference" } } }
-            tbody { @for line in &order.lines { tr {
-                td { (line.channel_id) } td { (line.user_id) } td.num { (line.points) }
-                td { (badge(line.state.as_str())) }
-                td { @for (name, value) in &line.captured { span.muted { (name) "=" } code { (value) } " " } }
-            } } }
-        } }
-        @for line in order.lines.iter().filter(|l| l.state == crate::order::StepState::ManualRefund) {
-            form.action method="post" action={ "/orders/" (id) "/manual-refund" } {
-                (csrf(&session))
-                input type="hidden" name="channel" value=(line.channel_id);
-                input type="hidden" name="user" value=(line.user_id);
-                span { "Refunded " (line.points) " points to " (line.user_id) " at " (line.channel_id) " by hand?" }
-                input.note type="text" name="note" required placeholder="note: the channel's reference, who did it";
-                button type="submit" { "Record manual refund" }
-            }
-        }
-        @for letter in letters.iter().filter(|l| l.kind == jifen_mesh::bus::subjects::OUTCOME_UNKNOWN) {
-            @if let Some((channel, user)) = unknown_line(&order, letter) {
-                form.action method="post" action={ "/orders/" (id) "/record-outcome" } {
-                    (csrf(&session))
-                    input type="hidden" name="channel" value=(channel);
-                    input type="hidden" name="user" value=(user);
-                    span { "Outcome unknown at " (channel) " for " (user) ": what does the channel show?" }
-                    select name="deducted" aria-label="Outcome" {
-                        option value="true" { "deducted" }
-                        option value="false" { "not deducted" }
-                    }
-                    input.note type="text" name="note" required placeholder="note: what you saw at the channel";
-                    button type="submit" { "Record outcome" }
-                }
-            }
-        }
-        h2 { "Quota" }
-        div.wrap { table {
-            thead { tr { th { "Channel" } th.num { "Points" } th { "State" } } }
-            tbody { @for quota in &order.quotas { tr {
-                td { (quota.channel_id) } td.num { (quota.points) } td { (badge(quota.state.as_str())) }
-            } } }
-        } }
-        @if order.needs_attention {
-            form.action method="post" action={ "/orders/" (id) "/clear-flag" } {
-                (csrf(&session))
-                input.note type="text" name="note" required placeholder="note (why it needs nobody now)";
-                button.quiet type="submit" { "Clear flag" }
-            }
-        }
-        @if open {
-            h2 { "Actions" }
-            form.action method="post" action={ "/orders/" (id) "/retry" } {
-                (csrf(&session))
-                input.note type="text" name="note" placeholder="note (why)";
-                button.quiet type="submit" { "Retry open commands" }
-            }
-            form.action method="post" action={ "/orders/" (id) "/compensate" } {
-                (csrf(&session))
-                input.note type="text" name="note" required placeholder="note (why give up on it)";
-                button.danger type="submit" { "Compensate" }
-            }
-        }
-        h2 { "Dead letters" }
-        (letter_table(&session, &letters, false))
-        @if !exchanges.is_empty() {
-            h2 { "Partner exchanges" }
-            p.muted { "What was sent to each partner's API and what it answered, secrets and signatures redacted: the evidence when a partner says it never got a request." }
-            div.wrap { table {
-                thead { tr { th { "Time" } th { "Channel" } th { "User" } th { "Call" } th.num { "Status" } th { "Request" } th { "Answer" } } }
-                tbody { @for exchange in &exchanges { tr {
-                    td { (time(exchange.at_ms)) } td { (exchange.channel_id) } td { (exchange.user_id) }
-                    td { (exchange.call) }
-                    td.num { @if exchange.status == 0 { span.muted { "no answer" } } @else { (exchange.status) } }
-                    td { pre { (exchange.request) } } td { pre { (exchange.answer) } }
-                } } }
-            } }
-        }
-        h2 { "History" }
-        ol.timeline { @for entry in &order.history { li {
-            span.when { (time(entry.at_ms)) } strong { (entry.kind) } " " (entry.detail)
-            @if !entry.actor.is_empty() { " " span.actor { "— by " (entry.actor) } }
-        } } }
-    };
-    page(
-        &format!("Order {}", order.order_id),
-        &session,
-        &flash,
-        content,
-    )
-}
-
-/// The line a dead-lettered deduct is for: its subject names the channel, its payload the user.
-fn unknown_line(order: &Order, letter: &DeadLetter) -> Option<(String, String)> {
-    use prost::Message;
-    let command = jifen_proto::v1::DeductPointsCommand::decode(letter.payload.as_slice()).ok()?;
-    order
-        .lines
-        .iter()
-        .find(|l| l.channel_id == command.channel_id && l.user_id == command.user_id)
-        .map(|l| (l.channel_id.clone(), l.user_id.clone()))
-}
-
-/// Dead letters, each with a checkbox (for redriving many) when `select` is set.
-fn letter_table(session: &Session, letters: &[DeadLetter], select: bool) -> Markup {
-    let rows = html! {
-        div.wrap { table {
-            thead { tr {
-                @if select { th { span.muted { "pick" } } }
-                th { "Id" } th { "Order" } th { "Consumer" } th { "Kind" } th { "Error" } th { "Dead at" }
-            } }
-            tbody { @for dl in letters { tr {
-                @if select { td { input type="checkbox" name="id" value=(dl.id) aria-label={ "pick " (dl.id) }; } }
-                td { a href={ "/dead-letters/" (enc(&dl.id)) } { code { (dl.id) } } }
-                td { a href={ "/orders/" (enc(&dl.order_id)) } { (dl.order_id) } }
-                td { (dl.consumer) }
-                td { @if !dl.kind.is_empty() { span.badge.attention { (dl.kind) } } }
-                td { (dl.last_error.chars().take(160).collect::<String>()) }
-                td { (time(dl.dead_at_ms)) }
-            } } }
-        } }
-    };
-    html! {
-        @if letters.is_empty() { p.muted { "None open." } }
-        @else if select {
-            form method="post" action="/dead-letters/redrive" {
-                (csrf(session))
-                (rows)
-                p {
-                    input.note type="text" name="note" required placeholder="note (why send them again)";
-                    " "
-                    button type="submit" { "Redrive the picked ones" }
-                }
-            }
-        } @else { (rows) }
-    }
-}
-
-pub async fn dead_letters_page(
-    State(console): State<Console>,
-    session: Session,
-    params: Params,
-) -> Response {
-    let flash = flash(&session, &params);
-    let (order, consumer) = (param(&params, "order"), param(&params, "consumer"));
-    let letters =
-        match dead_letters::list_open(console.store.database(), order, consumer, None, 200).await {
-            Ok(letters) => letters,
-            Err(error) => return console.storage_error(&session, &error),
-        };
-    let content = html! {
-        h1 { "Dead letters" }
-        form.filters method="get" action="/dead-letters" {
-            input type="text" name="consumer" value=(consumer) placeholder="consumer, e.g. channel-alpha" aria-label="Consumer";
-            input type="text" name="order" value=(order) placeholder="order id" aria-label="Order id";
-            button type="submit" { "Filter" }
-        }
-        (letter_table(&session, &letters, true))
-    };
-    page("Dead letters", &session, &flash, content)
 }
 
 pub async fn dead_letter(

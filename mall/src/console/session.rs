@@ -86,7 +86,18 @@ impl FromRequestParts<Console> for Session {
         };
         match found {
             Ok(Some(session)) => Ok(session),
-            Ok(None) if wants_html(&parts.headers) => Err(redirect("/login")),
+            // The page asked for is kept through the login (a GET's; a form is posted again by
+            // hand).
+            Ok(None) if wants_html(&parts.headers) => {
+                Err(redirect(&match parts.uri.path_and_query() {
+                    Some(asked)
+                        if parts.method == axum::http::Method::GET && asked.as_str() != "/" =>
+                    {
+                        format!("/login?next={}", super::views::enc(asked.as_str()))
+                    }
+                    _ => "/login".to_owned(),
+                }))
+            }
             Ok(None) => Err((StatusCode::UNAUTHORIZED, "log in first\n").into_response()),
             Err(error) => {
                 tracing::error!(%error, "console: cannot read sessions");
@@ -122,7 +133,12 @@ impl Console {
     }
 
     /// Opens a session of `operator` (and drops expired ones); the answer sets its cookie.
-    pub async fn open_session(&self, operator: &Operator) -> Result<Response, LoginError> {
+    /// Opens a session for `operator` and leads to `next` (a page of the console).
+    pub async fn open_session(
+        &self,
+        operator: &Operator,
+        next: &str,
+    ) -> Result<Response, LoginError> {
         let id = random_token()?;
         let csrf = random_token()?;
         let now = now_unix_ms();
@@ -142,7 +158,7 @@ impl Console {
         .bind(operator.role.as_str())
         .execute(pool)
         .await?;
-        let mut response = redirect("/orders");
+        let mut response = redirect(next);
         let cookie = format!(
             "{COOKIE_NAME}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
             SESSION_MS / 1000,

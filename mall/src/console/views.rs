@@ -88,10 +88,13 @@ pub fn problem(session: &Session, title: &str, message: &str, status: StatusCode
 
 /// 429: too many wrong tokens from this address.
 pub fn too_many(retry_after: std::time::Duration) -> Response {
-    let mut response = login(Some(&format!(
-        "Too many wrong tokens from this address: try again in {} s.",
-        retry_after.as_secs()
-    )));
+    let mut response = login(
+        Some(&format!(
+            "Too many wrong tokens from this address: try again in {} s.",
+            retry_after.as_secs()
+        )),
+        "",
+    );
     *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
     if let Ok(value) = axum::http::HeaderValue::from_str(&retry_after.as_secs().to_string()) {
         response
@@ -101,8 +104,19 @@ pub fn too_many(retry_after: std::time::Duration) -> Response {
     response
 }
 
-/// The login page, with an error when a token was refused.
-pub fn login(error: Option<&str>) -> Response {
+/// Where a login may lead: a page of this console (a path, never another site).
+pub fn safe_next(raw: &str) -> Option<&str> {
+    let fits = raw.starts_with('/')
+        && !raw.starts_with("//")
+        && !raw.starts_with("/\\")
+        && !raw.starts_with("/login")
+        && raw.len() <= 2_000
+        && raw.chars().all(|c| c.is_ascii_graphic());
+    fits.then_some(raw)
+}
+
+/// The login page, with an error when a token was refused; it leads to `next` after.
+pub fn login(error: Option<&str>, next: &str) -> Response {
     let status = if error.is_some() {
         StatusCode::UNAUTHORIZED
     } else {
@@ -123,6 +137,7 @@ pub fn login(error: Option<&str>) -> Response {
                     @if let Some(error) = error { div.flash.err { (error) } }
                     label for="token" { "Admin token" }
                     input #token type="password" name="token" autocomplete="current-password" autofocus;
+                    @if let Some(next) = safe_next(next) { input type="hidden" name="next" value=(next); }
                     button type="submit" { "Log in" }
                     p.muted { "The token the mall was started with (" code { "JIFEN_ADMIN_TOKEN" } "); " code { "jifen dev" } " prints it." }
                 }
@@ -225,7 +240,18 @@ pub fn forbidden() -> Response {
         Html(
             html! {
                 (DOCTYPE)
-                p { "Missing or wrong CSRF token: nothing was changed. Reload the page and try again." }
+                html lang="en" {
+                    head {
+                        meta charset="utf-8";
+                        meta name="viewport" content="width=device-width, initial-scale=1";
+                        title { "Refused · Jifen console" }
+                        link rel="stylesheet" href="/style.css";
+                    }
+                    body { main {
+                        div.flash.err { "Missing or wrong CSRF token (the page was old, or the form came from elsewhere): nothing was changed." }
+                        p { a href="/" { "← Back to the console" } " — then do it again from there." }
+                    } }
+                }
             }
             .into_string(),
         ),
@@ -240,4 +266,49 @@ pub fn json_block(raw: &str) -> Markup {
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
         .unwrap_or_else(|| raw.to_owned());
     html! { pre { code { (pretty) } } }
+}
+
+/// A `datetime-local` value, read as UTC; 0 for an empty one.
+pub fn utc_input(raw: &str) -> Result<i64, String> {
+    if raw.trim().is_empty() {
+        return Ok(0);
+    }
+    let parse = |pattern: &str| {
+        let format = time::format_description::parse_borrowed::<2>(pattern).ok()?;
+        time::PrimitiveDateTime::parse(raw.trim(), &format).ok()
+    };
+    let at = parse("[year]-[month]-[day]T[hour]:[minute]")
+        .or_else(|| parse("[year]-[month]-[day]T[hour]:[minute]:[second]"))
+        .ok_or(())
+        .map_err(|_| format!("{raw:?} is not a date and time (YYYY-MM-DDTHH:MM)"))?;
+    i64::try_from(at.assume_utc().unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| format!("{raw:?} is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_form_time_is_read_as_utc() {
+        assert_eq!(utc_input(""), Ok(0));
+        assert_eq!(utc_input("1970-01-01T00:01"), Ok(60_000));
+        assert_eq!(utc_input("1970-01-01T00:01:30"), Ok(90_000));
+        assert!(utc_input("tomorrow").is_err());
+    }
+
+    #[test]
+    fn a_login_leads_only_to_a_page_of_the_console() {
+        assert_eq!(safe_next("/orders/o-1?x=1"), Some("/orders/o-1?x=1"));
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil",
+            "/login",
+            "",
+            "/a b",
+        ] {
+            assert_eq!(safe_next(bad), None, "{bad}");
+        }
+    }
 }

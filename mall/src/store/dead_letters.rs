@@ -287,3 +287,89 @@ pub async fn per_minute_since(
     })
     .collect()
 }
+
+/// Which open dead letters an operator looks at: every field optional (empty or 0).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub order_id: String,
+    pub consumer: String,
+    /// Part of the last error, as typed.
+    pub text: String,
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+/// `text` for `LIKE … ESCAPE '\'`: the operator's `%`, `_` and `\` match themselves.
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+const FILTERED: &str = "state = 'OPEN' AND ($1 = '' OR order_id = $1) AND ($2 = '' OR consumer = $2) \
+     AND ($3 = '' OR last_error LIKE $4 ESCAPE '\\') AND dead_at_ms >= $5 AND dead_at_ms < $6";
+
+fn bind_filter<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    filter: &'q Filter,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(filter.order_id.as_str())
+        .bind(filter.consumer.as_str())
+        .bind(filter.text.as_str())
+        .bind(like_pattern(&filter.text))
+        .bind(filter.from_ms)
+        .bind(if filter.to_ms == 0 {
+            i64::MAX
+        } else {
+            filter.to_ms
+        })
+}
+
+/// The open dead letters `filter` picks, newest first, `limit` from `offset`.
+pub async fn search(
+    db: &Database,
+    filter: &Filter,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<DeadLetter>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM dead_letters WHERE {FILTERED} \
+         ORDER BY dead_at_ms DESC, id DESC LIMIT $7 OFFSET $8"
+    );
+    bind_filter(sqlx::query(&sql), filter)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
+}
+
+/// How many open dead letters `filter` picks.
+pub async fn count(db: &Database, filter: &Filter) -> Result<i64, sqlx::Error> {
+    let sql = format!("SELECT COUNT(*) AS n FROM dead_letters WHERE {FILTERED}");
+    bind_filter(sqlx::query(&sql), filter)
+        .fetch_one(db.pool())
+        .await?
+        .try_get("n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_pattern;
+
+    #[test]
+    fn an_operators_wildcards_match_themselves() {
+        assert_eq!(like_pattern("refused"), "%refused%");
+        assert_eq!(like_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
+    }
+}

@@ -12,6 +12,7 @@ pub mod books;
 pub mod controls;
 pub mod dead_letters;
 pub(crate) mod outbox;
+mod paging;
 pub(crate) mod reemit;
 pub mod statements;
 pub(crate) mod steps;
@@ -57,7 +58,7 @@ pub enum Selection {
 }
 
 impl Selection {
-    fn token(self) -> &'static str {
+    pub(crate) fn token(self) -> &'static str {
         match self {
             Self::All => "ALL",
             Self::In(state) => state.as_str(),

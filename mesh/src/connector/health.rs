@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use jifen_proto::v1::{CallMinute, LedgerHealthReport};
+use jifen_proto::v1::{CallMinute, LedgerHealthReport, RetryingCommand};
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
@@ -42,11 +42,15 @@ pub const MAX_ERROR_CHARS: usize = 300;
 pub const PROBE_KEY: &str = "jifen-health-probe";
 /// Quiet time after a failed call before a probe.
 const PROBE_AFTER_MS: i64 = 5_000;
+/// Retrying commands a report names at most (the soonest to be tried again).
+pub const MAX_RETRYING: usize = 500;
 
 /// A connector's calls, as counted for its reports.
 #[derive(Debug, Default)]
 pub struct CallBook {
     window: Mutex<Window>,
+    /// Commands waiting for their next delivery, by (order, user, step).
+    retrying: Mutex<std::collections::HashMap<(String, String, String), RetryingCommand>>,
 }
 
 #[derive(Debug, Default)]
@@ -133,9 +137,46 @@ impl CallBook {
         window.failures_in_a_row > 0 && now.saturating_sub(window.last_call_ms) >= PROBE_AFTER_MS
     }
 
+    fn retrying_book(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<(String, String, String), RetryingCommand>,
+    > {
+        self.retrying.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes how a delivery of `command` ended: waiting for another (with why and when), or
+    /// done with.
+    pub fn delivered(&self, command: &LedgerCommand, waiting: Option<RetryingCommand>) {
+        let key = (
+            command.order_id.clone(),
+            command.user_id.clone(),
+            command.step.as_str().to_owned(),
+        );
+        let mut book = self.retrying_book();
+        match waiting {
+            Some(next) => {
+                book.insert(key, next);
+            }
+            None => {
+                book.remove(&key);
+            }
+        }
+    }
+
     /// The report of the last hour.
     pub fn report(&self, consumer: &str, replica: &str) -> LedgerHealthReport {
         let now = now_unix_ms();
+        let mut retrying: Vec<RetryingCommand> = {
+            let mut book = self.retrying_book();
+            // A command not seen again long after its retry was due went elsewhere (another
+            // replica, a dead letter): forgotten.
+            book.retain(|_, r| r.next_at_unix_ms > now - 300_000);
+            book.values().cloned().collect()
+        };
+        retrying.sort_by_key(|r| r.next_at_unix_ms);
+        retrying.truncate(MAX_RETRYING);
         let mut window = self.window();
         window.expire(now);
         LedgerHealthReport {
@@ -147,6 +188,7 @@ impl CallBook {
             last_error_unix_ms: window.last_error_ms,
             last_error: window.last_error.clone(),
             failures_in_a_row: window.failures_in_a_row,
+            retrying,
         }
     }
 }
@@ -267,6 +309,76 @@ impl<E: LedgerEndpoint> LedgerEndpoint for Watched<E> {
         points: i64,
     ) -> Option<(String, Vec<u8>)> {
         self.inner.manual_refund_event(command, points)
+    }
+}
+
+/// A connector's handler that notes, after each delivery, whether its command waits for
+/// another and why — what a pending line on the console shows.
+#[derive(Debug)]
+pub struct Noting<H, E> {
+    inner: H,
+    watched: Watched<E>,
+    backoff: Vec<Duration>,
+    max_deliver: i64,
+}
+
+impl<H, E: LedgerEndpoint> Noting<H, E> {
+    pub fn new(inner: H, watched: Watched<E>, spec: &crate::bus::consume::ConsumerSpec) -> Self {
+        Self {
+            inner,
+            watched,
+            backoff: spec.backoff.clone(),
+            max_deliver: spec.max_deliver,
+        }
+    }
+}
+
+impl<H: crate::bus::consume::Handler, E: LedgerEndpoint> crate::bus::consume::Handler
+    for Noting<H, E>
+{
+    async fn handle(
+        &self,
+        delivery: &crate::bus::consume::Delivery,
+    ) -> crate::bus::consume::Disposition {
+        use crate::bus::consume::Disposition;
+        let disposition = self.inner.handle(delivery).await;
+        let Some(step) = crate::bus::subjects::command_step(&delivery.subject) else {
+            return disposition;
+        };
+        let Ok(command) = self.watched.decode(step, &delivery.payload) else {
+            return disposition;
+        };
+        let attempt = delivery.delivered;
+        let waiting = match &disposition {
+            Disposition::Retry(why) | Disposition::RetryAfter(_, why)
+                if attempt < self.max_deliver =>
+            {
+                let delay = match &disposition {
+                    Disposition::RetryAfter(delay, _) => *delay,
+                    _ => {
+                        let index = usize::try_from(attempt.saturating_sub(1)).unwrap_or(0);
+                        self.backoff
+                            .get(index)
+                            .or(self.backoff.last())
+                            .copied()
+                            .unwrap_or(Duration::from_secs(1))
+                    }
+                };
+                Some(RetryingCommand {
+                    order_id: command.order_id.clone(),
+                    user_id: command.user_id.clone(),
+                    step: step.as_str().to_owned(),
+                    attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+                    max_attempts: u32::try_from(self.max_deliver).unwrap_or(u32::MAX),
+                    last_error: why.chars().take(MAX_ERROR_CHARS).collect(),
+                    next_at_unix_ms: now_unix_ms()
+                        .saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
+                })
+            }
+            _ => None,
+        };
+        self.watched.book.delivered(&command, waiting);
+        disposition
     }
 }
 

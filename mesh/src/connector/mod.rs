@@ -355,7 +355,11 @@ pub async fn run_with<E: LedgerEndpoint>(
         endpoint.clone(),
         shutdown.child_token(),
     ));
-    let handler = Connector::with_pending(endpoint, Publisher::new(js.clone()), pending);
+    let handler = health::Noting::new(
+        Connector::with_pending(endpoint.clone(), Publisher::new(js.clone()), pending),
+        endpoint,
+        &spec,
+    );
     crate::bus::consume::run(js, spec, std::sync::Arc::new(handler), shutdown.clone()).await;
     reports.abort();
     if let Err(error) = client.drain().await {
