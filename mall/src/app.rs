@@ -186,7 +186,8 @@ impl MallApp {
             .with_tls(server_tls)
             .with_plain_health(config.tls.plain_health_listen)
             .await
-            .map_err(StartError::from)?;
+            .map_err(StartError::from)?
+            .with_watched_status(crate::bus_health::HEALTH_NAME, crate::bus_health::watch());
         let console = match config.console_listen {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
                 MallStartError::Config(format!("cannot serve the console on {addr}: {e}"))
@@ -334,6 +335,18 @@ impl MallApp {
                 self.js.clone(),
                 self.mall.pauses.clone(),
                 admin.pauses_changed.clone(),
+                workers.clone(),
+            ),
+        );
+        supervise(
+            &tracker,
+            &shutdown,
+            "streams",
+            crate::routine::streams::run(
+                self.mall.store.clone(),
+                self.js.clone(),
+                self.config.bus.topology(),
+                self.mall.relay.clone(),
                 workers.clone(),
             ),
         );

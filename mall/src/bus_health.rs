@@ -18,6 +18,20 @@ struct State {
 
 static STATE: LazyLock<Mutex<State>> = LazyLock::new(Mutex::default);
 
+/// True while the bus takes the mall's messages: the health service's `jifen.bus`.
+static UP: LazyLock<tokio::sync::watch::Sender<bool>> =
+    LazyLock::new(|| tokio::sync::watch::Sender::new(true));
+
+/// The name under which the health service reports the bus (`grpc.health.v1.Health/Check`
+/// with `service: "jifen.bus"`). The server as a whole stays SERVING: orders still wait safely
+/// in the outbox, and a restart of the mall would not bring NATS back.
+pub const HEALTH_NAME: &str = "jifen.bus";
+
+/// Watches whether the bus takes the mall's messages.
+pub fn watch() -> tokio::sync::watch::Receiver<bool> {
+    UP.subscribe()
+}
+
 fn state() -> std::sync::MutexGuard<'static, State> {
     STATE
         .lock()
@@ -33,6 +47,7 @@ pub fn published() {
     }
     state.failures = 0;
     jifen_mesh::metrics::BUS_PUBLISH_FAILING.set(0);
+    UP.send_if_modified(|up| !std::mem::replace(up, true));
 }
 
 /// A round could not publish.
@@ -44,6 +59,7 @@ pub fn failed(error: &str) {
     if state.failures >= FAILED_ROUNDS && state.since_ms.is_none() {
         state.since_ms = Some(jifen_mesh::time::now_unix_ms());
         jifen_mesh::metrics::BUS_PUBLISH_FAILING.set(1);
+        UP.send_if_modified(|up| std::mem::replace(up, false));
         tracing::error!(error = %state.last_error, "the bus does not take the mall's messages: orders wait in the outbox (runbook: the bus)");
     }
 }

@@ -37,6 +37,8 @@ pub struct GrpcServer {
     tls: Option<crate::tls::ServerTls>,
     /// A plain-text listener serving health only, for probes that speak no TLS.
     plain_health: Option<TcpListener>,
+    /// Parts reported under names of their own, SERVING while their watch says true.
+    watched: Vec<(&'static str, tokio::sync::watch::Receiver<bool>)>,
 }
 
 impl GrpcServer {
@@ -49,7 +51,19 @@ impl GrpcServer {
             local_addr,
             tls: None,
             plain_health: None,
+            watched: Vec::new(),
         })
+    }
+
+    /// Reports `name` in the health service as `up` says (SERVING while true): a part whose
+    /// failure monitors should see without taking the whole server out of service.
+    pub fn with_watched_status(
+        mut self,
+        name: &'static str,
+        up: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        self.watched.push((name, up));
+        self
     }
 
     /// Also serves the health service alone, in plain text, at `addr` (when given).
@@ -86,6 +100,24 @@ impl GrpcServer {
             health
                 .set_service_status(*name, ServingStatus::Serving)
                 .await;
+        }
+        for (name, mut up) in self.watched {
+            let health = health.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    let status = if *up.borrow_and_update() {
+                        ServingStatus::Serving
+                    } else {
+                        ServingStatus::NotServing
+                    };
+                    health.set_service_status(name, status).await;
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        changed = up.changed() => if changed.is_err() { return },
+                    }
+                }
+            });
         }
         // The probes' listener stops once the server has: it reports NOT_SERVING meanwhile.
         let probes_stop = CancellationToken::new();

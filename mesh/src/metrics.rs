@@ -225,6 +225,13 @@ pub static AUTO_REDRIVES: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["consumer"],
     )
 });
+pub static STREAMS_RECREATED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "jifen_streams_recreated_total",
+        "Streams the mall found missing (deleted, or lost with a server's storage) and created again, by stream",
+        &["stream"],
+    )
+});
 pub static RECONCILE_MISMATCHES: LazyLock<IntCounter> = LazyLock::new(|| {
     let metric = IntCounter::new(
         "jifen_reconcile_mismatches_total",

@@ -6,6 +6,7 @@ use jifen_tests::TestMesh;
 use jifen_tests::mesh::ADMIN_TOKEN;
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, COOKIE, LOCATION, SET_COOKIE};
+use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::admin::dead_letter_alpha;
 
@@ -449,6 +450,15 @@ async fn a_bus_that_takes_nothing_shows_on_every_page_until_it_is_back() {
     )
     .await;
     assert_eq!(jifen_mesh::metrics::BUS_PUBLISH_FAILING.get(), 1);
+    // The health service says so under `jifen.bus`; the server itself stays SERVING (orders
+    // still wait safely in the outbox).
+    let endpoint = mesh.mall().server.endpoint();
+    let bus = || bus_health(endpoint.clone(), "jifen.bus");
+    assert_eq!(bus().await, ServingStatus::NotServing);
+    assert_eq!(
+        bus_health(endpoint.clone(), "").await,
+        ServingStatus::Serving
+    );
 
     mesh.nats.restart().await;
     assert_eq!(mesh.settled("bus-1").await.state(), OrderState::Completed);
@@ -462,6 +472,24 @@ async fn a_bus_that_takes_nothing_shows_on_every_page_until_it_is_back() {
     )
     .await;
     assert_eq!(jifen_mesh::metrics::BUS_PUBLISH_FAILING.get(), 0);
+    assert_eq!(bus().await, ServingStatus::Serving);
+}
+
+async fn bus_health(endpoint: String, service: &str) -> ServingStatus {
+    let channel = tonic::transport::Channel::from_shared(endpoint)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let status = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    ServingStatus::try_from(status).unwrap()
 }
 
 #[tokio::test]

@@ -441,3 +441,33 @@ async fn a_waiting_line_shows_its_attempt_last_error_and_next_try() {
     mesh.channel("alpha").restart().await;
     assert_eq!(mesh.settled("r-1").await.state(), OrderState::Completed);
 }
+
+#[tokio::test]
+async fn a_deleted_stream_comes_back_and_the_orders_it_held_complete() {
+    let mut mesh = TestMesh::start(&["alpha"], &["u1"]).await;
+    mesh.stop_connector("alpha").await;
+    mesh.submit("z-1", &[("alpha", "u1", 100)]).await.unwrap();
+    let js = jetstream::new(mesh.nats.connect_as(&Identity::Ops).await.unwrap());
+    eventually("z-1's deduct on the bus", Duration::from_secs(20), || {
+        let js = js.clone();
+        async move {
+            let mut stream = js.get_stream(CMD_STREAM).await.ok()?;
+            let info = stream.info().await.ok()?;
+            (info.state.messages >= 1).then_some(())
+        }
+    })
+    .await;
+    // Someone deletes the command stream with z-1's deduct in it.
+    js.delete_stream(CMD_STREAM).await.unwrap();
+    mesh.start_connector("alpha").await;
+    let done = mesh.settled("z-1").await;
+    assert_eq!(done.state(), OrderState::Completed);
+    assert!(
+        done.history.iter().any(|h| h.kind == "streams_recreated"),
+        "{:?}",
+        done.history
+    );
+    // Later orders go through the new stream.
+    mesh.submit("z-2", &[("alpha", "u1", 10)]).await.unwrap();
+    assert_eq!(mesh.settled("z-2").await.state(), OrderState::Completed);
+}

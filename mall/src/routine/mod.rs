@@ -2,12 +2,14 @@
 //! maintenance window in force at the bus ([`pauses`]), redrives a ledger's safe dead letters
 //! once the ledger answers again ([`auto_redrive`]), and compares settled orders with the
 //! ledgers as they settle ([`books`]); it also counts settled orders per channel and minute
-//! for the Channels page ([`activity`]).
+//! for the Channels page ([`activity`]) and creates again a stream that was deleted
+//! ([`streams`]).
 
 pub mod activity;
 pub mod auto_redrive;
 pub mod books;
 pub mod pauses;
+pub mod streams;
 
 use std::time::Duration;
 

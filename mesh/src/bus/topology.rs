@@ -106,6 +106,20 @@ impl Topology {
 impl Topology {
     /// Checks that the streams exist, without creating any: what a connector does, whose
     /// identity may look streams up but not create them (DESIGN §11).
+    /// The streams that are not there (deleted by hand, or lost with a server's storage);
+    /// streams it cannot ask about are not counted.
+    pub async fn missing(&self, js: &jetstream::Context) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        for name in [CMD_STREAM, EVT_STREAM, DLQ_STREAM, ADVISORY_STREAM] {
+            if let Err(error) = js.get_stream(name).await
+                && is_not_found(&error)
+            {
+                missing.push(name);
+            }
+        }
+        missing
+    }
+
     pub async fn check(&self, js: &jetstream::Context) -> Result<(), BusError> {
         for name in [CMD_STREAM, EVT_STREAM, DLQ_STREAM] {
             js.get_stream(name).await.map_err(|e| BusError::Stream {
