@@ -44,7 +44,7 @@ fn order_json(order: &Order) -> Value {
             "state": short(q.state().as_str_name(), "STEP_STATE_"),
         })).collect::<Vec<_>>(),
         "history": order.history.iter().map(|h| json!({
-            "at_unix_ms": h.at_unix_ms, "kind": h.kind, "detail": h.detail,
+            "at_unix_ms": h.at_unix_ms, "kind": h.kind, "detail": h.detail, "actor": h.actor,
         })).collect::<Vec<_>>(),
         "created_at_unix_ms": order.created_at_unix_ms,
         "updated_at_unix_ms": order.updated_at_unix_ms,
