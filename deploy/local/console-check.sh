@@ -50,9 +50,13 @@ dev=$!
 for _ in $(seq 100); do grep -q "Operator's console" "$data/dev.log" && break; sleep 0.2; done
 grep -q "Operator's console" "$data/dev.log" || { cat "$data/dev.log" >&2; exit 1; }
 
-wait_log() { # text
-  for _ in $(seq 100); do grep -q "$1" "$data/dev.log" && return 0; sleep 0.1; done
-  echo "console-check: jifen dev never said: $1" >&2; exit 1
+switch() { # touch|rm, fault file, text: flips a fault and waits until jifen dev says the text
+  local before; before=$(grep -c "$3" "$data/dev.log" || true)
+  "$1" "$faults/$2"
+  for _ in $(seq 100); do
+    [ "$(grep -c "$3" "$data/dev.log" || true)" -gt "$before" ] && return 0; sleep 0.1
+  done
+  echo "console-check: jifen dev never said: $3" >&2; exit 1
 }
 submit() { # order id, channel
   buf curl --protocol grpc --http2-prior-knowledge --schema proto \
@@ -64,9 +68,9 @@ export JIFEN_ADMIN_TOKEN=$token JIFEN_MALL_ENDPOINT=http://$mall
 # The browser redrives alpha's first dead letter by hand: the mall must not do it first.
 "$jifen" admin channels auto-redrive alpha off --note "console check: this one is redriven by hand"
 # alpha's deduct meets its channel down until its three deliveries run out.
-touch "$faults/alpha.paused"; wait_log "connector of alpha is paused"
+switch touch alpha.paused "connector of alpha is paused"
 submit check-redrive alpha
-touch "$faults/alpha.down"; wait_log "channel alpha is down"
+switch touch alpha.down "channel alpha is down"
 rm "$faults/alpha.paused"
 for _ in $(seq 150); do
   "$jifen" admin dead-letters list --order check-redrive --json | grep -q '"id"' && break; sleep 0.2
@@ -74,7 +78,7 @@ done
 "$jifen" admin dead-letters list --order check-redrive
 rm "$faults/alpha.down"
 # beta's connector paused: an order that stays pending, to compensate.
-touch "$faults/beta.paused"; wait_log "connector of beta is paused"
+switch touch beta.paused "connector of beta is paused"
 submit check-compensate beta
 "$jifen" admin orders list --attention
 
@@ -111,7 +115,7 @@ answering() { # channel
 # A partner outage from start to recovery, with nobody acting: health goes down, the dead
 # letter waits, health comes back, the mall redrives it after 10 s of answers.
 check "automatic redrive on" "$jifen" admin channels auto-redrive alpha on --note "console check: back to the default"
-touch "$faults/alpha.paused"; wait_log "connector of alpha is paused"
+switch touch alpha.paused "connector of alpha is paused"
 submit check-auto alpha
 touch "$faults/alpha.down"
 rm "$faults/alpha.paused"

@@ -92,7 +92,7 @@ fn channel_section(session: &Session, c: &ChannelHealth, now: i64) -> Markup {
         section id=(c.channel_id) {
             h2 { (c.channel_id) " " span class={ "badge h-" (c.health) } { (c.health) } }
             (super::chart::activity(&c.minutes, now))
-            dl {
+            dl.facts {
                 dt { "Connector replicas reporting" } dd { (c.replicas) }
                 dt { "Last answered call" } dd { (when(c.last_ok_unix_ms, now)) }
                 dt { "Answering every call since" } dd { @if c.answering_since_unix_ms == 0 { "—" } @else { (when(c.answering_since_unix_ms, now)) } }
