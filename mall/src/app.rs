@@ -326,58 +326,14 @@ impl MallApp {
             activity: Arc::default(),
             js: self.js.clone(),
         };
-        supervise(
+        crate::routine::start(
+            &admin,
+            &self.js,
+            self.config.bus.topology(),
+            &self.config.routine,
             &tracker,
             &shutdown,
-            "pauses",
-            crate::routine::pauses::run(
-                db.clone(),
-                self.js.clone(),
-                self.mall.pauses.clone(),
-                admin.pauses_changed.clone(),
-                workers.clone(),
-            ),
-        );
-        supervise(
-            &tracker,
-            &shutdown,
-            "streams",
-            crate::routine::streams::run(
-                self.mall.store.clone(),
-                self.js.clone(),
-                self.config.bus.topology(),
-                self.mall.relay.clone(),
-                workers.clone(),
-            ),
-        );
-        supervise(
-            &tracker,
-            &shutdown,
-            "activity",
-            crate::routine::activity::run(db.clone(), admin.activity.clone(), workers.clone()),
-        );
-        supervise(
-            &tracker,
-            &shutdown,
-            "auto-redrive",
-            crate::routine::auto_redrive::run(
-                admin.clone(),
-                self.mall.pauses.clone(),
-                self.config.routine.auto_redrive_after,
-                self.config.routine.auto_redrive_rate,
-                workers.clone(),
-            ),
-        );
-        supervise(
-            &tracker,
-            &shutdown,
-            "continuous reconciliation",
-            crate::routine::books::run(
-                admin.clone(),
-                self.config.routine.reconcile_rate,
-                self.config.routine.reconcile_after,
-                workers.clone(),
-            ),
+            &workers,
         );
         let gate = Gate::new(
             self.operators.clone(),
@@ -452,7 +408,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs a background worker on the tracker. A worker that panics is logged with its name and
 /// stops the whole process (`stop`): a mall without its saga or relay must not look healthy,
 /// and a restart resumes from what is durable.
-fn supervise(
+pub(crate) fn supervise(
     tracker: &TaskTracker,
     stop: &CancellationToken,
     name: &'static str,

@@ -9,7 +9,12 @@ use jifen_mesh::domain::ChannelId;
 use jifen_mesh::time::now_unix_ms;
 use jifen_proto::v1::{
     ActivityMinute, ChannelHealth, ChannelPause, ListChannelsRequest, PauseChannelRequest,
+    PauseChannelResponse, ResumeChannelRequest, ResumeChannelResponse, SetAutoRedriveRequest,
+    SetAutoRedriveResponse,
 };
+use tonic::{Request, Response, Status};
+
+use super::grpc::required_note;
 
 use super::Admin;
 use crate::error::MallError;
@@ -221,5 +226,73 @@ impl Admin {
         self.pauses.set(standing);
         self.pauses_changed.notify_one();
         Ok(())
+    }
+}
+
+/// The gRPC calls (`AdminService` delegates here): check, act, audit.
+impl Admin {
+    pub(super) async fn pause_channel_call(
+        &self,
+        request: Request<PauseChannelRequest>,
+    ) -> Result<Response<PauseChannelResponse>, Status> {
+        const ACTION: &str = "PauseChannel";
+        let caller = self
+            .acting(&request, ACTION, &request.get_ref().channel_id)
+            .await?;
+        let request = request.into_inner();
+        let note = required_note(request.note.clone())?;
+        let result = self
+            .declare_pause(&request, &note, &caller.operator.name)
+            .await;
+        let pause = self
+            .audited(&caller, ACTION, &request.channel_id, &note, result)
+            .await?;
+        tracing::warn!(channel_id = %request.channel_id, %note, starts_at_ms = pause.starts_at_ms, ends_at_ms = pause.ends_at_ms, "channel pause declared");
+        Ok(Response::new(PauseChannelResponse {
+            pause: Some(pause_message(&pause)),
+        }))
+    }
+
+    pub(super) async fn resume_channel_call(
+        &self,
+        request: Request<ResumeChannelRequest>,
+    ) -> Result<Response<ResumeChannelResponse>, Status> {
+        const ACTION: &str = "ResumeChannel";
+        let caller = self
+            .acting(&request, ACTION, &request.get_ref().channel_id)
+            .await?;
+        let request = request.into_inner();
+        let note = required_note(request.note)?;
+        let result = self.end_pauses(&request.channel_id, &note).await;
+        let ended = self
+            .audited(&caller, ACTION, &request.channel_id, &note, result)
+            .await?;
+        tracing::info!(channel_id = %request.channel_id, ended, "channel resumed");
+        Ok(Response::new(ResumeChannelResponse {
+            ended: u32::try_from(ended).unwrap_or(u32::MAX),
+        }))
+    }
+
+    pub(super) async fn set_auto_redrive_call(
+        &self,
+        request: Request<SetAutoRedriveRequest>,
+    ) -> Result<Response<SetAutoRedriveResponse>, Status> {
+        const ACTION: &str = "SetAutoRedrive";
+        let caller = self
+            .acting(&request, ACTION, &request.get_ref().channel_id)
+            .await?;
+        let request = request.into_inner();
+        let note = required_note(request.note)?;
+        let result = self
+            .switch_auto_redrive(
+                &request.channel_id,
+                request.enabled,
+                &note,
+                &caller.operator.name,
+            )
+            .await;
+        self.audited(&caller, ACTION, &request.channel_id, &note, result)
+            .await?;
+        Ok(Response::new(SetAutoRedriveResponse {}))
     }
 }

@@ -79,51 +79,21 @@ impl AdminService for Admin {
         &self,
         request: Request<ReconcileStatementRequest>,
     ) -> Result<Response<ReconcileStatementResponse>, Status> {
-        const ACTION: &str = "ReconcileStatement";
-        let target = format!(
-            "{} {}",
-            request.get_ref().channel_id,
-            request.get_ref().date
-        );
-        // It reads the books and keeps a report: an operator's act, audited.
-        let caller = self.acting(&request, ACTION, &target).await?;
-        let request = request.into_inner();
-        let result = self
-            .reconcile_statement(&request, &caller.operator.name)
-            .await;
-        let report = self
-            .audited(&caller, ACTION, &target, &request.file_name, result)
-            .await?;
-        Ok(Response::new(ReconcileStatementResponse {
-            report: Some(report),
-        }))
+        self.reconcile_statement_call(request).await
     }
 
     async fn list_statement_reports(
         &self,
         request: Request<ListStatementReportsRequest>,
     ) -> Result<Response<ListStatementReportsResponse>, Status> {
-        let request = request.into_inner();
-        let limit = page_size(request.page_size).map_err(MallError::from)?;
-        let reports =
-            crate::store::statements::list(self.store.database(), &request.channel_id, limit)
-                .await
-                .map_err(MallError::from)?;
-        Ok(Response::new(ListStatementReportsResponse { reports }))
+        self.list_statement_reports_call(request).await
     }
 
     async fn get_statement_report(
         &self,
         request: Request<GetStatementReportRequest>,
     ) -> Result<Response<GetStatementReportResponse>, Status> {
-        let id = request.into_inner().id;
-        let report = crate::store::statements::get(self.store.database(), id)
-            .await
-            .map_err(MallError::from)?
-            .ok_or_else(|| Status::not_found(format!("no statement report {id}")))?;
-        Ok(Response::new(GetStatementReportResponse {
-            report: Some(report),
-        }))
+        self.get_statement_report_call(request).await
     }
 
     async fn list_channel_health(
@@ -139,65 +109,21 @@ impl AdminService for Admin {
         &self,
         request: Request<PauseChannelRequest>,
     ) -> Result<Response<PauseChannelResponse>, Status> {
-        const ACTION: &str = "PauseChannel";
-        let caller = self
-            .acting(&request, ACTION, &request.get_ref().channel_id)
-            .await?;
-        let request = request.into_inner();
-        let note = required_note(request.note.clone())?;
-        let result = self
-            .declare_pause(&request, &note, &caller.operator.name)
-            .await;
-        let pause = self
-            .audited(&caller, ACTION, &request.channel_id, &note, result)
-            .await?;
-        tracing::warn!(channel_id = %request.channel_id, %note, starts_at_ms = pause.starts_at_ms, ends_at_ms = pause.ends_at_ms, "channel pause declared");
-        Ok(Response::new(PauseChannelResponse {
-            pause: Some(super::pause_message(&pause)),
-        }))
+        self.pause_channel_call(request).await
     }
 
     async fn resume_channel(
         &self,
         request: Request<ResumeChannelRequest>,
     ) -> Result<Response<ResumeChannelResponse>, Status> {
-        const ACTION: &str = "ResumeChannel";
-        let caller = self
-            .acting(&request, ACTION, &request.get_ref().channel_id)
-            .await?;
-        let request = request.into_inner();
-        let note = required_note(request.note)?;
-        let result = self.end_pauses(&request.channel_id, &note).await;
-        let ended = self
-            .audited(&caller, ACTION, &request.channel_id, &note, result)
-            .await?;
-        tracing::info!(channel_id = %request.channel_id, ended, "channel resumed");
-        Ok(Response::new(ResumeChannelResponse {
-            ended: u32::try_from(ended).unwrap_or(u32::MAX),
-        }))
+        self.resume_channel_call(request).await
     }
 
     async fn set_auto_redrive(
         &self,
         request: Request<SetAutoRedriveRequest>,
     ) -> Result<Response<SetAutoRedriveResponse>, Status> {
-        const ACTION: &str = "SetAutoRedrive";
-        let caller = self
-            .acting(&request, ACTION, &request.get_ref().channel_id)
-            .await?;
-        let request = request.into_inner();
-        let note = required_note(request.note)?;
-        let result = self
-            .switch_auto_redrive(
-                &request.channel_id,
-                request.enabled,
-                &note,
-                &caller.operator.name,
-            )
-            .await;
-        self.audited(&caller, ACTION, &request.channel_id, &note, result)
-            .await?;
-        Ok(Response::new(SetAutoRedriveResponse {}))
+        self.set_auto_redrive_call(request).await
     }
 
     async fn list_dead_letters(
@@ -444,7 +370,7 @@ impl Admin {
 }
 
 /// A note an operator must give: what they saw or did, for the order's history.
-fn required_note(raw: String) -> Result<String, MallError> {
+pub(super) fn required_note(raw: String) -> Result<String, MallError> {
     let note = note("note", raw)?;
     if note.trim().is_empty() {
         return Err(

@@ -23,7 +23,6 @@ use crate::store::reemit::reemit;
 use crate::store::steps;
 pub(crate) use auth::constant_time_eq;
 pub use auth::{Gate, Guarded, Refusal};
-pub(crate) use channels::pause_message;
 
 use crate::error::MallError;
 use crate::order::{Order, OrderState, StepState};

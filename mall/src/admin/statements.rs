@@ -5,7 +5,14 @@ use std::collections::HashSet;
 
 use jifen_mesh::domain::{ChannelId, InvalidField};
 use jifen_mesh::time::now_unix_ms;
-use jifen_proto::v1::{ReconcileStatementRequest, StatementReport};
+use jifen_proto::v1::{
+    GetStatementReportRequest, GetStatementReportResponse, ListStatementReportsRequest,
+    ListStatementReportsResponse, ReconcileStatementRequest, ReconcileStatementResponse,
+    StatementReport,
+};
+use tonic::{Request, Response, Status};
+
+use crate::grpc::page_size;
 
 use super::Admin;
 use crate::error::MallError;
@@ -109,6 +116,60 @@ impl Admin {
         };
         report.id = statements::save(db, &report).await?;
         Ok(report)
+    }
+}
+
+/// The gRPC calls (`AdminService` delegates here): check, act, audit.
+impl Admin {
+    pub(super) async fn reconcile_statement_call(
+        &self,
+        request: Request<ReconcileStatementRequest>,
+    ) -> Result<Response<ReconcileStatementResponse>, Status> {
+        const ACTION: &str = "ReconcileStatement";
+        let target = format!(
+            "{} {}",
+            request.get_ref().channel_id,
+            request.get_ref().date
+        );
+        // It reads the books and keeps a report: an operator's act, audited.
+        let caller = self.acting(&request, ACTION, &target).await?;
+        let request = request.into_inner();
+        let result = self
+            .reconcile_statement(&request, &caller.operator.name)
+            .await;
+        let report = self
+            .audited(&caller, ACTION, &target, &request.file_name, result)
+            .await?;
+        Ok(Response::new(ReconcileStatementResponse {
+            report: Some(report),
+        }))
+    }
+
+    pub(super) async fn list_statement_reports_call(
+        &self,
+        request: Request<ListStatementReportsRequest>,
+    ) -> Result<Response<ListStatementReportsResponse>, Status> {
+        let request = request.into_inner();
+        let limit = page_size(request.page_size).map_err(MallError::from)?;
+        let reports =
+            crate::store::statements::list(self.store.database(), &request.channel_id, limit)
+                .await
+                .map_err(MallError::from)?;
+        Ok(Response::new(ListStatementReportsResponse { reports }))
+    }
+
+    pub(super) async fn get_statement_report_call(
+        &self,
+        request: Request<GetStatementReportRequest>,
+    ) -> Result<Response<GetStatementReportResponse>, Status> {
+        let id = request.into_inner().id;
+        let report = crate::store::statements::get(self.store.database(), id)
+            .await
+            .map_err(MallError::from)?
+            .ok_or_else(|| Status::not_found(format!("no statement report {id}")))?;
+        Ok(Response::new(GetStatementReportResponse {
+            report: Some(report),
+        }))
     }
 }
 

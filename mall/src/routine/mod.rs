@@ -13,7 +13,82 @@ pub mod streams;
 
 use std::time::Duration;
 
+use jifen_mesh::bus::topology::Topology;
 use jifen_mesh::config::parse_duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::Admin;
+use crate::app::supervise;
+
+/// Starts every routine on `tracker`, until `workers` is cancelled.
+pub(crate) fn start(
+    admin: &Admin,
+    js: &async_nats::jetstream::Context,
+    topology: Topology,
+    args: &RoutineArgs,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+    workers: &CancellationToken,
+) {
+    supervise(
+        tracker,
+        shutdown,
+        "pauses",
+        crate::routine::pauses::run(
+            admin.store.database().clone(),
+            js.clone(),
+            admin.pauses.clone(),
+            admin.pauses_changed.clone(),
+            workers.clone(),
+        ),
+    );
+    supervise(
+        tracker,
+        shutdown,
+        "streams",
+        crate::routine::streams::run(
+            admin.store.clone(),
+            js.clone(),
+            topology,
+            admin.relay.clone(),
+            workers.clone(),
+        ),
+    );
+    supervise(
+        tracker,
+        shutdown,
+        "activity",
+        crate::routine::activity::run(
+            admin.store.database().clone(),
+            admin.activity.clone(),
+            workers.clone(),
+        ),
+    );
+    supervise(
+        tracker,
+        shutdown,
+        "auto-redrive",
+        crate::routine::auto_redrive::run(
+            admin.clone(),
+            admin.pauses.clone(),
+            args.auto_redrive_after,
+            args.auto_redrive_rate,
+            workers.clone(),
+        ),
+    );
+    supervise(
+        tracker,
+        shutdown,
+        "continuous reconciliation",
+        crate::routine::books::run(
+            admin.clone(),
+            args.reconcile_rate,
+            args.reconcile_after,
+            workers.clone(),
+        ),
+    );
+}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RoutineArgs {

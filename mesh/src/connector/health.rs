@@ -5,17 +5,16 @@
 //! that never exists), so a recovery shows without waiting for orders.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use jifen_proto::v1::{CallMinute, LedgerHealthReport, RetryingCommand};
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 
-use super::{LedgerCommand, LedgerEndpoint, PollSchedule, Recorded, is_pending};
-use crate::bus::subjects::{Step, consumer_channel, health_subject};
-use crate::capabilities::Capabilities;
+use super::{LedgerCommand, LedgerEndpoint, Recorded, is_pending};
+use crate::bus::subjects::health_subject;
 use crate::time::now_unix_ms;
 
 /// Upper bounds of the latency buckets, in milliseconds; the last one takes everything longer.
@@ -132,7 +131,7 @@ impl CallBook {
     }
 
     /// Whether the ledger failed its last call and has not been called for a while.
-    fn wants_probe(&self, now: i64) -> bool {
+    pub(super) fn wants_probe(&self, now: i64) -> bool {
         let window = self.window();
         window.failures_in_a_row > 0 && now.saturating_sub(window.last_call_ms) >= PROBE_AFTER_MS
     }
@@ -222,166 +221,6 @@ impl Window {
     }
 }
 
-/// An endpoint whose deducts, refunds and queries are counted in a [`CallBook`].
-#[derive(Debug)]
-pub struct Watched<E> {
-    inner: Arc<E>,
-    book: Arc<CallBook>,
-}
-
-impl<E> Clone for Watched<E> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: Arc::clone(&self.inner),
-            book: Arc::clone(&self.book),
-        }
-    }
-}
-
-impl<E: LedgerEndpoint> Watched<E> {
-    pub fn new(inner: E) -> Self {
-        Self {
-            inner: Arc::new(inner),
-            book: Arc::default(),
-        }
-    }
-
-    pub fn book(&self) -> &CallBook {
-        &self.book
-    }
-
-    async fn timed(
-        &self,
-        call: impl std::future::Future<Output = Result<Recorded, Status>>,
-    ) -> Result<Recorded, Status> {
-        let started = Instant::now();
-        let result = call.await;
-        self.book.record(&result, started.elapsed());
-        result
-    }
-
-    /// Asks the ledger about a key that never exists; any answer (found or not) is health.
-    async fn probe(&self, consumer: &str) {
-        let command = LedgerCommand {
-            step: Step::Deduct,
-            order_id: PROBE_KEY.to_owned(),
-            channel_id: consumer_channel(consumer).unwrap_or(PROBE_KEY).to_owned(),
-            user_id: if consumer_channel(consumer).is_some() {
-                PROBE_KEY.to_owned()
-            } else {
-                String::new()
-            },
-            points: 0,
-            captured: Default::default(),
-        };
-        let _ = self.get(&command).await;
-    }
-}
-
-impl<E: LedgerEndpoint> LedgerEndpoint for Watched<E> {
-    fn decode(&self, step: Step, payload: &[u8]) -> Result<LedgerCommand, String> {
-        self.inner.decode(step, payload)
-    }
-    async fn deduct(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
-        self.timed(self.inner.deduct(command)).await
-    }
-    async fn refund(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
-        self.timed(self.inner.refund(command)).await
-    }
-    async fn get(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
-        self.timed(self.inner.get(command)).await
-    }
-    fn event(&self, command: &LedgerCommand, recorded: &Recorded) -> (String, Vec<u8>) {
-        self.inner.event(command, recorded)
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn poll_schedule(&self) -> Option<PollSchedule> {
-        self.inner.poll_schedule()
-    }
-    fn partner_key(&self, command: &LedgerCommand) -> Option<String> {
-        self.inner.partner_key(command)
-    }
-    fn manual_refund_event(
-        &self,
-        command: &LedgerCommand,
-        points: i64,
-    ) -> Option<(String, Vec<u8>)> {
-        self.inner.manual_refund_event(command, points)
-    }
-}
-
-/// A connector's handler that notes, after each delivery, whether its command waits for
-/// another and why — what a pending line on the console shows.
-#[derive(Debug)]
-pub struct Noting<H, E> {
-    inner: H,
-    watched: Watched<E>,
-    backoff: Vec<Duration>,
-    max_deliver: i64,
-}
-
-impl<H, E: LedgerEndpoint> Noting<H, E> {
-    pub fn new(inner: H, watched: Watched<E>, spec: &crate::bus::consume::ConsumerSpec) -> Self {
-        Self {
-            inner,
-            watched,
-            backoff: spec.backoff.clone(),
-            max_deliver: spec.max_deliver,
-        }
-    }
-}
-
-impl<H: crate::bus::consume::Handler, E: LedgerEndpoint> crate::bus::consume::Handler
-    for Noting<H, E>
-{
-    async fn handle(
-        &self,
-        delivery: &crate::bus::consume::Delivery,
-    ) -> crate::bus::consume::Disposition {
-        use crate::bus::consume::Disposition;
-        let disposition = self.inner.handle(delivery).await;
-        let Some(step) = crate::bus::subjects::command_step(&delivery.subject) else {
-            return disposition;
-        };
-        let Ok(command) = self.watched.decode(step, &delivery.payload) else {
-            return disposition;
-        };
-        let attempt = delivery.delivered;
-        let waiting = match &disposition {
-            Disposition::Retry(why) | Disposition::RetryAfter(_, why)
-                if attempt < self.max_deliver =>
-            {
-                let delay = match &disposition {
-                    Disposition::RetryAfter(delay, _) => *delay,
-                    _ => {
-                        let index = usize::try_from(attempt.saturating_sub(1)).unwrap_or(0);
-                        self.backoff
-                            .get(index)
-                            .or(self.backoff.last())
-                            .copied()
-                            .unwrap_or(Duration::from_secs(1))
-                    }
-                };
-                Some(RetryingCommand {
-                    order_id: command.order_id.clone(),
-                    user_id: command.user_id.clone(),
-                    step: step.as_str().to_owned(),
-                    attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-                    max_attempts: u32::try_from(self.max_deliver).unwrap_or(u32::MAX),
-                    last_error: why.chars().take(MAX_ERROR_CHARS).collect(),
-                    next_at_unix_ms: now_unix_ms()
-                        .saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
-                })
-            }
-            _ => None,
-        };
-        self.watched.book.delivered(&command, waiting);
-        disposition
-    }
-}
-
 /// The name of this process among its consumer group's replicas: the pod's name under
 /// Kubernetes, else the host's, with the process id.
 pub fn replica_name() -> String {
@@ -394,7 +233,7 @@ pub fn replica_name() -> String {
 pub async fn report<E: LedgerEndpoint>(
     client: async_nats::Client,
     consumer: String,
-    watched: Watched<E>,
+    watched: super::Watched<E>,
     shutdown: CancellationToken,
 ) {
     let replica = replica_name();
@@ -406,13 +245,13 @@ pub async fn report<E: LedgerEndpoint>(
             () = shutdown.cancelled() => return,
             _ = every.tick() => {}
         }
-        if watched.book.wants_probe(now_unix_ms()) {
+        if watched.book().wants_probe(now_unix_ms()) {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = watched.probe(&consumer) => {}
             }
         }
-        let report = watched.book.report(&consumer, &replica);
+        let report = watched.book().report(&consumer, &replica);
         if let Err(error) = client
             .publish(subject.clone(), report.encode_to_vec().into())
             .await

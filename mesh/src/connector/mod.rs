@@ -30,9 +30,11 @@ use crate::capabilities::Capabilities;
 pub mod health;
 mod pending;
 mod strategy;
+mod watched;
 pub use pending::{PendingBook, PollSchedule, is_pending, pending_status};
 pub use strategy::answers;
 use strategy::{Answer, describe};
+pub use watched::{Noting, Watched};
 
 /// A command for one ledger key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -348,14 +350,14 @@ pub async fn run_with<E: LedgerEndpoint>(
     if let Err(error) = bus.topology().check(&js).await {
         tracing::warn!(%error, "the streams are not all there yet; waiting for the mall to create them");
     }
-    let endpoint = health::Watched::new(endpoint);
+    let endpoint = Watched::new(endpoint);
     let reports = tokio::spawn(health::report(
         client.clone(),
         spec.durable.clone(),
         endpoint.clone(),
         shutdown.child_token(),
     ));
-    let handler = health::Noting::new(
+    let handler = Noting::new(
         Connector::with_pending(endpoint.clone(), Publisher::new(js.clone()), pending),
         endpoint,
         &spec,
