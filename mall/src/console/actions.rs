@@ -16,7 +16,7 @@ use maud::html;
 use tonic::Status;
 
 use super::Console;
-use super::confirm::confirmed;
+use super::confirm::{Ask, admitted_and_confirmed};
 use super::session::{Session, redirect};
 use super::views::{Flash, enc, forbidden};
 use crate::admin::Refusal;
@@ -142,21 +142,20 @@ pub async fn compensate(
     Path(order_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = match admitted(&console, &session, &body, "CompensateOrder", &order_id).await {
-        Ok(form) => form,
-        Err(refused) => return refused,
-    };
     let page_of = order_page(&order_id);
-    if let Some(ask) = confirmed(
-        &session,
-        form.fields(),
-        &format!("{page_of}/compensate"),
-        "Compensate",
-        html! { p { "Order " code { (order_id) } ": every line deducted so far is refunded at its channel and its quota given back at the portal; the order ends " strong { "CANCELLED" } ". This cannot be undone." } },
-        &page_of,
-    ) {
-        return ask;
-    }
+    let ask = Ask {
+        action: format!("{page_of}/compensate"),
+        title: "Compensate",
+        what_happens: html! { p { "Order " code { (order_id) } ": every line deducted so far is refunded at its channel and its quota given back at the portal; the order ends " strong { "CANCELLED" } ". This cannot be undone." } },
+        back: page_of,
+    };
+    let form =
+        match admitted_and_confirmed(&console, &session, &body, "CompensateOrder", &order_id, ask)
+            .await
+        {
+            Ok(form) => form,
+            Err(page) => return page,
+        };
     let result = AdminService::compensate_order(
         &console.admin,
         session.request(CompensateOrderRequest {

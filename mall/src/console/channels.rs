@@ -16,7 +16,7 @@ use maud::{Markup, html};
 
 use super::Console;
 use super::actions::{admitted, back};
-use super::confirm::confirmed;
+use super::confirm::{Ask, admitted_and_confirmed, confirmed};
 use super::pages::{Params, flash};
 use super::session::Session;
 use super::views::{csrf, enc, page};
@@ -205,20 +205,19 @@ pub async fn resume(
     Path(channel_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = match admitted(&console, &session, &body, "ResumeChannel", &channel_id).await {
-        Ok(form) => form,
-        Err(refused) => return refused,
+    let ask = Ask {
+        action: format!("/channels/{}/resume", enc(&channel_id)),
+        title: "Resume",
+        what_happens: html! { p { "Channel " code { (channel_id) } "'s connector takes its commands again, new orders for it are accepted, and its maintenance windows ahead are called off." } },
+        back: channel_page(&channel_id),
     };
-    if let Some(ask) = confirmed(
-        &session,
-        form.fields(),
-        &format!("/channels/{}/resume", enc(&channel_id)),
-        "Resume",
-        html! { p { "Channel " code { (channel_id) } "'s connector takes its commands again, new orders for it are accepted, and its maintenance windows ahead are called off." } },
-        &channel_page(&channel_id),
-    ) {
-        return ask;
-    }
+    let form =
+        match admitted_and_confirmed(&console, &session, &body, "ResumeChannel", &channel_id, ask)
+            .await
+        {
+            Ok(form) => form,
+            Err(page) => return page,
+        };
     let result = AdminService::resume_channel(
         &console.admin,
         session.request(ResumeChannelRequest {

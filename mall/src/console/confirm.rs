@@ -54,3 +54,36 @@ pub(super) fn confirmed(
     };
     Some(page(title, session, &Flash::default(), content))
 }
+
+/// What a confirmation asks: where the form goes again, the action's name, what will happen,
+/// and where *Cancel* leads.
+pub(super) struct Ask {
+    pub action: String,
+    pub title: &'static str,
+    pub what_happens: Markup,
+    pub back: String,
+}
+
+/// The form of a destructive action: admitted (CSRF, the operator's right to `action` on
+/// `target`) and confirmed — else the page that refuses or asks.
+pub(super) async fn admitted_and_confirmed(
+    console: &super::Console,
+    session: &Session,
+    body: &[u8],
+    action: &str,
+    target: &str,
+    ask: Ask,
+) -> Result<super::actions::Form, Response> {
+    let form = super::actions::admitted(console, session, body, action, target).await?;
+    match confirmed(
+        session,
+        form.fields(),
+        &ask.action,
+        ask.title,
+        ask.what_happens,
+        &ask.back,
+    ) {
+        Some(page) => Err(page),
+        None => Ok(form),
+    }
+}

@@ -11,7 +11,7 @@ use tonic::Status;
 
 use super::Console;
 use super::actions::{admitted, back, order_page};
-use super::confirm::confirmed;
+use super::confirm::{Ask, admitted_and_confirmed, confirmed};
 use super::session::{Session, redirect};
 use super::views::{Flash, enc, page};
 
@@ -21,21 +21,26 @@ pub async fn redrive(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = match admitted(&console, &session, &body, "RedriveDeadLetter", &id).await {
-        Ok(form) => form,
-        Err(refused) => return refused,
-    };
     let page_of = letter_page(&id);
-    if let Some(ask) = confirmed(
+    let ask = Ask {
+        action: format!("{page_of}/redrive"),
+        title: "Redrive",
+        what_happens: html! { p { "Dead letter " code { (id) } " is sent again to its consumer under a new message id. If its ledger still fails, it comes back as a new dead letter." } },
+        back: page_of,
+    };
+    let form = match admitted_and_confirmed(
+        &console,
         &session,
-        form.fields(),
-        &format!("{page_of}/redrive"),
-        "Redrive",
-        html! { p { "Dead letter " code { (id) } " is sent again to its consumer under a new message id. If its ledger still fails, it comes back as a new dead letter." } },
-        &page_of,
-    ) {
-        return ask;
-    }
+        &body,
+        "RedriveDeadLetter",
+        &id,
+        ask,
+    )
+    .await
+    {
+        Ok(form) => form,
+        Err(page) => return page,
+    };
     let result = AdminService::redrive_dead_letter(
         &console.admin,
         session.request(RedriveDeadLetterRequest {
@@ -68,21 +73,26 @@ pub async fn discard(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = match admitted(&console, &session, &body, "DiscardDeadLetter", &id).await {
-        Ok(form) => form,
-        Err(refused) => return refused,
-    };
     let page_of = letter_page(&id);
-    if let Some(ask) = confirmed(
+    let ask = Ask {
+        action: format!("{page_of}/discard"),
+        title: "Discard",
+        what_happens: html! { p { "Dead letter " code { (id) } " is closed without being sent again: what it asked for never happens unless someone does it by hand. Its order stays as it is." } },
+        back: page_of,
+    };
+    let form = match admitted_and_confirmed(
+        &console,
         &session,
-        form.fields(),
-        &format!("{page_of}/discard"),
-        "Discard",
-        html! { p { "Dead letter " code { (id) } " is closed without being sent again: what it asked for never happens unless someone does it by hand. Its order stays as it is." } },
-        &page_of,
-    ) {
-        return ask;
-    }
+        &body,
+        "DiscardDeadLetter",
+        &id,
+        ask,
+    )
+    .await
+    {
+        Ok(form) => form,
+        Err(page) => return page,
+    };
     if form.get("note").trim().is_empty() {
         let why = Status::invalid_argument("say why it needs no redrive (the note)");
         return back(&session, &letter_page(&id), Err::<(), _>(why), "");
