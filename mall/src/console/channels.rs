@@ -25,7 +25,7 @@ use super::views::{csrf, enc, page};
 const REFRESH_SECS: u32 = 10;
 
 fn channel_page(channel_id: &str) -> String {
-    format!("/channels#{}", enc(channel_id))
+    format!("/channels/{}", enc(channel_id))
 }
 
 fn when(unix_ms: i64, now: i64) -> Markup {
@@ -68,7 +68,7 @@ pub async fn channels(
                 th.num { "Open dead letters" } th { "Paused" } th { "Auto-redrive" }
             } }
             tbody { @for c in &channels { tr {
-                td { a href={ "#" (enc(&c.channel_id)) } { strong { (c.channel_id) } } br; span.muted { (c.name) } }
+                td { a href=(channel_page(&c.channel_id)) { strong { (c.channel_id) } } br; span.muted { (c.name) } }
                 td { span class={ "badge h-" (c.health) } { (c.health) } br; span.muted { (c.why) } }
                 td.num { (c.answered + c.failed) }
                 td.num { (c.failed) " (" (format!("{:.1}", c.error_percent)) " %)" }
@@ -81,13 +81,39 @@ pub async fn channels(
                 td { @if c.auto_redrive { "on" } @else { span.badge.h-degraded { "off" } } }
             } } }
         } }
-        @for c in &channels { (channel_section(&session, c, now)) }
+        @for c in &channels {
+            (channel_facts(c, now))
+            p { a href=(channel_page(&c.channel_id)) { "Pause, declare a window, automatic redrive →" } }
+        }
     };
     page("Channels", &session, &flash, content)
 }
 
-fn channel_section(session: &Session, c: &ChannelHealth, now: i64) -> Markup {
-    let base = format!("/channels/{}", enc(&c.channel_id));
+/// One channel with its forms. It does not reload itself: a note being typed would be lost.
+pub async fn channel(
+    State(console): State<Console>,
+    session: Session,
+    Path(channel_id): Path<String>,
+    params: Params,
+) -> Response {
+    let flash = flash(&session, &params);
+    let channels = match console.admin.channel_health().await {
+        Ok(channels) => channels,
+        Err(error) => return console.error_page(&session, &error.to_string()),
+    };
+    let Some(c) = channels.iter().find(|c| c.channel_id == channel_id) else {
+        return console.error_page(&session, &format!("no channel {channel_id}"));
+    };
+    let now = now_unix_ms();
+    let content = html! {
+        (channel_facts(c, now))
+        (channel_forms(&session, c))
+        p { a href="/channels" { "← Channels" } }
+    };
+    page(&format!("Channel {channel_id}"), &session, &flash, content)
+}
+
+fn channel_facts(c: &ChannelHealth, now: i64) -> Markup {
     html! {
         section id=(c.channel_id) {
             h2 { (c.channel_id) " " span class={ "badge h-" (c.health) } { (c.health) } }
@@ -99,6 +125,14 @@ fn channel_section(session: &Session, c: &ChannelHealth, now: i64) -> Markup {
                 @if let Some(p) = &c.pause { dt { "Paused" } dd { (pause_text(p, now)) } }
                 @for w in &c.windows_ahead { dt { "Maintenance window" } dd { (pause_text(w, now)) } }
             }
+        }
+    }
+}
+
+fn channel_forms(session: &Session, c: &ChannelHealth) -> Markup {
+    let base = channel_page(&c.channel_id);
+    html! {
+        section {
             @if c.pause.is_some() || !c.windows_ahead.is_empty() {
                 form method="post" action={ (base) "/resume" } {
                     (csrf(session))
@@ -193,7 +227,7 @@ pub async fn pause(
     .await;
     back(
         &session,
-        "/channels",
+        &channel_page(&channel_id),
         result,
         &format!("Channel {channel_id} paused from {from} until {until}."),
     )
@@ -228,7 +262,7 @@ pub async fn resume(
     .await;
     back(
         &session,
-        "/channels",
+        &channel_page(&channel_id),
         result,
         &format!("Channel {channel_id} resumed."),
     )
@@ -257,7 +291,7 @@ pub async fn auto_redrive(
     let done = if enabled { "on" } else { "off" };
     back(
         &session,
-        "/channels",
+        &channel_page(&channel_id),
         result,
         &format!("Automatic redrive of {channel_id} switched {done}."),
     )

@@ -84,6 +84,7 @@ impl Console {
             .route("/stuck", get(pages::stuck))
             .route("/reconcile", get(pages::reconcile))
             .route("/channels", get(channels::channels))
+            .route("/channels/{id}", get(channels::channel))
             .route("/channels/{id}/pause", post(channels::pause))
             .route("/channels/{id}/resume", post(channels::resume))
             .route("/channels/{id}/auto-redrive", post(channels::auto_redrive))
