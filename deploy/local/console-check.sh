@@ -32,7 +32,7 @@ cargo build -q -p jifen-cli
 jifen="$CARGO_TARGET_DIR/debug/jifen"
 data=$(mktemp -d)
 token=console-check-token
-mall=127.0.0.1:51051
+mall=127.0.0.1:21051
 console=http://127.0.0.1:18080
 devtools=19222
 cleanup() {
@@ -43,8 +43,8 @@ cleanup() {
 trap cleanup EXIT
 
 "$jifen" --metrics-listen 127.0.0.1:19090 dev --data-dir "$data" --nats-port 0 \
-  --mall-listen $mall --portal-listen 127.0.0.1:51052 --channel-listen 127.0.0.1:51061 \
-  --http-channel-listen 127.0.0.1:51070 --console-listen 127.0.0.1:18080 \
+  --mall-listen $mall --portal-listen 127.0.0.1:21052 --channel-listen 127.0.0.1:21061 \
+  --http-channel-listen 127.0.0.1:21070 --console-listen 127.0.0.1:18080 \
   --admin-token $token --backoff 200ms --max-deliver 3 > "$data/dev.log" 2>&1 &
 dev=$!
 for _ in $(seq 100); do grep -q "Operator's console" "$data/dev.log" && break; sleep 0.2; done
