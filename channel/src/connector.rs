@@ -10,9 +10,7 @@ use jifen_mesh::capabilities::Capabilities;
 use jifen_mesh::connector::{AnsweredKey, LedgerCommand, LedgerEndpoint, Recorded};
 use jifen_mesh::domain::InvalidField;
 use jifen_proto::v1::channel_service_client::ChannelServiceClient;
-use jifen_proto::v1::{
-    DeductPointsRequest, Deduction, DeductionState, GetDeductionRequest, RefundPointsRequest,
-};
+use jifen_proto::v1::{DeductPointsRequest, Deduction, GetDeductionRequest, RefundPointsRequest};
 use tonic::Status;
 use tonic::transport::Channel;
 
@@ -47,16 +45,8 @@ impl ChannelEndpoint {
 fn recorded(deduction: Option<Deduction>) -> Result<Recorded, Status> {
     let deduction =
         deduction.ok_or_else(|| Status::internal("the channel answered without a deduction"))?;
-    let state = match deduction.state() {
-        DeductionState::Deducted => LedgerState::Deducted,
-        DeductionState::Refunded => LedgerState::Refunded,
-        DeductionState::Rejected => LedgerState::Rejected,
-        DeductionState::Unspecified => {
-            return Err(Status::internal(
-                "the channel answered a deduction without a state",
-            ));
-        }
-    };
+    let state = LedgerState::try_from(deduction.state())
+        .map_err(|_| Status::internal("the channel answered a deduction without a state"))?;
     Ok(Recorded {
         state,
         points: deduction.points,

@@ -1,7 +1,7 @@
 //! The `ChannelService` edge: wire requests become domain types (a bad field is refused here,
 //! naming it), ledger entries become `Deduction`s, errors become statuses.
 
-use jifen_mesh::barrier::{LedgerEntry, LedgerState, Rejection};
+use jifen_mesh::barrier::{LedgerEntry, Rejection};
 use jifen_mesh::domain::{OrderId, Points, RequestId, UserId};
 use jifen_proto::v1::channel_service_server::ChannelService;
 use jifen_proto::v1::{
@@ -15,11 +15,7 @@ use crate::error::ChannelError;
 use crate::ledger::PointsLedger;
 
 fn deduction(ledger: &PointsLedger, entry: LedgerEntry) -> Deduction {
-    let state = match entry.state {
-        LedgerState::Deducted => DeductionState::Deducted,
-        LedgerState::Refunded => DeductionState::Refunded,
-        LedgerState::Rejected => DeductionState::Rejected,
-    };
+    let state = DeductionState::from(entry.state);
     let reason = match entry.rejection() {
         Some(Rejection::Insufficient) => "insufficient points",
         Some(Rejection::UnknownParty) => "unknown user",

@@ -77,42 +77,43 @@ pub fn regenerated(mut message: Outgoing, generation: i64) -> Outgoing {
 
 /// A bus payload as JSON, for operators: the command or event its subject names.
 pub fn payload_json(subject: &str, payload: &[u8]) -> String {
+    use jifen_mesh::bus::subjects::{Step, Subject};
     use jifen_proto::v1::{PointsOutcomeEvent, QuotaOutcomeEvent};
     use serde_json::json;
-    let decoded = if subject.starts_with("jifen.cmd.channel.") && subject.ends_with(".deduct") {
-        DeductPointsCommand::decode(payload).ok().map(|c| {
-            json!({"order_id": c.order_id, "channel_id": c.channel_id, "user_id": c.user_id, "points": c.points})
-        })
-    } else if subject.starts_with("jifen.cmd.channel.") && subject.ends_with(".refund") {
-        RefundPointsCommand::decode(payload).ok().map(
-            |c| json!({"order_id": c.order_id, "channel_id": c.channel_id, "user_id": c.user_id}),
-        )
-    } else if subject == "jifen.cmd.portal.deduct" {
-        DeductQuotaCommand::decode(payload).ok().map(
-            |c| json!({"order_id": c.order_id, "channel_id": c.channel_id, "points": c.points}),
-        )
-    } else if subject == "jifen.cmd.portal.refund" {
-        RefundQuotaCommand::decode(payload)
+    let decoded = match Subject::parse(subject) {
+        Some(Subject::ChannelCommand { step: Step::Deduct, .. }) => {
+            DeductPointsCommand::decode(payload).ok().map(|c| {
+                json!({"order_id": c.order_id, "channel_id": c.channel_id, "user_id": c.user_id, "points": c.points})
+            })
+        }
+        Some(Subject::ChannelCommand { step: Step::Refund, .. }) => {
+            RefundPointsCommand::decode(payload).ok().map(
+                |c| json!({"order_id": c.order_id, "channel_id": c.channel_id, "user_id": c.user_id}),
+            )
+        }
+        Some(Subject::PortalCommand { step: Step::Deduct }) => {
+            DeductQuotaCommand::decode(payload).ok().map(
+                |c| json!({"order_id": c.order_id, "channel_id": c.channel_id, "points": c.points}),
+            )
+        }
+        Some(Subject::PortalCommand { step: Step::Refund }) => RefundQuotaCommand::decode(payload)
             .ok()
-            .map(|c| json!({"order_id": c.order_id, "channel_id": c.channel_id}))
-    } else if subject.starts_with("jifen.evt.channel.") {
-        PointsOutcomeEvent::decode(payload)
+            .map(|c| json!({"order_id": c.order_id, "channel_id": c.channel_id})),
+        Some(Subject::ChannelEvent { .. }) => PointsOutcomeEvent::decode(payload)
             .ok()
             .and_then(|e| e.deduction)
             .map(|d| {
                 json!({"order_id": d.order_id, "channel_id": d.channel_id, "user_id": d.user_id,
                    "points": d.points, "state": d.state().as_str_name(), "reason": d.reason})
-            })
-    } else if subject.starts_with("jifen.evt.portal.") {
-        QuotaOutcomeEvent::decode(payload)
+            }),
+        Some(Subject::PortalEvent { .. }) => QuotaOutcomeEvent::decode(payload)
             .ok()
             .and_then(|e| e.quota_deduction)
             .map(|d| {
                 json!({"order_id": d.order_id, "channel_id": d.channel_id, "points": d.points,
                    "state": d.state().as_str_name(), "reason": d.reason})
-            })
-    } else {
-        None
+            }),
+        _ => None,
     };
     decoded
         .unwrap_or_else(|| {

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use futures_util::future::try_join_all;
 use jifen_adapter::{CallKey, HttpChannel};
-use jifen_mesh::barrier::LedgerState;
 use jifen_proto::v1::channel_service_client::ChannelServiceClient;
 use jifen_proto::v1::portal_service_client::PortalServiceClient;
 use jifen_proto::v1::{
@@ -91,11 +90,7 @@ impl ChannelClient {
                         captured: None,
                     })
                     .await?;
-                let state = match recorded.state {
-                    LedgerState::Deducted => DeductionState::Deducted,
-                    LedgerState::Refunded => DeductionState::Refunded,
-                    LedgerState::Rejected => DeductionState::Rejected,
-                };
+                let state = DeductionState::from(recorded.state);
                 Ok((state.as_str_name().to_owned(), recorded.points))
             }
             Self::Unconfigured(why) => Err(Status::failed_precondition(why.clone())),

@@ -1,16 +1,69 @@
-//! The points commands and events on the bus, between their protobuf form and the
-//! connector's ([`LedgerCommand`], [`Recorded`]): one place for both the gRPC channel
-//! connector and the HTTP adapter.
+//! Between the wire and Jifen's own types, in one place: ledger states to and from every
+//! protobuf enum that carries one (`DeductionState`, `QuotaDeductionState`), and the points
+//! commands and events on the bus to and from the connector's ([`LedgerCommand`],
+//! [`Recorded`]) — for the gRPC channel connector and the HTTP adapter alike.
 
 use jifen_proto::v1::{
     DeductPointsCommand, Deduction, DeductionState, PartnerExchange, PointsOutcomeEvent,
-    RefundPointsCommand,
+    QuotaDeductionState, RefundPointsCommand,
 };
 use prost::Message;
 
 use crate::barrier::LedgerState;
 use crate::bus::subjects::{Step, channel_event, channel_manual_refund_event};
 use crate::connector::{LedgerCommand, Recorded};
+
+/// A protobuf state that names no ledger state (`…_UNSPECIFIED`): an answer or event that
+/// leaves its state out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no ledger state (unspecified)")]
+pub struct UnspecifiedState;
+
+impl From<LedgerState> for DeductionState {
+    fn from(state: LedgerState) -> Self {
+        match state {
+            LedgerState::Deducted => Self::Deducted,
+            LedgerState::Refunded => Self::Refunded,
+            LedgerState::Rejected => Self::Rejected,
+        }
+    }
+}
+
+impl From<LedgerState> for QuotaDeductionState {
+    fn from(state: LedgerState) -> Self {
+        match state {
+            LedgerState::Deducted => Self::Deducted,
+            LedgerState::Refunded => Self::Refunded,
+            LedgerState::Rejected => Self::Rejected,
+        }
+    }
+}
+
+impl TryFrom<DeductionState> for LedgerState {
+    type Error = UnspecifiedState;
+
+    fn try_from(state: DeductionState) -> Result<Self, UnspecifiedState> {
+        match state {
+            DeductionState::Deducted => Ok(Self::Deducted),
+            DeductionState::Refunded => Ok(Self::Refunded),
+            DeductionState::Rejected => Ok(Self::Rejected),
+            DeductionState::Unspecified => Err(UnspecifiedState),
+        }
+    }
+}
+
+impl TryFrom<QuotaDeductionState> for LedgerState {
+    type Error = UnspecifiedState;
+
+    fn try_from(state: QuotaDeductionState) -> Result<Self, UnspecifiedState> {
+        match state {
+            QuotaDeductionState::Deducted => Ok(Self::Deducted),
+            QuotaDeductionState::Refunded => Ok(Self::Refunded),
+            QuotaDeductionState::Rejected => Ok(Self::Rejected),
+            QuotaDeductionState::Unspecified => Err(UnspecifiedState),
+        }
+    }
+}
 
 /// A channel command from its payload, refused if it is for another channel.
 pub fn decode_points_command(
@@ -78,11 +131,7 @@ pub fn points_event(command: &LedgerCommand, recorded: &Recorded) -> (String, Ve
 
 /// A channel's outcome event (`PointsOutcomeEvent`) for a command.
 pub fn points_outcome_event(command: &LedgerCommand, recorded: &Recorded) -> Vec<u8> {
-    let state = match recorded.state {
-        LedgerState::Deducted => DeductionState::Deducted,
-        LedgerState::Refunded => DeductionState::Refunded,
-        LedgerState::Rejected => DeductionState::Rejected,
-    };
+    let state = DeductionState::from(recorded.state);
     PointsOutcomeEvent {
         deduction: Some(Deduction {
             order_id: command.order_id.clone(),
@@ -112,4 +161,35 @@ pub fn points_outcome_event(command: &LedgerCommand, recorded: &Recorded) -> Vec
             .collect(),
     }
     .encode_to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_ledger_state_goes_to_the_wire_and_back() {
+        for state in [
+            LedgerState::Deducted,
+            LedgerState::Refunded,
+            LedgerState::Rejected,
+        ] {
+            assert_eq!(
+                LedgerState::try_from(DeductionState::from(state)),
+                Ok(state)
+            );
+            assert_eq!(
+                LedgerState::try_from(QuotaDeductionState::from(state)),
+                Ok(state)
+            );
+        }
+        assert_eq!(
+            LedgerState::try_from(DeductionState::Unspecified),
+            Err(UnspecifiedState)
+        );
+        assert_eq!(
+            LedgerState::try_from(QuotaDeductionState::Unspecified),
+            Err(UnspecifiedState)
+        );
+    }
 }

@@ -41,16 +41,8 @@ impl PortalEndpoint {
 fn recorded(deduction: Option<QuotaDeduction>) -> Result<Recorded, Status> {
     let deduction =
         deduction.ok_or_else(|| Status::internal("the portal answered without a deduction"))?;
-    let state = match deduction.state() {
-        QuotaDeductionState::Deducted => LedgerState::Deducted,
-        QuotaDeductionState::Refunded => LedgerState::Refunded,
-        QuotaDeductionState::Rejected => LedgerState::Rejected,
-        QuotaDeductionState::Unspecified => {
-            return Err(Status::internal(
-                "the portal answered a deduction without a state",
-            ));
-        }
-    };
+    let state = LedgerState::try_from(deduction.state())
+        .map_err(|_| Status::internal("the portal answered a deduction without a state"))?;
     Ok(Recorded {
         state,
         points: deduction.points,
@@ -132,11 +124,7 @@ impl LedgerEndpoint for PortalEndpoint {
     }
 
     fn event(&self, command: &LedgerCommand, recorded: &Recorded) -> (String, Vec<u8>) {
-        let state = match recorded.state {
-            LedgerState::Deducted => QuotaDeductionState::Deducted,
-            LedgerState::Refunded => QuotaDeductionState::Refunded,
-            LedgerState::Rejected => QuotaDeductionState::Rejected,
-        };
+        let state = QuotaDeductionState::from(recorded.state);
         let event = QuotaOutcomeEvent {
             quota_deduction: Some(QuotaDeduction {
                 order_id: command.order_id.clone(),

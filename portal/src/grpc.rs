@@ -1,7 +1,7 @@
 //! The `PortalService` edge: wire requests become domain types (a bad field is refused here,
 //! naming it), records become messages, errors become statuses.
 
-use jifen_mesh::barrier::{LedgerEntry, LedgerState, Rejection};
+use jifen_mesh::barrier::{LedgerEntry, Rejection};
 use jifen_mesh::domain::{ChannelId, DisplayName, Endpoint, OrderId, Points, RequestId};
 use jifen_proto::v1::portal_service_server::PortalService;
 use jifen_proto::v1::{
@@ -34,11 +34,7 @@ fn channel(record: ChannelRecord) -> Channel {
 }
 
 fn quota_deduction(entry: LedgerEntry) -> QuotaDeduction {
-    let state = match entry.state {
-        LedgerState::Deducted => QuotaDeductionState::Deducted,
-        LedgerState::Refunded => QuotaDeductionState::Refunded,
-        LedgerState::Rejected => QuotaDeductionState::Rejected,
-    };
+    let state = QuotaDeductionState::from(entry.state);
     let reason = match entry.rejection() {
         Some(Rejection::Insufficient) => "insufficient quota",
         Some(Rejection::UnknownParty) => "unknown channel",

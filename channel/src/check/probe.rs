@@ -64,11 +64,7 @@ fn answered(deduction: Option<jifen_proto::v1::Deduction>) -> (DeductionState, i
 }
 
 fn wire_state(state: LedgerState) -> DeductionState {
-    match state {
-        LedgerState::Deducted => DeductionState::Deducted,
-        LedgerState::Refunded => DeductionState::Refunded,
-        LedgerState::Rejected => DeductionState::Rejected,
-    }
+    DeductionState::from(state)
 }
 
 fn status(status: &Status) -> String {

@@ -2,8 +2,8 @@
 //! to a step ([`decide`]) — so that every pair of order, step and report can be checked.
 
 use jifen_mesh::barrier::LedgerState;
-use jifen_mesh::bus::subjects::{MANUAL_REFUND_TOKEN, outcome_token};
-use jifen_proto::v1::{DeductionState, PointsOutcomeEvent, QuotaDeductionState, QuotaOutcomeEvent};
+use jifen_mesh::bus::subjects::{MANUAL_REFUND_TOKEN, Subject, outcome_token};
+use jifen_proto::v1::{PointsOutcomeEvent, QuotaOutcomeEvent};
 use prost::Message;
 
 use crate::order::{OrderState, StepState};
@@ -38,67 +38,61 @@ pub struct Outcome {
 
 /// Reads an outcome event from its subject and payload.
 pub fn decode(subject: &str, payload: &[u8]) -> Result<Outcome, String> {
-    if subject.starts_with("jifen.evt.channel.") {
-        let event = PointsOutcomeEvent::decode(payload).map_err(|e| e.to_string())?;
-        let d = event
-            .deduction
-            .ok_or("a points event without its deduction")?;
-        let state = match d.state() {
-            DeductionState::Deducted => LedgerState::Deducted,
-            DeductionState::Refunded => LedgerState::Refunded,
-            DeductionState::Rejected => LedgerState::Rejected,
-            DeductionState::Unspecified => return Err("a points event without a state".into()),
-        };
-        Ok(Outcome {
-            order_id: d.order_id,
-            step: StepKey::Line {
-                channel_id: d.channel_id,
-                user_id: d.user_id,
-            },
-            state,
-            points: d.points,
-            reason: d.reason,
-            refund_by_hand: subject.rsplit('.').next() == Some(MANUAL_REFUND_TOKEN),
-            deduct_may_follow: event.deduct_may_follow,
-            captured: event.captured.into_iter().collect(),
-            exchanges: event
-                .exchanges
-                .into_iter()
-                .map(|e| jifen_mesh::connector::Exchange {
-                    at_unix_ms: e.at_unix_ms,
-                    call: e.call,
-                    request: e.request,
-                    status: u16::try_from(e.status).unwrap_or(0),
-                    answer: e.answer,
-                })
-                .collect(),
-        })
-    } else if subject.starts_with("jifen.evt.portal.") {
-        let event = QuotaOutcomeEvent::decode(payload).map_err(|e| e.to_string())?;
-        let d = event
-            .quota_deduction
-            .ok_or("a quota event without its deduction")?;
-        let state = match d.state() {
-            QuotaDeductionState::Deducted => LedgerState::Deducted,
-            QuotaDeductionState::Refunded => LedgerState::Refunded,
-            QuotaDeductionState::Rejected => LedgerState::Rejected,
-            QuotaDeductionState::Unspecified => return Err("a quota event without a state".into()),
-        };
-        Ok(Outcome {
-            order_id: d.order_id,
-            step: StepKey::Quota {
-                channel_id: d.channel_id,
-            },
-            state,
-            points: d.points,
-            reason: d.reason,
-            refund_by_hand: false,
-            deduct_may_follow: false,
-            captured: Default::default(),
-            exchanges: Vec::new(),
-        })
-    } else {
-        Err(format!("not an outcome subject: {subject}"))
+    match Subject::parse(subject) {
+        Some(Subject::ChannelEvent { outcome, .. }) => {
+            let event = PointsOutcomeEvent::decode(payload).map_err(|e| e.to_string())?;
+            let d = event
+                .deduction
+                .ok_or("a points event without its deduction")?;
+            let state = LedgerState::try_from(d.state())
+                .map_err(|_| "a points event without a state".to_owned())?;
+            Ok(Outcome {
+                order_id: d.order_id,
+                step: StepKey::Line {
+                    channel_id: d.channel_id,
+                    user_id: d.user_id,
+                },
+                state,
+                points: d.points,
+                reason: d.reason,
+                refund_by_hand: outcome == MANUAL_REFUND_TOKEN,
+                deduct_may_follow: event.deduct_may_follow,
+                captured: event.captured.into_iter().collect(),
+                exchanges: event
+                    .exchanges
+                    .into_iter()
+                    .map(|e| jifen_mesh::connector::Exchange {
+                        at_unix_ms: e.at_unix_ms,
+                        call: e.call,
+                        request: e.request,
+                        status: u16::try_from(e.status).unwrap_or(0),
+                        answer: e.answer,
+                    })
+                    .collect(),
+            })
+        }
+        Some(Subject::PortalEvent { .. }) => {
+            let event = QuotaOutcomeEvent::decode(payload).map_err(|e| e.to_string())?;
+            let d = event
+                .quota_deduction
+                .ok_or("a quota event without its deduction")?;
+            let state = LedgerState::try_from(d.state())
+                .map_err(|_| "a quota event without a state".to_owned())?;
+            Ok(Outcome {
+                order_id: d.order_id,
+                step: StepKey::Quota {
+                    channel_id: d.channel_id,
+                },
+                state,
+                points: d.points,
+                reason: d.reason,
+                refund_by_hand: false,
+                deduct_may_follow: false,
+                captured: Default::default(),
+                exchanges: Vec::new(),
+            })
+        }
+        _ => Err(format!("not an outcome subject: {subject}")),
     }
 }
 

@@ -124,9 +124,10 @@ pub const HEALTH_SUBJECTS: &str = "jifen.health.>";
 
 /// The consumer group a health subject names (the inverse of [`health_subject`]).
 pub fn health_consumer(subject: &str) -> Option<&str> {
-    subject
-        .strip_prefix("jifen.health.")
-        .filter(|rest| !rest.is_empty() && !rest.contains('.'))
+    match Subject::parse(subject)? {
+        Subject::Health { consumer } => Some(consumer),
+        _ => None,
+    }
 }
 
 /// The channel whose connector's consumer group this is (the inverse of [`channel_consumer`]).
@@ -158,9 +159,65 @@ pub fn portal_event(state: LedgerState) -> String {
     format!("jifen.evt.portal.{}", outcome_token(state))
 }
 
-/// The step a command subject asks for: its last token.
+/// A subject of Jifen's, read: the one place that takes subjects apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject<'a> {
+    /// `jifen.cmd.channel.<id>.<step>`
+    ChannelCommand { channel_id: &'a str, step: Step },
+    /// `jifen.cmd.portal.<step>`
+    PortalCommand { step: Step },
+    /// `jifen.evt.channel.<id>.<outcome>`: a ledger state's token or [`MANUAL_REFUND_TOKEN`].
+    ChannelEvent {
+        channel_id: &'a str,
+        outcome: &'a str,
+    },
+    /// `jifen.evt.portal.<outcome>`
+    PortalEvent { outcome: &'a str },
+    /// `jifen.health.<consumer>`
+    Health { consumer: &'a str },
+}
+
+impl<'a> Subject<'a> {
+    /// `None` for anything that is not one of Jifen's subjects, whole (no wildcards, no empty
+    /// or extra tokens).
+    pub fn parse(subject: &'a str) -> Option<Self> {
+        let tokens: Vec<&str> = subject.split('.').collect();
+        if tokens
+            .iter()
+            .any(|t| t.is_empty() || *t == "*" || *t == ">")
+        {
+            return None;
+        }
+        match tokens.as_slice() {
+            ["jifen", "cmd", "channel", channel_id, step] => Some(Self::ChannelCommand {
+                channel_id,
+                step: Step::parse(step)?,
+            }),
+            ["jifen", "cmd", "portal", step] => Some(Self::PortalCommand {
+                step: Step::parse(step)?,
+            }),
+            ["jifen", "evt", "channel", channel_id, outcome] => Some(Self::ChannelEvent {
+                channel_id,
+                outcome,
+            }),
+            ["jifen", "evt", "portal", outcome] => Some(Self::PortalEvent { outcome }),
+            ["jifen", "health", consumer] => Some(Self::Health { consumer }),
+            _ => None,
+        }
+    }
+
+    /// The step a command asks for.
+    pub fn step(self) -> Option<Step> {
+        match self {
+            Self::ChannelCommand { step, .. } | Self::PortalCommand { step } => Some(step),
+            _ => None,
+        }
+    }
+}
+
+/// The step a command subject asks for.
 pub fn command_step(subject: &str) -> Option<Step> {
-    subject.rsplit('.').next().and_then(Step::parse)
+    Subject::parse(subject).and_then(Subject::step)
 }
 
 /// Deterministic message id of a points command: `<order>:<step>:<channel>:<user>`, so a relay
@@ -198,6 +255,31 @@ mod tests {
         );
         assert_eq!(command_step("jifen.cmd.portal.refund"), Some(Step::Refund));
         assert_eq!(command_step("jifen.cmd.portal.other"), None);
+        assert_eq!(command_step("jifen.evt.portal.refund"), None);
+        assert_eq!(
+            Subject::parse("jifen.evt.channel.alpha.manual_refund"),
+            Some(Subject::ChannelEvent {
+                channel_id: "alpha",
+                outcome: MANUAL_REFUND_TOKEN
+            })
+        );
+        assert_eq!(
+            Subject::parse("jifen.cmd.channel.alpha.deduct"),
+            Some(Subject::ChannelCommand {
+                channel_id: "alpha",
+                step: Step::Deduct
+            })
+        );
+        for foreign in [
+            "jifen.cmd.channel.*.deduct",
+            "jifen.cmd.channel.alpha.beta.deduct",
+            "jifen.health.",
+            "jifen.health.a.b",
+            "other.cmd.portal.deduct",
+            "jifen.evt.portal",
+        ] {
+            assert_eq!(Subject::parse(foreign), None, "{foreign}");
+        }
         assert_eq!(
             points_message_id("o-1", Step::Deduct, "alpha", "alice"),
             "o-1:deduct:alpha:alice"

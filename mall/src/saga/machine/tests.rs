@@ -1,5 +1,6 @@
 //! Every order × step × report the saga can meet.
 use super::*;
+use jifen_proto::v1::DeductionState;
 
 const ORDERS: [OrderState; 4] = [
     OrderState::Pending,
