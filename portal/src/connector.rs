@@ -4,15 +4,13 @@
 use std::time::Duration;
 
 use jifen_mesh::barrier::LedgerState;
-use jifen_mesh::bus::subjects::{Step, portal_event};
+use jifen_mesh::bus::subjects::Step;
 use jifen_mesh::connector::{AnsweredKey, LedgerCommand, LedgerEndpoint, Recorded};
 use jifen_mesh::domain::InvalidField;
 use jifen_proto::v1::portal_service_client::PortalServiceClient;
 use jifen_proto::v1::{
-    DeductQuotaCommand, DeductQuotaRequest, GetQuotaDeductionRequest, QuotaDeduction,
-    QuotaDeductionState, QuotaOutcomeEvent, RefundQuotaCommand, RefundQuotaRequest,
+    DeductQuotaRequest, GetQuotaDeductionRequest, QuotaDeduction, RefundQuotaRequest,
 };
-use prost::Message;
 use tonic::Status;
 use tonic::transport::Channel;
 
@@ -60,30 +58,7 @@ fn recorded(deduction: Option<QuotaDeduction>) -> Result<Recorded, Status> {
 
 impl LedgerEndpoint for PortalEndpoint {
     fn decode(&self, step: Step, payload: &[u8]) -> Result<LedgerCommand, String> {
-        Ok(match step {
-            Step::Deduct => {
-                let c = DeductQuotaCommand::decode(payload).map_err(|e| e.to_string())?;
-                LedgerCommand {
-                    step,
-                    order_id: c.order_id,
-                    channel_id: c.channel_id,
-                    user_id: String::new(),
-                    points: c.points,
-                    captured: Default::default(),
-                }
-            }
-            Step::Refund => {
-                let c = RefundQuotaCommand::decode(payload).map_err(|e| e.to_string())?;
-                LedgerCommand {
-                    step,
-                    order_id: c.order_id,
-                    channel_id: c.channel_id,
-                    user_id: String::new(),
-                    points: 0,
-                    captured: Default::default(),
-                }
-            }
-        })
+        jifen_mesh::wire::decode_quota_command(step, payload)
     }
 
     async fn deduct(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
@@ -124,18 +99,7 @@ impl LedgerEndpoint for PortalEndpoint {
     }
 
     fn event(&self, command: &LedgerCommand, recorded: &Recorded) -> (String, Vec<u8>) {
-        let state = QuotaDeductionState::from(recorded.state);
-        let event = QuotaOutcomeEvent {
-            quota_deduction: Some(QuotaDeduction {
-                order_id: command.order_id.clone(),
-                channel_id: command.channel_id.clone(),
-                points: recorded.points,
-                state: state.into(),
-                reason: recorded.reason.clone(),
-                updated_at_unix_ms: jifen_mesh::time::now_unix_ms(),
-            }),
-        };
-        (portal_event(recorded.state), event.encode_to_vec())
+        jifen_mesh::wire::quota_event(command, recorded)
     }
 }
 

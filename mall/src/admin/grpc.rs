@@ -23,7 +23,6 @@ use tonic::{Request, Response, Status};
 
 use super::Admin;
 use super::settle::LineKey;
-use crate::commands;
 use crate::error::MallError;
 use crate::grpc::{order_message, page_size};
 use crate::store::Selection;
@@ -31,7 +30,7 @@ use crate::store::dead_letters::{self, DeadLetter};
 
 fn dead_letter_message(dl: DeadLetter) -> WireDeadLetter {
     WireDeadLetter {
-        payload_json: commands::payload_json(&dl.subject, &dl.payload),
+        payload_json: jifen_mesh::wire::payload_json(&dl.subject, &dl.payload),
         headers: [
             ("Jifen-Origin-Msg-Id".to_owned(), dl.origin_msg_id.clone()),
             ("Jifen-Order-Id".to_owned(), dl.order_id.clone()),

@@ -8,8 +8,6 @@ use jifen_mesh::barrier::LedgerState;
 use jifen_mesh::bus::subjects::{Step, channel_command};
 use jifen_mesh::domain::{ChannelId, OrderId, UserId};
 use jifen_mesh::time::now_unix_ms;
-use jifen_proto::v1::DeductPointsCommand;
-use prost::Message;
 
 use super::Admin;
 use crate::error::MallError;
@@ -118,7 +116,7 @@ impl Admin {
         let mut closed = 0_usize;
         let subject = channel_command(channel_id, Step::Deduct);
         for dl in dead_letters::open_on_subject(tx, order_id, &subject).await? {
-            let for_line = DeductPointsCommand::decode(dl.payload.as_slice())
+            let for_line = jifen_mesh::wire::decode_command(&dl.subject, &dl.payload)
                 .is_ok_and(|c| c.user_id == user_id);
             if for_line && dead_letters::close(tx, &dl.id, "DISCARDED", note, now).await? {
                 closed += 1;

@@ -207,8 +207,7 @@ fn retrying(
 
 /// The line a dead-lettered deduct is for: its subject names the channel, its payload the user.
 fn unknown_line(order: &Order, letter: &DeadLetter) -> Option<(String, String)> {
-    use prost::Message;
-    let command = jifen_proto::v1::DeductPointsCommand::decode(letter.payload.as_slice()).ok()?;
+    let command = jifen_mesh::wire::decode_command(&letter.subject, &letter.payload).ok()?;
     order
         .lines
         .iter()

@@ -1,100 +1,11 @@
-//! The saga's decisions, free of I/O: what an outcome event is ([`decode`]), and what it does
-//! to a step ([`decide`]) — so that every pair of order, step and report can be checked.
+//! The saga's decisions, free of I/O: what an outcome event does to a step ([`decide`]; the
+//! event is read by the wire module, [`decode`]) — so that every pair of order, step and report can be checked.
 
 use jifen_mesh::barrier::LedgerState;
-use jifen_mesh::bus::subjects::{MANUAL_REFUND_TOKEN, Subject, outcome_token};
-use jifen_proto::v1::{PointsOutcomeEvent, QuotaOutcomeEvent};
-use prost::Message;
+use jifen_mesh::bus::subjects::outcome_token;
+pub use jifen_mesh::wire::{Outcome, StepKey, decode_outcome as decode};
 
 use crate::order::{OrderState, StepState};
-
-/// Which step an outcome is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StepKey {
-    /// A line: points of one user at one channel.
-    Line { channel_id: String, user_id: String },
-    /// A channel's quota at the portal.
-    Quota { channel_id: String },
-}
-
-/// An outcome event as the saga reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub order_id: String,
-    pub step: StepKey,
-    pub state: LedgerState,
-    pub points: i64,
-    pub reason: String,
-    /// The channel has no refund call: the step's refund is an operator's task (the state is
-    /// then `Deducted`, the points held, or 0 when the channel cannot tell).
-    pub refund_by_hand: bool,
-    /// A refund that found nothing at a channel that may still take the deduct on its way.
-    pub deduct_may_follow: bool,
-    /// Values of the channel's answer the line keeps (its own transaction id).
-    pub captured: std::collections::BTreeMap<String, String>,
-    /// The partner exchanges behind the outcome, kept as evidence.
-    pub exchanges: Vec<jifen_mesh::connector::Exchange>,
-}
-
-/// Reads an outcome event from its subject and payload.
-pub fn decode(subject: &str, payload: &[u8]) -> Result<Outcome, String> {
-    match Subject::parse(subject) {
-        Some(Subject::ChannelEvent { outcome, .. }) => {
-            let event = PointsOutcomeEvent::decode(payload).map_err(|e| e.to_string())?;
-            let d = event
-                .deduction
-                .ok_or("a points event without its deduction")?;
-            let state = LedgerState::try_from(d.state())
-                .map_err(|_| "a points event without a state".to_owned())?;
-            Ok(Outcome {
-                order_id: d.order_id,
-                step: StepKey::Line {
-                    channel_id: d.channel_id,
-                    user_id: d.user_id,
-                },
-                state,
-                points: d.points,
-                reason: d.reason,
-                refund_by_hand: outcome == MANUAL_REFUND_TOKEN,
-                deduct_may_follow: event.deduct_may_follow,
-                captured: event.captured.into_iter().collect(),
-                exchanges: event
-                    .exchanges
-                    .into_iter()
-                    .map(|e| jifen_mesh::connector::Exchange {
-                        at_unix_ms: e.at_unix_ms,
-                        call: e.call,
-                        request: e.request,
-                        status: u16::try_from(e.status).unwrap_or(0),
-                        answer: e.answer,
-                    })
-                    .collect(),
-            })
-        }
-        Some(Subject::PortalEvent { .. }) => {
-            let event = QuotaOutcomeEvent::decode(payload).map_err(|e| e.to_string())?;
-            let d = event
-                .quota_deduction
-                .ok_or("a quota event without its deduction")?;
-            let state = LedgerState::try_from(d.state())
-                .map_err(|_| "a quota event without a state".to_owned())?;
-            Ok(Outcome {
-                order_id: d.order_id,
-                step: StepKey::Quota {
-                    channel_id: d.channel_id,
-                },
-                state,
-                points: d.points,
-                reason: d.reason,
-                refund_by_hand: false,
-                deduct_may_follow: false,
-                captured: Default::default(),
-                exchanges: Vec::new(),
-            })
-        }
-        _ => Err(format!("not an outcome subject: {subject}")),
-    }
-}
 
 /// What the saga does with a ledger's report on a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

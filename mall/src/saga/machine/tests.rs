@@ -1,6 +1,5 @@
 //! Every order × step × report the saga can meet.
 use super::*;
-use jifen_proto::v1::DeductionState;
 
 const ORDERS: [OrderState; 4] = [
     OrderState::Pending,
@@ -189,36 +188,6 @@ fn a_step_moves_at_most_once_for_the_same_report() {
             }
         }
     }
-}
-
-#[test]
-fn events_decode_from_their_subjects() {
-    let payload = PointsOutcomeEvent {
-        deduction: Some(jifen_proto::v1::Deduction {
-            order_id: "o-1".into(),
-            channel_id: "alpha".into(),
-            user_id: "u".into(),
-            points: 5,
-            state: DeductionState::Rejected.into(),
-            reason: "insufficient points".into(),
-            updated_at_unix_ms: 0,
-        }),
-        deduct_may_follow: false,
-        captured: Default::default(),
-        exchanges: Vec::new(),
-    }
-    .encode_to_vec();
-    let outcome = decode("jifen.evt.channel.alpha.rejected", &payload).unwrap();
-    assert_eq!(outcome.state, LedgerState::Rejected);
-    assert_eq!(
-        outcome.step,
-        StepKey::Line {
-            channel_id: "alpha".into(),
-            user_id: "u".into()
-        }
-    );
-    assert!(decode("jifen.evt.portal.deducted", b"\xff\xff").is_err());
-    assert!(decode("jifen.other", &payload).is_err());
 }
 
 #[test]
