@@ -19,6 +19,7 @@ pub mod console;
 pub mod dead_letters;
 pub mod error;
 pub mod grpc;
+pub mod history;
 pub mod ledger_health;
 pub mod operators;
 pub mod order;

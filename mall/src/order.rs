@@ -332,3 +332,26 @@ mod tests {
         assert_ne!(d.fingerprint(), e.fingerprint());
     }
 }
+
+/// A step as stored: its state and what the saga noted about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepFacts {
+    pub state: StepState,
+    /// A deduct was reported while the step's refund was outstanding.
+    pub deduct_seen: bool,
+    /// What the refund that settled the step gave back.
+    pub refunded_points: i64,
+    /// Its refund found nothing, and its deduct, which may still land, has not been reported.
+    pub awaiting_deduct: bool,
+}
+
+impl StepFacts {
+    pub fn new(state: StepState) -> Self {
+        Self {
+            state,
+            deduct_seen: false,
+            refunded_points: 0,
+            awaiting_deduct: false,
+        }
+    }
+}

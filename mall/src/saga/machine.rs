@@ -1,8 +1,8 @@
 //! The saga's decisions, free of I/O: what an outcome event does to a step ([`decide`]; the
 //! event is read by the wire module, [`decode`]) — so that every pair of order, step and report can be checked.
 
+pub use crate::order::StepFacts;
 use jifen_mesh::barrier::LedgerState;
-use jifen_mesh::bus::subjects::outcome_token;
 pub use jifen_mesh::wire::{Outcome, StepKey, decode_outcome as decode};
 
 use crate::order::{OrderState, StepState};
@@ -35,29 +35,6 @@ pub struct Report {
     pub by_hand: bool,
     /// A refund that found nothing where the deduct may still land.
     pub deduct_may_follow: bool,
-}
-
-/// A step as the saga stored it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StepFacts {
-    pub state: StepState,
-    /// A deduct was reported while the step's refund was outstanding.
-    pub deduct_seen: bool,
-    /// What the refund that settled the step gave back.
-    pub refunded_points: i64,
-    /// Its refund found nothing, and its deduct, which may still land, has not been reported.
-    pub awaiting_deduct: bool,
-}
-
-impl StepFacts {
-    pub fn new(state: StepState) -> Self {
-        Self {
-            state,
-            deduct_seen: false,
-            refunded_points: 0,
-            awaiting_deduct: false,
-        }
-    }
 }
 
 /// The saga's state machine for one step: pure, so every case can be checked.
@@ -135,48 +112,6 @@ pub fn next_step_state(
             LedgerState::Rejected,
         ) => Some(StepState::Rejected),
         _ => None,
-    }
-}
-
-pub(crate) fn history_kind(outcome: &Outcome) -> String {
-    let what = match outcome.step {
-        StepKey::Line { .. } => "points",
-        StepKey::Quota { .. } => "quota",
-    };
-    if outcome.refund_by_hand {
-        return "manual_refund_needed".to_owned();
-    }
-    let state = outcome_token(outcome.state);
-    format!("{what}_{state}")
-}
-
-pub(crate) fn history_detail(outcome: &Outcome) -> String {
-    let at = match &outcome.step {
-        StepKey::Line {
-            channel_id,
-            user_id,
-        } => format!("channel {channel_id}, user {user_id}"),
-        StepKey::Quota { channel_id } => format!("portal quota of channel {channel_id}"),
-    };
-    if outcome.reason.is_empty() {
-        format!("{at}: {} points", outcome.points)
-    } else {
-        format!("{at}: {} points ({})", outcome.points, outcome.reason)
-    }
-}
-
-pub(crate) fn rejection_reason(outcome: &Outcome) -> String {
-    let at = match &outcome.step {
-        StepKey::Line {
-            channel_id,
-            user_id,
-        } => format!("channel {channel_id} user {user_id}"),
-        StepKey::Quota { channel_id } => format!("portal quota of channel {channel_id}"),
-    };
-    match outcome.state {
-        LedgerState::Refunded => format!("{at}: refunded before the order completed"),
-        _ if outcome.reason.is_empty() => format!("{at}: rejected"),
-        _ => format!("{at}: {}", outcome.reason),
     }
 }
 

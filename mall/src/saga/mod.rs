@@ -26,12 +26,12 @@ use tokio::sync::{Notify, broadcast};
 use crate::order::{OrderState, StepState};
 use crate::store::Appends;
 
+use crate::history::{history_detail, history_kind, rejection_reason};
 use crate::store::steps::{
     Claimed, claim_step, compensate, correct, flag_manual_refund, keep_captured, keep_exchanges,
     request_quotas, set_order, set_step, settle_if_done,
 };
 pub use machine::{Decision, Outcome, Report, StepFacts, StepKey, decide, decode, next_step_state};
-use machine::{history_detail, history_kind, rejection_reason};
 
 /// What applying an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]

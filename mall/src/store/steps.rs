@@ -6,10 +6,12 @@ use jifen_mesh::storage::Backend;
 use sqlx::{AnyConnection, Row};
 
 use crate::commands;
+use crate::history::history_detail;
+use crate::order::StepFacts;
 use crate::order::{OrderState, StepState};
-use crate::saga::machine::{Outcome, StepFacts, StepKey, history_detail};
 use crate::store::{Appends, order_state, step_state};
 use jifen_mesh::bus::subjects::outcome_token;
+use jifen_mesh::wire::{Outcome, StepKey};
 
 /// Bumps the order's version (which takes its row lock) and returns its state.
 pub(crate) async fn lock_order(
