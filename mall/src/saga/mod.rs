@@ -14,24 +14,24 @@
 use std::sync::Arc;
 
 pub mod machine;
+pub mod plan;
 pub mod trust;
 
-use jifen_mesh::barrier::LedgerState;
 use jifen_mesh::bus::consume::{Delivery, Disposition, Handler};
 use jifen_mesh::group_commit::{self, Write};
 use jifen_mesh::storage::{Backend, Database};
 use sqlx::AnyConnection;
 use tokio::sync::{Notify, broadcast};
 
-use crate::order::{OrderState, StepState};
+use crate::order::OrderState;
 use crate::store::Appends;
 
-use crate::history::{history_detail, history_kind, rejection_reason};
 use crate::store::steps::{
     Claimed, claim_step, compensate, correct, flag_manual_refund, keep_captured, keep_exchanges,
     request_quotas, set_order, set_step, settle_if_done,
 };
 pub use machine::{Decision, Outcome, Report, StepFacts, StepKey, decide, decode, next_step_state};
+use plan::{Plan, Then};
 
 /// What applying an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,65 +207,15 @@ pub(crate) async fn apply_in(
         return Ok(Effect::mismatched(mismatch));
     }
     // Kept whatever the step does next: a late deduct's corrective refund needs them too.
-    if !outcome.captured.is_empty() && outcome.state == LedgerState::Deducted {
+    if !outcome.captured.is_empty() && plan::takes_points(outcome) {
         keep_captured(tx, outcome).await?;
     }
     if !outcome.exchanges.is_empty() {
         keep_exchanges(tx, outcome).await?;
     }
-    let report = Report {
-        state: outcome.state,
-        points: outcome.points,
-        by_hand: outcome.refund_by_hand,
-        deduct_may_follow: outcome.deduct_may_follow,
-    };
-    let next = match decide(order, step, report) {
-        Decision::Ignore => return Ok(Effect::ignored("duplicate or late event")),
-        Decision::NoteDeduct => {
-            let noted = StepFacts {
-                deduct_seen: true,
-                ..step
-            };
-            set_step(tx, outcome, noted).await?;
-            appends.record(
-                &outcome.order_id,
-                &history_kind(outcome),
-                &format!(
-                    "{} while its refund is outstanding",
-                    history_detail(outcome)
-                ),
-                now,
-            );
-            return Ok(Effect {
-                applied: Applied::Ignored("deduct noted; its refund is outstanding"),
-                changed: true,
-                sent_commands: false,
-                corrected: None,
-            });
-        }
-        Decision::AwaitDeduct => {
-            let awaiting = StepFacts {
-                awaiting_deduct: true,
-                ..step
-            };
-            set_step(tx, outcome, awaiting).await?;
-            appends.record(
-                &outcome.order_id,
-                &history_kind(outcome),
-                &format!(
-                    "{}; the channel may still take the deduct on its way: its outcome decides",
-                    history_detail(outcome)
-                ),
-                now,
-            );
-            return Ok(Effect {
-                applied: Applied::Ignored("refund found nothing; awaiting the deduct"),
-                changed: true,
-                sent_commands: false,
-                corrected: None,
-            });
-        }
-        Decision::Correct => {
+    let transition = match plan::plan(order, step, outcome, undeducted) {
+        Plan::Ignore(why) => return Ok(Effect::ignored(why)),
+        Plan::Correct => {
             let kind = correct(tx, appends, outcome, step.state, now).await?;
             return Ok(Effect {
                 applied: Applied::Corrected,
@@ -274,65 +224,45 @@ pub(crate) async fn apply_in(
                 corrected: Some(kind),
             });
         }
-        Decision::Move(next) => next,
+        Plan::Note { step, history, why } => {
+            set_step(tx, outcome, step).await?;
+            appends.record(&outcome.order_id, &history.0, &history.1, now);
+            return Ok(Effect {
+                applied: Applied::Ignored(why),
+                changed: true,
+                sent_commands: false,
+                corrected: None,
+            });
+        }
+        Plan::Move(transition) => transition,
     };
-    let refunded_points = if next == StepState::Refunded {
-        outcome.points
-    } else {
-        0
-    };
-    let moved = StepFacts {
-        state: next,
-        deduct_seen: false,
-        refunded_points,
-        awaiting_deduct: false,
-    };
-    set_step(tx, outcome, moved).await?;
+    set_step(tx, outcome, transition.step).await?;
     appends.record(
         &outcome.order_id,
-        &history_kind(outcome),
-        &history_detail(outcome),
+        &transition.history.0,
+        &transition.history.1,
         now,
     );
-    if next == StepState::ManualRefund {
+    if transition.flag_manual_refund {
         flag_manual_refund(tx, outcome, now).await?;
     }
-
-    let mut sent_commands = false;
-    let order_state = match (order, next) {
-        (OrderState::Pending, StepState::Rejected | StepState::Refunded) => {
-            let reason = rejection_reason(outcome);
-            sent_commands = compensate(tx, appends, &outcome.order_id, &reason, now).await?;
-            settle_if_done(tx, appends, &outcome.order_id, now).await?
+    let order_id = outcome.order_id.as_str();
+    let (order_state, sent_commands) = match transition.then {
+        Then::Stay => (order, false),
+        Then::Compensate { reason } => {
+            let sent = compensate(tx, appends, order_id, &reason, now).await?;
+            (settle_if_done(tx, appends, order_id, now).await?, sent)
         }
-        (OrderState::Pending, StepState::Deducted) => match outcome.step {
-            StepKey::Line { .. } => {
-                // This step was not deducted (else the event would be ignored): it was the last.
-                if undeducted == 1 {
-                    request_quotas(tx, appends, &outcome.order_id, now).await?;
-                    sent_commands = true;
-                }
-                OrderState::Pending
-            }
-            StepKey::Quota { .. } => {
-                if undeducted == 1 {
-                    set_order(tx, &outcome.order_id, OrderState::Completed, None, now).await?;
-                    appends.record(
-                        &outcome.order_id,
-                        "completed",
-                        "every line and quota deducted",
-                        now,
-                    );
-                    OrderState::Completed
-                } else {
-                    OrderState::Pending
-                }
-            }
-        },
-        (OrderState::Compensating, _) => {
-            settle_if_done(tx, appends, &outcome.order_id, now).await?
+        Then::RequestQuotas => {
+            request_quotas(tx, appends, order_id, now).await?;
+            (OrderState::Pending, true)
         }
-        _ => order,
+        Then::Complete => {
+            set_order(tx, order_id, OrderState::Completed, None, now).await?;
+            appends.record(order_id, "completed", "every line and quota deducted", now);
+            (OrderState::Completed, false)
+        }
+        Then::SettleIfDone => (settle_if_done(tx, appends, order_id, now).await?, false),
     };
     Ok(Effect {
         applied: Applied::Moved { order_state },

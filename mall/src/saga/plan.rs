@@ -1,0 +1,202 @@
+//! The saga plans, the store writes: what one outcome does to its order — the step's new facts,
+//! the history line, and what follows (compensate, ask for the quotas, complete, settle) — as
+//! a value, free of I/O, which [`super::apply_in`] carries out with the store's writers.
+
+use jifen_mesh::barrier::LedgerState;
+use jifen_mesh::wire::{Outcome, StepKey};
+
+use super::machine::{Decision, Report, decide};
+use crate::history::{history_detail, history_kind, rejection_reason};
+use crate::order::{OrderState, StepFacts, StepState};
+
+/// What follows a step's move, for its order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Then {
+    /// The order stays as it is.
+    Stay,
+    /// A step failed while the order was pending: refund what is held, then settle if nothing
+    /// is left open.
+    Compensate { reason: String },
+    /// The last line was deducted: ask for the channels' quotas.
+    RequestQuotas,
+    /// The last quota was deducted: the order is complete.
+    Complete,
+    /// A compensating order may be settled now.
+    SettleIfDone,
+}
+
+/// A step's move and what follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub step: StepFacts,
+    /// The history line: kind and detail.
+    pub history: (String, String),
+    /// The step waits for an operator's manual refund: flag the order.
+    pub flag_manual_refund: bool,
+    pub then: Then,
+}
+
+/// What one outcome does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// A duplicate, a late event, or one for an order already settled.
+    Ignore(&'static str),
+    /// Points taken for a step that must hold none: refund the key again (DESIGN §9).
+    Correct,
+    /// Something about the step is noted (its facts and a history line), nothing moves.
+    Note {
+        step: StepFacts,
+        history: (String, String),
+        why: &'static str,
+    },
+    Move(Transition),
+}
+
+/// Plans `outcome` for a step with `step`'s facts of an order in `order`, of which
+/// `undeducted` steps of the outcome's kind (lines, or quotas) are not deducted yet.
+pub fn plan(order: OrderState, step: StepFacts, outcome: &Outcome, undeducted: i64) -> Plan {
+    let report = Report {
+        state: outcome.state,
+        points: outcome.points,
+        by_hand: outcome.refund_by_hand,
+        deduct_may_follow: outcome.deduct_may_follow,
+    };
+    let kind = history_kind(outcome);
+    let next = match decide(order, step, report) {
+        Decision::Ignore => return Plan::Ignore("duplicate or late event"),
+        Decision::Correct => return Plan::Correct,
+        Decision::NoteDeduct => {
+            return Plan::Note {
+                step: StepFacts {
+                    deduct_seen: true,
+                    ..step
+                },
+                history: (
+                    kind,
+                    format!(
+                        "{} while its refund is outstanding",
+                        history_detail(outcome)
+                    ),
+                ),
+                why: "deduct noted; its refund is outstanding",
+            };
+        }
+        Decision::AwaitDeduct => {
+            return Plan::Note {
+                step: StepFacts {
+                    awaiting_deduct: true,
+                    ..step
+                },
+                history: (
+                    kind,
+                    format!(
+                        "{}; the channel may still take the deduct on its way: its outcome decides",
+                        history_detail(outcome)
+                    ),
+                ),
+                why: "refund found nothing; awaiting the deduct",
+            };
+        }
+        Decision::Move(next) => next,
+    };
+    let then = match (order, next) {
+        (OrderState::Pending, StepState::Rejected | StepState::Refunded) => Then::Compensate {
+            reason: rejection_reason(outcome),
+        },
+        // This step was not deducted (else the event would be ignored): it may be the last.
+        (OrderState::Pending, StepState::Deducted) if undeducted == 1 => match outcome.step {
+            StepKey::Line { .. } => Then::RequestQuotas,
+            StepKey::Quota { .. } => Then::Complete,
+        },
+        (OrderState::Compensating, _) => Then::SettleIfDone,
+        _ => Then::Stay,
+    };
+    Plan::Move(Transition {
+        step: StepFacts {
+            state: next,
+            deduct_seen: false,
+            refunded_points: if next == StepState::Refunded {
+                outcome.points
+            } else {
+                0
+            },
+            awaiting_deduct: false,
+        },
+        history: (kind, history_detail(outcome)),
+        flag_manual_refund: next == StepState::ManualRefund,
+        then,
+    })
+}
+
+/// Whether `outcome` reports points taken (for the store's captured values).
+pub fn takes_points(outcome: &Outcome) -> bool {
+    outcome.state == LedgerState::Deducted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(step: StepKey, state: LedgerState, points: i64) -> Outcome {
+        Outcome {
+            order_id: "o-1".into(),
+            step,
+            state,
+            points,
+            reason: String::new(),
+            refund_by_hand: false,
+            deduct_may_follow: false,
+            captured: Default::default(),
+            exchanges: Vec::new(),
+        }
+    }
+
+    fn line() -> StepKey {
+        StepKey::Line {
+            channel_id: "alpha".into(),
+            user_id: "u1".into(),
+        }
+    }
+
+    #[test]
+    fn the_last_line_asks_for_the_quotas_and_the_last_quota_completes() {
+        let pending = StepFacts::new(StepState::Pending);
+        let deducted = outcome(line(), LedgerState::Deducted, 100);
+        let Plan::Move(last) = plan(OrderState::Pending, pending, &deducted, 1) else {
+            panic!("a deduct moves a pending step");
+        };
+        assert_eq!(last.then, Then::RequestQuotas);
+        assert_eq!(last.step.state, StepState::Deducted);
+        let Plan::Move(not_last) = plan(OrderState::Pending, pending, &deducted, 2) else {
+            panic!("a deduct moves a pending step");
+        };
+        assert_eq!(not_last.then, Then::Stay);
+        let quota = outcome(
+            StepKey::Quota {
+                channel_id: "alpha".into(),
+            },
+            LedgerState::Deducted,
+            100,
+        );
+        let Plan::Move(done) = plan(OrderState::Pending, pending, &quota, 1) else {
+            panic!("a quota deduct moves a pending step");
+        };
+        assert_eq!(done.then, Then::Complete);
+    }
+
+    #[test]
+    fn a_rejection_compensates_and_a_duplicate_changes_nothing() {
+        let pending = StepFacts::new(StepState::Pending);
+        let rejected = outcome(line(), LedgerState::Rejected, 0);
+        let Plan::Move(failed) = plan(OrderState::Pending, pending, &rejected, 1) else {
+            panic!("a rejection moves a pending step");
+        };
+        assert!(matches!(failed.then, Then::Compensate { .. }));
+        let deducted = StepFacts::new(StepState::Deducted);
+        let again = outcome(line(), LedgerState::Deducted, 100);
+        assert!(matches!(
+            plan(OrderState::Pending, deducted, &again, 0),
+            Plan::Ignore(_)
+        ));
+    }
+}
