@@ -101,6 +101,7 @@ pub(crate) fn print_banner(banner: &Banner<'_>) {
     let jifen = runnable_self();
     println!("  {jifen} admin orders list --attention");
     println!("  {jifen} admin dead-letters list");
+    println!("  {jifen} admin channels list");
     println!(
         "  grpcurl {g} -H \"authorization: Bearer $JIFEN_ADMIN_TOKEN\" -d '{{}}' {mall} jifen.v1.AdminService/ListDeadLetters"
     );
