@@ -27,6 +27,9 @@ const STALE_MS: i64 = 4 * REPORT_EVERY.as_millis() as i64;
 const DOWN_AFTER: u32 = 3;
 /// Slowest p99 that is not yet degraded.
 const SLOW_P99_MS: u32 = 2_500;
+/// Replicas of one consumer group kept at most: reports under more names (a connector that
+/// makes up names) are dropped until some go silent.
+const MAX_REPLICAS: usize = 64;
 
 /// A ledger's state, worst last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +172,13 @@ impl HealthBoard {
         let consumer = report.consumer.clone();
         let mut groups = self.groups();
         let group = groups.entry(consumer.clone()).or_default();
+        group
+            .replicas
+            .retain(|_, (received, _)| now.saturating_sub(*received) < STALE_MS);
+        if group.replicas.len() >= MAX_REPLICAS && !group.replicas.contains_key(&report.replica) {
+            tracing::warn!(consumer, "health report of one replica too many dropped");
+            return false;
+        }
         group.replicas.insert(report.replica.clone(), (now, report));
         let judged = judge(&consumer, group, now);
         note_change(group, &judged);
@@ -448,6 +458,19 @@ mod tests {
         assert!(!board.receive("jifen.health.channel-beta", &report("a", 1, 0, 0, now), now));
         assert!(!board.receive(SUBJECT, b"not a report \xff\xff", now));
         assert!(board.all().is_empty());
+    }
+
+    #[test]
+    fn a_connector_making_up_replica_names_cannot_grow_the_board() {
+        let board = HealthBoard::default();
+        let now = now_unix_ms();
+        for n in 0..MAX_REPLICAS {
+            assert!(board.receive(SUBJECT, &report(&format!("r{n}"), 1, 0, 0, now), now));
+        }
+        assert!(!board.receive(SUBJECT, &report("one-more", 1, 0, 0, now), now));
+        // A known replica still reports.
+        assert!(board.receive(SUBJECT, &report("r0", 2, 0, 0, now), now));
+        assert_eq!(board.get("channel-alpha").replicas, MAX_REPLICAS);
     }
 
     #[test]
