@@ -77,8 +77,6 @@ pub enum MallError {
         until: String,
         note: String,
     },
-    #[error("unknown consumer group {0}: a channel's connector (channel-<id>) or the portal")]
-    UnknownConsumer(String),
     #[error("the bus did not take the message: {0}")]
     Bus(String),
     #[error("storage error")]
@@ -104,7 +102,6 @@ impl From<MallError> for Status {
             | MallError::OutcomeUnknown(_)
             | MallError::MismatchedEvent(_) => Status::failed_precondition(message),
             MallError::Bus(_) | MallError::ChannelPaused { .. } => Status::unavailable(message),
-            MallError::UnknownConsumer(_) => Status::not_found(message),
             MallError::Upstream { code, .. } => match code {
                 Code::DeadlineExceeded => Status::deadline_exceeded(message),
                 _ => Status::unavailable(message),

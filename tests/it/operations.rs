@@ -178,6 +178,18 @@ async fn a_paused_channel_takes_no_commands_refuses_orders_and_resumes() {
         Code::InvalidArgument,
         "note",
     );
+    assert_status(
+        admin
+            .pause_channel(authed(PauseChannelRequest {
+                channel_id: "zeta".into(),
+                note: "no such channel".into(),
+                starts_at_unix_ms: 0,
+                ends_at_unix_ms: 0,
+            }))
+            .await,
+        Code::NotFound,
+        "zeta",
+    );
     // An order already taken waits on the bus while the channel is paused.
     mesh.stop_connector("alpha").await;
     mesh.submit("p-1", &[("alpha", "u1", 100)]).await.unwrap();

@@ -44,6 +44,32 @@ pub(crate) fn pause_message(pause: &Pause) -> ChannelPause {
 }
 
 impl Admin {
+    /// The consumer group of a channel the portal's registry lists (or of the portal): an
+    /// operator's pause or switch for a channel that does not exist is refused, not kept.
+    async fn known_consumer(&self, channel_id: &str) -> Result<String, MallError> {
+        let consumer = consumer_of(channel_id)?;
+        if consumer == PORTAL_CONSUMER {
+            return Ok(consumer);
+        }
+        let listed = self
+            .registry
+            .portal()
+            .list_channels(ListChannelsRequest {})
+            .await
+            .map_err(|status| MallError::Upstream {
+                what: "the portal".to_owned(),
+                code: status.code(),
+                message: status.message().to_owned(),
+            })?
+            .into_inner()
+            .channels;
+        if listed.iter().any(|c| c.channel_id == channel_id) {
+            Ok(consumer)
+        } else {
+            Err(MallError::UnknownChannel(channel_id.to_owned()))
+        }
+    }
+
     /// Every channel of the portal's registry, and the portal, as operators watch them.
     pub(crate) async fn channel_health(&self) -> Result<Vec<ChannelHealth>, MallError> {
         let listed = self
@@ -162,7 +188,7 @@ impl Admin {
         note: &str,
         actor: &str,
     ) -> Result<Pause, MallError> {
-        let consumer = consumer_of(&request.channel_id)?;
+        let consumer = self.known_consumer(&request.channel_id).await?;
         let now = now_unix_ms();
         let starts_at_ms = if request.starts_at_unix_ms == 0 {
             now
@@ -206,7 +232,7 @@ impl Admin {
         note: &str,
         actor: &str,
     ) -> Result<(), MallError> {
-        let consumer = consumer_of(channel_id)?;
+        let consumer = self.known_consumer(channel_id).await?;
         controls::set_auto_redrive(
             self.store.database(),
             &consumer,
