@@ -483,3 +483,45 @@ async fn a_deleted_stream_comes_back_and_the_orders_it_held_complete() {
     mesh.submit("z-2", &[("alpha", "u1", 10)]).await.unwrap();
     assert_eq!(mesh.settled("z-2").await.state(), OrderState::Completed);
 }
+
+#[tokio::test]
+async fn a_compensating_orders_deduct_is_never_redriven_automatically() {
+    let mut mesh = TestMesh::start(&["alpha", "beta"], &["u1"]).await;
+    mesh.routine.auto_redrive_after = Duration::from_secs(1);
+    mesh.stop_mall().await;
+    mesh.start_mall().await;
+    let mut admin = admin(&mut mesh).await;
+    let (deduct, _) = dead_letter_alpha(&mut mesh).await;
+    // The order compensates and stays so: beta's refund waits for its connector.
+    mesh.stop_connector("beta").await;
+    admin
+        .compensate_order(authed(jifen_proto::v1::CompensateOrderRequest {
+            order_id: "o-1".into(),
+            reason: "customer gave up while alpha was down".into(),
+        }))
+        .await
+        .unwrap();
+    // alpha is back and answers long enough for the automatic redrive to run a few rounds.
+    mesh.channel("alpha").restart().await;
+    eventually("alpha answering for 6 s", Duration::from_secs(40), || {
+        let admin = admin.clone();
+        async move {
+            let since = health_of(&admin, "alpha").await.answering_since_unix_ms;
+            (since > 0 && jifen_mesh::time::now_unix_ms() - since > 6_000).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(mesh.order("o-1").await.state(), OrderState::Compensating);
+    let letter = admin
+        .get_dead_letter(authed(GetDeadLetterRequest {
+            id: deduct.id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .dead_letter
+        .unwrap();
+    assert_eq!(letter.state, "OPEN", "{letter:?}");
+    mesh.start_connector("beta").await;
+    assert_eq!(mesh.settled("o-1").await.state(), OrderState::Cancelled);
+}

@@ -236,7 +236,8 @@ pub async fn open_by_consumer(
 }
 
 /// The open dead letters of `consumer` that certainly took no effect (every delivery failed for
-/// a passing reason) and belong to an order still open, oldest first: what the automatic
+/// a passing reason) and belong to an order still open — a deduct only while its order is still
+/// pending (once it compensates, the deduct must not land) — oldest first: what the automatic
 /// redrive may send again. A message redriven `max_generations` times already stays for an
 /// operator: something about it, not the ledger, keeps failing.
 pub async fn auto_redrivable(
@@ -251,7 +252,9 @@ pub async fn auto_redrivable(
         "SELECT {COLUMNS} FROM dead_letters d WHERE state = 'OPEN' AND consumer = $1 \
          AND kind = $2 AND origin_msg_id NOT LIKE $3 \
          AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.order_id = d.order_id \
-         AND o.state IN ('COMPLETED', 'CANCELLED')) ORDER BY dead_at_ms, id LIMIT $4"
+         AND (o.state IN ('COMPLETED', 'CANCELLED') \
+         OR (o.state = 'COMPENSATING' AND d.subject LIKE '%.deduct'))) \
+         ORDER BY dead_at_ms, id LIMIT $4"
     ))
     .bind(consumer)
     .bind(jifen_mesh::bus::subjects::RETRIES_EXHAUSTED)
