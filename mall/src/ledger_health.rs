@@ -172,9 +172,7 @@ impl HealthBoard {
         let consumer = report.consumer.clone();
         let mut groups = self.groups();
         let group = groups.entry(consumer.clone()).or_default();
-        group
-            .replicas
-            .retain(|_, (received, _)| now.saturating_sub(*received) < STALE_MS);
+        group.forget_silent(now);
         if group.replicas.len() >= MAX_REPLICAS && !group.replicas.contains_key(&report.replica) {
             tracing::warn!(consumer, "health report of one replica too many dropped");
             return false;
@@ -267,10 +265,16 @@ fn note_change(group: &mut Group, judged: &LedgerHealth) {
     }
 }
 
+impl Group {
+    /// Forgets the replicas that have not reported lately.
+    fn forget_silent(&mut self, now: i64) {
+        self.replicas
+            .retain(|_, (received, _)| now.saturating_sub(*received) < STALE_MS);
+    }
+}
+
 fn judge(consumer: &str, group: &mut Group, now: i64) -> LedgerHealth {
-    group
-        .replicas
-        .retain(|_, (received, _)| now.saturating_sub(*received) < STALE_MS);
+    group.forget_silent(now);
     let reports: Vec<&LedgerHealthReport> = group.replicas.values().map(|(_, r)| r).collect();
     let recent_from = now - now.rem_euclid(60_000) - (RECENT_MINUTES - 1) * 60_000;
     let mut per_minute: std::collections::BTreeMap<i64, (u64, u64)> = Default::default();

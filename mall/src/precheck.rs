@@ -152,18 +152,23 @@ impl Registry {
             .and_then(|adapter| adapter.statement_format().cloned())
     }
 
-    pub async fn channel(&self, channel_id: &str) -> Result<ChannelClient, MallError> {
-        if let Some(client) = self.channels.read().await.get(channel_id) {
-            return Ok(client.clone());
-        }
-        let listed = self
+    /// The channels the portal's registry lists, as it answers now.
+    pub async fn listed(&self) -> Result<Vec<jifen_proto::v1::Channel>, MallError> {
+        Ok(self
             .portal
             .clone()
             .list_channels(ListChannelsRequest {})
             .await
             .map_err(|s| upstream("the portal", &s))?
             .into_inner()
-            .channels;
+            .channels)
+    }
+
+    pub async fn channel(&self, channel_id: &str) -> Result<ChannelClient, MallError> {
+        if let Some(client) = self.channels.read().await.get(channel_id) {
+            return Ok(client.clone());
+        }
+        let listed = self.listed().await?;
         let mut channels = self.channels.write().await;
         for channel in listed {
             let client = match channel.kind() {

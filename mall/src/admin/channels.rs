@@ -8,9 +8,8 @@ use jifen_mesh::bus::subjects::{CMD_STREAM, PORTAL_CONSUMER, channel_consumer};
 use jifen_mesh::domain::ChannelId;
 use jifen_mesh::time::now_unix_ms;
 use jifen_proto::v1::{
-    ActivityMinute, ChannelHealth, ChannelPause, ListChannelsRequest, PauseChannelRequest,
-    PauseChannelResponse, ResumeChannelRequest, ResumeChannelResponse, SetAutoRedriveRequest,
-    SetAutoRedriveResponse,
+    ActivityMinute, ChannelHealth, ChannelPause, PauseChannelRequest, PauseChannelResponse,
+    ResumeChannelRequest, ResumeChannelResponse, SetAutoRedriveRequest, SetAutoRedriveResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -51,18 +50,7 @@ impl Admin {
         if consumer == PORTAL_CONSUMER {
             return Ok(consumer);
         }
-        let listed = self
-            .registry
-            .portal()
-            .list_channels(ListChannelsRequest {})
-            .await
-            .map_err(|status| MallError::Upstream {
-                what: "the portal".to_owned(),
-                code: status.code(),
-                message: status.message().to_owned(),
-            })?
-            .into_inner()
-            .channels;
+        let listed = self.registry.listed().await?;
         if listed.iter().any(|c| c.channel_id == channel_id) {
             Ok(consumer)
         } else {
@@ -72,18 +60,7 @@ impl Admin {
 
     /// Every channel of the portal's registry, and the portal, as operators watch them.
     pub(crate) async fn channel_health(&self) -> Result<Vec<ChannelHealth>, MallError> {
-        let listed = self
-            .registry
-            .portal()
-            .list_channels(ListChannelsRequest {})
-            .await
-            .map_err(|status| MallError::Upstream {
-                what: "the portal".to_owned(),
-                code: status.code(),
-                message: status.message().to_owned(),
-            })?
-            .into_inner()
-            .channels;
+        let listed = self.registry.listed().await?;
         let db = self.store.database();
         let open = dead_letters::open_by_consumer(db).await?;
         let off: HashSet<String> = controls::auto_redrive_off(db).await?.into_iter().collect();

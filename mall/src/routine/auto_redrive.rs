@@ -11,7 +11,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jifen_mesh::bus::subjects::{PORTAL_CONSUMER, consumer_channel};
 use jifen_mesh::time::now_unix_ms;
 use tokio_util::sync::CancellationToken;
 
@@ -51,15 +50,14 @@ pub async fn run(
             }
         };
         let now = now_unix_ms();
+        // The board holds only connectors' consumer groups (it drops any other report).
         for health in admin.health.all() {
             let consumer = health.consumer.as_str();
-            let connector = consumer_channel(consumer).is_some() || consumer == PORTAL_CONSUMER;
             let Some(since) = health.answering_since_ms else {
                 continue;
             };
             let answering_ms = now.saturating_sub(since);
-            if !connector
-                || off.contains(consumer)
+            if off.contains(consumer)
                 || answering_ms < after_ms
                 || pauses.in_force(consumer, now).is_some()
             {

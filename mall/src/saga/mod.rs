@@ -17,6 +17,7 @@ pub mod machine;
 pub mod plan;
 pub mod trust;
 
+use jifen_mesh::barrier::LedgerState;
 use jifen_mesh::bus::consume::{Delivery, Disposition, Handler};
 use jifen_mesh::group_commit::{self, Write};
 use jifen_mesh::storage::{Backend, Database};
@@ -207,7 +208,7 @@ pub(crate) async fn apply_in(
         return Ok(Effect::mismatched(mismatch));
     }
     // Kept whatever the step does next: a late deduct's corrective refund needs them too.
-    if !outcome.captured.is_empty() && plan::takes_points(outcome) {
+    if !outcome.captured.is_empty() && outcome.state == LedgerState::Deducted {
         keep_captured(tx, outcome).await?;
     }
     if !outcome.exchanges.is_empty() {

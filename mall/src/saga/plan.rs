@@ -2,7 +2,6 @@
 //! the history line, and what follows (compensate, ask for the quotas, complete, settle) — as
 //! a value, free of I/O, which [`super::apply_in`] carries out with the store's writers.
 
-use jifen_mesh::barrier::LedgerState;
 use jifen_mesh::wire::{Outcome, StepKey};
 
 use super::machine::{Decision, Report, decide};
@@ -128,14 +127,10 @@ pub fn plan(order: OrderState, step: StepFacts, outcome: &Outcome, undeducted: i
     })
 }
 
-/// Whether `outcome` reports points taken (for the store's captured values).
-pub fn takes_points(outcome: &Outcome) -> bool {
-    outcome.state == LedgerState::Deducted
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jifen_mesh::barrier::LedgerState;
 
     fn outcome(step: StepKey, state: LedgerState, points: i64) -> Outcome {
         Outcome {

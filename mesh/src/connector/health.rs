@@ -13,7 +13,7 @@ use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 
-use super::{LedgerCommand, LedgerEndpoint, Recorded, is_pending};
+use super::{LedgerEndpoint, Recorded, is_pending};
 use crate::bus::subjects::health_subject;
 use crate::time::now_unix_ms;
 
@@ -48,8 +48,9 @@ pub const MAX_RETRYING: usize = 500;
 #[derive(Debug, Default)]
 pub struct CallBook {
     window: Mutex<Window>,
-    /// Commands waiting for their next delivery, by (order, user, step).
-    retrying: Mutex<std::collections::HashMap<(String, String, String), RetryingCommand>>,
+    /// Commands waiting for their next delivery, by their message's stream sequence (the same
+    /// on every redelivery).
+    retrying: Mutex<std::collections::HashMap<u64, RetryingCommand>>,
 }
 
 #[derive(Debug, Default)]
@@ -138,29 +139,20 @@ impl CallBook {
 
     fn retrying_book(
         &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        std::collections::HashMap<(String, String, String), RetryingCommand>,
-    > {
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, RetryingCommand>> {
         self.retrying.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Notes how a delivery of `command` ended: waiting for another (with why and when), or
-    /// done with.
-    pub fn delivered(&self, command: &LedgerCommand, waiting: Option<RetryingCommand>) {
-        let key = (
-            command.order_id.clone(),
-            command.user_id.clone(),
-            command.step.as_str().to_owned(),
-        );
+    /// Notes that the message at `sequence` waits for another delivery, and why and when.
+    pub fn waiting(&self, sequence: u64, next: RetryingCommand) {
+        self.retrying_book().insert(sequence, next);
+    }
+
+    /// Notes that the message at `sequence` is done with (handled, or dead-lettered).
+    pub fn done(&self, sequence: u64) {
         let mut book = self.retrying_book();
-        match waiting {
-            Some(next) => {
-                book.insert(key, next);
-            }
-            None => {
-                book.remove(&key);
-            }
+        if !book.is_empty() {
+            book.remove(&sequence);
         }
     }
 

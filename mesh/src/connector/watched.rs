@@ -3,7 +3,7 @@
 //! waits for another, and why.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use jifen_proto::v1::RetryingCommand;
 use tonic::Status;
@@ -105,13 +105,13 @@ impl<E: LedgerEndpoint> LedgerEndpoint for Watched<E> {
 }
 
 /// A connector's handler that notes, after each delivery, whether its command waits for
-/// another and why — what a pending line on the console shows.
+/// another and why — what a pending line on the console shows. Only a command that waits is
+/// decoded again; one that is done with is forgotten by its message's sequence.
 #[derive(Debug)]
 pub struct Noting<H, E> {
     inner: H,
     watched: Watched<E>,
-    backoff: Vec<Duration>,
-    max_deliver: i64,
+    spec: crate::bus::consume::ConsumerSpec,
 }
 
 impl<H, E: LedgerEndpoint> Noting<H, E> {
@@ -119,8 +119,7 @@ impl<H, E: LedgerEndpoint> Noting<H, E> {
         Self {
             inner,
             watched,
-            backoff: spec.backoff.clone(),
-            max_deliver: spec.max_deliver,
+            spec: spec.clone(),
         }
     }
 }
@@ -134,42 +133,37 @@ impl<H: crate::bus::consume::Handler, E: LedgerEndpoint> crate::bus::consume::Ha
     ) -> crate::bus::consume::Disposition {
         use crate::bus::consume::Disposition;
         let disposition = self.inner.handle(delivery).await;
+        let book = self.watched.book();
+        let attempt = delivery.delivered;
+        let (delay, why) = match &disposition {
+            Disposition::Retry(why) if attempt < self.spec.max_deliver => {
+                (self.spec.delay_after(attempt), why)
+            }
+            Disposition::RetryAfter(delay, why) if attempt < self.spec.max_deliver => (*delay, why),
+            _ => {
+                book.done(delivery.stream_sequence);
+                return disposition;
+            }
+        };
         let Some(step) = crate::bus::subjects::command_step(&delivery.subject) else {
             return disposition;
         };
         let Ok(command) = self.watched.decode(step, &delivery.payload) else {
             return disposition;
         };
-        let attempt = delivery.delivered;
-        let waiting = match &disposition {
-            Disposition::Retry(why) | Disposition::RetryAfter(_, why)
-                if attempt < self.max_deliver =>
-            {
-                let delay = match &disposition {
-                    Disposition::RetryAfter(delay, _) => *delay,
-                    _ => {
-                        let index = usize::try_from(attempt.saturating_sub(1)).unwrap_or(0);
-                        self.backoff
-                            .get(index)
-                            .or(self.backoff.last())
-                            .copied()
-                            .unwrap_or(Duration::from_secs(1))
-                    }
-                };
-                Some(RetryingCommand {
-                    order_id: command.order_id.clone(),
-                    user_id: command.user_id.clone(),
-                    step: step.as_str().to_owned(),
-                    attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-                    max_attempts: u32::try_from(self.max_deliver).unwrap_or(u32::MAX),
-                    last_error: why.chars().take(MAX_ERROR_CHARS).collect(),
-                    next_at_unix_ms: now_unix_ms()
-                        .saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
-                })
-            }
-            _ => None,
-        };
-        self.watched.book().delivered(&command, waiting);
+        book.waiting(
+            delivery.stream_sequence,
+            RetryingCommand {
+                order_id: command.order_id,
+                user_id: command.user_id,
+                step: step.as_str().to_owned(),
+                attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+                max_attempts: u32::try_from(self.spec.max_deliver).unwrap_or(u32::MAX),
+                last_error: why.chars().take(MAX_ERROR_CHARS).collect(),
+                next_at_unix_ms: now_unix_ms()
+                    .saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
+            },
+        );
         disposition
     }
 }
