@@ -81,6 +81,7 @@ impl HttpChannel {
             deduct_may_follow: false,
             captured,
             exchanges: Vec::new(),
+            hold_expires_at_ms: 0,
         })
     }
 }

@@ -42,11 +42,17 @@ pub struct ChannelConfig {
     /// Most database connections this process opens.
     #[arg(long, env = "JIFEN_DB_MAX_CONNECTIONS", default_value_t = jifen_mesh::storage::DEFAULT_MAX_CONNECTIONS)]
     pub db_max_connections: u32,
+    /// How long a hold (`FreezePoints`) lives before the channel releases it by itself.
+    #[arg(long, env = "JIFEN_HOLD_TTL", default_value = "10m", value_parser = jifen_mesh::config::parse_duration)]
+    pub hold_ttl: std::time::Duration,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
     #[command(flatten)]
     pub tls: jifen_mesh::tls::TlsArgs,
 }
+
+/// How often holds past their expiry are released.
+const LAPSED_HOLDS_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A channel that is bound and migrated, ready to serve.
 pub struct ChannelApp {
@@ -67,7 +73,7 @@ impl ChannelApp {
             .await?;
         Ok(Self {
             server,
-            ledger: PointsLedger::new(db, channel_id),
+            ledger: PointsLedger::new(db, channel_id).with_hold_ttl(config.hold_ttl),
             config,
         })
     }
@@ -83,6 +89,11 @@ impl ChannelApp {
     pub async fn run_until(self, shutdown: CancellationToken) -> Result<(), GrpcError> {
         let mut routes = RoutesBuilder::default();
         routes.add_service(ChannelServiceServer::new(self.ledger.clone()));
+        let lapsed = tokio::spawn(jifen_mesh::barrier::release_lapsed_holds(
+            self.ledger.barrier().clone(),
+            LAPSED_HOLDS_PERIOD,
+            shutdown.child_token(),
+        ));
         let result = self
             .server
             .serve(
@@ -92,6 +103,7 @@ impl ChannelApp {
                 self.config.shutdown.grace(),
             )
             .await;
+        lapsed.abort();
         self.ledger.database().close().await;
         result
     }

@@ -10,7 +10,10 @@ use jifen_mesh::capabilities::Capabilities;
 use jifen_mesh::connector::{AnsweredKey, LedgerCommand, LedgerEndpoint, Recorded};
 use jifen_mesh::domain::InvalidField;
 use jifen_proto::v1::channel_service_client::ChannelServiceClient;
-use jifen_proto::v1::{DeductPointsRequest, Deduction, GetDeductionRequest, RefundPointsRequest};
+use jifen_proto::v1::{
+    CancelFreezeRequest, ConfirmFreezeRequest, DeductPointsRequest, Deduction,
+    FreezePointsRequest, GetDeductionRequest, RefundPointsRequest,
+};
 use tonic::Status;
 use tonic::transport::Channel;
 
@@ -20,6 +23,7 @@ pub struct ChannelEndpoint {
     channel_id: String,
     client: ChannelServiceClient<Channel>,
     capabilities: Capabilities,
+    hold_ttl: Option<Duration>,
 }
 
 impl ChannelEndpoint {
@@ -38,7 +42,14 @@ impl ChannelEndpoint {
             channel_id: channel_id.to_owned(),
             client: ChannelServiceClient::new(channel),
             capabilities,
+            hold_ttl: None,
         })
+    }
+
+    /// The channel holds points (TCC, DESIGN §12), a hold lapsing after `ttl`.
+    pub fn holding(mut self, ttl: Option<Duration>) -> Self {
+        self.hold_ttl = ttl;
+        self
     }
 }
 
@@ -59,6 +70,7 @@ fn recorded(deduction: Option<Deduction>) -> Result<Recorded, Status> {
         deduct_may_follow: false,
         captured: Default::default(),
         exchanges: Vec::new(),
+        hold_expires_at_ms: deduction.hold_expires_at_unix_ms,
     })
 }
 
@@ -90,6 +102,47 @@ impl LedgerEndpoint for ChannelEndpoint {
             }))
             .await?;
         recorded(response.into_inner().deduction)
+    }
+
+    async fn freeze(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
+        let response = self
+            .client
+            .clone()
+            .freeze_points(jifen_mesh::trace::request(FreezePointsRequest {
+                order_id: command.order_id.clone(),
+                user_id: command.user_id.clone(),
+                points: command.points,
+            }))
+            .await?;
+        recorded(response.into_inner().deduction)
+    }
+
+    async fn confirm(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
+        let response = self
+            .client
+            .clone()
+            .confirm_freeze(jifen_mesh::trace::request(ConfirmFreezeRequest {
+                order_id: command.order_id.clone(),
+                user_id: command.user_id.clone(),
+            }))
+            .await?;
+        recorded(response.into_inner().deduction)
+    }
+
+    async fn cancel(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
+        let response = self
+            .client
+            .clone()
+            .cancel_freeze(jifen_mesh::trace::request(CancelFreezeRequest {
+                order_id: command.order_id.clone(),
+                user_id: command.user_id.clone(),
+            }))
+            .await?;
+        recorded(response.into_inner().deduction)
+    }
+
+    fn hold_ttl(&self) -> Option<Duration> {
+        self.hold_ttl
     }
 
     async fn get(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
@@ -149,6 +202,11 @@ pub struct ChannelConnectorConfig {
     /// `null_compensation`, `anti_hanging`); the strategy follows (docs/channels.md).
     #[arg(long, env = "JIFEN_CHANNEL_WITHOUT", value_delimiter = ',')]
     pub without: Vec<String>,
+    /// Declares that the channel holds points (`FreezePoints`, `ConfirmFreeze`, `CancelFreeze`)
+    /// and releases a hold after this long: the mall then takes this channel's lines by TCC
+    /// (DESIGN §12). Unset: by deduct and refund.
+    #[arg(long, env = "JIFEN_HOLD_TTL", value_parser = jifen_mesh::config::parse_duration, conflicts_with = "adapter_config")]
+    pub hold_ttl: Option<Duration>,
     /// Deadline of each call to the channel [default: 5s]. For a channel driven through an
     /// adapter config, given, it replaces the config's `timeout`.
     #[arg(long, env = "JIFEN_CALL_TIMEOUT", value_parser = jifen_mesh::config::parse_duration)]
@@ -305,8 +363,9 @@ pub async fn run_connector(
         tls.as_ref(),
         config.call_timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
         capabilities,
-    )?;
-    tracing::info!(channel_id = %channel_id, %endpoint, missing = ?capabilities.missing(), "channel connector starting");
+    )?
+    .holding(config.hold_ttl);
+    tracing::info!(channel_id = %channel_id, %endpoint, missing = ?capabilities.missing(), hold_ttl = ?config.hold_ttl, "channel connector starting");
     jifen_mesh::connector::run(&config.bus, spec, target, config.health_listen, shutdown).await?;
     Ok(())
 }

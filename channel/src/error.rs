@@ -18,9 +18,15 @@ pub enum ChannelError {
     #[error("no deduction recorded for order {order_id} and user {user_id}")]
     NoDeduction { order_id: String, user_id: String },
     #[error(
-        "order {order_id} was already refunded for user {user_id}; a deduct after its refund is refused"
+        "order {order_id} was already refunded or cancelled for user {user_id}; a deduct or freeze after it is refused"
     )]
     RefundedBefore { order_id: String, user_id: String },
+    #[error("the hold of order {order_id} for user {user_id} is {state}")]
+    HoldSettled {
+        order_id: String,
+        user_id: String,
+        state: &'static str,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("storage error")]
@@ -35,7 +41,9 @@ impl From<ChannelError> for Status {
             ChannelError::UnknownUser { .. } | ChannelError::NoDeduction { .. } => {
                 Status::not_found(message)
             }
-            ChannelError::InsufficientPoints { .. } => Status::failed_precondition(message),
+            ChannelError::InsufficientPoints { .. } | ChannelError::HoldSettled { .. } => {
+                Status::failed_precondition(message)
+            }
             ChannelError::RefundedBefore { .. } => Status::aborted(message),
             ChannelError::Conflict(_) => Status::already_exists(message),
             ChannelError::Storage(error) => jifen_mesh::status::from_storage(&error),

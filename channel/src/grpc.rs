@@ -5,9 +5,11 @@ use jifen_mesh::barrier::{LedgerEntry, Rejection};
 use jifen_mesh::domain::{OrderId, Points, RequestId, UserId};
 use jifen_proto::v1::channel_service_server::ChannelService;
 use jifen_proto::v1::{
+    CancelFreezeRequest, CancelFreezeResponse, ConfirmFreezeRequest, ConfirmFreezeResponse,
     CreditPointsRequest, CreditPointsResponse, DeductPointsRequest, DeductPointsResponse,
-    Deduction, DeductionState, GetDeductionRequest, GetDeductionResponse, GetUserPointsRequest,
-    GetUserPointsResponse, RefundPointsRequest, RefundPointsResponse,
+    Deduction, DeductionState, FreezePointsRequest, FreezePointsResponse, GetDeductionRequest,
+    GetDeductionResponse, GetUserPointsRequest, GetUserPointsResponse, RefundPointsRequest,
+    RefundPointsResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -19,6 +21,7 @@ fn deduction(ledger: &PointsLedger, entry: LedgerEntry) -> Deduction {
     let reason = match entry.rejection() {
         Some(Rejection::Insufficient) => "insufficient points",
         Some(Rejection::UnknownParty) => "unknown user",
+        None if entry.expired() => "the hold expired",
         None => "",
     }
     .to_owned();
@@ -30,6 +33,7 @@ fn deduction(ledger: &PointsLedger, entry: LedgerEntry) -> Deduction {
         state: state.into(),
         reason,
         updated_at_unix_ms: entry.updated_at_ms,
+        hold_expires_at_unix_ms: entry.expires_at_ms,
     }
 }
 
@@ -78,6 +82,46 @@ impl ChannelService for PointsLedger {
         let (order_id, user_id) = key(request.order_id, request.user_id)?;
         let entry = self.refund(&order_id, &user_id).await?;
         Ok(Response::new(RefundPointsResponse {
+            deduction: Some(deduction(self, entry)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %request.get_ref().order_id))]
+    async fn freeze_points(
+        &self,
+        request: Request<FreezePointsRequest>,
+    ) -> Result<Response<FreezePointsResponse>, Status> {
+        let request = request.into_inner();
+        let (order_id, user_id) = key(request.order_id, request.user_id)?;
+        let points = Points::parse("points", request.points).map_err(ChannelError::from)?;
+        let entry = self.freeze(&order_id, &user_id, points).await?;
+        Ok(Response::new(FreezePointsResponse {
+            deduction: Some(deduction(self, entry)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %request.get_ref().order_id))]
+    async fn confirm_freeze(
+        &self,
+        request: Request<ConfirmFreezeRequest>,
+    ) -> Result<Response<ConfirmFreezeResponse>, Status> {
+        let request = request.into_inner();
+        let (order_id, user_id) = key(request.order_id, request.user_id)?;
+        let entry = self.confirm(&order_id, &user_id).await?;
+        Ok(Response::new(ConfirmFreezeResponse {
+            deduction: Some(deduction(self, entry)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %request.get_ref().order_id))]
+    async fn cancel_freeze(
+        &self,
+        request: Request<CancelFreezeRequest>,
+    ) -> Result<Response<CancelFreezeResponse>, Status> {
+        let request = request.into_inner();
+        let (order_id, user_id) = key(request.order_id, request.user_id)?;
+        let entry = self.cancel(&order_id, &user_id).await?;
+        Ok(Response::new(CancelFreezeResponse {
             deduction: Some(deduction(self, entry)),
         }))
     }

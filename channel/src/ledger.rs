@@ -1,7 +1,10 @@
 //! The channel's accounts, guarded by the deduction barrier of DESIGN §3: every deduct and
 //! refund moves the balance in one transaction with its ledger row.
 
-use jifen_mesh::barrier::{Balance, Barrier, DeductOutcome, LedgerEntry, Rejection};
+use jifen_mesh::barrier::{
+    Balance, Barrier, ConfirmOutcome, DeductOutcome, HoldBalance, LedgerEntry, LedgerState,
+    Rejection,
+};
 use jifen_mesh::domain::{ChannelId, InvalidField, OrderId, Points, RequestId, UserId};
 use jifen_mesh::storage::Database;
 use jifen_mesh::time::now_unix_ms;
@@ -15,6 +18,15 @@ const ACCOUNTS: Balance = Balance {
     restore: "UPDATE accounts SET balance = balance + $1, held = held - $1, updated_at_ms = $2 \
               WHERE user_id = $3",
     exists: "SELECT 1 FROM accounts WHERE user_id = $1",
+    hold: Some(HoldBalance {
+        freeze: "UPDATE accounts SET balance = balance - $1, frozen = frozen + $1, updated_at_ms = $2 \
+                 WHERE user_id = $3 AND balance >= $1",
+        // Spent points stay counted as held, as a deduct's do: credited = balance + held + frozen.
+        confirm: "UPDATE accounts SET frozen = frozen - $1, held = held + $1, updated_at_ms = $2 \
+                  WHERE user_id = $3",
+        release: "UPDATE accounts SET frozen = frozen - $1, balance = balance + $1, updated_at_ms = $2 \
+                  WHERE user_id = $3",
+    }),
 };
 
 /// One channel's points ledger.
@@ -32,6 +44,21 @@ impl PointsLedger {
             db,
             channel_id,
         }
+    }
+
+    /// How long a hold lives before the channel releases it by itself.
+    pub fn with_hold_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.barrier = self.barrier.with_hold_ttl(ttl);
+        self
+    }
+
+    pub fn hold_ttl(&self) -> std::time::Duration {
+        self.barrier.hold_ttl()
+    }
+
+    /// The barrier, for the release of lapsed holds.
+    pub fn barrier(&self) -> &Barrier {
+        &self.barrier
     }
 
     pub fn channel_id(&self) -> &ChannelId {
@@ -66,42 +93,72 @@ impl PointsLedger {
             .barrier
             .deduct(order_id.as_str(), user_id.as_str(), points.get())
             .await?;
-        match outcome {
-            DeductOutcome::Deducted(entry) => Ok(entry),
-            DeductOutcome::Rejected(entry, Rejection::Insufficient) => {
-                Err(ChannelError::InsufficientPoints {
-                    order_id: entry.order_id,
-                    user_id: entry.party,
-                    points: entry.points,
-                })
-            }
-            DeductOutcome::Rejected(entry, Rejection::UnknownParty) => {
-                Err(ChannelError::UnknownUser {
-                    user_id: entry.party,
-                })
-            }
-            DeductOutcome::RefundedBefore(entry) => Err(ChannelError::RefundedBefore {
-                order_id: entry.order_id,
-                user_id: entry.party,
-            }),
-            DeductOutcome::Conflict(entry) => Err(ChannelError::Conflict(format!(
-                "order {} was recorded for user {} with {} points, not {points}",
-                entry.order_id, entry.party, entry.points
-            ))),
-        }
+        taken(outcome, points)
     }
 
-    /// Refunds the key once. A key never deducted records a 0-point refund (null
-    /// compensation), which also makes a later deduct of it fail with `RefundedBefore`.
-    pub async fn refund(
+    /// Freezes `points` for the key once (TCC, DESIGN §12), answering like [`Self::deduct`]; a
+    /// key cancelled first refuses it (`RefundedBefore`).
+    pub async fn freeze(
+        &self,
+        order_id: &OrderId,
+        user_id: &UserId,
+        points: Points,
+    ) -> Result<LedgerEntry, ChannelError> {
+        let outcome = self
+            .barrier
+            .freeze(order_id.as_str(), user_id.as_str(), points.get())
+            .await?;
+        taken(outcome, points)
+    }
+
+    /// Spends the key's hold once; a hold cancelled, refused or expired is refused.
+    pub async fn confirm(
         &self,
         order_id: &OrderId,
         user_id: &UserId,
     ) -> Result<LedgerEntry, ChannelError> {
-        Ok(self
+        match self
             .barrier
-            .refund(order_id.as_str(), user_id.as_str())
-            .await?)
+            .confirm(order_id.as_str(), user_id.as_str())
+            .await?
+        {
+            ConfirmOutcome::Confirmed(entry) => Ok(entry),
+            ConfirmOutcome::NotHeld(entry) => Err(ChannelError::HoldSettled {
+                state: entry.state_name(),
+                order_id: entry.order_id,
+                user_id: entry.party,
+            }),
+            ConfirmOutcome::Unknown => Err(ChannelError::NoDeduction {
+                order_id: order_id.to_string(),
+                user_id: user_id.to_string(),
+            }),
+        }
+    }
+
+    /// Releases the key's hold once; a key never frozen records a cancel of 0 points (null
+    /// cancel), which refuses a later freeze. A confirmed hold is refused.
+    pub async fn cancel(
+        &self,
+        order_id: &OrderId,
+        user_id: &UserId,
+    ) -> Result<LedgerEntry, ChannelError> {
+        let entry = self
+            .barrier
+            .cancel(order_id.as_str(), user_id.as_str())
+            .await?;
+        if entry.state == LedgerState::Confirmed {
+            return Err(ChannelError::HoldSettled {
+                order_id: entry.order_id,
+                user_id: entry.party,
+                state: entry.state.as_str(),
+            });
+        }
+        Ok(entry)
+    }
+
+    /// Releases holds past their expiry, up to `limit`; returns how many.
+    pub async fn release_lapsed(&self, limit: i64) -> Result<usize, ChannelError> {
+        Ok(self.barrier.release_lapsed(limit).await?.len())
     }
 
     pub async fn deduction(
@@ -116,6 +173,19 @@ impl PointsLedger {
                 order_id: order_id.to_string(),
                 user_id: user_id.to_string(),
             })
+    }
+
+    /// Refunds the key once. A key never deducted records a 0-point refund (null
+    /// compensation), which also makes a later deduct of it fail with `RefundedBefore`.
+    pub async fn refund(
+        &self,
+        order_id: &OrderId,
+        user_id: &UserId,
+    ) -> Result<LedgerEntry, ChannelError> {
+        Ok(self
+            .barrier
+            .refund(order_id.as_str(), user_id.as_str())
+            .await?)
     }
 
     /// Credits `points` once per `request_id`, opening the account if needed; returns the
@@ -164,9 +234,10 @@ impl PointsLedger {
         .execute(&mut *tx)
         .await?;
         let balance = sqlx::query(
-            // balance + held bounded, not balance alone: held points come back with refunds.
+            // balance + held + frozen bounded, not balance alone: held and frozen points come back
+            // with refunds and cancels.
             "UPDATE accounts SET balance = balance + $1, updated_at_ms = $2 \
-             WHERE user_id = $3 AND balance + held <= $4 - $1 RETURNING balance",
+             WHERE user_id = $3 AND balance + held + frozen <= $4 - $1 RETURNING balance",
         )
         .bind(points.get())
         .bind(now)
@@ -187,5 +258,35 @@ impl PointsLedger {
             )
             .into()),
         }
+    }
+}
+
+/// What a deduct or freeze answers, from what the barrier recorded.
+fn taken(outcome: DeductOutcome, points: Points) -> Result<LedgerEntry, ChannelError> {
+    match outcome {
+        DeductOutcome::Deducted(entry) => Ok(entry),
+        DeductOutcome::Rejected(entry, Rejection::Insufficient) => {
+            Err(ChannelError::InsufficientPoints {
+                order_id: entry.order_id,
+                user_id: entry.party,
+                points: entry.points,
+            })
+        }
+        DeductOutcome::Rejected(entry, Rejection::UnknownParty) => {
+            Err(ChannelError::UnknownUser {
+                user_id: entry.party,
+            })
+        }
+        DeductOutcome::RefundedBefore(entry) => Err(ChannelError::RefundedBefore {
+            order_id: entry.order_id,
+            user_id: entry.party,
+        }),
+        DeductOutcome::Conflict(entry) => Err(ChannelError::Conflict(format!(
+            "order {} was recorded for user {} as {} {} points, not {points}",
+            entry.order_id,
+            entry.party,
+            entry.state.as_str(),
+            entry.points
+        ))),
     }
 }

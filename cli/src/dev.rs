@@ -58,6 +58,11 @@ pub struct DevArgs {
     /// How many demo channels to run.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=6))]
     channels: u8,
+    /// Demo channels that hold points: their connectors declare `freeze`, so orders take their
+    /// lines by TCC (freeze, then confirm or cancel; DESIGN §12); the others by deduct and
+    /// refund. Comma-separated; empty for none.
+    #[arg(long, value_delimiter = ',', default_value = "gamma")]
+    holding: Vec<String>,
     /// Address of the operator's console (web pages; log in with the admin token).
     #[arg(long, default_value = "127.0.0.1:8080")]
     console_listen: SocketAddr,
@@ -177,6 +182,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         database_url: storage.url("portal").await?,
         db_max_connections: DEFAULT_MAX_CONNECTIONS,
         channels_file: None,
+        hold_ttl: jifen_mesh::barrier::DEFAULT_HOLD_TTL,
         shutdown: quick.clone(),
     })
     .await
@@ -207,6 +213,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             listen,
             database_url: storage.url(&format!("channel-{channel_id}")).await?,
             db_max_connections: DEFAULT_MAX_CONNECTIONS,
+            hold_ttl: jifen_mesh::barrier::DEFAULT_HOLD_TTL,
             shutdown: quick.clone(),
         })
         .await
@@ -227,11 +234,17 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             listen: *addr,
             database_url: storage.url(&format!("channel-{channel_id}")).await?,
             db_max_connections: DEFAULT_MAX_CONNECTIONS,
+            hold_ttl: jifen_mesh::barrier::DEFAULT_HOLD_TTL,
             shutdown: quick.clone(),
         };
         let connector = ChannelConnectorConfig {
             tls: tls.args.clone(),
             without: Vec::new(),
+            hold_ttl: args
+                .holding
+                .iter()
+                .any(|h| h.trim() == *channel_id)
+                .then_some(jifen_mesh::barrier::DEFAULT_HOLD_TTL),
             adapter_config: None,
             channel_id: (*channel_id).to_owned(),
             channel_endpoint: Some(tls.endpoint(*addr)),
@@ -260,6 +273,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         portal_endpoint: portal_endpoint.clone(),
         call_timeout: Duration::from_secs(5),
         concurrency: 64,
+        hold_ttl: jifen_mesh::barrier::DEFAULT_HOLD_TTL,
         health_listen: None,
         bus: bus(&Identity::Portal),
         retry: args.retry.clone(),

@@ -112,6 +112,8 @@ pub async fn start(
         channel_endpoint: None,
         adapter_config: Some(config.clone()),
         without: Vec::new(),
+        // The adapter config declares holds itself.
+        hold_ttl: None,
         portal_endpoint: portal_endpoint.to_owned(),
         // The adapter config's own timeouts apply.
         call_timeout: None,

@@ -205,6 +205,7 @@ impl MallApp {
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 pauses: Arc::default(),
+                health: Arc::default(),
             },
             operators,
             js,
@@ -307,7 +308,7 @@ impl MallApp {
                 () = watches.cancelled() => {}
             }
         });
-        let health = Arc::new(crate::ledger_health::HealthBoard::default());
+        let health = self.mall.health.clone();
         supervise(
             &tracker,
             &shutdown,

@@ -5,8 +5,10 @@ use jifen_mesh::bus::subjects::{
     Step, channel_command, points_message_id, portal_command, quota_message_id,
 };
 
-/// A line's command. A refund names what the line deducted and what the deduct's answer gave
-/// (`captured`, the JSON object the line keeps), since a partner's reversal needs them.
+/// A line's command. A refund (confirm, cancel) names what the line took and what the answer
+/// that took it gave (`captured`, the JSON object the line keeps), since a partner's reversal
+/// needs them; a confirm says when its hold lapses (`hold_expires_at_ms`, else 0).
+#[allow(clippy::too_many_arguments)]
 pub fn points(
     step: Step,
     order_id: &str,
@@ -14,12 +16,19 @@ pub fn points(
     user_id: &str,
     points: i64,
     captured: &str,
+    hold_expires_at_ms: i64,
 ) -> Outgoing {
     // The line's captured values, as the store keeps them (a JSON object).
     let captured: std::collections::BTreeMap<String, String> =
         serde_json::from_str(captured).unwrap_or_default();
     let payload = jifen_mesh::wire::encode_points_command(
-        step, order_id, channel_id, user_id, points, captured,
+        step,
+        order_id,
+        channel_id,
+        user_id,
+        points,
+        captured,
+        hold_expires_at_ms,
     );
     Outgoing {
         subject: channel_command(channel_id, step),
@@ -30,8 +39,20 @@ pub fn points(
     }
 }
 
-pub fn quota(step: Step, order_id: &str, channel_id: &str, points: i64) -> Outgoing {
-    let payload = jifen_mesh::wire::encode_quota_command(step, order_id, channel_id, points);
+pub fn quota(
+    step: Step,
+    order_id: &str,
+    channel_id: &str,
+    points: i64,
+    hold_expires_at_ms: i64,
+) -> Outgoing {
+    let payload = jifen_mesh::wire::encode_quota_command(
+        step,
+        order_id,
+        channel_id,
+        points,
+        hold_expires_at_ms,
+    );
     Outgoing {
         subject: portal_command(step),
         msg_id: quota_message_id(order_id, step, channel_id),

@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 use crate::error::MallError;
-use crate::order::{NewOrder, Order, OrderState, StepState};
+use crate::order::{NewOrder, Order, OrderState, Protocol, StepState};
 use crate::precheck::Registry;
 use crate::store::{Inserted, OrderStore, Selection};
 
@@ -39,15 +39,18 @@ pub struct Mall {
     pub(crate) tasks: TaskTracker,
     /// Pauses and maintenance windows: a paused channel takes no new orders.
     pub(crate) pauses: Arc<crate::routine::pauses::PauseBoard>,
+    /// The connectors' reports: which channels hold points (TCC).
+    pub(crate) health: Arc<crate::ledger_health::HealthBoard>,
 }
 
 /// How often a watch reads its order besides being told of changes by this process.
 const WATCH_POLL: Duration = Duration::from_millis(500);
 
 pub fn order_message(order: Order) -> jifen_proto::v1::Order {
-    use jifen_proto::v1::{OrderState as Wire, StepState as WireStep};
+    use jifen_proto::v1::{OrderState as Wire, Protocol as WireProtocol, StepState as WireStep};
     let state = match order.state {
         OrderState::Pending => Wire::Pending,
+        OrderState::Confirming => Wire::Confirming,
         OrderState::Compensating => Wire::Compensating,
         OrderState::Completed => Wire::Completed,
         OrderState::Cancelled => Wire::Cancelled,
@@ -62,6 +65,18 @@ pub fn order_message(order: Order) -> jifen_proto::v1::Order {
             StepState::Refunded => WireStep::Refunded,
             StepState::Skipped => WireStep::Skipped,
             StepState::ManualRefund => WireStep::ManualRefund,
+            StepState::Frozen => WireStep::Frozen,
+            StepState::Confirming => WireStep::Confirming,
+            StepState::Confirmed => WireStep::Confirmed,
+            StepState::Cancelling => WireStep::Cancelling,
+            StepState::Cancelled => WireStep::Cancelled,
+        }
+        .into()
+    };
+    let protocol = |p: Protocol| -> i32 {
+        match p {
+            Protocol::Saga => WireProtocol::Saga,
+            Protocol::Tcc => WireProtocol::Tcc,
         }
         .into()
     };
@@ -80,6 +95,7 @@ pub fn order_message(order: Order) -> jifen_proto::v1::Order {
                 points: l.points,
                 state: step(l.state),
                 captured: l.captured.into_iter().collect(),
+                protocol: protocol(l.protocol),
             })
             .collect(),
         quotas: order
@@ -89,6 +105,7 @@ pub fn order_message(order: Order) -> jifen_proto::v1::Order {
                 channel_id: q.channel_id,
                 points: q.points,
                 state: step(q.state),
+                protocol: protocol(q.protocol),
             })
             .collect(),
         history: order
@@ -112,6 +129,7 @@ fn order_filter(raw: i32) -> Result<Option<OrderState>, InvalidField> {
     match Wire::try_from(raw) {
         Ok(Wire::Unspecified) => Ok(None),
         Ok(Wire::Pending) => Ok(Some(OrderState::Pending)),
+        Ok(Wire::Confirming) => Ok(Some(OrderState::Confirming)),
         Ok(Wire::Compensating) => Ok(Some(OrderState::Compensating)),
         Ok(Wire::Completed) => Ok(Some(OrderState::Completed)),
         Ok(Wire::Cancelled) => Ok(Some(OrderState::Cancelled)),
@@ -157,8 +175,20 @@ pub fn page_token(orders: &[Order], limit: i64) -> String {
 }
 
 impl Mall {
-    async fn submit(&self, order: NewOrder) -> Result<Order, MallError> {
+    async fn submit(&self, mut order: NewOrder) -> Result<Order, MallError> {
         let order_id = order.order_id.to_string();
+        // Each channel's lines are taken as its connector declares (DESIGN §12).
+        order.holding = order
+            .lines
+            .iter()
+            .map(|line| &line.channel_id)
+            .filter(|channel| {
+                self.health
+                    .hold_ttl(&jifen_mesh::bus::subjects::channel_consumer(channel.as_str()))
+                    .is_some()
+            })
+            .cloned()
+            .collect();
         // A resubmission answers with the stored order, even if its points are spent since.
         if let Some(fingerprint) = self.store.fingerprint(&order_id).await? {
             return self.existing(&order, &fingerprint).await;

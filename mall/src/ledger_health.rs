@@ -109,6 +109,9 @@ struct Group {
 #[derive(Debug, Default)]
 pub struct HealthBoard {
     groups: Mutex<HashMap<String, Group>>,
+    /// What each group's latest report declared of holds (its hold TTL in ms, 0 for none): kept
+    /// while its connectors are silent, so that an outage does not switch a channel's protocol.
+    holds: Mutex<HashMap<String, i64>>,
 }
 
 /// Why a report does not fit.
@@ -170,6 +173,10 @@ impl HealthBoard {
             return false;
         }
         let consumer = report.consumer.clone();
+        self.holds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(consumer.clone(), report.hold_ttl_ms.max(0));
         let mut groups = self.groups();
         let group = groups.entry(consumer.clone()).or_default();
         group.forget_silent(now);
@@ -181,6 +188,16 @@ impl HealthBoard {
         let judged = judge(&consumer, group, now);
         note_change(group, &judged);
         true
+    }
+
+    /// How long `consumer`'s holds live, where its connectors declare that its ledger holds
+    /// points (TCC, DESIGN §12); `None` where they take points by deduct, or never reported.
+    pub fn hold_ttl(&self, consumer: &str) -> Option<std::time::Duration> {
+        let holds = self.holds.lock().unwrap_or_else(PoisonError::into_inner);
+        holds
+            .get(consumer)
+            .filter(|ttl| **ttl > 0)
+            .map(|ttl| std::time::Duration::from_millis(u64::try_from(*ttl).unwrap_or(0)))
     }
 
     /// Every consumer group that reported, judged now.
@@ -424,6 +441,7 @@ mod tests {
             },
             failures_in_a_row: in_a_row,
             retrying: Vec::new(),
+            hold_ttl_ms: 0,
         }
         .encode_to_vec()
     }

@@ -12,6 +12,8 @@ pub const MAX_LINES: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderState {
     Pending,
+    /// Every hold and deduct succeeded: the holds are being confirmed (TCC, DESIGN §12).
+    Confirming,
     Compensating,
     Completed,
     Cancelled,
@@ -21,6 +23,7 @@ impl OrderState {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "PENDING",
+            Self::Confirming => "CONFIRMING",
             Self::Compensating => "COMPENSATING",
             Self::Completed => "COMPLETED",
             Self::Cancelled => "CANCELLED",
@@ -30,6 +33,7 @@ impl OrderState {
     pub fn parse(raw: &str) -> Option<Self> {
         Some(match raw {
             "PENDING" => Self::Pending,
+            "CONFIRMING" => Self::Confirming,
             "COMPENSATING" => Self::Compensating,
             "COMPLETED" => Self::Completed,
             "CANCELLED" => Self::Cancelled,
@@ -58,6 +62,16 @@ pub enum StepState {
     Skipped,
     /// Its channel has no refund call: an operator refunds it by hand and records it.
     ManualRefund,
+    /// A hold (TCC): its points are frozen at the ledger, not spent.
+    Frozen,
+    /// Its confirm command is out.
+    Confirming,
+    /// The hold is spent.
+    Confirmed,
+    /// Its cancel command is out.
+    Cancelling,
+    /// The hold was released (or never placed).
+    Cancelled,
 }
 
 impl StepState {
@@ -71,6 +85,11 @@ impl StepState {
             Self::Refunded => "REFUNDED",
             Self::Skipped => "SKIPPED",
             Self::ManualRefund => "MANUAL_REFUND",
+            Self::Frozen => "FROZEN",
+            Self::Confirming => "CONFIRMING",
+            Self::Confirmed => "CONFIRMED",
+            Self::Cancelling => "CANCELLING",
+            Self::Cancelled => "CANCELLED",
         }
     }
 
@@ -84,13 +103,62 @@ impl StepState {
             "REFUNDED" => Self::Refunded,
             "SKIPPED" => Self::Skipped,
             "MANUAL_REFUND" => Self::ManualRefund,
+            "FROZEN" => Self::Frozen,
+            "CONFIRMING" => Self::Confirming,
+            "CONFIRMED" => Self::Confirmed,
+            "CANCELLING" => Self::Cancelling,
+            "CANCELLED" => Self::Cancelled,
             _ => return None,
         })
     }
 
-    /// Whether the step may still hold points (a refund has to go out for it).
+    /// Whether the step may still hold points (a refund or cancel has to go out for it).
     pub fn may_hold(self) -> bool {
-        matches!(self, Self::Pending | Self::Deducted)
+        matches!(self, Self::Pending | Self::Deducted | Self::Frozen)
+    }
+
+    /// Whether the step's points are taken or held, as the order's phase needs them.
+    pub fn is_ready(self) -> bool {
+        matches!(self, Self::Deducted | Self::Frozen)
+    }
+}
+
+/// How a step is taken (DESIGN §12): by deduct, refunded on failure (saga), or by a hold that
+/// is confirmed when the whole order succeeded and cancelled otherwise (TCC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    #[default]
+    Saga,
+    Tcc,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Saga => "SAGA",
+            Self::Tcc => "TCC",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "SAGA" => Some(Self::Saga),
+            "TCC" => Some(Self::Tcc),
+            _ => None,
+        }
+    }
+
+    /// The command a step in `state` has outstanding, if any.
+    pub fn outstanding(self, state: StepState) -> Option<jifen_mesh::bus::subjects::Step> {
+        use jifen_mesh::bus::subjects::Step;
+        match (self, state) {
+            (Self::Saga, StepState::Pending) => Some(Step::Deduct),
+            (Self::Saga, StepState::Refunding) => Some(Step::Refund),
+            (Self::Tcc, StepState::Pending) => Some(Step::Freeze),
+            (Self::Tcc, StepState::Confirming) => Some(Step::Confirm),
+            (Self::Tcc, StepState::Cancelling) => Some(Step::Cancel),
+            _ => None,
+        }
     }
 }
 
@@ -108,6 +176,9 @@ pub struct NewOrder {
     pub order_id: OrderId,
     pub customer_id: UserId,
     pub lines: Vec<NewLine>,
+    /// The channels whose lines are held (TCC), by what their connectors declare; empty from
+    /// the request.
+    pub holding: std::collections::BTreeSet<ChannelId>,
 }
 
 impl NewOrder {
@@ -149,6 +220,7 @@ impl NewOrder {
             order_id,
             customer_id,
             lines,
+            holding: Default::default(),
         };
         let mut totals: BTreeMap<&ChannelId, i64> = BTreeMap::new();
         for line in &order.lines {
@@ -178,6 +250,25 @@ impl NewOrder {
             *total = total.saturating_add(line.points.get());
         }
         quotas
+    }
+
+    /// How `line`'s points are taken.
+    pub fn protocol_of(&self, line: &NewLine) -> Protocol {
+        if self.holding.contains(&line.channel_id) {
+            Protocol::Tcc
+        } else {
+            Protocol::Saga
+        }
+    }
+
+    /// How the order's quotas are taken: held together with the lines once any line is held
+    /// (DESIGN §12), else deducted after every line.
+    pub fn protocol(&self) -> Protocol {
+        if self.lines.iter().any(|l| self.holding.contains(&l.channel_id)) {
+            Protocol::Tcc
+        } else {
+            Protocol::Saga
+        }
     }
 
     /// The request's content, independent of line order: equal fingerprints, same order.
@@ -212,6 +303,7 @@ pub struct Line {
     pub captured: std::collections::BTreeMap<String, String>,
     /// The operator who settled the line by hand; empty when the channel did.
     pub settled_by: String,
+    pub protocol: Protocol,
 }
 
 /// One channel's quota step as stored.
@@ -220,6 +312,7 @@ pub struct Quota {
     pub channel_id: String,
     pub points: i64,
     pub state: StepState,
+    pub protocol: Protocol,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -333,10 +426,22 @@ mod tests {
     }
 }
 
+/// What the saga knows of an order when one of its steps moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderFacts {
+    pub state: OrderState,
+    /// TCC once any of its steps is held: its quotas are held with the lines.
+    pub protocol: Protocol,
+    /// Steps not taken yet (neither deducted nor frozen): of the outcome's kind (lines, or
+    /// quotas) in a saga order, of both in a TCC order.
+    pub unready: i64,
+}
+
 /// A step as stored: its state and what the saga noted about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StepFacts {
     pub state: StepState,
+    pub protocol: Protocol,
     /// A deduct was reported while the step's refund was outstanding.
     pub deduct_seen: bool,
     /// What the refund that settled the step gave back.
@@ -349,9 +454,14 @@ impl StepFacts {
     pub fn new(state: StepState) -> Self {
         Self {
             state,
+            protocol: Protocol::Saga,
             deduct_seen: false,
             refunded_points: 0,
             awaiting_deduct: false,
         }
+    }
+
+    pub fn held(self, protocol: Protocol) -> Self {
+        Self { protocol, ..self }
     }
 }

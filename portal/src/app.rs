@@ -43,6 +43,9 @@ pub struct PortalConfig {
     /// applied at every start; see `portal::bootstrap`.
     #[arg(long, env = "JIFEN_CHANNELS_FILE")]
     pub channels_file: Option<std::path::PathBuf>,
+    /// How long a quota hold (`FreezeQuota`) lives before the portal releases it by itself.
+    #[arg(long, env = "JIFEN_HOLD_TTL", default_value = "10m", value_parser = jifen_mesh::config::parse_duration)]
+    pub hold_ttl: std::time::Duration,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
     #[command(flatten)]
@@ -74,7 +77,7 @@ impl PortalApp {
         let db = Database::open_with(&config.database_url, &MIGRATIONS, config.db_max_connections)
             .await
             .map_err(StartError::from)?;
-        let quotas = QuotaBook::new(db);
+        let quotas = QuotaBook::new(db).with_hold_ttl(config.hold_ttl);
         if let Some(declared) = declared {
             bootstrap::apply(&quotas, &declared).await?;
         }
@@ -103,6 +106,11 @@ impl PortalApp {
     pub async fn run_until(self, shutdown: CancellationToken) -> Result<(), GrpcError> {
         let mut routes = RoutesBuilder::default();
         routes.add_service(PortalServiceServer::new(self.quotas.clone()));
+        let lapsed = tokio::spawn(jifen_mesh::barrier::release_lapsed_holds(
+            self.quotas.barrier().clone(),
+            std::time::Duration::from_secs(1),
+            shutdown.child_token(),
+        ));
         let result = self
             .server
             .serve(
@@ -112,6 +120,7 @@ impl PortalApp {
                 self.config.shutdown.grace(),
             )
             .await;
+        lapsed.abort();
         self.quotas.database().close().await;
         result
     }

@@ -9,7 +9,8 @@ use jifen_mesh::connector::{AnsweredKey, LedgerCommand, LedgerEndpoint, Recorded
 use jifen_mesh::domain::InvalidField;
 use jifen_proto::v1::portal_service_client::PortalServiceClient;
 use jifen_proto::v1::{
-    DeductQuotaRequest, GetQuotaDeductionRequest, QuotaDeduction, RefundQuotaRequest,
+    CancelQuotaRequest, ConfirmQuotaRequest, DeductQuotaRequest, FreezeQuotaRequest,
+    GetQuotaDeductionRequest, QuotaDeduction, RefundQuotaRequest,
 };
 use tonic::Status;
 use tonic::transport::Channel;
@@ -18,6 +19,7 @@ use tonic::transport::Channel;
 #[derive(Debug, Clone)]
 pub struct PortalEndpoint {
     client: PortalServiceClient<Channel>,
+    hold_ttl: Duration,
 }
 
 impl PortalEndpoint {
@@ -32,7 +34,14 @@ impl PortalEndpoint {
             .lazy();
         Ok(Self {
             client: PortalServiceClient::new(channel),
+            hold_ttl: jifen_mesh::barrier::DEFAULT_HOLD_TTL,
         })
+    }
+
+    /// How long the portal's holds live (its `--hold-ttl`).
+    pub fn holding(mut self, ttl: Duration) -> Self {
+        self.hold_ttl = ttl;
+        self
     }
 }
 
@@ -53,6 +62,7 @@ fn recorded(deduction: Option<QuotaDeduction>) -> Result<Recorded, Status> {
         deduct_may_follow: false,
         captured: Default::default(),
         exchanges: Vec::new(),
+        hold_expires_at_ms: deduction.hold_expires_at_unix_ms,
     })
 }
 
@@ -84,6 +94,47 @@ impl LedgerEndpoint for PortalEndpoint {
             }))
             .await?;
         recorded(response.into_inner().quota_deduction)
+    }
+
+    async fn freeze(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
+        let response = self
+            .client
+            .clone()
+            .freeze_quota(jifen_mesh::trace::request(FreezeQuotaRequest {
+                order_id: command.order_id.clone(),
+                channel_id: command.channel_id.clone(),
+                points: command.points,
+            }))
+            .await?;
+        recorded(response.into_inner().quota_deduction)
+    }
+
+    async fn confirm(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
+        let response = self
+            .client
+            .clone()
+            .confirm_quota(jifen_mesh::trace::request(ConfirmQuotaRequest {
+                order_id: command.order_id.clone(),
+                channel_id: command.channel_id.clone(),
+            }))
+            .await?;
+        recorded(response.into_inner().quota_deduction)
+    }
+
+    async fn cancel(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
+        let response = self
+            .client
+            .clone()
+            .cancel_quota(jifen_mesh::trace::request(CancelQuotaRequest {
+                order_id: command.order_id.clone(),
+                channel_id: command.channel_id.clone(),
+            }))
+            .await?;
+        recorded(response.into_inner().quota_deduction)
+    }
+
+    fn hold_ttl(&self) -> Option<Duration> {
+        Some(self.hold_ttl)
     }
 
     async fn get(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
@@ -119,6 +170,9 @@ pub struct PortalConnectorConfig {
     /// Commands handled at once.
     #[arg(long, env = "JIFEN_CONCURRENCY", default_value_t = 64)]
     pub concurrency: usize,
+    /// How long the portal's quota holds live: the portal's own `--hold-ttl`.
+    #[arg(long, env = "JIFEN_HOLD_TTL", default_value = "10m", value_parser = jifen_mesh::config::parse_duration)]
+    pub hold_ttl: Duration,
     /// Serves gRPC health here (for probes) when set.
     #[arg(long, env = "JIFEN_HEALTH_LISTEN")]
     pub health_listen: Option<std::net::SocketAddr>,
@@ -157,7 +211,8 @@ pub async fn run_connector(
         )
     };
     let tls = config.tls.client()?;
-    let target = PortalEndpoint::new(&config.portal_endpoint, tls.as_ref(), config.call_timeout)?;
+    let target = PortalEndpoint::new(&config.portal_endpoint, tls.as_ref(), config.call_timeout)?
+        .holding(config.hold_ttl);
     tracing::info!(endpoint = %config.portal_endpoint, "portal connector starting");
     jifen_mesh::connector::run(&config.bus, spec, target, config.health_listen, shutdown).await?;
     Ok(())

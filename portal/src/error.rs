@@ -23,11 +23,17 @@ pub enum PortalError {
         channel_id: String,
     },
     #[error(
-        "order {order_id} was already refunded for channel {channel_id}; a deduct after its refund is refused"
+        "order {order_id} was already refunded or cancelled for channel {channel_id}; a deduct or freeze after it is refused"
     )]
     RefundedBefore {
         order_id: String,
         channel_id: String,
+    },
+    #[error("the quota hold of order {order_id} for channel {channel_id} is {state}")]
+    HoldSettled {
+        order_id: String,
+        channel_id: String,
+        state: &'static str,
     },
     #[error("{0}")]
     Conflict(String),
@@ -43,7 +49,9 @@ impl From<PortalError> for Status {
             PortalError::UnknownChannel { .. } | PortalError::NoDeduction { .. } => {
                 Status::not_found(message)
             }
-            PortalError::InsufficientQuota { .. } => Status::failed_precondition(message),
+            PortalError::InsufficientQuota { .. } | PortalError::HoldSettled { .. } => {
+                Status::failed_precondition(message)
+            }
             PortalError::RefundedBefore { .. } => Status::aborted(message),
             PortalError::Conflict(_) => Status::already_exists(message),
             PortalError::Storage(error) => jifen_mesh::status::from_storage(&error),

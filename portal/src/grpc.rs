@@ -5,7 +5,8 @@ use jifen_mesh::barrier::{LedgerEntry, Rejection};
 use jifen_mesh::domain::{ChannelId, DisplayName, Endpoint, OrderId, Points, RequestId};
 use jifen_proto::v1::portal_service_server::PortalService;
 use jifen_proto::v1::{
-    Channel, DeductQuotaRequest, DeductQuotaResponse, GetChannelQuotaRequest,
+    CancelQuotaRequest, CancelQuotaResponse, Channel, ConfirmQuotaRequest, ConfirmQuotaResponse,
+    FreezeQuotaRequest, FreezeQuotaResponse, DeductQuotaRequest, DeductQuotaResponse, GetChannelQuotaRequest,
     GetChannelQuotaResponse, GetQuotaDeductionRequest, GetQuotaDeductionResponse,
     GrantQuotaRequest, GrantQuotaResponse, ListChannelsRequest, ListChannelsResponse,
     QuotaDeduction, QuotaDeductionState, RefundQuotaRequest, RefundQuotaResponse,
@@ -38,6 +39,7 @@ fn quota_deduction(entry: LedgerEntry) -> QuotaDeduction {
     let reason = match entry.rejection() {
         Some(Rejection::Insufficient) => "insufficient quota",
         Some(Rejection::UnknownParty) => "unknown channel",
+        None if entry.expired() => "the hold expired",
         None => "",
     }
     .to_owned();
@@ -48,6 +50,7 @@ fn quota_deduction(entry: LedgerEntry) -> QuotaDeduction {
         state: state.into(),
         reason,
         updated_at_unix_ms: entry.updated_at_ms,
+        hold_expires_at_unix_ms: entry.expires_at_ms,
     }
 }
 
@@ -151,6 +154,46 @@ impl PortalService for QuotaBook {
         let (order_id, channel_id) = key(request.order_id, request.channel_id)?;
         let entry = self.refund(&order_id, &channel_id).await?;
         Ok(Response::new(RefundQuotaResponse {
+            quota_deduction: Some(quota_deduction(entry)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %request.get_ref().order_id))]
+    async fn freeze_quota(
+        &self,
+        request: Request<FreezeQuotaRequest>,
+    ) -> Result<Response<FreezeQuotaResponse>, Status> {
+        let request = request.into_inner();
+        let (order_id, channel_id) = key(request.order_id, request.channel_id)?;
+        let points = Points::parse("points", request.points).map_err(PortalError::from)?;
+        let entry = self.freeze(&order_id, &channel_id, points).await?;
+        Ok(Response::new(FreezeQuotaResponse {
+            quota_deduction: Some(quota_deduction(entry)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %request.get_ref().order_id))]
+    async fn confirm_quota(
+        &self,
+        request: Request<ConfirmQuotaRequest>,
+    ) -> Result<Response<ConfirmQuotaResponse>, Status> {
+        let request = request.into_inner();
+        let (order_id, channel_id) = key(request.order_id, request.channel_id)?;
+        let entry = self.confirm(&order_id, &channel_id).await?;
+        Ok(Response::new(ConfirmQuotaResponse {
+            quota_deduction: Some(quota_deduction(entry)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %request.get_ref().order_id))]
+    async fn cancel_quota(
+        &self,
+        request: Request<CancelQuotaRequest>,
+    ) -> Result<Response<CancelQuotaResponse>, Status> {
+        let request = request.into_inner();
+        let (order_id, channel_id) = key(request.order_id, request.channel_id)?;
+        let entry = self.cancel(&order_id, &channel_id).await?;
+        Ok(Response::new(CancelQuotaResponse {
             quota_deduction: Some(quota_deduction(entry)),
         }))
     }

@@ -1,7 +1,10 @@
 //! The channel registry, quota grants, and the quotas guarded by the deduction barrier of
 //! DESIGN §3: every deduct and refund moves `used` in one transaction with its ledger row.
 
-use jifen_mesh::barrier::{Balance, Barrier, DeductOutcome, LedgerEntry, Rejection};
+use jifen_mesh::barrier::{
+    Balance, Barrier, ConfirmOutcome, DeductOutcome, HoldBalance, LedgerEntry, LedgerState,
+    Rejection,
+};
 use jifen_mesh::domain::{
     ChannelId, DisplayName, Endpoint, InvalidField, OrderId, Points, RequestId,
 };
@@ -75,6 +78,15 @@ const QUOTAS: Balance = Balance {
            WHERE channel_id = $3 AND total - used >= $1",
     restore: "UPDATE channels SET used = used - $1, updated_at_ms = $2 WHERE channel_id = $3",
     exists: "SELECT 1 FROM channels WHERE channel_id = $1",
+    // A hold reserves quota: it counts as used from its freeze, and `frozen` says how much of
+    // `used` is held rather than spent.
+    hold: Some(HoldBalance {
+        freeze: "UPDATE channels SET used = used + $1, frozen = frozen + $1, updated_at_ms = $2 \
+                 WHERE channel_id = $3 AND total - used >= $1",
+        confirm: "UPDATE channels SET frozen = frozen - $1, updated_at_ms = $2 WHERE channel_id = $3",
+        release: "UPDATE channels SET used = used - $1, frozen = frozen - $1, updated_at_ms = $2 \
+                  WHERE channel_id = $3",
+    }),
 };
 
 /// The portal's registry and quota ledger.
@@ -234,29 +246,87 @@ impl QuotaBook {
             .barrier
             .deduct(order_id.as_str(), channel_id.as_str(), points.get())
             .await?;
-        match outcome {
-            DeductOutcome::Deducted(entry) => Ok(entry),
-            DeductOutcome::Rejected(entry, Rejection::Insufficient) => {
-                Err(PortalError::InsufficientQuota {
-                    order_id: entry.order_id,
-                    channel_id: entry.party,
-                    points: entry.points,
-                })
-            }
-            DeductOutcome::Rejected(entry, Rejection::UnknownParty) => {
-                Err(PortalError::UnknownChannel {
-                    channel_id: entry.party,
-                })
-            }
-            DeductOutcome::RefundedBefore(entry) => Err(PortalError::RefundedBefore {
+        taken(outcome, points)
+    }
+
+    /// Reserves `points` of a channel's quota for the key once, until the hold's TTL (TCC,
+    /// DESIGN §12); answers like [`Self::deduct`].
+    pub async fn freeze(
+        &self,
+        order_id: &OrderId,
+        channel_id: &ChannelId,
+        points: Points,
+    ) -> Result<LedgerEntry, PortalError> {
+        let outcome = self
+            .barrier
+            .freeze(order_id.as_str(), channel_id.as_str(), points.get())
+            .await?;
+        taken(outcome, points)
+    }
+
+    /// Spends the key's hold once; a hold cancelled, refused or expired is refused.
+    pub async fn confirm(
+        &self,
+        order_id: &OrderId,
+        channel_id: &ChannelId,
+    ) -> Result<LedgerEntry, PortalError> {
+        match self
+            .barrier
+            .confirm(order_id.as_str(), channel_id.as_str())
+            .await?
+        {
+            ConfirmOutcome::Confirmed(entry) => Ok(entry),
+            ConfirmOutcome::NotHeld(entry) => Err(PortalError::HoldSettled {
+                state: entry.state_name(),
                 order_id: entry.order_id,
                 channel_id: entry.party,
             }),
-            DeductOutcome::Conflict(entry) => Err(PortalError::Conflict(format!(
-                "order {} was recorded for channel {} with {} points, not {points}",
-                entry.order_id, entry.party, entry.points
-            ))),
+            ConfirmOutcome::Unknown => Err(PortalError::NoDeduction {
+                order_id: order_id.to_string(),
+                channel_id: channel_id.to_string(),
+            }),
         }
+    }
+
+    /// Releases the key's hold once (a null cancel for a key never frozen); a confirmed hold is
+    /// refused.
+    pub async fn cancel(
+        &self,
+        order_id: &OrderId,
+        channel_id: &ChannelId,
+    ) -> Result<LedgerEntry, PortalError> {
+        let entry = self
+            .barrier
+            .cancel(order_id.as_str(), channel_id.as_str())
+            .await?;
+        if entry.state == LedgerState::Confirmed {
+            return Err(PortalError::HoldSettled {
+                order_id: entry.order_id,
+                channel_id: entry.party,
+                state: entry.state.as_str(),
+            });
+        }
+        Ok(entry)
+    }
+
+    /// How long a hold lives before the portal releases it by itself.
+    pub fn with_hold_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.barrier = self.barrier.with_hold_ttl(ttl);
+        self
+    }
+
+    pub fn hold_ttl(&self) -> std::time::Duration {
+        self.barrier.hold_ttl()
+    }
+
+    /// The barrier, for the release of lapsed holds.
+    pub fn barrier(&self) -> &Barrier {
+        &self.barrier
+    }
+
+    /// Releases holds past their expiry, up to `limit`; returns how many.
+    pub async fn release_lapsed(&self, limit: i64) -> Result<usize, PortalError> {
+        Ok(self.barrier.release_lapsed(limit).await?.len())
     }
 
     /// Gives the quota of the key back once; a key never deducted records a 0 refund, which
@@ -284,5 +354,32 @@ impl QuotaBook {
                 order_id: order_id.to_string(),
                 channel_id: channel_id.to_string(),
             })
+    }
+}
+
+/// What a deduct or freeze answers, from what the barrier recorded.
+fn taken(outcome: DeductOutcome, points: Points) -> Result<LedgerEntry, PortalError> {
+    match outcome {
+        DeductOutcome::Deducted(entry) => Ok(entry),
+        DeductOutcome::Rejected(entry, Rejection::Insufficient) => {
+            Err(PortalError::InsufficientQuota {
+                order_id: entry.order_id,
+                channel_id: entry.party,
+                points: entry.points,
+            })
+        }
+        DeductOutcome::Rejected(entry, Rejection::UnknownParty) => {
+            Err(PortalError::UnknownChannel {
+                channel_id: entry.party,
+            })
+        }
+        DeductOutcome::RefundedBefore(entry) => Err(PortalError::RefundedBefore {
+            order_id: entry.order_id,
+            channel_id: entry.party,
+        }),
+        DeductOutcome::Conflict(entry) => Err(PortalError::Conflict(format!(
+            "order {} was recorded for channel {} with {} points, not {points}",
+            entry.order_id, entry.party, entry.points
+        ))),
     }
 }

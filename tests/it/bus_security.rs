@@ -53,6 +53,7 @@ fn deducted(order_id: &str, channel_id: &str, points: i64) -> Vec<u8> {
             state: DeductionState::Deducted.into(),
             reason: String::new(),
             updated_at_unix_ms: 0,
+            hold_expires_at_unix_ms: 0,
         }),
         deduct_may_follow: false,
         captured: Default::default(),

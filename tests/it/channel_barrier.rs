@@ -343,6 +343,7 @@ async fn the_ledger_survives_a_restart_on_the_same_database() {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: channel.db.url().to_owned(),
         db_max_connections: 2,
+        hold_ttl: jifen_mesh::barrier::DEFAULT_HOLD_TTL,
         shutdown: jifen_mesh::config::ShutdownArgs {
             shutdown_grace_secs: 0,
         },

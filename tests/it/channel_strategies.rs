@@ -350,7 +350,7 @@ async fn handle(
     let bus = jifen_mesh::config::BusArgs::anonymous(nats.url(), 1);
     bus.topology().ensure(&js).await.unwrap();
     let connector = Connector::new(endpoint, Publisher::new(js));
-    let command = jifen_mall::commands::points(step, "o-9", "delta", "u1", 40, "");
+    let command = jifen_mall::commands::points(step, "o-9", "delta", "u1", 40, "", 0);
     connector
         .handle(&Delivery {
             subject: command.subject.clone(),

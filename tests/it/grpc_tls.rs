@@ -109,6 +109,7 @@ async fn an_expired_certificate_is_replaced_without_a_restart() {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: db.url().to_owned(),
         db_max_connections: jifen_tests::services::TEST_POOL_SIZE,
+        hold_ttl: jifen_mesh::barrier::DEFAULT_HOLD_TTL,
         channels_file: None,
         shutdown: ShutdownArgs {
             shutdown_grace_secs: 0,

@@ -162,6 +162,7 @@ async fn a_connector_serves_health_for_its_probes() {
         .unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let config = PortalConnectorConfig {
+        hold_ttl: jifen_mesh::barrier::DEFAULT_HOLD_TTL,
         tls: jifen_mesh::tls::TlsArgs::default(),
         portal_endpoint: portal.server.endpoint(),
         call_timeout: Duration::from_secs(2),

@@ -37,6 +37,7 @@ async fn report(
             state: state.into(),
             reason: "staged".into(),
             updated_at_unix_ms: 0,
+            hold_expires_at_unix_ms: 0,
         }),
         deduct_may_follow: false,
         captured: Default::default(),

@@ -26,6 +26,7 @@ fn deducted(order_id: &str) -> Outcome {
         deduct_may_follow: false,
         captured: Default::default(),
         exchanges: Vec::new(),
+        hold_expires_at_ms: 0,
     }
 }
 

@@ -233,6 +233,7 @@ async fn a_quota_deducted_for_a_cancelled_order_is_refunded_at_the_portal() {
             state: QuotaDeductionState::Deducted.into(),
             reason: String::new(),
             updated_at_unix_ms: 0,
+            hold_expires_at_unix_ms: 0,
         }),
     };
     js.publish("jifen.evt.portal.deducted", event.encode_to_vec().into())

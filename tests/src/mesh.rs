@@ -63,6 +63,8 @@ pub struct TestMesh {
     external: BTreeMap<String, String>,
     /// What each channel's connector is told the channel lacks (`--without`).
     pub lacks: BTreeMap<String, Vec<String>>,
+    /// Channels whose connectors declare holds (`--hold-ttl`): their hold TTL (DESIGN §12).
+    pub holds: BTreeMap<String, Duration>,
     /// Channels driven through the HTTP adapter: their config files.
     pub adapters: BTreeMap<String, std::path::PathBuf>,
     /// Where adapter channels' connectors take their partner's notifications.
@@ -126,6 +128,7 @@ impl TestMesh {
             connectors: BTreeMap::new(),
             external: BTreeMap::new(),
             lacks: BTreeMap::new(),
+            holds: BTreeMap::new(),
             adapters: BTreeMap::new(),
             notify: BTreeMap::new(),
             nats,

@@ -157,6 +157,7 @@ impl TestPortal {
             database_url: db.url().to_owned(),
             db_max_connections: TEST_POOL_SIZE,
             channels_file: None,
+            hold_ttl: jifen_mesh::barrier::DEFAULT_HOLD_TTL,
             shutdown: quick_shutdown(grace),
         })
         .await
@@ -187,6 +188,7 @@ impl TestChannel {
             listen: self.server.addr,
             database_url: self.db.url().to_owned(),
             db_max_connections: TEST_POOL_SIZE,
+            hold_ttl: self.hold_ttl,
             shutdown: quick_shutdown(Duration::ZERO),
         })
         .await
@@ -206,6 +208,7 @@ pub struct TestChannel {
     pub ledger: PointsLedger,
     pub db: TestDatabase,
     tls: Option<TestTls>,
+    hold_ttl: Duration,
 }
 
 impl TestChannel {
@@ -218,6 +221,16 @@ impl TestChannel {
     }
 
     pub async fn start_with(channel_id: &str, grace: Duration, tls: Option<&TestTls>) -> Self {
+        Self::start_holding(channel_id, grace, tls, jifen_mesh::barrier::DEFAULT_HOLD_TTL).await
+    }
+
+    /// A channel whose holds lapse after `hold_ttl`.
+    pub async fn start_holding(
+        channel_id: &str,
+        grace: Duration,
+        tls: Option<&TestTls>,
+        hold_ttl: Duration,
+    ) -> Self {
         crate::init_logs();
         let db = TestDatabase::create(&format!("channel_{channel_id}")).await;
         let app = ChannelApp::build(ChannelConfig {
@@ -226,6 +239,7 @@ impl TestChannel {
             listen: ANY_PORT.parse().expect("an address"),
             database_url: db.url().to_owned(),
             db_max_connections: TEST_POOL_SIZE,
+            hold_ttl,
             shutdown: quick_shutdown(grace),
         })
         .await
@@ -240,6 +254,7 @@ impl TestChannel {
             ledger,
             db,
             tls: tls.cloned(),
+            hold_ttl,
         }
     }
 }

@@ -113,6 +113,7 @@ impl Fake {
             state: entry.state.into(),
             reason: String::new(),
             updated_at_unix_ms: 0,
+            hold_expires_at_unix_ms: 0,
         }
     }
 
@@ -125,6 +126,28 @@ impl Fake {
 
 #[tonic::async_trait]
 impl ChannelService for Fake {
+    // A weak channel holds no points: it speaks only deducts and refunds.
+    async fn freeze_points(
+        &self,
+        _: Request<jifen_proto::v1::FreezePointsRequest>,
+    ) -> Result<Response<jifen_proto::v1::FreezePointsResponse>, Status> {
+        Err(Status::unimplemented("no holds here"))
+    }
+
+    async fn confirm_freeze(
+        &self,
+        _: Request<jifen_proto::v1::ConfirmFreezeRequest>,
+    ) -> Result<Response<jifen_proto::v1::ConfirmFreezeResponse>, Status> {
+        Err(Status::unimplemented("no holds here"))
+    }
+
+    async fn cancel_freeze(
+        &self,
+        _: Request<jifen_proto::v1::CancelFreezeRequest>,
+    ) -> Result<Response<jifen_proto::v1::CancelFreezeResponse>, Status> {
+        Err(Status::unimplemented("no holds here"))
+    }
+
     async fn get_user_points(
         &self,
         request: Request<GetUserPointsRequest>,

@@ -133,6 +133,10 @@ impl Admin {
                     .map(pause_message)
                     .collect(),
                 auto_redrive: !off.contains(&consumer),
+                hold_ttl_ms: self
+                    .health
+                    .hold_ttl(&consumer)
+                    .map_or(0, |ttl| i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
                 minutes: minutes
                     .into_values()
                     .filter(|m| m.start_unix_ms >= hour_ago)

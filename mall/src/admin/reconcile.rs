@@ -118,7 +118,7 @@ impl Admin {
                 expect_live,
                 line.points,
                 actual,
-                "DEDUCTION_STATE_DEDUCTED",
+                "DEDUCTION_STATE_",
             );
         }
         for quota in &order.quotas {
@@ -152,7 +152,7 @@ impl Admin {
                 expect_live,
                 quota.points,
                 actual,
-                "QUOTA_DEDUCTION_STATE_DEDUCTED",
+                "QUOTA_DEDUCTION_STATE_",
             );
         }
         Ok(())
@@ -193,43 +193,62 @@ fn recorded(
     }
 }
 
-/// Whether the mall's step state says its ledger must hold a live deduction (`Some(true)`),
-/// must not (`Some(false)`), or is in flight (`None`).
-fn expected_live(state: StepState) -> Option<bool> {
+/// What the mall's step state says its ledger must show: points taken in this state
+/// (`Some(Some(state))`, the suffix of the proto enum's name), no points taken (`Some(None)`),
+/// or nothing yet, being in flight (`None`).
+fn expected_live(state: StepState) -> Option<Option<&'static str>> {
     match state {
         // Held at the channel until an operator refunds it by hand.
-        StepState::Deducted | StepState::ManualRefund => Some(true),
-        StepState::Rejected | StepState::Refunded | StepState::Skipped | StepState::Waiting => {
-            Some(false)
-        }
-        StepState::Pending | StepState::Refunding => None,
+        StepState::Deducted | StepState::ManualRefund => Some(Some("DEDUCTED")),
+        StepState::Frozen => Some(Some("FROZEN")),
+        StepState::Confirmed => Some(Some("CONFIRMED")),
+        StepState::Rejected
+        | StepState::Refunded
+        | StepState::Skipped
+        | StepState::Waiting
+        | StepState::Cancelled => Some(None),
+        StepState::Pending
+        | StepState::Refunding
+        | StepState::Confirming
+        | StepState::Cancelling => None,
     }
 }
 
+/// The ledger states in which a key takes points (deducted, held, or spent by a confirm).
+const TAKING: [&str; 3] = ["DEDUCTED", "FROZEN", "CONFIRMED"];
+
+/// Compares what a ledger recorded (`actual`, states named `<prefix><STATE>`) with what the
+/// step expects: `expect` taking `points`, or nothing taken.
 #[allow(clippy::too_many_arguments)]
 fn check(
     out: &mut Vec<Mismatch>,
     order_id: &str,
     system: String,
     key: String,
-    expect_live: bool,
+    expect: Option<&str>,
     points: i64,
     actual: Option<(String, i64)>,
-    live_state: &str,
+    prefix: &str,
 ) {
-    let is_live = actual
-        .as_ref()
-        .is_some_and(|(state, _)| state == live_state);
-    let wrong_amount = is_live && actual.as_ref().is_some_and(|(_, p)| *p != points);
-    if is_live != expect_live || wrong_amount {
+    let taking = actual.as_ref().filter(|(state, _)| {
+        state
+            .strip_prefix(prefix)
+            .is_some_and(|s| TAKING.contains(&s))
+    });
+    let fits = match expect {
+        Some(want) => taking.is_some_and(|(state, p)| {
+            state.strip_prefix(prefix) == Some(want) && *p == points
+        }),
+        None => taking.is_none(),
+    };
+    if !fits {
         out.push(Mismatch {
             order_id: order_id.to_owned(),
             system,
             key,
-            expected: if expect_live {
-                format!("{live_state} {points}")
-            } else {
-                "no live deduction".to_owned()
+            expected: match expect {
+                Some(want) => format!("{prefix}{want} {points}"),
+                None => "no live deduction".to_owned(),
             },
             actual: actual.map_or("nothing recorded".to_owned(), |(s, p)| format!("{s} {p}")),
         });

@@ -61,6 +61,7 @@ impl LineKey {
             deduct_may_follow: false,
             captured: Default::default(),
             exchanges: Vec::new(),
+            hold_expires_at_ms: 0,
         }
     }
 }

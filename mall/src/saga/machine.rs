@@ -5,7 +5,7 @@ pub use crate::order::StepFacts;
 use jifen_mesh::barrier::LedgerState;
 pub use jifen_mesh::wire::{Outcome, StepKey, decode_outcome as decode};
 
-use crate::order::{OrderState, StepState};
+use crate::order::{OrderState, Protocol, StepState};
 
 /// What the saga does with a ledger's report on a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,72 @@ pub struct Report {
 
 /// The saga's state machine for one step: pure, so every case can be checked.
 pub fn decide(order: OrderState, step: StepFacts, report: Report) -> Decision {
+    match step.protocol {
+        Protocol::Saga if report.state.is_hold() => Decision::Ignore,
+        Protocol::Saga => decide_saga(order, step, report),
+        Protocol::Tcc => decide_hold(order, step, report),
+    }
+}
+
+/// A held step (TCC). Placing and releasing a hold follow the saga's rules for a deduct and its
+/// refund — a hold is a deduct that nobody sees until it is confirmed — so they are decided by
+/// [`decide_saga`] on the states they stand for (frozen as deducted, cancelled as refunded);
+/// only the confirm is a hold's own.
+fn decide_hold(order: OrderState, step: StepFacts, report: Report) -> Decision {
+    match (step.state, report.state) {
+        (StepState::Confirming, LedgerState::Confirmed) => Decision::Move(StepState::Confirmed),
+        // Nothing was there to spend: the hold lapsed, or was never placed. The order cannot
+        // complete by itself: an operator's.
+        (StepState::Confirming, LedgerState::Cancelled | LedgerState::Rejected) => {
+            Decision::Move(StepState::Cancelled)
+        }
+        (StepState::Confirming | StepState::Confirmed, _) | (_, LedgerState::Confirmed) => {
+            Decision::Ignore
+        }
+        (_, LedgerState::Deducted | LedgerState::Refunded) => Decision::Ignore,
+        _ => {
+            let as_saga = StepFacts {
+                state: saga_state(step.state),
+                protocol: Protocol::Saga,
+                ..step
+            };
+            let report = Report {
+                state: match report.state {
+                    LedgerState::Frozen => LedgerState::Deducted,
+                    LedgerState::Cancelled => LedgerState::Refunded,
+                    other => other,
+                },
+                ..report
+            };
+            match decide_saga(order, as_saga, report) {
+                Decision::Move(next) => Decision::Move(held_state(next)),
+                other => other,
+            }
+        }
+    }
+}
+
+/// The saga state a held step's state stands for.
+fn saga_state(state: StepState) -> StepState {
+    match state {
+        StepState::Frozen => StepState::Deducted,
+        StepState::Cancelling => StepState::Refunding,
+        StepState::Cancelled => StepState::Refunded,
+        other => other,
+    }
+}
+
+/// The held step's state for a saga state (the inverse of [`saga_state`]).
+fn held_state(state: StepState) -> StepState {
+    match state {
+        StepState::Deducted => StepState::Frozen,
+        StepState::Refunding => StepState::Cancelling,
+        StepState::Refunded => StepState::Cancelled,
+        other => other,
+    }
+}
+
+fn decide_saga(order: OrderState, step: StepFacts, report: Report) -> Decision {
     if report.by_hand {
         // Only an outstanding refund can become an operator's task; a repeat changes nothing.
         return if step.state == StepState::Refunding {

@@ -24,12 +24,13 @@ use jifen_mesh::storage::{Backend, Database};
 use sqlx::AnyConnection;
 use tokio::sync::{Notify, broadcast};
 
-use crate::order::OrderState;
+use crate::order::{OrderState, StepState};
 use crate::store::Appends;
 
 use crate::store::steps::{
-    Claimed, claim_step, compensate, correct, flag_manual_refund, keep_captured, keep_exchanges,
-    request_quotas, set_order, set_step, settle_if_done,
+    Claimed, claim_step, compensate, complete_if_confirmed, confirm, correct, flag_hold_lost,
+    flag_manual_refund, keep_captured, keep_exchanges, keep_hold_expiry, request_quotas,
+    set_order, set_step, settle_if_done,
 };
 pub use machine::{Decision, Outcome, Report, StepFacts, StepKey, decide, decode, next_step_state};
 use plan::{Plan, Then};
@@ -184,12 +185,7 @@ pub(crate) async fn apply_in(
 ) -> Result<Effect, sqlx::Error> {
     // Every command names an order written before it was sent: an outcome for an order or a
     // step that does not exist was not caused by Jifen.
-    let Some(Claimed {
-        order,
-        step,
-        undeducted,
-    }) = claim_step(tx, backend, outcome).await?
-    else {
+    let Some(Claimed { order, step }) = claim_step(tx, backend, outcome).await? else {
         return Ok(Effect::mismatched(trust::Mismatch(format!(
             "no order {:?}",
             outcome.order_id
@@ -202,22 +198,24 @@ pub(crate) async fn apply_in(
         ))));
     };
     if let Err(mismatch) = trust::points_fit(outcome, step_points)
+        .and_then(|()| trust::protocol_fits(outcome, step.protocol))
         .and_then(|()| trust::captured_fit(outcome))
         .and_then(|()| trust::exchanges_fit(outcome))
     {
         return Ok(Effect::mismatched(mismatch));
     }
     // Kept whatever the step does next: a late deduct's corrective refund needs them too.
-    if !outcome.captured.is_empty() && outcome.state == LedgerState::Deducted {
+    let took = matches!(outcome.state, LedgerState::Deducted | LedgerState::Frozen);
+    if !outcome.captured.is_empty() && took {
         keep_captured(tx, outcome).await?;
     }
     if !outcome.exchanges.is_empty() {
         keep_exchanges(tx, outcome).await?;
     }
-    let transition = match plan::plan(order, step, outcome, undeducted) {
+    let transition = match plan::plan(order, step, outcome) {
         Plan::Ignore(why) => return Ok(Effect::ignored(why)),
         Plan::Correct => {
-            let kind = correct(tx, appends, outcome, step.state, now).await?;
+            let kind = correct(tx, appends, outcome, step, now).await?;
             return Ok(Effect {
                 applied: Applied::Corrected,
                 changed: true,
@@ -238,6 +236,9 @@ pub(crate) async fn apply_in(
         Plan::Move(transition) => transition,
     };
     set_step(tx, outcome, transition.step).await?;
+    if transition.step.state == StepState::Frozen && outcome.hold_expires_at_ms > 0 {
+        keep_hold_expiry(tx, outcome).await?;
+    }
     appends.record(
         &outcome.order_id,
         &transition.history.0,
@@ -249,7 +250,7 @@ pub(crate) async fn apply_in(
     }
     let order_id = outcome.order_id.as_str();
     let (order_state, sent_commands) = match transition.then {
-        Then::Stay => (order, false),
+        Then::Stay => (order.state, false),
         Then::Compensate { reason } => {
             let sent = compensate(tx, appends, order_id, &reason, now).await?;
             (settle_if_done(tx, appends, order_id, now).await?, sent)
@@ -264,6 +265,18 @@ pub(crate) async fn apply_in(
             (OrderState::Completed, false)
         }
         Then::SettleIfDone => (settle_if_done(tx, appends, order_id, now).await?, false),
+        Then::Confirm => {
+            confirm(tx, appends, order_id, now).await?;
+            (OrderState::Confirming, true)
+        }
+        Then::CompleteIfConfirmed => (
+            complete_if_confirmed(tx, appends, order_id, now).await?,
+            false,
+        ),
+        Then::HoldLost { reason } => {
+            flag_hold_lost(tx, order_id, &reason, now).await?;
+            (order.state, false)
+        }
     };
     Ok(Effect {
         applied: Applied::Moved { order_state },

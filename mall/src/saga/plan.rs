@@ -1,12 +1,15 @@
 //! The saga plans, the store writes: what one outcome does to its order — the step's new facts,
-//! the history line, and what follows (compensate, ask for the quotas, complete, settle) — as
-//! a value, free of I/O, which [`super::apply_in`] carries out with the store's writers.
+//! the history line, and what follows (compensate, ask for the quotas, confirm the holds,
+//! complete, settle) — as a value, free of I/O, which [`super::apply_in`] carries out with the
+//! store's writers.
 
 use jifen_mesh::wire::{Outcome, StepKey};
 
 use super::machine::{Decision, Report, decide};
 use crate::history::{history_detail, history_kind, rejection_reason};
-use crate::order::{OrderState, StepFacts, StepState};
+pub use crate::order::OrderFacts;
+use crate::order::{OrderState, Protocol, StepFacts, StepState};
+
 
 /// What follows a step's move, for its order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +23,12 @@ pub enum Then {
     RequestQuotas,
     /// The last quota was deducted: the order is complete.
     Complete,
+    /// Every hold and deduct of a TCC order succeeded: confirm the holds (DESIGN §12).
+    Confirm,
+    /// A hold was confirmed: the order completes once none is left to confirm.
+    CompleteIfConfirmed,
+    /// A hold was gone when its confirm came (it lapsed): the order cannot complete by itself.
+    HoldLost { reason: String },
     /// A compensating order may be settled now.
     SettleIfDone,
 }
@@ -51,9 +60,14 @@ pub enum Plan {
     Move(Transition),
 }
 
-/// Plans `outcome` for a step with `step`'s facts of an order in `order`, of which
-/// `undeducted` steps of the outcome's kind (lines, or quotas) are not deducted yet.
-pub fn plan(order: OrderState, step: StepFacts, outcome: &Outcome, undeducted: i64) -> Plan {
+/// Plans `outcome` for a step with `step`'s facts of an order with `order`'s.
+pub fn plan(order: OrderFacts, step: StepFacts, outcome: &Outcome) -> Plan {
+    let OrderFacts {
+        state: order_state,
+        protocol,
+        unready,
+    } = order;
+    let order = order_state;
     let report = Report {
         state: outcome.state,
         points: outcome.points,
@@ -99,13 +113,26 @@ pub fn plan(order: OrderState, step: StepFacts, outcome: &Outcome, undeducted: i
         Decision::Move(next) => next,
     };
     let then = match (order, next) {
-        (OrderState::Pending, StepState::Rejected | StepState::Refunded) => Then::Compensate {
+        (
+            OrderState::Pending,
+            StepState::Rejected | StepState::Refunded | StepState::Cancelled,
+        ) => Then::Compensate {
             reason: rejection_reason(outcome),
         },
-        // This step was not deducted (else the event would be ignored): it may be the last.
-        (OrderState::Pending, StepState::Deducted) if undeducted == 1 => match outcome.step {
-            StepKey::Line { .. } => Then::RequestQuotas,
-            StepKey::Quota { .. } => Then::Complete,
+        // This step was not taken (else the event would be ignored): it may be the last.
+        (OrderState::Pending, StepState::Deducted | StepState::Frozen) if unready == 1 => {
+            match (protocol, &outcome.step) {
+                (Protocol::Tcc, _) => Then::Confirm,
+                (Protocol::Saga, StepKey::Line { .. }) => Then::RequestQuotas,
+                (Protocol::Saga, StepKey::Quota { .. }) => Then::Complete,
+            }
+        }
+        (OrderState::Confirming, StepState::Confirmed) => Then::CompleteIfConfirmed,
+        (OrderState::Confirming, StepState::Cancelled) => Then::HoldLost {
+            reason: format!(
+                "{}: its hold was gone when it was confirmed",
+                history_detail(outcome)
+            ),
         },
         (OrderState::Compensating, _) => Then::SettleIfDone,
         _ => Then::Stay,
@@ -113,8 +140,9 @@ pub fn plan(order: OrderState, step: StepFacts, outcome: &Outcome, undeducted: i
     Plan::Move(Transition {
         step: StepFacts {
             state: next,
+            protocol: step.protocol,
             deduct_seen: false,
-            refunded_points: if next == StepState::Refunded {
+            refunded_points: if matches!(next, StepState::Refunded | StepState::Cancelled) {
                 outcome.points
             } else {
                 0
@@ -143,6 +171,7 @@ mod tests {
             deduct_may_follow: false,
             captured: Default::default(),
             exchanges: Vec::new(),
+            hold_expires_at_ms: 0,
         }
     }
 
@@ -153,16 +182,24 @@ mod tests {
         }
     }
 
+    fn saga(state: OrderState, unready: i64) -> OrderFacts {
+        OrderFacts {
+            state,
+            protocol: Protocol::Saga,
+            unready,
+        }
+    }
+
     #[test]
     fn the_last_line_asks_for_the_quotas_and_the_last_quota_completes() {
         let pending = StepFacts::new(StepState::Pending);
         let deducted = outcome(line(), LedgerState::Deducted, 100);
-        let Plan::Move(last) = plan(OrderState::Pending, pending, &deducted, 1) else {
+        let Plan::Move(last) = plan(saga(OrderState::Pending, 1), pending, &deducted) else {
             panic!("a deduct moves a pending step");
         };
         assert_eq!(last.then, Then::RequestQuotas);
         assert_eq!(last.step.state, StepState::Deducted);
-        let Plan::Move(not_last) = plan(OrderState::Pending, pending, &deducted, 2) else {
+        let Plan::Move(not_last) = plan(saga(OrderState::Pending, 2), pending, &deducted) else {
             panic!("a deduct moves a pending step");
         };
         assert_eq!(not_last.then, Then::Stay);
@@ -173,7 +210,7 @@ mod tests {
             LedgerState::Deducted,
             100,
         );
-        let Plan::Move(done) = plan(OrderState::Pending, pending, &quota, 1) else {
+        let Plan::Move(done) = plan(saga(OrderState::Pending, 1), pending, &quota) else {
             panic!("a quota deduct moves a pending step");
         };
         assert_eq!(done.then, Then::Complete);
@@ -183,14 +220,14 @@ mod tests {
     fn a_rejection_compensates_and_a_duplicate_changes_nothing() {
         let pending = StepFacts::new(StepState::Pending);
         let rejected = outcome(line(), LedgerState::Rejected, 0);
-        let Plan::Move(failed) = plan(OrderState::Pending, pending, &rejected, 1) else {
+        let Plan::Move(failed) = plan(saga(OrderState::Pending, 1), pending, &rejected) else {
             panic!("a rejection moves a pending step");
         };
         assert!(matches!(failed.then, Then::Compensate { .. }));
         let deducted = StepFacts::new(StepState::Deducted);
         let again = outcome(line(), LedgerState::Deducted, 100);
         assert!(matches!(
-            plan(OrderState::Pending, deducted, &again, 0),
+            plan(saga(OrderState::Pending, 0), deducted, &again),
             Plan::Ignore(_)
         ));
     }

@@ -10,6 +10,7 @@ use jifen_mesh::bus::subjects::{
 };
 
 use super::machine::{Outcome, StepKey};
+use crate::order::Protocol;
 
 /// Why an event does not fit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,7 +43,8 @@ pub fn points_fit(outcome: &Outcome, step_points: i64) -> Result<(), Mismatch> {
     let fits = match outcome.state {
         LedgerState::Rejected => true,
         LedgerState::Deducted if !outcome.refund_by_hand => outcome.points == step_points,
-        LedgerState::Deducted | LedgerState::Refunded => {
+        LedgerState::Frozen | LedgerState::Confirmed => outcome.points == step_points,
+        LedgerState::Deducted | LedgerState::Refunded | LedgerState::Cancelled => {
             outcome.points == step_points || outcome.points == 0
         }
     };
@@ -53,6 +55,21 @@ pub fn points_fit(outcome: &Outcome, step_points: i64) -> Result<(), Mismatch> {
             "{} points reported as {} for a step of {step_points}",
             outcome.points,
             outcome_token(outcome.state)
+        )))
+    }
+}
+
+/// The event's state against how the step is taken: a held step (TCC) is frozen, confirmed or
+/// cancelled, a saga step deducted or refunded; either may be rejected.
+pub fn protocol_fits(outcome: &Outcome, protocol: Protocol) -> Result<(), Mismatch> {
+    let held = protocol == Protocol::Tcc;
+    if outcome.state == LedgerState::Rejected || outcome.state.is_hold() == held {
+        Ok(())
+    } else {
+        Err(Mismatch(format!(
+            "{} reported for a step taken by {}",
+            outcome_token(outcome.state),
+            protocol.as_str()
         )))
     }
 }
@@ -96,7 +113,10 @@ pub fn exchanges_fit(outcome: &Outcome) -> Result<(), Mismatch> {
         )));
     }
     let fits = outcome.exchanges.iter().all(|e| {
-        matches!(e.call.as_str(), "deduct" | "refund" | "query")
+        matches!(
+            e.call.as_str(),
+            "deduct" | "refund" | "query" | "freeze" | "confirm" | "cancel"
+        )
             && e.request.len() <= MAX_TEXT
             && e.answer.len() <= MAX_TEXT
     });
@@ -125,6 +145,7 @@ mod tests {
             deduct_may_follow: false,
             captured: Default::default(),
             exchanges: Vec::new(),
+            hold_expires_at_ms: 0,
         }
     }
 

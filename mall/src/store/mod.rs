@@ -25,7 +25,7 @@ use jifen_mesh::storage::Database;
 use jifen_mesh::time::now_unix_ms;
 use sqlx::Row;
 
-use crate::order::{HistoryEntry, Line, NewOrder, Order, OrderState, Quota, StepState};
+use crate::order::{HistoryEntry, Line, NewOrder, Order, OrderState, Protocol, Quota, StepState};
 use submit::{Submit, Submits};
 
 fn decode_error(what: &str, raw: &str) -> sqlx::Error {
@@ -34,6 +34,10 @@ fn decode_error(what: &str, raw: &str) -> sqlx::Error {
 
 pub fn step_state(raw: &str) -> Result<StepState, sqlx::Error> {
     StepState::parse(raw).ok_or_else(|| decode_error("step state", raw))
+}
+
+pub fn protocol(raw: &str) -> Result<Protocol, sqlx::Error> {
+    Protocol::parse(raw).ok_or_else(|| decode_error("protocol", raw))
 }
 
 pub fn order_state(raw: &str) -> Result<OrderState, sqlx::Error> {
@@ -53,7 +57,7 @@ pub struct OrderCounts {
 pub enum Selection {
     All,
     In(OrderState),
-    /// Pending or compensating.
+    /// Pending, confirming or compensating.
     Unsettled,
 }
 
@@ -133,13 +137,13 @@ impl OrderStore {
     pub async fn find(&self, order_id: &str) -> Result<Option<Order>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT 'A' AS part, needs_attention AS seq, customer_id AS a, reason AS b, \
-                    version AS n, state AS s, created_at_ms AS n2, updated_at_ms AS n3, trace_id AS t, '' AS u \
+                    version AS n, state AS s, created_at_ms AS n2, updated_at_ms AS n3, trace_id AS t, '' AS u, '' AS p \
                FROM orders WHERE order_id = $1 \
-             UNION ALL SELECT 'L', position, channel_id, user_id, points, state, 0, 0, captured, settled_by \
+             UNION ALL SELECT 'L', position, channel_id, user_id, points, state, 0, 0, captured, settled_by, protocol \
                FROM order_lines WHERE order_id = $1 \
-             UNION ALL SELECT 'Q', 0, channel_id, '', points, state, 0, 0, '', '' \
+             UNION ALL SELECT 'Q', 0, channel_id, '', points, state, 0, 0, '', '', protocol \
                FROM order_quotas WHERE order_id = $1 \
-             UNION ALL SELECT 'R', id, kind, detail, at_ms, '', 0, 0, actor, '' \
+             UNION ALL SELECT 'R', id, kind, detail, at_ms, '', 0, 0, actor, '', '' \
                FROM order_events WHERE order_id = $1 \
              ORDER BY part, seq, a",
         )
@@ -179,11 +183,13 @@ impl OrderStore {
                     captured: serde_json::from_str(&r.try_get::<String, _>("t")?)
                         .unwrap_or_default(),
                     settled_by: r.try_get("u")?,
+                    protocol: protocol(r.try_get("p")?)?,
                 }),
                 "Q" => order.quotas.push(Quota {
                     channel_id: r.try_get("a")?,
                     points: r.try_get("n")?,
                     state: step_state(r.try_get("s")?)?,
+                    protocol: protocol(r.try_get("p")?)?,
                 }),
                 _ => order.history.push(HistoryEntry {
                     at_ms: r.try_get("n")?,
@@ -277,7 +283,7 @@ impl OrderStore {
         // Ids only: each order is then read whole by `find`.
         let rows = sqlx::query(
             "SELECT order_id FROM orders \
-             WHERE ($1 = 'ALL' OR state = $1 OR ($1 = 'UNSETTLED' AND state IN ('PENDING', 'COMPENSATING'))) \
+             WHERE ($1 = 'ALL' OR state = $1 OR ($1 = 'UNSETTLED' AND state IN ('PENDING', 'CONFIRMING', 'COMPENSATING'))) \
              AND created_at_ms < $2 \
              AND (created_at_ms < $3 OR (created_at_ms = $3 AND ($4 = '' OR order_id < $4))) \
              AND ($6 = 0 OR needs_attention = 1) \
@@ -310,7 +316,7 @@ impl OrderStore {
         .fetch_all(self.db.pool())
         .await?;
         let mut counts = OrderCounts::default();
-        for state in ["PENDING", "COMPENSATING", "COMPLETED", "CANCELLED"] {
+        for state in ["PENDING", "CONFIRMING", "COMPENSATING", "COMPLETED", "CANCELLED"] {
             let row = rows
                 .iter()
                 .find(|r| r.try_get::<String, _>("state").is_ok_and(|s| s == state));
@@ -333,7 +339,7 @@ impl OrderStore {
     pub async fn sample_metrics(&self) -> Result<(), sqlx::Error> {
         use jifen_mesh::metrics;
         let pool = self.db.pool();
-        for state in ["PENDING", "COMPENSATING", "COMPLETED", "CANCELLED"] {
+        for state in ["PENDING", "CONFIRMING", "COMPENSATING", "COMPLETED", "CANCELLED"] {
             let count: i64 = sqlx::query("SELECT COUNT(*) FROM orders WHERE state = $1")
                 .bind(state)
                 .fetch_one(pool)
@@ -360,7 +366,7 @@ impl OrderStore {
         let flagged = sqlx::query(
             "UPDATE orders SET needs_attention = 1, version = version + 1, updated_at_ms = $2, \
              reason = CASE WHEN reason = '' THEN 'not settled in time' ELSE reason END \
-             WHERE state IN ('PENDING', 'COMPENSATING') AND needs_attention = 0 AND created_at_ms < $1 \
+             WHERE state IN ('PENDING', 'CONFIRMING', 'COMPENSATING') AND needs_attention = 0 AND created_at_ms < $1 \
              RETURNING order_id",
         )
         .bind(cutoff)

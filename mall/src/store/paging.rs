@@ -7,7 +7,7 @@ use sqlx::Row;
 use super::{OrderStore, Selection};
 use crate::order::Order;
 
-const SELECTED: &str = "($1 = 'ALL' OR state = $1 OR ($1 = 'UNSETTLED' AND state IN ('PENDING', 'COMPENSATING'))) \
+const SELECTED: &str = "($1 = 'ALL' OR state = $1 OR ($1 = 'UNSETTLED' AND state IN ('PENDING', 'CONFIRMING', 'COMPENSATING'))) \
      AND ($2 = 0 OR needs_attention = 1)";
 
 impl OrderStore {

@@ -10,17 +10,21 @@ use crate::order::StepState;
 use crate::store::Appends;
 use crate::store::steps::next_generation;
 
-/// The command to send again for a step stored in `raw` state, when that state is one of
-/// `states`: a refund for a refunding step, a deduct otherwise.
-fn resend(raw: &str, states: &[StepState]) -> Result<Option<Step>, sqlx::Error> {
+/// The command to send again for a step stored in `raw` state and taken by `protocol`, when
+/// that state is one of `states` (a held step's states count as the saga states they stand
+/// for: cancelling as refunding, confirming as pending).
+fn resend(raw: &str, protocol: &str, states: &[StepState]) -> Result<Option<Step>, sqlx::Error> {
     let state = crate::store::step_state(raw)?;
-    Ok(states
-        .contains(&state)
-        .then_some(if state == StepState::Refunding {
-            Step::Refund
-        } else {
-            Step::Deduct
-        }))
+    let stands_for = match state {
+        StepState::Cancelling => StepState::Refunding,
+        StepState::Confirming => StepState::Pending,
+        other => other,
+    };
+    Ok(if states.contains(&stands_for) {
+        crate::store::protocol(protocol)?.outstanding(state)
+    } else {
+        None
+    })
 }
 
 /// Sends again, under the order's next generation of ids, the command of every step in one
@@ -34,13 +38,14 @@ pub(crate) async fn reemit(
     let generation = next_generation(tx, order_id).await?;
     let mut messages = Vec::new();
     for row in sqlx::query(
-        "SELECT channel_id, user_id, points, state, captured FROM order_lines WHERE order_id = $1",
+        "SELECT channel_id, user_id, points, state, captured, protocol, hold_expires_at_ms \
+         FROM order_lines WHERE order_id = $1",
     )
     .bind(order_id)
     .fetch_all(&mut *tx)
     .await?
     {
-        let Some(step) = resend(row.try_get("state")?, states)? else {
+        let Some(step) = resend(row.try_get("state")?, row.try_get("protocol")?, states)? else {
             continue;
         };
         let (channel_id, user_id): (String, String) =
@@ -53,14 +58,18 @@ pub(crate) async fn reemit(
             &user_id,
             row.try_get("points")?,
             &captured,
+            row.try_get("hold_expires_at_ms")?,
         ));
     }
-    for row in sqlx::query("SELECT channel_id, points, state FROM order_quotas WHERE order_id = $1")
+    for row in sqlx::query(
+        "SELECT channel_id, points, state, protocol, hold_expires_at_ms FROM order_quotas \
+         WHERE order_id = $1",
+    )
         .bind(order_id)
         .fetch_all(&mut *tx)
         .await?
     {
-        let Some(step) = resend(row.try_get("state")?, states)? else {
+        let Some(step) = resend(row.try_get("state")?, row.try_get("protocol")?, states)? else {
             continue;
         };
         let channel_id: String = row.try_get("channel_id")?;
@@ -69,6 +78,7 @@ pub(crate) async fn reemit(
             order_id,
             &channel_id,
             row.try_get("points")?,
+            row.try_get("hold_expires_at_ms")?,
         ));
     }
     let sent = messages.len();

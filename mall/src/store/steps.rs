@@ -7,9 +7,8 @@ use sqlx::{AnyConnection, Row};
 
 use crate::commands;
 use crate::history::history_detail;
-use crate::order::StepFacts;
-use crate::order::{OrderState, StepState};
-use crate::store::{Appends, order_state, step_state};
+use crate::order::{OrderFacts, OrderState, Protocol, StepFacts, StepState};
+use crate::store::{Appends, order_state, protocol, step_state};
 use jifen_mesh::bus::subjects::outcome_token;
 use jifen_mesh::wire::{Outcome, StepKey};
 
@@ -56,7 +55,8 @@ pub(crate) async fn claim_step(
         StepKey::Quota { channel_id } => ("order_quotas", "''", (channel_id, "")),
     };
     let rows = sqlx::query(&format!(
-        "SELECT o.state AS order_state, s.channel_id, {user_column} AS user_id, s.state, \
+        "SELECT o.state AS order_state, o.protocol AS order_protocol, s.channel_id, \
+         {user_column} AS user_id, s.state, s.protocol, \
          s.deduct_seen, s.refunded_points, s.awaiting_deduct, s.points \
          FROM orders o JOIN {table} s ON s.order_id = o.order_id \
          WHERE o.order_id = $1{lock}"
@@ -67,17 +67,19 @@ pub(crate) async fn claim_step(
     let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let order = order_state(first.try_get("order_state")?)?;
-    let (mut step, mut undeducted) = (None, 0_i64);
+    let state = order_state(first.try_get("order_state")?)?;
+    let order_protocol = protocol(first.try_get("order_protocol")?)?;
+    let (mut step, mut unready) = (None, 0_i64);
     for row in &rows {
         let state = step_state(row.try_get("state")?)?;
-        if state != StepState::Deducted {
-            undeducted += 1;
+        if !state.is_ready() {
+            unready += 1;
         }
         let key: (String, String) = (row.try_get("channel_id")?, row.try_get("user_id")?);
         if (&key.0, key.1.as_str()) == wanted {
             let facts = StepFacts {
                 state,
+                protocol: protocol(row.try_get("protocol")?)?,
                 deduct_seen: row.try_get::<i64, _>("deduct_seen")? != 0,
                 refunded_points: row.try_get("refunded_points")?,
                 awaiting_deduct: row.try_get::<i64, _>("awaiting_deduct")? != 0,
@@ -85,21 +87,72 @@ pub(crate) async fn claim_step(
             step = Some((facts, row.try_get("points")?));
         }
     }
+    if order_protocol == Protocol::Tcc {
+        // A TCC order's lines and quotas are taken together: its phase needs both. A
+        // statement of its own sees what the transaction that held the order's lock wrote.
+        let other = match outcome.step {
+            StepKey::Line { .. } => "order_quotas",
+            StepKey::Quota { .. } => "order_lines",
+        };
+        let others: i64 = sqlx::query(&format!(
+            "SELECT COUNT(*) FROM {other} WHERE order_id = $1 AND state NOT IN ('DEDUCTED', 'FROZEN')"
+        ))
+        .bind(&outcome.order_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        unready += others;
+    }
     Ok(Some(Claimed {
-        order,
+        order: OrderFacts {
+            state,
+            protocol: order_protocol,
+            unready,
+        },
         step,
-        undeducted,
     }))
 }
 
 /// What [`claim_step`] read under the order's lock.
 pub(crate) struct Claimed {
-    pub(crate) order: OrderState,
+    /// The order, with how many of its steps are not taken yet (the lock keeps it true while
+    /// the event applies).
+    pub(crate) order: OrderFacts,
     /// The step and its points; `None` when the order has no such step.
     pub(crate) step: Option<(StepFacts, i64)>,
-    /// How many steps of the event's kind (lines, or quotas) are not deducted: the event that
-    /// deducts one of them deducts the last when this is 1 (the lock keeps it true meanwhile).
-    pub(crate) undeducted: i64,
+}
+
+
+/// Keeps when a frozen step's hold lapses, for its confirm's deadline.
+pub(crate) async fn keep_hold_expiry(
+    tx: &mut AnyConnection,
+    outcome: &Outcome,
+) -> Result<(), sqlx::Error> {
+    let (sql, user_id, channel_id) = match &outcome.step {
+        StepKey::Line {
+            channel_id,
+            user_id,
+        } => (
+            "UPDATE order_lines SET hold_expires_at_ms = $4 \
+             WHERE order_id = $1 AND channel_id = $2 AND user_id = $3",
+            user_id.as_str(),
+            channel_id,
+        ),
+        StepKey::Quota { channel_id } => (
+            "UPDATE order_quotas SET hold_expires_at_ms = $4 \
+             WHERE order_id = $1 AND channel_id = $2 AND $3 = ''",
+            "",
+            channel_id,
+        ),
+    };
+    sqlx::query(sql)
+        .bind(&outcome.order_id)
+        .bind(channel_id)
+        .bind(user_id)
+        .bind(outcome.hold_expires_at_ms)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
 
 /// Keeps what a line's deduct answer gave (its own transaction id) for the line's refund.
@@ -285,7 +338,7 @@ pub(crate) async fn request_quotas(
         let channel_id: String = row.try_get("channel_id")?;
         let points: i64 = row.try_get("points")?;
         appends.enqueue(
-            commands::quota(Step::Deduct, order_id, &channel_id, points),
+            commands::quota(Step::Deduct, order_id, &channel_id, points, 0),
             now,
         );
     }
@@ -298,19 +351,24 @@ pub(crate) async fn request_quotas(
     Ok(())
 }
 
-/// Refunds a step whose deduct arrived after the step stopped holding points, under a new
-/// generation of ids (the first refund's id may still be in the server's duplicate window).
-/// The step waits in `REFUNDING`; a compensating order waits for it, a cancelled one stays
-/// cancelled (it is what the customer was told) and its step settles when the refund does.
+/// Refunds (cancels) a step whose deduct (hold) arrived after the step stopped holding points,
+/// under a new generation of ids (the first refund's id may still be in the server's duplicate
+/// window). The step waits in `REFUNDING` (`CANCELLING`); a compensating order waits for it, a
+/// cancelled one stays cancelled (it is what the customer was told) and its step settles when
+/// the refund does.
 pub(crate) async fn correct(
     tx: &mut AnyConnection,
     appends: &mut Appends,
     outcome: &Outcome,
-    step: StepState,
+    step: StepFacts,
     now: i64,
 ) -> Result<&'static str, sqlx::Error> {
     let generation = next_generation(tx, &outcome.order_id).await?;
-    set_step(tx, outcome, StepFacts::new(StepState::Refunding)).await?;
+    let (undo, waiting) = match step.protocol {
+        Protocol::Saga => (Step::Refund, StepState::Refunding),
+        Protocol::Tcc => (Step::Cancel, StepState::Cancelling),
+    };
+    set_step(tx, outcome, StepFacts::new(waiting).held(step.protocol)).await?;
     let (refund, kind) = match &outcome.step {
         StepKey::Line {
             channel_id,
@@ -328,18 +386,19 @@ pub(crate) async fn correct(
             let captured: String = line.try_get("captured")?;
             (
                 commands::points(
-                    Step::Refund,
+                    undo,
                     &outcome.order_id,
                     channel_id,
                     user_id,
                     line.try_get("points")?,
                     &captured,
+                    0,
                 ),
                 "points",
             )
         }
         StepKey::Quota { channel_id } => (
-            commands::quota(Step::Refund, &outcome.order_id, channel_id, 0),
+            commands::quota(undo, &outcome.order_id, channel_id, 0, 0),
             "quota",
         ),
     };
@@ -348,19 +407,20 @@ pub(crate) async fn correct(
         &outcome.order_id,
         "corrective_refund",
         &format!(
-            "{} reported {} with the step {}: refund sent again",
+            "{} reported {} with the step {}: {} sent again",
             history_detail(outcome),
             outcome_token(outcome.state),
-            step.as_str()
+            step.state.as_str(),
+            undo.as_str()
         ),
         now,
     );
-    tracing::warn!(order_id = %outcome.order_id, step = kind, was = step.as_str(), "late deduct: corrective refund sent");
+    tracing::warn!(order_id = %outcome.order_id, step = kind, was = step.state.as_str(), "late deduct: corrective refund sent");
     Ok(kind)
 }
 
-/// Starts compensation: a refund for every step that may hold points; steps never asked for
-/// are skipped. Returns whether any command was written.
+/// Starts compensation: a refund for every deducted step that may hold points, a cancel for
+/// every held one; steps never asked for are skipped. Returns whether any command was written.
 pub(crate) async fn compensate(
     tx: &mut AnyConnection,
     appends: &mut Appends,
@@ -369,10 +429,11 @@ pub(crate) async fn compensate(
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     set_order(tx, order_id, OrderState::Compensating, Some(reason), now).await?;
-    let lines = sqlx::query(
-        "UPDATE order_lines SET state = 'REFUNDING' WHERE order_id = $1 AND state IN ('PENDING', 'DEDUCTED') \
-         RETURNING channel_id, user_id, points, captured",
-    )
+    let lines = sqlx::query(&format!(
+        "UPDATE order_lines SET state = {UNDOING} \
+         WHERE order_id = $1 AND state IN ('PENDING', 'DEDUCTED', 'FROZEN') \
+         RETURNING channel_id, user_id, points, captured, protocol"
+    ))
     .bind(order_id)
     .fetch_all(&mut *tx)
     .await?;
@@ -382,26 +443,29 @@ pub(crate) async fn compensate(
         let captured: String = row.try_get("captured")?;
         appends.enqueue(
             commands::points(
-                Step::Refund,
+                undo(protocol(row.try_get("protocol")?)?),
                 order_id,
                 &channel_id,
                 &user_id,
                 row.try_get("points")?,
                 &captured,
+                0,
             ),
             now,
         );
     }
-    let quotas = sqlx::query(
-        "UPDATE order_quotas SET state = 'REFUNDING' WHERE order_id = $1 AND state IN ('PENDING', 'DEDUCTED') \
-         RETURNING channel_id",
-    )
+    let quotas = sqlx::query(&format!(
+        "UPDATE order_quotas SET state = {UNDOING} \
+         WHERE order_id = $1 AND state IN ('PENDING', 'DEDUCTED', 'FROZEN') \
+         RETURNING channel_id, protocol"
+    ))
     .bind(order_id)
     .fetch_all(&mut *tx)
     .await?;
     for row in &quotas {
         let channel_id: String = row.try_get("channel_id")?;
-        appends.enqueue(commands::quota(Step::Refund, order_id, &channel_id, 0), now);
+        let step = undo(protocol(row.try_get("protocol")?)?);
+        appends.enqueue(commands::quota(step, order_id, &channel_id, 0, 0), now);
     }
     sqlx::query(
         "UPDATE order_quotas SET state = 'SKIPPED' WHERE order_id = $1 AND state = 'WAITING'",
@@ -412,10 +476,133 @@ pub(crate) async fn compensate(
     appends.record(
         order_id,
         "compensating",
-        &format!("{reason}; {} refund(s) sent", lines.len() + quotas.len()),
+        &format!(
+            "{reason}; {} refund(s) or cancel(s) sent",
+            lines.len() + quotas.len()
+        ),
         now,
     );
     Ok(!lines.is_empty() || !quotas.is_empty())
+}
+
+/// The state a step takes while what it took is given back, by its protocol.
+const UNDOING: &str = "CASE WHEN protocol = 'TCC' THEN 'CANCELLING' ELSE 'REFUNDING' END";
+
+/// The command that gives back what a step of `protocol` took.
+fn undo(protocol: Protocol) -> Step {
+    match protocol {
+        Protocol::Saga => Step::Refund,
+        Protocol::Tcc => Step::Cancel,
+    }
+}
+
+/// Every hold and deduct of a TCC order succeeded: the order confirms every held step.
+pub(crate) async fn confirm(
+    tx: &mut AnyConnection,
+    appends: &mut Appends,
+    order_id: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    set_order(tx, order_id, OrderState::Confirming, None, now).await?;
+    let lines = sqlx::query(
+        "UPDATE order_lines SET state = 'CONFIRMING' WHERE order_id = $1 AND state = 'FROZEN' \
+         RETURNING channel_id, user_id, points, captured, hold_expires_at_ms",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in &lines {
+        let channel_id: String = row.try_get("channel_id")?;
+        let user_id: String = row.try_get("user_id")?;
+        let captured: String = row.try_get("captured")?;
+        appends.enqueue(
+            commands::points(
+                Step::Confirm,
+                order_id,
+                &channel_id,
+                &user_id,
+                row.try_get("points")?,
+                &captured,
+                row.try_get("hold_expires_at_ms")?,
+            ),
+            now,
+        );
+    }
+    let quotas = sqlx::query(
+        "UPDATE order_quotas SET state = 'CONFIRMING' WHERE order_id = $1 AND state = 'FROZEN' \
+         RETURNING channel_id, points, hold_expires_at_ms",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in &quotas {
+        let channel_id: String = row.try_get("channel_id")?;
+        appends.enqueue(
+            commands::quota(
+                Step::Confirm,
+                order_id,
+                &channel_id,
+                row.try_get("points")?,
+                row.try_get("hold_expires_at_ms")?,
+            ),
+            now,
+        );
+    }
+    appends.record(
+        order_id,
+        "confirming",
+        &format!(
+            "every hold and deduct succeeded; {} confirm(s) sent",
+            lines.len() + quotas.len()
+        ),
+        now,
+    );
+    Ok(())
+}
+
+/// Completes a confirming order once no confirm is outstanding.
+pub(crate) async fn complete_if_confirmed(
+    tx: &mut AnyConnection,
+    appends: &mut Appends,
+    order_id: &str,
+    now: i64,
+) -> Result<OrderState, sqlx::Error> {
+    let confirming: i64 = sqlx::query(
+        "SELECT (SELECT COUNT(*) FROM order_lines WHERE order_id = $1 AND state = 'CONFIRMING') + \
+                (SELECT COUNT(*) FROM order_quotas WHERE order_id = $1 AND state = 'CONFIRMING')",
+    )
+    .bind(order_id)
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get(0)?;
+    if confirming > 0 {
+        return Ok(OrderState::Confirming);
+    }
+    set_order(tx, order_id, OrderState::Completed, None, now).await?;
+    appends.record(order_id, "completed", "every hold confirmed", now);
+    Ok(OrderState::Completed)
+}
+
+/// Flags a confirming order whose hold was gone when confirmed: an operator's (DESIGN §12).
+pub(crate) async fn flag_hold_lost(
+    tx: &mut AnyConnection,
+    order_id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE orders SET needs_attention = 1, reason = $2, updated_at_ms = $3 WHERE order_id = $1",
+    )
+    .bind(order_id)
+    .bind(format!(
+        "{reason}; the other holds are confirmed: take these points by hand or give the \
+         others back, then settle the order (docs/operations.md, a hold lapsed)"
+    ))
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tracing::warn!(order_id, "a hold was gone when confirmed");
+    Ok(())
 }
 
 /// Flags the order for an operator: a line's channel cannot refund it (DESIGN §9).
@@ -449,8 +636,8 @@ pub(crate) async fn settle_if_done(
     now: i64,
 ) -> Result<OrderState, sqlx::Error> {
     let refunding: i64 = sqlx::query(
-        "SELECT (SELECT COUNT(*) FROM order_lines WHERE order_id = $1 AND state IN ('REFUNDING', 'MANUAL_REFUND')) + \
-                (SELECT COUNT(*) FROM order_quotas WHERE order_id = $1 AND state = 'REFUNDING')",
+        "SELECT (SELECT COUNT(*) FROM order_lines WHERE order_id = $1 AND state IN ('REFUNDING', 'CANCELLING', 'MANUAL_REFUND')) + \
+                (SELECT COUNT(*) FROM order_quotas WHERE order_id = $1 AND state IN ('REFUNDING', 'CANCELLING'))",
     )
     .bind(order_id)
     .fetch_one(&mut *tx)
@@ -460,7 +647,12 @@ pub(crate) async fn settle_if_done(
         return Ok(OrderState::Compensating);
     }
     set_order(tx, order_id, OrderState::Cancelled, None, now).await?;
-    appends.record(order_id, "cancelled", "every deduction refunded", now);
+    appends.record(
+        order_id,
+        "cancelled",
+        "every deduction refunded, every hold released",
+        now,
+    );
     Ok(OrderState::Cancelled)
 }
 

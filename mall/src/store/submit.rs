@@ -8,7 +8,9 @@ use sqlx::{AnyConnection, Row};
 use super::Inserted;
 use super::appends::{Appends, rows_of};
 use crate::commands;
-use crate::order::{HistoryEntry, Line, NewOrder, Order, OrderState, Quota, StepState};
+use crate::order::{
+    HistoryEntry, Line, NewOrder, Order, OrderState, Protocol, Quota, StepState,
+};
 
 /// A submit queued for group commit.
 #[derive(Debug)]
@@ -59,7 +61,8 @@ async fn insert_in(
     let order_id = order.order_id.as_str();
     let inserted = sqlx::query(
             "INSERT INTO orders (order_id, customer_id, state, needs_attention, reason, fingerprint, \
-             version, created_at_ms, updated_at_ms, trace_id) VALUES ($1, $2, 'PENDING', 0, '', $3, 0, $4, $4, $5) \
+             version, created_at_ms, updated_at_ms, trace_id, protocol) \
+             VALUES ($1, $2, 'PENDING', 0, '', $3, 0, $4, $4, $5, $6) \
              ON CONFLICT (order_id) DO NOTHING",
         )
         .bind(order_id)
@@ -67,6 +70,7 @@ async fn insert_in(
         .bind(order.fingerprint())
         .bind(now)
         .bind(trace_id(traceparent))
+        .bind(order.protocol().as_str())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -80,44 +84,71 @@ async fn insert_in(
     }
     // One statement for the lines, one for the quotas (an order's lines are bounded by
     // `NewOrder::parse`, far below SQLite's bound-parameter limit).
+    let protocol = order.protocol();
     let sql = format!(
-        "INSERT INTO order_lines (order_id, position, channel_id, user_id, points, state) VALUES {}",
-        rows_of(order.lines.len(), "($1, ${}, ${}, ${}, ${}, 'PENDING')", 2)
+        "INSERT INTO order_lines (order_id, position, channel_id, user_id, points, state, protocol) VALUES {}",
+        rows_of(order.lines.len(), "($1, ${}, ${}, ${}, ${}, 'PENDING', ${})", 2)
     );
     let mut lines = sqlx::query(&sql).bind(order_id);
     for (position, line) in order.lines.iter().enumerate() {
+        let line_protocol = order.protocol_of(line);
         lines = lines
             .bind(i64::try_from(position).unwrap_or(i64::MAX))
             .bind(line.channel_id.as_str())
             .bind(line.user_id.as_str())
-            .bind(line.points.get());
+            .bind(line.points.get())
+            .bind(line_protocol.as_str());
         let mut command = commands::points(
-            Step::Deduct,
+            take(line_protocol),
             order_id,
             line.channel_id.as_str(),
             line.user_id.as_str(),
             line.points.get(),
             "",
+            0,
         );
         command.traceparent = traceparent.map(str::to_owned);
         appends.enqueue(command, now);
     }
     lines.execute(&mut *tx).await?;
+    // A saga order asks for its quotas once every line is deducted; a TCC order holds them
+    // with its lines (DESIGN §12).
+    let quota_state = match protocol {
+        Protocol::Saga => StepState::Waiting,
+        Protocol::Tcc => StepState::Pending,
+    };
     let quotas = order.quotas();
     let sql = format!(
-        "INSERT INTO order_quotas (order_id, channel_id, points, state) VALUES {}",
-        rows_of(quotas.len(), "($1, ${}, ${}, 'WAITING')", 2)
+        "INSERT INTO order_quotas (order_id, channel_id, points, state, protocol) VALUES {}",
+        rows_of(quotas.len(), "($1, ${}, ${}, ${}, ${})", 2)
     );
     let mut query = sqlx::query(&sql).bind(order_id);
     for (channel_id, points) in &quotas {
-        query = query.bind(channel_id.as_str()).bind(*points);
+        query = query
+            .bind(channel_id.as_str())
+            .bind(*points)
+            .bind(quota_state.as_str())
+            .bind(protocol.as_str());
+        if protocol == Protocol::Tcc {
+            let mut command = commands::quota(Step::Freeze, order_id, channel_id.as_str(), *points, 0);
+            command.traceparent = traceparent.map(str::to_owned);
+            appends.enqueue(command, now);
+        }
     }
     query.execute(&mut *tx).await?;
-    let detail = format!(
-        "{} line(s) over {} channel(s); points deducts sent",
-        order.lines.len(),
-        order.quotas().len()
-    );
+    let detail = match protocol {
+        Protocol::Saga => format!(
+            "{} line(s) over {} channel(s); points deducts sent",
+            order.lines.len(),
+            quotas.len()
+        ),
+        Protocol::Tcc => format!(
+            "{} line(s) over {} channel(s); holds (and deducts of lines that cannot be held) \
+             sent with the quota holds",
+            order.lines.len(),
+            quotas.len()
+        ),
+    };
     appends.record(order_id, "submitted", &detail, now);
     Ok(Inserted::New(Box::new(Order {
         order_id: order_id.to_owned(),
@@ -139,6 +170,7 @@ async fn insert_in(
                 state: StepState::Pending,
                 captured: Default::default(),
                 settled_by: String::new(),
+                protocol: order.protocol_of(line),
             })
             .collect(),
         quotas: order
@@ -147,7 +179,8 @@ async fn insert_in(
             .map(|(channel_id, points)| Quota {
                 channel_id: channel_id.to_string(),
                 points,
-                state: StepState::Waiting,
+                state: quota_state,
+                protocol,
             })
             .collect(),
         history: vec![HistoryEntry {
@@ -157,6 +190,14 @@ async fn insert_in(
             actor: String::new(),
         }],
     })))
+}
+
+/// The command that takes a line's points.
+fn take(protocol: Protocol) -> Step {
+    match protocol {
+        Protocol::Saga => Step::Deduct,
+        Protocol::Tcc => Step::Freeze,
+    }
 }
 
 /// The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).

@@ -14,8 +14,15 @@
 //! - refund, key absent: record a refund of 0 points (null compensation);
 //! - refund of a deducted key: give the points back, once;
 //! - any other refund: the recorded row, unchanged.
+//!
+//! Holds (TCC, DESIGN §12, [`hold`]) follow the same rules: a freeze is a deduct into a frozen
+//! balance that lapses at its expiry, a cancel is a refund (null cancel, anti-hanging), and a
+//! confirm spends a live hold once.
 
+mod hold;
 mod ledger;
+
+pub use hold::{ConfirmOutcome, DEFAULT_HOLD_TTL, HoldBalance, release_lapsed_holds};
 
 use sqlx::AnyConnection;
 
@@ -33,15 +40,38 @@ pub enum LedgerState {
     Refunded,
     /// Refused for a business reason; nothing was taken.
     Rejected,
+    /// Held by a hold: out of the spendable balance, not spent (TCC).
+    Frozen,
+    /// The hold was confirmed: its points are spent.
+    Confirmed,
+    /// The hold was released, cancelled before it arrived (0 points), or expired.
+    Cancelled,
 }
 
 impl LedgerState {
-    fn as_str(self) -> &'static str {
+    pub const ALL: [Self; 6] = [
+        Self::Deducted,
+        Self::Refunded,
+        Self::Rejected,
+        Self::Frozen,
+        Self::Confirmed,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Deducted => "DEDUCTED",
             Self::Refunded => "REFUNDED",
             Self::Rejected => "REJECTED",
+            Self::Frozen => "FROZEN",
+            Self::Confirmed => "CONFIRMED",
+            Self::Cancelled => "CANCELLED",
         }
+    }
+
+    /// Whether the state belongs to holds (TCC) rather than to deducts and refunds.
+    pub fn is_hold(self) -> bool {
+        matches!(self, Self::Frozen | Self::Confirmed | Self::Cancelled)
     }
 
     fn parse(raw: &str) -> Result<Self, sqlx::Error> {
@@ -49,6 +79,9 @@ impl LedgerState {
             "DEDUCTED" => Ok(Self::Deducted),
             "REFUNDED" => Ok(Self::Refunded),
             "REJECTED" => Ok(Self::Rejected),
+            "FROZEN" => Ok(Self::Frozen),
+            "CONFIRMED" => Ok(Self::Confirmed),
+            "CANCELLED" => Ok(Self::Cancelled),
             other => Err(sqlx::Error::Decode(
                 format!("unknown ledger state {other:?}").into(),
             )),
@@ -65,9 +98,12 @@ pub struct LedgerEntry {
     /// for when rejected.
     pub points: i64,
     pub state: LedgerState,
-    /// The caller's code for why a deduct was rejected; empty otherwise.
+    /// The caller's code for why a deduct was rejected, or `expired` for a hold that lapsed;
+    /// empty otherwise.
     pub rejection: String,
     pub updated_at_ms: i64,
+    /// When a hold lapses by itself; 0 for anything else.
+    pub expires_at_ms: i64,
 }
 
 /// Why a deduct was refused; recorded in the ledger row so a redelivery gets the same answer.
@@ -99,6 +135,20 @@ impl Rejection {
 }
 
 impl LedgerEntry {
+    /// Whether a cancelled hold was released by its expiry rather than by a cancel.
+    pub fn expired(&self) -> bool {
+        self.state == LedgerState::Cancelled && self.rejection == hold::EXPIRED
+    }
+
+    /// The key's state in words, `EXPIRED` for a hold released by its expiry.
+    pub fn state_name(&self) -> &'static str {
+        if self.expired() {
+            "EXPIRED"
+        } else {
+            self.state.as_str()
+        }
+    }
+
     /// The rejection of a rejected entry.
     pub fn rejection(&self) -> Option<Rejection> {
         (self.state == LedgerState::Rejected)
@@ -128,6 +178,8 @@ pub struct Balance {
     pub restore: &'static str,
     /// Selects a row when the party exists.
     pub exists: &'static str,
+    /// The same balance's holds; `None` where the ledger does not hold points.
+    pub hold: Option<HoldBalance>,
 }
 
 /// A ledger and the balance it guards. Deducts and refunds go to one writer task that commits
@@ -136,6 +188,7 @@ pub struct Balance {
 pub struct Barrier {
     ledger: Ledger,
     writer: Writer<Rules>,
+    hold_ttl_ms: i64,
 }
 
 impl Barrier {
@@ -150,7 +203,18 @@ impl Barrier {
         Self {
             ledger,
             writer: Writer::spawn(rules, db),
+            hold_ttl_ms: hold::DEFAULT_TTL_MS,
         }
+    }
+
+    /// How long a hold lives before it lapses by itself.
+    pub fn with_hold_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.hold_ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        self
+    }
+
+    pub fn hold_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::try_from(self.hold_ttl_ms).unwrap_or(0))
     }
 
     pub async fn get(
@@ -176,7 +240,7 @@ impl Barrier {
         };
         match self.writer.call(op).await? {
             BarrierAnswer::Deducted(outcome) => Ok(outcome),
-            BarrierAnswer::Refunded(_) => Err(mixed_up()),
+            _ => Err(mixed_up()),
         }
     }
 
@@ -188,7 +252,7 @@ impl Barrier {
         };
         match self.writer.call(op).await? {
             BarrierAnswer::Refunded(entry) => Ok(entry),
-            BarrierAnswer::Deducted(_) => Err(mixed_up()),
+            _ => Err(mixed_up()),
         }
     }
 }
@@ -212,10 +276,10 @@ impl Rules {
     ) -> Result<DeductOutcome, sqlx::Error> {
         let claim = self
             .ledger
-            .claim_deduct(&mut *tx, order_id, party, points, now)
+            .claim_deduct(&mut *tx, order_id, party, points, LedgerState::Deducted, 0, now)
             .await?;
         if let DeductClaim::Recorded(entry) = claim {
-            return replay(entry, points);
+            return replay(entry, points, false);
         }
         let taken = sqlx::query(self.balance.take)
             .bind(points)
@@ -233,18 +297,10 @@ impl Rules {
                 state: LedgerState::Deducted,
                 rejection: String::new(),
                 updated_at_ms: now,
+                expires_at_ms: 0,
             }));
         }
-        let known = sqlx::query(self.balance.exists)
-            .bind(party)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        let rejection = if known {
-            Rejection::Insufficient
-        } else {
-            Rejection::UnknownParty
-        };
+        let rejection = self.refusal(tx, party).await?;
         let entry = self
             .ledger
             .reject(&mut *tx, order_id, party, rejection.code(), now)
@@ -299,12 +355,15 @@ enum BarrierOp {
         order_id: String,
         party: String,
     },
+    Hold(hold::HoldOp),
 }
 
 #[derive(Debug)]
 enum BarrierAnswer {
     Deducted(DeductOutcome),
     Refunded(LedgerEntry),
+    Confirmed(ConfirmOutcome),
+    Expired(Vec<LedgerEntry>),
 }
 
 fn mixed_up() -> sqlx::Error {
@@ -340,18 +399,30 @@ impl Write for Rules {
                 .refund_in(tx, order_id, party, now)
                 .await
                 .map(BarrierAnswer::Refunded),
+            BarrierOp::Hold(op) => self.hold_in(tx, op, now).await,
         }
     }
 }
 
-fn replay(entry: LedgerEntry, points: i64) -> Result<DeductOutcome, sqlx::Error> {
+/// A deduct's (or, with `hold`, a freeze's) answer from the key's recorded row.
+fn replay(entry: LedgerEntry, points: i64, hold: bool) -> Result<DeductOutcome, sqlx::Error> {
+    let given_back = if hold {
+        LedgerState::Cancelled
+    } else {
+        LedgerState::Refunded
+    };
     Ok(match entry.state {
-        LedgerState::Refunded => DeductOutcome::RefundedBefore(entry),
-        _ if entry.points != points => DeductOutcome::Conflict(entry),
-        LedgerState::Deducted => DeductOutcome::Deducted(entry),
-        LedgerState::Rejected => {
+        state if state == given_back => DeductOutcome::RefundedBefore(entry),
+        LedgerState::Rejected if entry.points == points => {
             let rejection = Rejection::from_code(&entry.rejection)?;
             DeductOutcome::Rejected(entry, rejection)
         }
+        // A confirmed hold answers a repeated freeze with what it became.
+        LedgerState::Frozen | LedgerState::Confirmed if hold && entry.points == points => {
+            DeductOutcome::Deducted(entry)
+        }
+        LedgerState::Deducted if !hold && entry.points == points => DeductOutcome::Deducted(entry),
+        // Another amount, or the key recorded by the other protocol.
+        _ => DeductOutcome::Conflict(entry),
     })
 }

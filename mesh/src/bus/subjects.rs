@@ -1,8 +1,10 @@
 //! Names on the bus (DESIGN §5): streams, subjects, consumers, headers and message ids.
 //!
-//! Commands: `jifen.cmd.channel.<id>.deduct|refund`, `jifen.cmd.portal.deduct|refund`.
+//! Commands: `jifen.cmd.channel.<id>.<step>`, `jifen.cmd.portal.<step>`, the step one of
+//! `deduct`, `refund` and, for holds (TCC), `freeze`, `confirm`, `cancel`.
 //! Events: `jifen.evt.channel.<id>.<outcome>`, `jifen.evt.portal.<outcome>`, where the outcome
-//! is the ledger state the command left (`deducted`, `rejected`, `refunded`).
+//! is the ledger state the command left (`deducted`, `rejected`, `refunded`, `frozen`,
+//! `confirmed`, `cancelled`).
 
 use crate::barrier::LedgerState;
 
@@ -46,6 +48,9 @@ pub const OUTCOME_UNKNOWN: &str = "outcome_unknown";
 pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
 /// An event that does not fit the order it names (DESIGN §11): never applied.
 pub const MISMATCHED_EVENT: &str = "mismatched_event";
+/// A confirm that could not land before its hold lapses (DESIGN §12): an operator looks at the
+/// ledger — the hold may still be there (redrive it) or gone (the order's line holds nothing).
+pub const HOLD_EXPIRING: &str = "hold_expiring";
 
 /// Where a dead letter of `stream` and `consumer` goes.
 pub fn dlq_subject(stream: &str, consumer: &str) -> String {
@@ -69,27 +74,54 @@ pub const ORDER_ID_HEADER: &str = "Jifen-Order-Id";
 /// W3C trace context.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
-/// Whether a command takes or gives back.
+/// What a command asks of a ledger: take or give back (saga), or hold, spend the hold or
+/// release it (TCC, DESIGN §12).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Step {
     Deduct,
     Refund,
+    Freeze,
+    Confirm,
+    Cancel,
 }
 
 impl Step {
+    pub const ALL: [Self; 5] = [
+        Self::Deduct,
+        Self::Refund,
+        Self::Freeze,
+        Self::Confirm,
+        Self::Cancel,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Deduct => "deduct",
             Self::Refund => "refund",
+            Self::Freeze => "freeze",
+            Self::Confirm => "confirm",
+            Self::Cancel => "cancel",
         }
     }
 
     pub fn parse(token: &str) -> Option<Self> {
-        match token {
-            "deduct" => Some(Self::Deduct),
-            "refund" => Some(Self::Refund),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|step| step.as_str() == token)
+    }
+
+    /// Whether the command takes points for its key (a deduct, a freeze): its first call may
+    /// have happened unseen, and any record of the key answers it.
+    pub fn takes(self) -> bool {
+        matches!(self, Self::Deduct | Self::Freeze)
+    }
+
+    /// Whether the command belongs to holds (TCC).
+    pub fn is_hold(self) -> bool {
+        matches!(self, Self::Freeze | Self::Confirm | Self::Cancel)
+    }
+
+    /// Whether the command undoes what its key took (a refund, a cancel).
+    pub fn gives_back(self) -> bool {
+        matches!(self, Self::Refund | Self::Cancel)
     }
 }
 
@@ -140,6 +172,9 @@ pub fn outcome_token(state: LedgerState) -> &'static str {
         LedgerState::Deducted => "deducted",
         LedgerState::Refunded => "refunded",
         LedgerState::Rejected => "rejected",
+        LedgerState::Frozen => "frozen",
+        LedgerState::Confirmed => "confirmed",
+        LedgerState::Cancelled => "cancelled",
     }
 }
 

@@ -180,6 +180,7 @@ impl CallBook {
             last_error: window.last_error.clone(),
             failures_in_a_row: window.failures_in_a_row,
             retrying,
+            hold_ttl_ms: 0,
         }
     }
 }
@@ -243,7 +244,12 @@ pub async fn report<E: LedgerEndpoint>(
                 () = watched.probe(&consumer) => {}
             }
         }
-        let report = watched.book().report(&consumer, &replica);
+        let report = LedgerHealthReport {
+            hold_ttl_ms: watched
+                .hold_ttl()
+                .map_or(0, |ttl| i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
+            ..watched.book().report(&consumer, &replica)
+        };
         if let Err(error) = client
             .publish(subject.clone(), report.encode_to_vec().into())
             .await
@@ -266,6 +272,7 @@ mod tests {
             deduct_may_follow: false,
             captured: Default::default(),
             exchanges: Vec::new(),
+            hold_expires_at_ms: 0,
         }
     }
 

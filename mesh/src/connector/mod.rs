@@ -49,6 +49,9 @@ pub struct LedgerCommand {
     pub points: i64,
     /// Values the deduct's answer gave (the partner's transaction id), for a refund.
     pub captured: std::collections::BTreeMap<String, String>,
+    /// For a confirm: when its hold lapses (0 when unknown); past it the confirm is an
+    /// operator's task.
+    pub hold_expires_at_ms: i64,
 }
 
 /// What a ledger recorded for a key.
@@ -66,6 +69,8 @@ pub struct Recorded {
     pub captured: std::collections::BTreeMap<String, String>,
     /// The partner exchanges behind this record, kept with the order as evidence.
     pub exchanges: Vec<Exchange>,
+    /// When a frozen key's hold lapses (0 when the ledger did not say).
+    pub hold_expires_at_ms: i64,
 }
 
 /// One request to a partner's API and what came back (DESIGN §9), secrets redacted.
@@ -98,6 +103,7 @@ impl Recorded {
             deduct_may_follow: false,
             captured: Default::default(),
             exchanges: Vec::new(),
+            hold_expires_at_ms: 0,
         }
     }
 }
@@ -119,13 +125,19 @@ pub fn mismatch(command: &LedgerCommand, recorded: &Recorded) -> Option<String> 
             }
         }
     }
-    (command.step == Step::Deduct
-        && recorded.state == LedgerState::Deducted
+    (command.step.takes()
+        && matches!(recorded.state, LedgerState::Deducted | LedgerState::Frozen)
         && recorded.points != command.points)
         .then(|| {
             format!(
-                "the ledger deducted {} points for a command of {}",
-                recorded.points, command.points
+                "the ledger {} {} points for a command of {}",
+                if recorded.state == LedgerState::Frozen {
+                    "froze"
+                } else {
+                    "deducted"
+                },
+                recorded.points,
+                command.points
             )
         })
 }
@@ -142,6 +154,36 @@ pub trait LedgerEndpoint: Send + Sync + 'static {
         &self,
         command: &LedgerCommand,
     ) -> impl Future<Output = Result<Recorded, Status>> + Send;
+    /// Holds points for the key until the hold lapses (TCC, DESIGN §12); only called at a
+    /// ledger with [`Self::hold_ttl`].
+    fn freeze(
+        &self,
+        command: &LedgerCommand,
+    ) -> impl Future<Output = Result<Recorded, Status>> + Send {
+        let _ = command;
+        std::future::ready(Err(Status::unimplemented("the ledger holds no points")))
+    }
+    /// Spends the key's hold.
+    fn confirm(
+        &self,
+        command: &LedgerCommand,
+    ) -> impl Future<Output = Result<Recorded, Status>> + Send {
+        let _ = command;
+        std::future::ready(Err(Status::unimplemented("the ledger holds no points")))
+    }
+    /// Releases the key's hold.
+    fn cancel(
+        &self,
+        command: &LedgerCommand,
+    ) -> impl Future<Output = Result<Recorded, Status>> + Send {
+        let _ = command;
+        std::future::ready(Err(Status::unimplemented("the ledger holds no points")))
+    }
+    /// How long the ledger's holds live, where it holds points (declares `freeze`); the mall
+    /// sends TCC lines only to such a ledger.
+    fn hold_ttl(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// The recorded entry; `NOT_FOUND` when there is none.
     fn get(&self, command: &LedgerCommand)
     -> impl Future<Output = Result<Recorded, Status>> + Send;
@@ -398,6 +440,7 @@ mod tests {
             user_id: "u1".into(),
             points: 100,
             captured: Default::default(),
+            hold_expires_at_ms: 0,
         }
     }
 
@@ -414,6 +457,7 @@ mod tests {
             deduct_may_follow: false,
             captured: Default::default(),
             exchanges: Vec::new(),
+            hold_expires_at_ms: 0,
         }
     }
 

@@ -188,6 +188,7 @@ mod tests {
             user_id: "u1".into(),
             points: 10,
             captured: Default::default(),
+            hold_expires_at_ms: 0,
         }
     }
 

@@ -32,6 +32,11 @@ const NOT_APPLIED_RETRIES: [std::time::Duration; 4] = [
     std::time::Duration::from_secs(4),
 ];
 
+/// How long before its hold lapses a confirm stops being retried: a confirm that lands after
+/// the lapse finds nothing to spend, so it becomes an operator's task while the hold still
+/// stands.
+const CONFIRM_MARGIN_MS: i64 = 5_000;
+
 /// Whether a failed call certainly did not reach the ledger's books: it could not be sent, or
 /// the ledger answered "later" (an adapter maps connection failures and declared transient
 /// answers here). Anything else — a timeout, a lost answer, a 5xx — may have been applied.
@@ -59,11 +64,14 @@ impl<E: LedgerEndpoint> Connector<E> {
         command_id: &str,
     ) -> Result<Answer, Disposition> {
         let capabilities = self.endpoint.capabilities();
+        if command.step.is_hold() && self.endpoint.hold_ttl().is_none() {
+            return self.no_holds(command);
+        }
         if command.step == Step::Refund && !capabilities.refund {
             return self.refund_by_hand(command, capabilities).await;
         }
         let guarded =
-            command.step == Step::Deduct && !capabilities.idempotent_deduct && !capabilities.query;
+            command.step.takes() && !capabilities.idempotent_deduct && !capabilities.query;
         if delivered > 1 {
             if capabilities.query {
                 // Check-back: the earlier call may have happened before its answer was lost.
@@ -87,9 +95,12 @@ impl<E: LedgerEndpoint> Connector<E> {
             }
         }
         let called = match command.step {
-            Step::Deduct if guarded => self.deduct_once(command).await?,
+            _ if guarded => self.deduct_once(command).await?,
             Step::Deduct => self.endpoint.deduct(command).await,
             Step::Refund => self.endpoint.refund(command).await,
+            Step::Freeze => self.endpoint.freeze(command).await,
+            Step::Confirm => self.endpoint.confirm(command).await,
+            Step::Cancel => self.endpoint.cancel(command).await,
         };
         let recorded = match called {
             Ok(recorded) => recorded,
@@ -97,13 +108,28 @@ impl<E: LedgerEndpoint> Connector<E> {
                 return Err(self.failed(command, command_id, status));
             }
             Err(status) => match status.code() {
-                Code::FailedPrecondition | Code::NotFound if command.step == Step::Deduct => {
+                Code::FailedPrecondition | Code::NotFound if command.step.takes() => {
                     Recorded::inferred(LedgerState::Rejected, command.points, &status)
                 }
-                // Refunding something the endpoint never heard of gives nothing back. (A
-                // ledger without null compensation may still take a late deduct: the mall
-                // refunds it again when that deduct's outcome arrives.)
-                Code::NotFound => Recorded::inferred(LedgerState::Refunded, 0, &status),
+                // A hold that is no longer there to spend (cancelled, expired, never placed):
+                // what the ledger recorded says which, else nothing is held.
+                Code::FailedPrecondition | Code::NotFound if command.step == Step::Confirm => {
+                    match self.endpoint.get(command).await {
+                        Ok(recorded) if recorded.state != LedgerState::Frozen => recorded,
+                        Ok(_) => return Err(self.failed(command, command_id, status)),
+                        Err(_) if !capabilities.query => {
+                            Recorded::inferred(LedgerState::Cancelled, 0, &status)
+                        }
+                        Err(found) if found.code() == Code::NotFound => {
+                            Recorded::inferred(LedgerState::Cancelled, 0, &status)
+                        }
+                        Err(other) => return Err(self.failed(command, command_id, other)),
+                    }
+                }
+                // Refunding (cancelling) something the endpoint never heard of gives nothing
+                // back. (A ledger without null compensation may still take a late deduct: the
+                // mall refunds it again when that deduct's outcome arrives.)
+                Code::NotFound => Recorded::inferred(given_back(command.step), 0, &status),
                 // The ledger cannot give these points back by itself (a reversal that needs
                 // what only the lost deduct answer held): an operator's task.
                 Code::Unimplemented
@@ -114,25 +140,35 @@ impl<E: LedgerEndpoint> Connector<E> {
                     });
                 }
                 Code::Aborted if !capabilities.query => {
-                    Recorded::inferred(LedgerState::Refunded, 0, &status)
+                    Recorded::inferred(given_back(command.step), 0, &status)
                 }
                 Code::Aborted => match self.endpoint.get(command).await {
                     Ok(recorded) => recorded,
                     Err(status) if status.code() == Code::NotFound => {
-                        Recorded::inferred(LedgerState::Refunded, 0, &status)
+                        Recorded::inferred(given_back(command.step), 0, &status)
                     }
                     Err(status) => return Err(self.failed(command, command_id, status)),
                 },
                 _ => return Err(self.failed(command, command_id, status)),
             },
         };
+        let hold_expires_at_ms = match (recorded.state, self.endpoint.hold_ttl()) {
+            // A ledger that does not say when its hold lapses: it lapses no later than its TTL
+            // from now, since the hold was placed before this answer.
+            (LedgerState::Frozen, Some(ttl)) if recorded.hold_expires_at_ms == 0 => {
+                crate::time::now_unix_ms()
+                    .saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+            }
+            _ => recorded.hold_expires_at_ms,
+        };
         Ok(Answer::Recorded(Recorded {
             // Nothing to give back proves nothing where the ledger may still take the deduct
             // that is on its way: the mall waits for that deduct's outcome (DESIGN §9).
-            deduct_may_follow: command.step == Step::Refund
-                && recorded.state == LedgerState::Refunded
+            deduct_may_follow: command.step.gives_back()
+                && recorded.state == given_back(command.step)
                 && recorded.points == 0
                 && !(capabilities.anti_hanging && capabilities.null_compensation),
+            hold_expires_at_ms,
             ..recorded
         }))
     }
@@ -146,7 +182,12 @@ impl<E: LedgerEndpoint> Connector<E> {
     ) -> Result<Result<Recorded, Status>, Disposition> {
         let mut waits = NOT_APPLIED_RETRIES.iter();
         loop {
-            let status = match self.endpoint.deduct(command).await {
+            let taken = if command.step == Step::Freeze {
+                self.endpoint.freeze(command).await
+            } else {
+                self.endpoint.deduct(command).await
+            };
+            let status = match taken {
                 Ok(recorded) => return Ok(Ok(recorded)),
                 Err(status) if is_pending(&status) => return Ok(Err(status)),
                 Err(status) if definite(&status) => return Ok(Err(status)),
@@ -204,8 +245,48 @@ impl<E: LedgerEndpoint> Connector<E> {
 }
 
 impl<E: LedgerEndpoint> Connector<E> {
+    /// A hold's command at a ledger that declares no holds (the mall judged by an older
+    /// declaration): a freeze is refused, so the order gives up; a cancel finds nothing held; a
+    /// confirm cannot be, which is an operator's task.
+    fn no_holds(&self, command: &LedgerCommand) -> Result<Answer, Disposition> {
+        let why = Status::failed_precondition("the channel declares no holds (freeze)");
+        match command.step {
+            Step::Freeze => Ok(Answer::Recorded(Recorded::inferred(
+                LedgerState::Rejected,
+                command.points,
+                &why,
+            ))),
+            Step::Cancel => Ok(Answer::Recorded(Recorded::inferred(
+                LedgerState::Cancelled,
+                0,
+                &why,
+            ))),
+            _ => Err(Disposition::Poison(format!(
+                "{}: {}",
+                describe(command),
+                why.message()
+            ))),
+        }
+    }
+
     /// A failed call: "processing" waits on the poll schedule; anything else as its code says.
+    /// A confirm that fails within [`CONFIRM_MARGIN_MS`] of its hold's lapse is an operator's.
     fn failed(&self, command: &LedgerCommand, command_id: &str, status: Status) -> Disposition {
+        if command.step == Step::Confirm
+            && command.hold_expires_at_ms > 0
+            && crate::time::now_unix_ms().saturating_add(CONFIRM_MARGIN_MS)
+                >= command.hold_expires_at_ms
+            && !definite(&status)
+        {
+            return Disposition::HoldExpiring(format!(
+                "{}: {:?} {} — the hold lapses at {} ms and the confirm cannot land before \
+                 it: look at the channel; redrive it if the hold is still there",
+                describe(command),
+                status.code(),
+                status.message(),
+                command.hold_expires_at_ms
+            ));
+        }
         if !is_pending(&status) {
             return classify_failure(command, status);
         }
@@ -226,7 +307,7 @@ impl<E: LedgerEndpoint> Connector<E> {
                 delay,
                 format!("{what}: processing at the channel; asked again in {delay:?}"),
             ),
-            Wait::Expired(waited) if command.step == Step::Deduct => {
+            Wait::Expired(waited) if command.step.takes() => {
                 Disposition::OutcomeUnknown(format!(
                     "{what}: still processing at the channel after {waited:?}, past the \
                      deadline: look at the channel and record the outcome"
@@ -249,12 +330,23 @@ pub(super) fn describe(command: &LedgerCommand) -> String {
     )
 }
 
-/// Whether a recorded entry is the answer to a command: any record answers a deduct; a refund
-/// is answered once the key is no longer deducted.
+/// Whether a recorded entry is the answer to a command: any record answers a deduct or a
+/// freeze; a refund is answered once the key is no longer deducted, a confirm or a cancel once
+/// it is no longer frozen.
 pub fn answers(step: Step, recorded: &Recorded) -> bool {
     match step {
-        Step::Deduct => true,
+        Step::Deduct | Step::Freeze => true,
         Step::Refund => recorded.state != LedgerState::Deducted,
+        Step::Confirm | Step::Cancel => recorded.state != LedgerState::Frozen,
+    }
+}
+
+/// The state a key is left in when a command gives back what it never took.
+fn given_back(step: Step) -> LedgerState {
+    if step.is_hold() {
+        LedgerState::Cancelled
+    } else {
+        LedgerState::Refunded
     }
 }
 

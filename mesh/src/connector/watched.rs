@@ -65,6 +65,7 @@ impl<E: LedgerEndpoint> Watched<E> {
             },
             points: 0,
             captured: Default::default(),
+            hold_expires_at_ms: 0,
         };
         let _ = self.get(&command).await;
     }
@@ -79,6 +80,18 @@ impl<E: LedgerEndpoint> LedgerEndpoint for Watched<E> {
     }
     async fn refund(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
         self.timed(self.inner.refund(command)).await
+    }
+    async fn freeze(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
+        self.timed(self.inner.freeze(command)).await
+    }
+    async fn confirm(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
+        self.timed(self.inner.confirm(command)).await
+    }
+    async fn cancel(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
+        self.timed(self.inner.cancel(command)).await
+    }
+    fn hold_ttl(&self) -> Option<std::time::Duration> {
+        self.inner.hold_ttl()
     }
     async fn get(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
         self.timed(self.inner.get(command)).await

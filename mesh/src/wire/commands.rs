@@ -8,8 +8,10 @@ use prost::Message;
 use crate::bus::subjects::Step;
 use crate::connector::LedgerCommand;
 
-/// A line's command. A refund names what the line deducted and what the deduct's answer gave
-/// (`captured`), since a partner's reversal needs them.
+/// A line's command. A refund (or a confirm, a cancel) names what the line took and what the
+/// answer that took it gave (`captured`), since a partner's reversal needs them; a confirm also
+/// says when its hold lapses (`hold_expires_at_ms`). A freeze has a deduct's fields.
+#[allow(clippy::too_many_arguments)]
 pub fn encode_points_command(
     step: Step,
     order_id: &str,
@@ -17,38 +19,47 @@ pub fn encode_points_command(
     user_id: &str,
     points: i64,
     captured: impl IntoIterator<Item = (String, String)>,
+    hold_expires_at_ms: i64,
 ) -> Vec<u8> {
     match step {
-        Step::Deduct => DeductPointsCommand {
+        Step::Deduct | Step::Freeze => DeductPointsCommand {
             order_id: order_id.to_owned(),
             channel_id: channel_id.to_owned(),
             user_id: user_id.to_owned(),
             points,
         }
         .encode_to_vec(),
-        Step::Refund => RefundPointsCommand {
+        Step::Refund | Step::Confirm | Step::Cancel => RefundPointsCommand {
             order_id: order_id.to_owned(),
             channel_id: channel_id.to_owned(),
             user_id: user_id.to_owned(),
             points,
             captured: captured.into_iter().collect(),
+            hold_expires_at_unix_ms: hold_expires_at_ms,
         }
         .encode_to_vec(),
     }
 }
 
 /// A channel quota's command at the portal.
-pub fn encode_quota_command(step: Step, order_id: &str, channel_id: &str, points: i64) -> Vec<u8> {
+pub fn encode_quota_command(
+    step: Step,
+    order_id: &str,
+    channel_id: &str,
+    points: i64,
+    hold_expires_at_ms: i64,
+) -> Vec<u8> {
     match step {
-        Step::Deduct => DeductQuotaCommand {
+        Step::Deduct | Step::Freeze => DeductQuotaCommand {
             order_id: order_id.to_owned(),
             channel_id: channel_id.to_owned(),
             points,
         }
         .encode_to_vec(),
-        Step::Refund => RefundQuotaCommand {
+        Step::Refund | Step::Confirm | Step::Cancel => RefundQuotaCommand {
             order_id: order_id.to_owned(),
             channel_id: channel_id.to_owned(),
+            hold_expires_at_unix_ms: hold_expires_at_ms,
         }
         .encode_to_vec(),
     }
@@ -60,28 +71,27 @@ pub fn decode_points_command(
     step: Step,
     payload: &[u8],
 ) -> Result<LedgerCommand, String> {
-    let command = match step {
-        Step::Deduct => {
-            let c = DeductPointsCommand::decode(payload).map_err(|e| e.to_string())?;
-            LedgerCommand {
-                step,
-                order_id: c.order_id,
-                channel_id: c.channel_id,
-                user_id: c.user_id,
-                points: c.points,
-                captured: Default::default(),
-            }
+    let command = if step.takes() {
+        let c = DeductPointsCommand::decode(payload).map_err(|e| e.to_string())?;
+        LedgerCommand {
+            step,
+            order_id: c.order_id,
+            channel_id: c.channel_id,
+            user_id: c.user_id,
+            points: c.points,
+            captured: Default::default(),
+            hold_expires_at_ms: 0,
         }
-        Step::Refund => {
-            let c = RefundPointsCommand::decode(payload).map_err(|e| e.to_string())?;
-            LedgerCommand {
-                step,
-                order_id: c.order_id,
-                channel_id: c.channel_id,
-                user_id: c.user_id,
-                points: c.points,
-                captured: c.captured.into_iter().collect(),
-            }
+    } else {
+        let c = RefundPointsCommand::decode(payload).map_err(|e| e.to_string())?;
+        LedgerCommand {
+            step,
+            order_id: c.order_id,
+            channel_id: c.channel_id,
+            user_id: c.user_id,
+            points: c.points,
+            captured: c.captured.into_iter().collect(),
+            hold_expires_at_ms: c.hold_expires_at_unix_ms,
         }
     };
     if command.channel_id != channel_id {
@@ -108,28 +118,27 @@ pub fn decode_command(subject: &str, payload: &[u8]) -> Result<LedgerCommand, St
 
 /// A quota command from its payload.
 pub fn decode_quota_command(step: Step, payload: &[u8]) -> Result<LedgerCommand, String> {
-    Ok(match step {
-        Step::Deduct => {
-            let c = DeductQuotaCommand::decode(payload).map_err(|e| e.to_string())?;
-            LedgerCommand {
-                step,
-                order_id: c.order_id,
-                channel_id: c.channel_id,
-                user_id: String::new(),
-                points: c.points,
-                captured: Default::default(),
-            }
+    Ok(if step.takes() {
+        let c = DeductQuotaCommand::decode(payload).map_err(|e| e.to_string())?;
+        LedgerCommand {
+            step,
+            order_id: c.order_id,
+            channel_id: c.channel_id,
+            user_id: String::new(),
+            points: c.points,
+            captured: Default::default(),
+            hold_expires_at_ms: 0,
         }
-        Step::Refund => {
-            let c = RefundQuotaCommand::decode(payload).map_err(|e| e.to_string())?;
-            LedgerCommand {
-                step,
-                order_id: c.order_id,
-                channel_id: c.channel_id,
-                user_id: String::new(),
-                points: 0,
-                captured: Default::default(),
-            }
+    } else {
+        let c = RefundQuotaCommand::decode(payload).map_err(|e| e.to_string())?;
+        LedgerCommand {
+            step,
+            order_id: c.order_id,
+            channel_id: c.channel_id,
+            user_id: String::new(),
+            points: 0,
+            captured: Default::default(),
+            hold_expires_at_ms: c.hold_expires_at_unix_ms,
         }
     })
 }

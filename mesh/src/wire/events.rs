@@ -22,6 +22,7 @@ pub fn manual_refund_event(command: &LedgerCommand, points: i64) -> (String, Vec
         deduct_may_follow: false,
         captured: command.captured.clone(),
         exchanges: Vec::new(),
+        hold_expires_at_ms: 0,
     };
     (
         channel_manual_refund_event(&command.channel_id),
@@ -49,6 +50,7 @@ pub fn points_outcome_event(command: &LedgerCommand, recorded: &Recorded) -> Vec
             state: state.into(),
             reason: recorded.reason.clone(),
             updated_at_unix_ms: crate::time::now_unix_ms(),
+            hold_expires_at_unix_ms: recorded.hold_expires_at_ms,
         }),
         deduct_may_follow: recorded.deduct_may_follow,
         captured: recorded
@@ -81,6 +83,7 @@ pub fn quota_event(command: &LedgerCommand, recorded: &Recorded) -> (String, Vec
             state: QuotaDeductionState::from(recorded.state).into(),
             reason: recorded.reason.clone(),
             updated_at_unix_ms: crate::time::now_unix_ms(),
+            hold_expires_at_unix_ms: recorded.hold_expires_at_ms,
         }),
     };
     (portal_event(recorded.state), event.encode_to_vec())
@@ -112,6 +115,8 @@ pub struct Outcome {
     pub captured: std::collections::BTreeMap<String, String>,
     /// The partner exchanges behind the outcome, kept as evidence.
     pub exchanges: Vec<Exchange>,
+    /// When a frozen step's hold lapses (0 when not said).
+    pub hold_expires_at_ms: i64,
 }
 
 /// Reads an outcome event from its subject and payload.
@@ -147,6 +152,7 @@ pub fn decode_outcome(subject: &str, payload: &[u8]) -> Result<Outcome, String> 
                         answer: e.answer,
                     })
                     .collect(),
+                hold_expires_at_ms: d.hold_expires_at_unix_ms,
             })
         }
         Some(Subject::PortalEvent { .. }) => {
@@ -168,6 +174,7 @@ pub fn decode_outcome(subject: &str, payload: &[u8]) -> Result<Outcome, String> 
                 deduct_may_follow: false,
                 captured: Default::default(),
                 exchanges: Vec::new(),
+                hold_expires_at_ms: d.hold_expires_at_unix_ms,
             })
         }
         _ => Err(format!("not an outcome subject: {subject}")),
@@ -189,6 +196,7 @@ mod tests {
                 state: DeductionState::Rejected.into(),
                 reason: "insufficient points".into(),
                 updated_at_unix_ms: 0,
+                hold_expires_at_unix_ms: 0,
             }),
             deduct_may_follow: false,
             captured: Default::default(),

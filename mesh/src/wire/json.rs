@@ -8,29 +8,29 @@ use jifen_proto::v1::{
 use prost::Message;
 use serde_json::json;
 
-use crate::bus::subjects::{Step, Subject};
+use crate::bus::subjects::Subject;
 
 /// A bus payload as JSON, for operators: the command or event its subject names.
 pub fn payload_json(subject: &str, payload: &[u8]) -> String {
     let decoded = match Subject::parse(subject) {
-        Some(Subject::ChannelCommand { step: Step::Deduct, .. }) => {
+        Some(Subject::ChannelCommand { step, .. }) if step.takes() => {
             DeductPointsCommand::decode(payload).ok().map(|c| {
                 json!({"order_id": c.order_id, "channel_id": c.channel_id, "user_id": c.user_id, "points": c.points})
             })
         }
-        Some(Subject::ChannelCommand { step: Step::Refund, .. }) => {
-            RefundPointsCommand::decode(payload).ok().map(
-                |c| json!({"order_id": c.order_id, "channel_id": c.channel_id, "user_id": c.user_id}),
-            )
-        }
-        Some(Subject::PortalCommand { step: Step::Deduct }) => {
+        Some(Subject::ChannelCommand { .. }) => RefundPointsCommand::decode(payload).ok().map(|c| {
+            json!({"order_id": c.order_id, "channel_id": c.channel_id, "user_id": c.user_id,
+                   "hold_expires_at_unix_ms": c.hold_expires_at_unix_ms})
+        }),
+        Some(Subject::PortalCommand { step }) if step.takes() => {
             DeductQuotaCommand::decode(payload).ok().map(
                 |c| json!({"order_id": c.order_id, "channel_id": c.channel_id, "points": c.points}),
             )
         }
-        Some(Subject::PortalCommand { step: Step::Refund }) => RefundQuotaCommand::decode(payload)
-            .ok()
-            .map(|c| json!({"order_id": c.order_id, "channel_id": c.channel_id})),
+        Some(Subject::PortalCommand { .. }) => RefundQuotaCommand::decode(payload).ok().map(|c| {
+            json!({"order_id": c.order_id, "channel_id": c.channel_id,
+                   "hold_expires_at_unix_ms": c.hold_expires_at_unix_ms})
+        }),
         Some(Subject::ChannelEvent { .. }) => PointsOutcomeEvent::decode(payload)
             .ok()
             .and_then(|e| e.deduction)

@@ -33,6 +33,9 @@ impl From<LedgerState> for DeductionState {
             LedgerState::Deducted => Self::Deducted,
             LedgerState::Refunded => Self::Refunded,
             LedgerState::Rejected => Self::Rejected,
+            LedgerState::Frozen => Self::Frozen,
+            LedgerState::Confirmed => Self::Confirmed,
+            LedgerState::Cancelled => Self::Cancelled,
         }
     }
 }
@@ -43,6 +46,9 @@ impl From<LedgerState> for QuotaDeductionState {
             LedgerState::Deducted => Self::Deducted,
             LedgerState::Refunded => Self::Refunded,
             LedgerState::Rejected => Self::Rejected,
+            LedgerState::Frozen => Self::Frozen,
+            LedgerState::Confirmed => Self::Confirmed,
+            LedgerState::Cancelled => Self::Cancelled,
         }
     }
 }
@@ -55,6 +61,9 @@ impl TryFrom<DeductionState> for LedgerState {
             DeductionState::Deducted => Ok(Self::Deducted),
             DeductionState::Refunded => Ok(Self::Refunded),
             DeductionState::Rejected => Ok(Self::Rejected),
+            DeductionState::Frozen => Ok(Self::Frozen),
+            DeductionState::Confirmed => Ok(Self::Confirmed),
+            DeductionState::Cancelled => Ok(Self::Cancelled),
             DeductionState::Unspecified => Err(UnspecifiedState),
         }
     }
@@ -68,6 +77,9 @@ impl TryFrom<QuotaDeductionState> for LedgerState {
             QuotaDeductionState::Deducted => Ok(Self::Deducted),
             QuotaDeductionState::Refunded => Ok(Self::Refunded),
             QuotaDeductionState::Rejected => Ok(Self::Rejected),
+            QuotaDeductionState::Frozen => Ok(Self::Frozen),
+            QuotaDeductionState::Confirmed => Ok(Self::Confirmed),
+            QuotaDeductionState::Cancelled => Ok(Self::Cancelled),
             QuotaDeductionState::Unspecified => Err(UnspecifiedState),
         }
     }
@@ -79,11 +91,7 @@ mod tests {
 
     #[test]
     fn every_ledger_state_goes_to_the_wire_and_back() {
-        for state in [
-            LedgerState::Deducted,
-            LedgerState::Refunded,
-            LedgerState::Rejected,
-        ] {
+        for state in LedgerState::ALL {
             assert_eq!(
                 LedgerState::try_from(DeductionState::from(state)),
                 Ok(state)

@@ -72,6 +72,7 @@ impl TestMesh {
                 portal_endpoint: self.portal.server.endpoint(),
                 call_timeout: Duration::from_secs(2),
                 concurrency: 16,
+                hold_ttl: jifen_mesh::barrier::DEFAULT_HOLD_TTL,
                 health_listen: None,
                 bus,
                 retry: self.retry.clone(),
@@ -88,6 +89,7 @@ impl TestMesh {
                 channel_endpoint,
                 portal_endpoint: self.portal.server.endpoint(),
                 without: self.lacks.get(name).cloned().unwrap_or_default(),
+                hold_ttl: self.holds.get(name).copied(),
                 adapter_config: self.adapters.get(name).cloned(),
                 // An adapter channel keeps its config's timeouts.
                 call_timeout: (!self.adapters.contains_key(name)).then_some(Duration::from_secs(2)),

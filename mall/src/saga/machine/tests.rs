@@ -54,6 +54,7 @@ const DEDUCTED: Report = Report {
 fn facts(state: StepState, deduct_seen: bool, refunded_points: i64) -> StepFacts {
     StepFacts {
         state,
+        protocol: crate::order::Protocol::Saga,
         deduct_seen,
         refunded_points,
         awaiting_deduct: false,

@@ -158,6 +158,9 @@ pub enum Disposition {
     /// An event that does not fit what it claims to answer (DESIGN §11): never applied,
     /// dead-lettered as "mismatched event" for an operator.
     Mismatched(String),
+    /// A confirm that cannot land before its hold lapses (DESIGN §12): dead-lettered as
+    /// "hold expiring" for an operator.
+    HoldExpiring(String),
 }
 
 pub trait Handler: Send + Sync + 'static {

@@ -136,11 +136,13 @@ async fn dispose<H>(
         | Disposition::RetryAfter(_, reason)
         | Disposition::Poison(reason)
         | Disposition::OutcomeUnknown(reason)
-        | Disposition::Mismatched(reason) => {
+        | Disposition::Mismatched(reason)
+        | Disposition::HoldExpiring(reason) => {
             let origin = Origin {
                 kind: match disposition {
                     Disposition::OutcomeUnknown(_) => Some(crate::bus::subjects::OUTCOME_UNKNOWN),
                     Disposition::Mismatched(_) => Some(crate::bus::subjects::MISMATCHED_EVENT),
+                    Disposition::HoldExpiring(_) => Some(crate::bus::subjects::HOLD_EXPIRING),
                     Disposition::Retry(_) | Disposition::RetryAfter(..) => {
                         Some(crate::bus::subjects::RETRIES_EXHAUSTED)
                     }
