@@ -11,8 +11,8 @@ use jifen_mesh::connector::{AnsweredKey, LedgerCommand, LedgerEndpoint, Recorded
 use jifen_mesh::domain::InvalidField;
 use jifen_proto::v1::channel_service_client::ChannelServiceClient;
 use jifen_proto::v1::{
-    CancelFreezeRequest, ConfirmFreezeRequest, DeductPointsRequest, Deduction,
-    FreezePointsRequest, GetDeductionRequest, RefundPointsRequest,
+    CancelFreezeRequest, ConfirmFreezeRequest, DeductPointsRequest, Deduction, FreezePointsRequest,
+    GetDeductionRequest, RefundPointsRequest,
 };
 use tonic::Status;
 use tonic::transport::Channel;

@@ -272,11 +272,9 @@ fn taken(outcome: DeductOutcome, points: Points) -> Result<LedgerEntry, ChannelE
                 points: entry.points,
             })
         }
-        DeductOutcome::Rejected(entry, Rejection::UnknownParty) => {
-            Err(ChannelError::UnknownUser {
-                user_id: entry.party,
-            })
-        }
+        DeductOutcome::Rejected(entry, Rejection::UnknownParty) => Err(ChannelError::UnknownUser {
+            user_id: entry.party,
+        }),
         DeductOutcome::RefundedBefore(entry) => Err(ChannelError::RefundedBefore {
             order_id: entry.order_id,
             user_id: entry.party,

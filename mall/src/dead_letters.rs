@@ -91,7 +91,7 @@ fn origin_fits(dlq: &str, letter: &DeadLetter) -> Result<(), String> {
     }
     // A connector's own commands; any other consumer is the mall's, whose identity alone
     // may publish its dead letters.
-    let steps = [Step::Deduct, Step::Refund];
+    let steps = Step::ALL;
     let own = if let Some(channel) = consumer_channel(consumer) {
         steps.map(|step| channel_command(channel, step))
     } else if consumer == PORTAL_CONSUMER {

@@ -184,7 +184,9 @@ impl Mall {
             .map(|line| &line.channel_id)
             .filter(|channel| {
                 self.health
-                    .hold_ttl(&jifen_mesh::bus::subjects::channel_consumer(channel.as_str()))
+                    .hold_ttl(&jifen_mesh::bus::subjects::channel_consumer(
+                        channel.as_str(),
+                    ))
                     .is_some()
             })
             .cloned()

@@ -264,7 +264,11 @@ impl NewOrder {
     /// How the order's quotas are taken: held together with the lines once any line is held
     /// (DESIGN §12), else deducted after every line.
     pub fn protocol(&self) -> Protocol {
-        if self.lines.iter().any(|l| self.holding.contains(&l.channel_id)) {
+        if self
+            .lines
+            .iter()
+            .any(|l| self.holding.contains(&l.channel_id))
+        {
             Protocol::Tcc
         } else {
             Protocol::Saga

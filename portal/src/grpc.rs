@@ -6,11 +6,11 @@ use jifen_mesh::domain::{ChannelId, DisplayName, Endpoint, OrderId, Points, Requ
 use jifen_proto::v1::portal_service_server::PortalService;
 use jifen_proto::v1::{
     CancelQuotaRequest, CancelQuotaResponse, Channel, ConfirmQuotaRequest, ConfirmQuotaResponse,
-    FreezeQuotaRequest, FreezeQuotaResponse, DeductQuotaRequest, DeductQuotaResponse, GetChannelQuotaRequest,
-    GetChannelQuotaResponse, GetQuotaDeductionRequest, GetQuotaDeductionResponse,
-    GrantQuotaRequest, GrantQuotaResponse, ListChannelsRequest, ListChannelsResponse,
-    QuotaDeduction, QuotaDeductionState, RefundQuotaRequest, RefundQuotaResponse,
-    RegisterChannelRequest, RegisterChannelResponse,
+    DeductQuotaRequest, DeductQuotaResponse, FreezeQuotaRequest, FreezeQuotaResponse,
+    GetChannelQuotaRequest, GetChannelQuotaResponse, GetQuotaDeductionRequest,
+    GetQuotaDeductionResponse, GrantQuotaRequest, GrantQuotaResponse, ListChannelsRequest,
+    ListChannelsResponse, QuotaDeduction, QuotaDeductionState, RefundQuotaRequest,
+    RefundQuotaResponse, RegisterChannelRequest, RegisterChannelResponse,
 };
 use tonic::{Request, Response, Status};
 

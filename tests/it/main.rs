@@ -30,6 +30,7 @@ mod saga;
 mod saga_batch;
 mod saga_faults;
 mod statements;
+mod tcc;
 mod tracing;
 mod weak_channels;
 

@@ -180,6 +180,13 @@ impl TestChannel {
         self.server.stop().await;
     }
 
+    /// Starts the channel again on the same address and database, its holds lapsing after
+    /// `hold_ttl` from now on.
+    pub async fn restart_holding(&mut self, hold_ttl: Duration) {
+        self.hold_ttl = hold_ttl;
+        self.restart().await;
+    }
+
     /// Starts the channel again on the same address and database.
     pub async fn restart(&mut self) {
         let app = ChannelApp::build(ChannelConfig {
@@ -221,7 +228,13 @@ impl TestChannel {
     }
 
     pub async fn start_with(channel_id: &str, grace: Duration, tls: Option<&TestTls>) -> Self {
-        Self::start_holding(channel_id, grace, tls, jifen_mesh::barrier::DEFAULT_HOLD_TTL).await
+        Self::start_holding(
+            channel_id,
+            grace,
+            tls,
+            jifen_mesh::barrier::DEFAULT_HOLD_TTL,
+        )
+        .await
     }
 
     /// A channel whose holds lapse after `hold_ttl`.

@@ -236,9 +236,8 @@ fn check(
             .is_some_and(|s| TAKING.contains(&s))
     });
     let fits = match expect {
-        Some(want) => taking.is_some_and(|(state, p)| {
-            state.strip_prefix(prefix) == Some(want) && *p == points
-        }),
+        Some(want) => taking
+            .is_some_and(|(state, p)| state.strip_prefix(prefix) == Some(want) && *p == points),
         None => taking.is_none(),
     };
     if !fits {

@@ -10,7 +10,6 @@ use crate::history::{history_detail, history_kind, rejection_reason};
 pub use crate::order::OrderFacts;
 use crate::order::{OrderState, Protocol, StepFacts, StepState};
 
-
 /// What follows a step's move, for its order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Then {
@@ -113,12 +112,11 @@ pub fn plan(order: OrderFacts, step: StepFacts, outcome: &Outcome) -> Plan {
         Decision::Move(next) => next,
     };
     let then = match (order, next) {
-        (
-            OrderState::Pending,
-            StepState::Rejected | StepState::Refunded | StepState::Cancelled,
-        ) => Then::Compensate {
-            reason: rejection_reason(outcome),
-        },
+        (OrderState::Pending, StepState::Rejected | StepState::Refunded | StepState::Cancelled) => {
+            Then::Compensate {
+                reason: rejection_reason(outcome),
+            }
+        }
         // This step was not taken (else the event would be ignored): it may be the last.
         (OrderState::Pending, StepState::Deducted | StepState::Frozen) if unready == 1 => {
             match (protocol, &outcome.step) {
@@ -214,6 +212,58 @@ mod tests {
             panic!("a quota deduct moves a pending step");
         };
         assert_eq!(done.then, Then::Complete);
+    }
+
+    fn tcc(state: OrderState, unready: i64) -> OrderFacts {
+        OrderFacts {
+            state,
+            protocol: Protocol::Tcc,
+            unready,
+        }
+    }
+
+    #[test]
+    fn the_last_hold_or_deduct_of_a_tcc_order_confirms_and_a_lost_hold_is_flagged() {
+        let pending = StepFacts::new(StepState::Pending).held(Protocol::Tcc);
+        let frozen = outcome(line(), LedgerState::Frozen, 100);
+        let Plan::Move(last) = plan(tcc(OrderState::Pending, 1), pending, &frozen) else {
+            panic!("a freeze moves a pending step");
+        };
+        assert_eq!(
+            (last.step.state, last.then),
+            (StepState::Frozen, Then::Confirm)
+        );
+        let Plan::Move(not_last) = plan(tcc(OrderState::Pending, 3), pending, &frozen) else {
+            panic!("a freeze moves a pending step");
+        };
+        assert_eq!(not_last.then, Then::Stay);
+        // A saga line of a TCC order deducted last confirms the holds too.
+        let deducted = outcome(line(), LedgerState::Deducted, 100);
+        let Plan::Move(saga_last) = plan(
+            tcc(OrderState::Pending, 1),
+            StepFacts::new(StepState::Pending),
+            &deducted,
+        ) else {
+            panic!("a deduct moves a pending step");
+        };
+        assert_eq!(saga_last.then, Then::Confirm);
+        let confirming = StepFacts::new(StepState::Confirming).held(Protocol::Tcc);
+        let confirmed = outcome(line(), LedgerState::Confirmed, 100);
+        let Plan::Move(done) = plan(tcc(OrderState::Confirming, 0), confirming, &confirmed) else {
+            panic!("a confirm moves a confirming step");
+        };
+        assert_eq!(done.then, Then::CompleteIfConfirmed);
+        let gone = outcome(line(), LedgerState::Cancelled, 100);
+        let Plan::Move(lost) = plan(tcc(OrderState::Confirming, 0), confirming, &gone) else {
+            panic!("a cancelled hold moves a confirming step");
+        };
+        assert!(matches!(lost.then, Then::HoldLost { .. }), "{lost:?}");
+        // A refused hold while pending gives the order up.
+        let refused = outcome(line(), LedgerState::Cancelled, 0);
+        let Plan::Move(failed) = plan(tcc(OrderState::Pending, 2), pending, &refused) else {
+            panic!("a cancelled key moves a pending step");
+        };
+        assert!(matches!(failed.then, Then::Compensate { .. }), "{failed:?}");
     }
 
     #[test]

@@ -116,8 +116,7 @@ pub fn exchanges_fit(outcome: &Outcome) -> Result<(), Mismatch> {
         matches!(
             e.call.as_str(),
             "deduct" | "refund" | "query" | "freeze" | "confirm" | "cancel"
-        )
-            && e.request.len() <= MAX_TEXT
+        ) && e.request.len() <= MAX_TEXT
             && e.answer.len() <= MAX_TEXT
     });
     if fits {

@@ -316,7 +316,13 @@ impl OrderStore {
         .fetch_all(self.db.pool())
         .await?;
         let mut counts = OrderCounts::default();
-        for state in ["PENDING", "CONFIRMING", "COMPENSATING", "COMPLETED", "CANCELLED"] {
+        for state in [
+            "PENDING",
+            "CONFIRMING",
+            "COMPENSATING",
+            "COMPLETED",
+            "CANCELLED",
+        ] {
             let row = rows
                 .iter()
                 .find(|r| r.try_get::<String, _>("state").is_ok_and(|s| s == state));
@@ -339,7 +345,13 @@ impl OrderStore {
     pub async fn sample_metrics(&self) -> Result<(), sqlx::Error> {
         use jifen_mesh::metrics;
         let pool = self.db.pool();
-        for state in ["PENDING", "CONFIRMING", "COMPENSATING", "COMPLETED", "CANCELLED"] {
+        for state in [
+            "PENDING",
+            "CONFIRMING",
+            "COMPENSATING",
+            "COMPLETED",
+            "CANCELLED",
+        ] {
             let count: i64 = sqlx::query("SELECT COUNT(*) FROM orders WHERE state = $1")
                 .bind(state)
                 .fetch_one(pool)

@@ -65,9 +65,9 @@ pub(crate) async fn reemit(
         "SELECT channel_id, points, state, protocol, hold_expires_at_ms FROM order_quotas \
          WHERE order_id = $1",
     )
-        .bind(order_id)
-        .fetch_all(&mut *tx)
-        .await?
+    .bind(order_id)
+    .fetch_all(&mut *tx)
+    .await?
     {
         let Some(step) = resend(row.try_get("state")?, row.try_get("protocol")?, states)? else {
             continue;

@@ -122,7 +122,6 @@ pub(crate) struct Claimed {
     pub(crate) step: Option<(StepFacts, i64)>,
 }
 
-
 /// Keeps when a frozen step's hold lapses, for its confirm's deadline.
 pub(crate) async fn keep_hold_expiry(
     tx: &mut AnyConnection,

@@ -8,9 +8,7 @@ use sqlx::{AnyConnection, Row};
 use super::Inserted;
 use super::appends::{Appends, rows_of};
 use crate::commands;
-use crate::order::{
-    HistoryEntry, Line, NewOrder, Order, OrderState, Protocol, Quota, StepState,
-};
+use crate::order::{HistoryEntry, Line, NewOrder, Order, OrderState, Protocol, Quota, StepState};
 
 /// A submit queued for group commit.
 #[derive(Debug)]
@@ -60,20 +58,20 @@ async fn insert_in(
 ) -> Result<Inserted, sqlx::Error> {
     let order_id = order.order_id.as_str();
     let inserted = sqlx::query(
-            "INSERT INTO orders (order_id, customer_id, state, needs_attention, reason, fingerprint, \
+        "INSERT INTO orders (order_id, customer_id, state, needs_attention, reason, fingerprint, \
              version, created_at_ms, updated_at_ms, trace_id, protocol) \
              VALUES ($1, $2, 'PENDING', 0, '', $3, 0, $4, $4, $5, $6) \
              ON CONFLICT (order_id) DO NOTHING",
-        )
-        .bind(order_id)
-        .bind(order.customer_id.as_str())
-        .bind(order.fingerprint())
-        .bind(now)
-        .bind(trace_id(traceparent))
-        .bind(order.protocol().as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    )
+    .bind(order_id)
+    .bind(order.customer_id.as_str())
+    .bind(order.fingerprint())
+    .bind(now)
+    .bind(trace_id(traceparent))
+    .bind(order.protocol().as_str())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
     if inserted == 0 {
         let fingerprint: String = sqlx::query("SELECT fingerprint FROM orders WHERE order_id = $1")
             .bind(order_id)
@@ -87,7 +85,11 @@ async fn insert_in(
     let protocol = order.protocol();
     let sql = format!(
         "INSERT INTO order_lines (order_id, position, channel_id, user_id, points, state, protocol) VALUES {}",
-        rows_of(order.lines.len(), "($1, ${}, ${}, ${}, ${}, 'PENDING', ${})", 2)
+        rows_of(
+            order.lines.len(),
+            "($1, ${}, ${}, ${}, ${}, 'PENDING', ${})",
+            2
+        )
     );
     let mut lines = sqlx::query(&sql).bind(order_id);
     for (position, line) in order.lines.iter().enumerate() {
@@ -130,7 +132,8 @@ async fn insert_in(
             .bind(quota_state.as_str())
             .bind(protocol.as_str());
         if protocol == Protocol::Tcc {
-            let mut command = commands::quota(Step::Freeze, order_id, channel_id.as_str(), *points, 0);
+            let mut command =
+                commands::quota(Step::Freeze, order_id, channel_id.as_str(), *points, 0);
             command.traceparent = traceparent.map(str::to_owned);
             appends.enqueue(command, now);
         }

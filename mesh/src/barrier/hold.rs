@@ -86,7 +86,11 @@ impl Barrier {
     }
 
     /// Spends the key's live hold once.
-    pub async fn confirm(&self, order_id: &str, party: &str) -> Result<ConfirmOutcome, sqlx::Error> {
+    pub async fn confirm(
+        &self,
+        order_id: &str,
+        party: &str,
+    ) -> Result<ConfirmOutcome, sqlx::Error> {
         let op = HoldOp::Confirm {
             order_id: order_id.to_owned(),
             party: party.to_owned(),
@@ -162,8 +166,16 @@ impl Rules {
                 points,
                 ttl_ms,
             } => BarrierAnswer::Deducted(
-                self.freeze_in(tx, holds, order_id, party, *points, now.saturating_add(*ttl_ms), now)
-                    .await?,
+                self.freeze_in(
+                    tx,
+                    holds,
+                    order_id,
+                    party,
+                    *points,
+                    now.saturating_add(*ttl_ms),
+                    now,
+                )
+                .await?,
             ),
             HoldOp::Confirm { order_id, party } => {
                 BarrierAnswer::Confirmed(self.confirm_in(tx, holds, order_id, party, now).await?)
@@ -174,7 +186,10 @@ impl Rules {
             HoldOp::ReleaseLapsed { limit } => {
                 let mut released = Vec::new();
                 for (order_id, party) in self.ledger.lapsed(&mut *tx, now, *limit).await? {
-                    if let Some(entry) = self.release(tx, holds, &order_id, &party, EXPIRED, now).await? {
+                    if let Some(entry) = self
+                        .release(tx, holds, &order_id, &party, EXPIRED, now)
+                        .await?
+                    {
                         released.push(entry);
                     }
                 }
@@ -196,7 +211,15 @@ impl Rules {
     ) -> Result<DeductOutcome, sqlx::Error> {
         let claim = self
             .ledger
-            .claim_deduct(&mut *tx, order_id, party, points, LedgerState::Frozen, expires_at_ms, now)
+            .claim_deduct(
+                &mut *tx,
+                order_id,
+                party,
+                points,
+                LedgerState::Frozen,
+                expires_at_ms,
+                now,
+            )
             .await?;
         if let DeductClaim::Recorded(entry) = claim {
             return replay(entry, points, true);
@@ -251,7 +274,9 @@ impl Rules {
         };
         match recorded.state {
             LedgerState::Frozen if recorded.expires_at_ms <= now => {
-                let released = self.release(tx, holds, order_id, party, EXPIRED, now).await?;
+                let released = self
+                    .release(tx, holds, order_id, party, EXPIRED, now)
+                    .await?;
                 return Ok(ConfirmOutcome::NotHeld(released.unwrap_or(recorded)));
             }
             LedgerState::Frozen => {}

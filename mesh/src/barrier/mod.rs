@@ -276,7 +276,15 @@ impl Rules {
     ) -> Result<DeductOutcome, sqlx::Error> {
         let claim = self
             .ledger
-            .claim_deduct(&mut *tx, order_id, party, points, LedgerState::Deducted, 0, now)
+            .claim_deduct(
+                &mut *tx,
+                order_id,
+                party,
+                points,
+                LedgerState::Deducted,
+                0,
+                now,
+            )
             .await?;
         if let DeductClaim::Recorded(entry) = claim {
             return replay(entry, points, false);

@@ -307,12 +307,10 @@ impl<E: LedgerEndpoint> Connector<E> {
                 delay,
                 format!("{what}: processing at the channel; asked again in {delay:?}"),
             ),
-            Wait::Expired(waited) if command.step.takes() => {
-                Disposition::OutcomeUnknown(format!(
-                    "{what}: still processing at the channel after {waited:?}, past the \
+            Wait::Expired(waited) if command.step.takes() => Disposition::OutcomeUnknown(format!(
+                "{what}: still processing at the channel after {waited:?}, past the \
                      deadline: look at the channel and record the outcome"
-                ))
-            }
+            )),
             Wait::Expired(waited) => Disposition::Poison(format!(
                 "{what}: still processing at the channel after {waited:?}, past the deadline: \
                  redrive it once the channel has settled it"

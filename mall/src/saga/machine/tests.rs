@@ -231,3 +231,191 @@ fn a_refund_that_found_nothing_where_the_deduct_may_still_land_waits_for_it() {
         Decision::Move(StepState::Refunded)
     );
 }
+
+const HELD_STEPS: [StepState; 9] = [
+    StepState::Pending,
+    StepState::Frozen,
+    StepState::Rejected,
+    StepState::Confirming,
+    StepState::Confirmed,
+    StepState::Cancelling,
+    StepState::Cancelled,
+    StepState::Skipped,
+    StepState::Waiting,
+];
+
+fn held(state: StepState, refunded_points: i64) -> StepFacts {
+    StepFacts {
+        protocol: crate::order::Protocol::Tcc,
+        ..facts(state, false, refunded_points)
+    }
+}
+
+fn report(state: LedgerState, points: i64) -> Report {
+    Report {
+        state,
+        points,
+        by_hand: false,
+        deduct_may_follow: false,
+    }
+}
+
+#[test]
+fn a_step_hears_only_its_own_protocol() {
+    for order in ORDERS {
+        for step in STEPS {
+            for state in [
+                LedgerState::Frozen,
+                LedgerState::Confirmed,
+                LedgerState::Cancelled,
+            ] {
+                assert_eq!(
+                    decide(order, facts(step, false, 0), report(state, 5)),
+                    Decision::Ignore,
+                    "a saga step {step:?} and {state:?}"
+                );
+            }
+        }
+        for step in HELD_STEPS {
+            for state in [LedgerState::Deducted, LedgerState::Refunded] {
+                assert_eq!(
+                    decide(order, held(step, 0), report(state, 5)),
+                    Decision::Ignore,
+                    "a held step {step:?} and {state:?}"
+                );
+            }
+        }
+    }
+}
+
+/// Every sequence of up to four reports, under every order state, from a pending held step:
+/// it only ever takes a hold's states, a confirmed step never moves again, and a corrective
+/// cancel goes out only for a hold that stands where nothing may be held.
+#[test]
+fn held_steps_keep_to_the_holds_states_through_every_sequence_of_reports() {
+    let reports = [
+        report(LedgerState::Frozen, 5),
+        report(LedgerState::Confirmed, 5),
+        report(LedgerState::Cancelled, 5),
+        report(LedgerState::Cancelled, 0),
+        report(LedgerState::Rejected, 5),
+        Report {
+            deduct_may_follow: true,
+            ..report(LedgerState::Cancelled, 0)
+        },
+    ];
+    let allowed = [
+        StepState::Pending,
+        StepState::Frozen,
+        StepState::Rejected,
+        StepState::Confirming,
+        StepState::Confirmed,
+        StepState::Cancelling,
+        StepState::Cancelled,
+    ];
+    let mut frontier = vec![held(StepState::Pending, 0)];
+    for step in [
+        StepState::Frozen,
+        StepState::Confirming,
+        StepState::Cancelling,
+    ] {
+        frontier.push(held(step, 0));
+    }
+    for _ in 0..4 {
+        let mut next = Vec::new();
+        for step in &frontier {
+            for order in ORDERS {
+                for r in reports {
+                    let decision = decide(order, *step, r);
+                    match decision {
+                        Decision::Move(to) => {
+                            assert!(allowed.contains(&to), "{step:?} {r:?} -> {to:?}");
+                            assert_ne!(step.state, StepState::Confirmed, "{r:?}");
+                            next.push(StepFacts {
+                                state: to,
+                                refunded_points: if to == StepState::Cancelled {
+                                    r.points
+                                } else {
+                                    0
+                                },
+                                ..*step
+                            });
+                        }
+                        Decision::Correct => {
+                            // A hold that stands where nothing may be held, or a cancel that
+                            // found nothing after a hold was seen (it ran first).
+                            let late_hold = r.state == LedgerState::Frozen
+                                && matches!(
+                                    step.state,
+                                    StepState::Cancelled
+                                        | StepState::Rejected
+                                        | StepState::Skipped
+                                        | StepState::Cancelling
+                                );
+                            let cancel_ran_first = r.state == LedgerState::Cancelled
+                                && r.points == 0
+                                && step.state == StepState::Cancelling
+                                && step.deduct_seen;
+                            assert!(late_hold || cancel_ran_first, "{step:?} {r:?}");
+                            next.push(held(StepState::Cancelling, 0));
+                        }
+                        Decision::NoteDeduct => next.push(StepFacts {
+                            deduct_seen: true,
+                            ..*step
+                        }),
+                        Decision::AwaitDeduct => next.push(StepFacts {
+                            awaiting_deduct: true,
+                            ..*step
+                        }),
+                        Decision::Ignore => {}
+                    }
+                }
+            }
+        }
+        next.dedup();
+        frontier = next;
+    }
+}
+
+#[test]
+fn a_late_hold_after_its_cancel_is_cancelled_at_once_and_a_confirm_moves_once() {
+    let frozen = report(LedgerState::Frozen, 5);
+    for order in ORDERS {
+        // Released nothing, or refused: a hold that stands now must be cancelled again.
+        for step in [
+            StepState::Cancelled,
+            StepState::Rejected,
+            StepState::Skipped,
+        ] {
+            assert_eq!(decide(order, held(step, 0), frozen), Decision::Correct);
+        }
+        // The cancel released this very hold: its freeze's report is late.
+        assert_eq!(
+            decide(order, held(StepState::Cancelled, 5), frozen),
+            Decision::Ignore
+        );
+    }
+    let confirming = OrderState::Confirming;
+    let confirmed = report(LedgerState::Confirmed, 5);
+    assert_eq!(
+        decide(confirming, held(StepState::Confirming, 0), confirmed),
+        Decision::Move(StepState::Confirmed)
+    );
+    assert_eq!(
+        decide(confirming, held(StepState::Confirmed, 0), confirmed),
+        Decision::Ignore
+    );
+    assert_eq!(
+        decide(OrderState::Pending, held(StepState::Frozen, 0), confirmed),
+        Decision::Ignore
+    );
+    // Nothing was there to spend: the step holds nothing, and the plan flags the order.
+    assert_eq!(
+        decide(
+            confirming,
+            held(StepState::Confirming, 0),
+            report(LedgerState::Cancelled, 5)
+        ),
+        Decision::Move(StepState::Cancelled)
+    );
+}
