@@ -44,6 +44,12 @@ pub enum MallError {
         state: &'static str,
         action: &'static str,
     },
+    #[error(
+        "order {0} is CONFIRMING: every hold and deduct succeeded and its confirms are out, so \
+         it can no longer be given up; retry its confirms (RetryOrder), or settle a lapsed hold \
+         by hand (docs/operations.md)"
+    )]
+    Confirming(String),
     #[error("order {order_id} has no line of channel {channel_id} and user {user_id}")]
     UnknownLine {
         order_id: String,
@@ -97,6 +103,7 @@ impl From<MallError> for Status {
             MallError::InsufficientQuota { .. }
             | MallError::InsufficientPoints { .. }
             | MallError::Settled { .. }
+            | MallError::Confirming(_)
             | MallError::LineNotWaiting { .. }
             | MallError::NotFlagged(_)
             | MallError::OutcomeUnknown(_)

@@ -28,17 +28,25 @@ pub fn format_utc(unix_ms: i64) -> String {
 /// `in 2 h`.
 pub fn relative(unix_ms: i64, now: i64) -> String {
     let delta = now.saturating_sub(unix_ms);
-    let seconds = (delta / 1000).unsigned_abs();
-    let amount = match seconds {
-        0..60 => format!("{seconds} s"),
-        60..3_600 => format!("{} min", seconds / 60),
-        3_600..172_800 => format!("{} h", seconds / 3_600),
-        _ => format!("{} d", seconds / 86_400),
-    };
+    let amount = whole_units((delta / 1000).unsigned_abs());
     if delta >= 0 {
         format!("{amount} ago")
     } else {
         format!("in {amount}")
+    }
+}
+
+/// A duration in its largest whole unit: `10 min`, `2 h`.
+pub fn human_duration(duration: std::time::Duration) -> String {
+    whole_units(duration.as_secs())
+}
+
+fn whole_units(seconds: u64) -> String {
+    match seconds {
+        0..60 => format!("{seconds} s"),
+        60..3_600 => format!("{} min", seconds / 60),
+        3_600..172_800 => format!("{} h", seconds / 3_600),
+        _ => format!("{} d", seconds / 86_400),
     }
 }
 
@@ -53,5 +61,9 @@ mod tests {
         assert_eq!(relative(0, 3 * 60_000 + 1), "3 min ago");
         assert_eq!(relative(7_200_000, 0), "in 2 h");
         assert_eq!(relative(0, 3 * 86_400_000), "3 d ago");
+        assert_eq!(
+            human_duration(std::time::Duration::from_secs(600)),
+            "10 min"
+        );
     }
 }

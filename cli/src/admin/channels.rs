@@ -192,6 +192,7 @@ fn print(channels: &[ChannelHealth], as_json: bool) {
                     "pause": c.pause.as_ref().map(pause_json),
                     "windows_ahead": c.windows_ahead.iter().map(pause_json).collect::<Vec<_>>(),
                     "auto_redrive": c.auto_redrive,
+                    "hold_ttl_ms": c.hold_ttl_ms,
                 })
             })
             .collect();
@@ -222,6 +223,14 @@ fn print(channels: &[ChannelHealth], as_json: bool) {
             if c.auto_redrive { "on" } else { "off" },
             last_error
         );
+        if c.hold_ttl_ms > 0 {
+            println!(
+                "  takes points by holds (TCC), lapsing after {}",
+                jifen_mesh::time::human_duration(std::time::Duration::from_millis(
+                    u64::try_from(c.hold_ttl_ms).unwrap_or(0)
+                ))
+            );
+        }
         if let Some(pause) = &c.pause {
             println!("  paused {}", pause_text(pause));
         }

@@ -37,11 +37,13 @@ fn order_json(order: &Order) -> Value {
         "lines": order.lines.iter().map(|l| json!({
             "channel_id": l.channel_id, "user_id": l.user_id, "points": l.points,
             "state": short(l.state().as_str_name(), "STEP_STATE_"),
+            "protocol": short(l.protocol().as_str_name(), "PROTOCOL_"),
             "captured": l.captured,
         })).collect::<Vec<_>>(),
         "quotas": order.quotas.iter().map(|q| json!({
             "channel_id": q.channel_id, "points": q.points,
             "state": short(q.state().as_str_name(), "STEP_STATE_"),
+            "protocol": short(q.protocol().as_str_name(), "PROTOCOL_"),
         })).collect::<Vec<_>>(),
         "history": order.history.iter().map(|h| json!({
             "at_unix_ms": h.at_unix_ms, "kind": h.kind, "detail": h.detail, "actor": h.actor,
@@ -144,7 +146,7 @@ pub fn order(order: Option<Order>, as_json: bool) {
             line.channel_id,
             line.user_id,
             line.points,
-            short(line.state().as_str_name(), "STEP_STATE_"),
+            step_state(line.state(), line.protocol()),
             captured.join(" ")
         );
     }
@@ -155,7 +157,7 @@ pub fn order(order: Option<Order>, as_json: bool) {
             quota.channel_id,
             "",
             quota.points,
-            short(quota.state().as_str_name(), "STEP_STATE_")
+            step_state(quota.state(), quota.protocol())
         );
     }
     out!("\nhistory:");
@@ -306,5 +308,15 @@ pub fn reconcile(answer: &ReconcileResponse, as_json: bool) {
             settled.key,
             settled.actual
         );
+    }
+}
+
+/// A step's state, marked when the step is a hold (TCC): `FROZEN (hold)`.
+fn step_state(state: jifen_proto::v1::StepState, protocol: jifen_proto::v1::Protocol) -> String {
+    let state = short(state.as_str_name(), "STEP_STATE_");
+    if protocol == jifen_proto::v1::Protocol::Tcc {
+        format!("{state} (hold)")
+    } else {
+        state
     }
 }

@@ -103,6 +103,8 @@ impl Admin {
                 let reason = format!("operator: {reason}");
                 steps::compensate(&mut tx, &mut appends, order_id, &reason, now).await?;
             }
+            // Confirms may have landed: giving up now would spend some holds and not others.
+            OrderState::Confirming => return Err(MallError::Confirming(order_id.to_owned())),
             // Already compensating: send the refunds still open again, under new ids.
             _ => {
                 reemit(&mut tx, order_id, &[StepState::Refunding], now).await?;

@@ -68,7 +68,7 @@ pub async fn channels(
                 th.num { "Open dead letters" } th { "Paused" } th { "Auto-redrive" }
             } }
             tbody { @for c in &channels { tr {
-                td { a href=(channel_page(&c.channel_id)) { strong { (c.channel_id) } } br; span.muted { (c.name) } }
+                td { a href=(channel_page(&c.channel_id)) { strong { (c.channel_id) } } br; span.muted { (c.name) " · " (protocol_text(c)) } }
                 td { span class={ "badge h-" (c.health) } { (c.health) } br; span.muted { (c.why) } }
                 td.num { (c.answered + c.failed) }
                 td.num { (c.failed) " (" (format!("{:.1}", c.error_percent)) " %)" }
@@ -113,6 +113,20 @@ pub async fn channel(
     page(&format!("Channel {channel_id}"), &session, &flash, content)
 }
 
+/// How new orders take the channel's points: holds (TCC, with their lifetime) or deducts.
+fn protocol_text(c: &ChannelHealth) -> String {
+    if c.hold_ttl_ms > 0 {
+        format!(
+            "holds (TCC), lapsing after {}",
+            jifen_mesh::time::human_duration(std::time::Duration::from_millis(
+                u64::try_from(c.hold_ttl_ms).unwrap_or(0)
+            ))
+        )
+    } else {
+        "deducts (saga)".to_owned()
+    }
+}
+
 fn channel_facts(c: &ChannelHealth, now: i64) -> Markup {
     html! {
         section id=(c.channel_id) {
@@ -120,6 +134,7 @@ fn channel_facts(c: &ChannelHealth, now: i64) -> Markup {
             (super::chart::activity(&c.minutes, now))
             dl.facts {
                 dt { "Connector replicas reporting" } dd { (c.replicas) }
+                dt { "Takes points by" } dd { (protocol_text(c)) }
                 dt { "Last answered call" } dd { (when(c.last_ok_unix_ms, now)) }
                 dt { "Answering every call since" } dd { @if c.answering_since_unix_ms == 0 { "—" } @else { (when(c.answering_since_unix_ms, now)) } }
                 @if let Some(p) = &c.pause { dt { "Paused" } dd { (pause_text(p, now)) } }

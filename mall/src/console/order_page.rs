@@ -90,9 +90,10 @@ pub async fn order(
         }
         h2 { "Lines" }
         div.wrap { table {
-            thead { tr { th { "Channel" } th { "User" } th.num { "Points" } th { "State" } th { "Channel's reference" } } }
+            thead { tr { th { "Channel" } th { "User" } th.num { "Points" } th { "Taken by" } th { "State" } th { "Channel's reference" } } }
             tbody { @for line in &order.lines { tr {
                 td { (line.channel_id) } td { (line.user_id) } td.num { (line.points) }
+                td { (taken_by(line.protocol)) }
                 td {
                     (badge(line.state.as_str()))
                     @if let Some(r) = retrying(&console, &order.order_id, line) {
@@ -134,9 +135,9 @@ pub async fn order(
         }
         h2 { "Quota" }
         div.wrap { table {
-            thead { tr { th { "Channel" } th.num { "Points" } th { "State" } } }
+            thead { tr { th { "Channel" } th.num { "Points" } th { "Taken by" } th { "State" } } }
             tbody { @for quota in &order.quotas { tr {
-                td { (quota.channel_id) } td.num { (quota.points) } td { (badge(quota.state.as_str())) }
+                td { (quota.channel_id) } td.num { (quota.points) } td { (taken_by(quota.protocol)) } td { (badge(quota.state.as_str())) }
             } } }
         } }
         @if order.needs_attention {
@@ -188,16 +189,21 @@ pub async fn order(
     )
 }
 
+/// How a step is taken, in words: a hold (TCC) or a deduct (saga).
+fn taken_by(protocol: crate::order::Protocol) -> &'static str {
+    match protocol {
+        crate::order::Protocol::Saga => "deduct",
+        crate::order::Protocol::Tcc => "hold",
+    }
+}
+
 /// What the channel's connector says of a line waiting for its next try.
 fn retrying(
     console: &Console,
     order_id: &str,
     line: &crate::order::Line,
 ) -> Option<jifen_proto::v1::RetryingCommand> {
-    use crate::order::StepState;
-    if !matches!(line.state, StepState::Pending | StepState::Refunding) {
-        return None;
-    }
+    line.protocol.outstanding(line.state)?;
     console.admin.health.retrying(
         &jifen_mesh::bus::subjects::channel_consumer(&line.channel_id),
         order_id,

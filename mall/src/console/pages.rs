@@ -152,10 +152,11 @@ pub fn order_table(orders: &[Order]) -> Markup {
             .lines
             .iter()
             .filter_map(|l| match l.state {
-                StepState::Pending => Some(format!("{} deduct", l.channel_id)),
-                StepState::Refunding => Some(format!("{} refund", l.channel_id)),
                 StepState::ManualRefund => Some(format!("{} manual refund", l.channel_id)),
-                _ => None,
+                state => l
+                    .protocol
+                    .outstanding(state)
+                    .map(|step| format!("{} {}", l.channel_id, step.as_str())),
             })
             .collect()
     };

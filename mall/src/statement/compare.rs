@@ -31,13 +31,18 @@ enum Book {
 fn book(lines: &[&Line]) -> Book {
     if lines
         .iter()
-        .any(|l| matches!(l.state.as_str(), "PENDING" | "REFUNDING"))
+        .any(|l| {
+            matches!(
+                l.state.as_str(),
+                "PENDING" | "REFUNDING" | "FROZEN" | "CONFIRMING" | "CANCELLING"
+            )
+        })
     {
         return Book::InFlight;
     }
     let live: Vec<&&Line> = lines
         .iter()
-        .filter(|l| matches!(l.state.as_str(), "DEDUCTED" | "MANUAL_REFUND"))
+        .filter(|l| matches!(l.state.as_str(), "DEDUCTED" | "MANUAL_REFUND" | "CONFIRMED"))
         .collect();
     if live.is_empty() {
         Book::Gone(lines.first().map(|l| l.state.clone()).unwrap_or_default())
