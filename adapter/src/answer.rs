@@ -172,6 +172,9 @@ pub fn read(
         Some(Failure::Deducted) => Some(AnswerState::Deducted),
         Some(Failure::Refunded) => Some(AnswerState::Refunded),
         Some(Failure::Pending) => Some(AnswerState::Pending),
+        Some(Failure::Frozen) => Some(AnswerState::Frozen),
+        Some(Failure::Confirmed) => Some(AnswerState::Confirmed),
+        Some(Failure::Cancelled) => Some(AnswerState::Cancelled),
         Some(failure) => {
             return Err(failure_status(
                 failure,
@@ -247,7 +250,12 @@ fn failure_status(
         Failure::Conflict => Status::aborted(message),
         Failure::OtherAmount => Status::already_exists(message),
         // Mapped to states before this is reached; never a failure.
-        Failure::Deducted | Failure::Refunded | Failure::Pending => Status::unknown(message),
+        Failure::Deducted
+        | Failure::Refunded
+        | Failure::Pending
+        | Failure::Frozen
+        | Failure::Confirmed
+        | Failure::Cancelled => Status::unknown(message),
     }
 }
 

@@ -23,6 +23,25 @@ impl LedgerEndpoint for HttpChannel {
         self.with_evidence(command, recorded)
     }
 
+    async fn freeze(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
+        let recorded = HttpChannel::freeze(self, call_key(command)).await;
+        self.with_evidence(command, recorded)
+    }
+
+    async fn confirm(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
+        let recorded = HttpChannel::confirm(self, call_key(command)).await;
+        self.with_evidence(command, recorded)
+    }
+
+    async fn cancel(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
+        let recorded = HttpChannel::cancel(self, call_key(command)).await;
+        self.with_evidence(command, recorded)
+    }
+
+    fn hold_ttl(&self) -> Option<std::time::Duration> {
+        HttpChannel::hold_ttl(self)
+    }
+
     async fn get(&self, command: &LedgerCommand) -> Result<Recorded, Status> {
         let recorded = self.query(call_key(command)).await;
         self.with_evidence(command, recorded)

@@ -146,41 +146,10 @@ impl HttpChannel {
         let call = self.config.refund.as_ref().ok_or_else(|| {
             Status::unimplemented(format!("channel {} has no refund call", self.channel_id()))
         })?;
-        let has = |name: &str| key.captured.is_some_and(|c| c.contains_key(name));
-        let missing: Vec<&str> = call
-            .needed_captures()
-            .into_iter()
-            .filter(|name| !has(name))
-            .collect();
-        // The values the reversal sends: the line's, with what the query gave when some lack.
-        let mut captured = key.captured.cloned().unwrap_or_default();
-        if !missing.is_empty() {
-            // The deduct's answer was lost (or came from an older config): its query, by our
-            // key, tells what it recorded and gives the values.
-            let learned = match self.query(key).await {
-                // Refused or never taken: nothing to give back.
-                Ok(recorded) if recorded.state == LedgerState::Rejected => {
-                    return Err(Status::not_found(format!(
-                        "channel {}: the deduct was rejected; nothing to give back",
-                        self.channel_id()
-                    )));
-                }
-                Ok(recorded) if recorded.state != LedgerState::Deducted => return Ok(recorded),
-                Ok(recorded) => recorded.captured,
-                // Never deducted: nothing to give back.
-                Err(status) if status.code() == tonic::Code::NotFound => return Err(status),
-                Err(status) if status.code() == tonic::Code::Unimplemented => BTreeMap::new(),
-                Err(status) => return Err(status),
-            };
-            captured.extend(learned);
-            if let Some(name) = missing.iter().find(|name| !captured.contains_key(**name)) {
-                return Err(Status::unimplemented(format!(
-                    "the refund needs {{deduct.{name}}}, which the deduct's answer did not \
-                     reach us with and the channel's query does not give: refund it at the \
-                     channel by hand"
-                )));
-            }
-        }
+        let captured = match self.captures_for(call, key, LedgerState::Deducted).await? {
+            Ok(captured) => captured,
+            Err(recorded) => return Ok(recorded),
+        };
         let key = CallKey {
             captured: Some(&captured),
             ..key
@@ -189,6 +158,103 @@ impl HttpChannel {
         // A refund that succeeded without saying how much gave back what the line deducted
         // (the command names it); "nothing there" is an answer of its own (NOT_FOUND).
         self.recorded(call, &answer, AnswerState::Refunded, key.points)
+    }
+
+    /// The values `call` needs from the answer that took the points (`{deduct.<name>}`,
+    /// `{freeze.<name>}`): the line's, completed by the query when some lack (the answer was
+    /// lost, or came from an older config). `Err(recorded)` when the query shows there is
+    /// nothing to act on — the key is no longer `taken` — and what it recorded is the answer;
+    /// `NOT_FOUND` when the points were never taken or were refused; `UNIMPLEMENTED` when
+    /// nothing can give a value (an operator's task).
+    async fn captures_for(
+        &self,
+        call: &config::Call,
+        key: CallKey<'_>,
+        taken: LedgerState,
+    ) -> Result<Result<BTreeMap<String, String>, Recorded>, Status> {
+        let has = |name: &str| key.captured.is_some_and(|c| c.contains_key(name));
+        let missing: Vec<&str> = call
+            .needed_captures()
+            .into_iter()
+            .filter(|name| !has(name))
+            .collect();
+        let mut captured = key.captured.cloned().unwrap_or_default();
+        if missing.is_empty() {
+            return Ok(Ok(captured));
+        }
+        let learned = match self.query(key).await {
+            // Refused or never taken: nothing to give back.
+            Ok(recorded) if recorded.state == LedgerState::Rejected => {
+                return Err(Status::not_found(format!(
+                    "channel {}: the points were refused; nothing to act on",
+                    self.channel_id()
+                )));
+            }
+            Ok(recorded) if recorded.state != taken => return Ok(Err(recorded)),
+            Ok(recorded) => recorded.captured,
+            // Never taken: nothing to give back.
+            Err(status) if status.code() == tonic::Code::NotFound => return Err(status),
+            Err(status) if status.code() == tonic::Code::Unimplemented => BTreeMap::new(),
+            Err(status) => return Err(status),
+        };
+        captured.extend(learned);
+        if let Some(name) = missing.iter().find(|name| !captured.contains_key(**name)) {
+            return Err(Status::unimplemented(format!(
+                "the {} needs {{…{name}}}, which the answer that took the points did not reach \
+                 us with and the channel's query does not give: settle it at the channel by hand",
+                call.name
+            )));
+        }
+        Ok(Ok(captured))
+    }
+
+    /// The partner's holds, when its config declares them (`freeze = true`).
+    fn holds(&self) -> Result<&config::Holds, Status> {
+        self.config.holds.as_ref().ok_or_else(|| {
+            Status::unimplemented(format!("channel {} holds no points", self.channel_id()))
+        })
+    }
+
+    /// How long the partner keeps a hold; `None` where it holds none.
+    pub fn hold_ttl(&self) -> Option<std::time::Duration> {
+        self.config.holds.as_ref().map(|h| h.ttl)
+    }
+
+    /// Holds `key.points` for the key (TCC): answered like a deduct, frozen by default.
+    pub async fn freeze(&self, key: CallKey<'_>) -> Result<Recorded, Status> {
+        let call = &self.holds()?.freeze;
+        let answer = self.call(call, key).await?;
+        self.recorded(call, &answer, AnswerState::Frozen, key.points)
+    }
+
+    /// Captures the key's hold, with what the freeze's answer gave (`{freeze.<capture>}`).
+    pub async fn confirm(&self, key: CallKey<'_>) -> Result<Recorded, Status> {
+        let call = &self.holds()?.confirm;
+        self.settle_hold(call, key, AnswerState::Confirmed).await
+    }
+
+    /// Releases the key's hold; "nothing there" is `NOT_FOUND` (nothing was held).
+    pub async fn cancel(&self, key: CallKey<'_>) -> Result<Recorded, Status> {
+        let call = &self.holds()?.cancel;
+        self.settle_hold(call, key, AnswerState::Cancelled).await
+    }
+
+    async fn settle_hold(
+        &self,
+        call: &config::Call,
+        key: CallKey<'_>,
+        settled: AnswerState,
+    ) -> Result<Recorded, Status> {
+        let captured = match self.captures_for(call, key, LedgerState::Frozen).await? {
+            Ok(captured) => captured,
+            Err(recorded) => return Ok(recorded),
+        };
+        let key = CallKey {
+            captured: Some(&captured),
+            ..key
+        };
+        let answer = self.call(call, key).await?;
+        self.recorded(call, &answer, settled, key.points)
     }
 
     /// The recorded deduction; `NOT_FOUND` when there is none, `UNIMPLEMENTED` without a query.

@@ -63,6 +63,9 @@ impl HttpChannel {
             AnswerState::Deducted => (LedgerState::Deducted, String::new()),
             AnswerState::Refunded => (LedgerState::Refunded, String::new()),
             AnswerState::Rejected => (LedgerState::Rejected, "rejected by the channel".into()),
+            AnswerState::Frozen => (LedgerState::Frozen, String::new()),
+            AnswerState::Confirmed => (LedgerState::Confirmed, String::new()),
+            AnswerState::Cancelled => (LedgerState::Cancelled, String::new()),
         };
         let captured = call
             .capture

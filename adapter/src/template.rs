@@ -46,7 +46,7 @@ const VARS: [(&str, Var); 13] = [
 ];
 
 const NAMES: &str = "{order_id}, {user_id}, {channel_id}, {points}, {key}, {amount}, \
-                     {timestamp}, {nonce}, {token}, {signature}, {deduct.<capture>}; in signing \
+                     {timestamp}, {nonce}, {token}, {signature}, {deduct.<capture>}, {freeze.<capture>}; in signing \
                      lines also {method}, {path}, {body}, {body_sha256}";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +93,11 @@ pub enum Escape {
 }
 
 fn var_named(name: &str) -> Option<Var> {
-    if let Some(capture) = name.strip_prefix("deduct.") {
+    // What the answer that took the points gave: a deduct's, or a hold's (TCC).
+    if let Some(capture) = name
+        .strip_prefix("deduct.")
+        .or_else(|| name.strip_prefix("freeze."))
+    {
         let valid = !capture.is_empty()
             && capture
                 .chars()

@@ -23,6 +23,11 @@ pub struct Capabilities {
     pub null_compensation: bool,
     /// A deduct that arrives after its key's refund is refused.
     pub anti_hanging: bool,
+    /// The channel holds points (freeze, then confirm or cancel): its lines are taken by TCC
+    /// (DESIGN §12). Declared on its own, not part of [`Self::FULL`]: it changes the calls the
+    /// channel is sent, and the same five guarantees apply to its holds.
+    #[serde(default)]
+    pub freeze: bool,
 }
 
 impl Capabilities {
@@ -33,6 +38,7 @@ impl Capabilities {
         query: true,
         null_compensation: true,
         anti_hanging: true,
+        freeze: false,
     };
 
     pub const NAMES: [&'static str; 5] = [
@@ -82,6 +88,9 @@ impl Capabilities {
         for name in Self::NAMES {
             let held = probe.flag(name).is_some_and(|held| *held);
             block.push_str(&format!("{name} = {held}\n"));
+        }
+        if self.freeze {
+            block.push_str("freeze = true\n");
         }
         block
     }

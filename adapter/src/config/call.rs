@@ -57,6 +57,12 @@ struct RawStates {
     rejected: Vec<String>,
     #[serde(default)]
     pending: Vec<String>,
+    #[serde(default)]
+    frozen: Vec<String>,
+    #[serde(default)]
+    confirmed: Vec<String>,
+    #[serde(default)]
+    cancelled: Vec<String>,
 }
 
 /// How a call's parameters travel.
@@ -315,6 +321,9 @@ pub(super) fn build_call(
         (&raw.states.refunded, AnswerState::Refunded),
         (&raw.states.rejected, AnswerState::Rejected),
         (&raw.states.pending, AnswerState::Pending),
+        (&raw.states.frozen, AnswerState::Frozen),
+        (&raw.states.confirmed, AnswerState::Confirmed),
+        (&raw.states.cancelled, AnswerState::Cancelled),
     ] {
         states.extend(values.iter().map(|v| (v.clone(), state)));
     }
@@ -322,7 +331,9 @@ pub(super) fn build_call(
     if state.is_some() && states.is_empty() {
         return Err((
             at("states"),
-            "is missing: which values of the state mean deducted, refunded, rejected".into(),
+            "is missing: which values of the state mean deducted, refunded, rejected (or \
+             frozen, confirmed, cancelled for holds)"
+                .into(),
         ));
     }
     if raw.points.is_some() && raw.amount.is_some() {
@@ -376,7 +387,8 @@ pub(super) fn build_call(
                 Var::Signature if !key.contains(".headers.") => {
                     Some("goes into a header; a parameter is named by signing.param")
                 }
-                Var::Capture(_) if name != "refund" => Some(
+                // Only what undoes or settles a taking call names that call's answer.
+                Var::Capture(_) if !matches!(name, "refund" | "confirm" | "cancel") => Some(
                     "is a value of the deduct's answer, for the refund (a query finds a \
                      trade by our key: it is what learns those values when the deduct's \
                      answer was lost)",

@@ -10,7 +10,7 @@ use super::{AnswerState, Canonical, Failure, Signing};
 use crate::template::{Template, Var};
 
 type Invalid = (String, String);
-type Calls<'a> = [Option<&'a Call>; 4];
+type Calls<'a> = [Option<&'a Call>];
 
 fn invalid(key: &str, message: impl Into<String>) -> Invalid {
     (key.to_owned(), message.into())
@@ -50,13 +50,18 @@ pub(super) fn calls_match_capabilities(
     Ok(())
 }
 
-pub(super) fn captures_declared(deduct: &Call, refund: &Option<Call>) -> Result<(), Invalid> {
+/// Every `{deduct.<name>}` of a call that undoes (or settles) what `taking` took is captured
+/// from `taking`'s answer.
+pub(super) fn captures_declared(taking: &Call, refund: &Option<Call>) -> Result<(), Invalid> {
     if let Some(call) = refund {
         for name in call.needed_captures() {
-            if !deduct.capture.contains_key(name) {
+            if !taking.capture.contains_key(name) {
                 return Err(invalid(
                     call.name,
-                    format!("uses {{deduct.{name}}}, but [deduct.capture] has no {name}"),
+                    format!(
+                        "uses {{deduct.{name}}}, but [{}.capture] has no {name}",
+                        taking.name
+                    ),
                 ));
             }
         }

@@ -70,6 +70,12 @@ pub enum Failure {
     Refunded,
     /// Not a failure but a state: accepted, still processing (`[pending]` polls it).
     Pending,
+    /// Not a failure but a state: the key's points are already held (a repeated freeze).
+    Frozen,
+    /// Not a failure but a state: the hold is already captured (a repeated confirm).
+    Confirmed,
+    /// Not a failure but a state: the hold is already released (a repeated cancel).
+    Cancelled,
 }
 
 /// One state of a deduction as Jifen reads it.
@@ -80,6 +86,12 @@ pub enum AnswerState {
     Rejected,
     /// Accepted, not final: asked again on the `[pending]` schedule.
     Pending,
+    /// Held (TCC): out of the user's balance, not spent.
+    Frozen,
+    /// A hold captured: spent.
+    Confirmed,
+    /// A hold released, voided or lapsed.
+    Cancelled,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,9 +140,14 @@ struct RawFile {
     #[serde(default)]
     tls: RawTls,
     capabilities: Capabilities,
+    /// How long the partner keeps a hold before it lapses by itself (with `freeze`).
+    hold_ttl: Option<String>,
     #[serde(default)]
     errors: RawErrors,
     deduct: call::RawCall,
+    freeze: Option<call::RawCall>,
+    confirm: Option<call::RawCall>,
+    cancel: Option<call::RawCall>,
     refund: Option<call::RawCall>,
     query: Option<call::RawCall>,
     balance: Option<call::RawCall>,
@@ -243,9 +260,20 @@ pub struct AdapterConfig {
     pub identity_file: Option<PathBuf>,
     pub capabilities: Capabilities,
     pub deduct: Call,
+    /// The partner's holds (TCC, DESIGN §12), with how long a hold lives.
+    pub holds: Option<Holds>,
     pub refund: Option<Call>,
     pub query: Option<Call>,
     pub balance: Option<Call>,
+}
+
+/// A partner's hold calls (TCC): hold, capture, release; with how long a hold lives there.
+#[derive(Debug, Clone)]
+pub struct Holds {
+    pub freeze: Call,
+    pub confirm: Call,
+    pub cancel: Call,
+    pub ttl: Duration,
 }
 
 impl AdapterConfig {
@@ -370,12 +398,59 @@ impl AdapterConfig {
         let refund = raw.refund.map(|c| call("refund", c)).transpose()?;
         let query = raw.query.map(|c| call("query", c)).transpose()?;
         let balance = raw.balance.map(|c| call("balance", c)).transpose()?;
-        let calls = [
+        let holds = match (
+            capabilities.freeze,
+            raw.freeze,
+            raw.confirm,
+            raw.cancel,
+            raw.hold_ttl,
+        ) {
+            (false, None, None, None, None) => None,
+            (true, Some(freeze), Some(confirm), Some(cancel), Some(ttl)) => Some(Holds {
+                freeze: call("freeze", freeze)?,
+                confirm: call("confirm", confirm)?,
+                cancel: call("cancel", cancel)?,
+                ttl: duration("hold_ttl", &ttl)?,
+            }),
+            (false, ..) => {
+                return Err(invalid(
+                    "capabilities.freeze",
+                    "is false, yet the file has [freeze], [confirm], [cancel] or hold_ttl: set \
+                     freeze = true to take this channel's lines by holds, or remove them"
+                        .into(),
+                ));
+            }
+            (true, freeze, confirm, cancel, ttl) => {
+                let missing: Vec<&str> = [
+                    ("[freeze]", freeze.is_none()),
+                    ("[confirm]", confirm.is_none()),
+                    ("[cancel]", cancel.is_none()),
+                    ("hold_ttl", ttl.is_none()),
+                ]
+                .into_iter()
+                .filter_map(|(name, missing)| missing.then_some(name))
+                .collect();
+                return Err(invalid(
+                    "capabilities.freeze",
+                    format!(
+                        "is true, so the file needs {}: the calls that hold, capture and \
+                         release points, and how long the partner keeps a hold",
+                        missing.join(", ")
+                    ),
+                ));
+            }
+        };
+        let hold_calls = holds.as_ref().map(|h| [&h.freeze, &h.confirm, &h.cancel]);
+        let mut calls = vec![
             Some(&deduct),
             refund.as_ref(),
             query.as_ref(),
             balance.as_ref(),
         ];
+        if let Some(hold_calls) = hold_calls {
+            calls.extend(hold_calls.map(Some));
+        }
+        let calls = calls.as_slice();
         let fits = |checked: Result<(), (String, String)>| checked.map_err(|(k, m)| invalid(&k, m));
         fits(checks::calls_match_capabilities(
             capabilities,
@@ -383,11 +458,19 @@ impl AdapterConfig {
             &query,
         ))?;
         fits(checks::captures_declared(&deduct, &refund))?;
+        if let Some(holds) = &holds {
+            for settle in [&holds.confirm, &holds.cancel] {
+                fits(checks::captures_declared(
+                    &holds.freeze,
+                    &Some(settle.clone()),
+                ))?;
+            }
+        }
         use crate::template::Var;
-        let uses_signature = checks::uses(&header_templates, &calls, &Var::Signature);
+        let uses_signature = checks::uses(&header_templates, calls, &Var::Signature);
         fits(checks::signature_placed(signing.as_deref(), uses_signature))?;
-        fits(checks::params_signed(signing.as_deref(), &calls))?;
-        if auth.is_some() && !checks::uses(&header_templates, &calls, &Var::Token) {
+        fits(checks::params_signed(signing.as_deref(), calls))?;
+        if auth.is_some() && !checks::uses(&header_templates, calls, &Var::Token) {
             // Where a token goes unless the file says otherwise (RFC 6750).
             let bearer = Template::parse("Bearer {token}").map_err(|m| invalid("auth", m))?;
             header_templates.push((reqwest::header::AUTHORIZATION, bearer));
@@ -396,7 +479,7 @@ impl AdapterConfig {
             .pending
             .map(|p| p.build().map_err(|(k, m)| invalid(&k, m)))
             .transpose()?;
-        fits(checks::pending_polled(poll.as_ref(), &calls, capabilities))?;
+        fits(checks::pending_polled(poll.as_ref(), calls, capabilities))?;
         let notify = raw
             .notify
             .map(|n| call::build_notify(n, &context, base))
@@ -438,6 +521,7 @@ impl AdapterConfig {
             identity_file: raw.tls.identity_file,
             capabilities,
             deduct,
+            holds,
             refund,
             query,
             balance,

@@ -29,15 +29,12 @@ enum Book {
 }
 
 fn book(lines: &[&Line]) -> Book {
-    if lines
-        .iter()
-        .any(|l| {
-            matches!(
-                l.state.as_str(),
-                "PENDING" | "REFUNDING" | "FROZEN" | "CONFIRMING" | "CANCELLING"
-            )
-        })
-    {
+    if lines.iter().any(|l| {
+        matches!(
+            l.state.as_str(),
+            "PENDING" | "REFUNDING" | "FROZEN" | "CONFIRMING" | "CANCELLING"
+        )
+    }) {
         return Book::InFlight;
     }
     let live: Vec<&&Line> = lines

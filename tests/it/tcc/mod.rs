@@ -13,6 +13,7 @@ use crate::admin::{admin, authed};
 
 mod interleavings;
 mod orders;
+mod rest;
 
 /// Makes `channel_id`'s connector declare holds lapsing after `ttl` (it restarts), and waits
 /// until the mall takes that channel's new lines by TCC.
@@ -20,6 +21,11 @@ pub(super) async fn hold_at(mesh: &mut TestMesh, channel_id: &str, ttl: Duration
     mesh.holds.insert(channel_id.to_owned(), ttl);
     mesh.stop_connector(channel_id).await;
     mesh.start_connector(channel_id).await;
+    holding(mesh, channel_id).await;
+}
+
+/// Waits until the mall takes `channel_id`'s new lines by TCC (its connector said it holds).
+pub(super) async fn holding(mesh: &mut TestMesh, channel_id: &str) {
     let admin = admin(mesh).await;
     let admin = &admin;
     eventually(

@@ -5,6 +5,7 @@
 
 pub mod gateway;
 pub mod hmac_json;
+pub mod holds;
 pub mod oauth;
 pub mod xml_api;
 
