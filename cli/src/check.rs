@@ -1,6 +1,7 @@
 //! `jifen channel-check`: runs [`jifen_channel::check`] against a live channel and reports it:
 //! a table (or `--json`), the capability block to paste into the channel's config, and the
-//! exit status 0 (all six guarantees hold), 1 (one or more do not), 2 (it could not run).
+//! exit status 0 (all six guarantees hold, and with `--holds` the six of holds), 1 (one or more
+//! do not), 2 (it could not run).
 
 use jifen_channel::check::{self, GUARANTEES, Report};
 
@@ -26,6 +27,10 @@ pub struct CheckArgs {
     /// secrets, tokens and signatures redacted: what a person needs while writing a config.
     #[arg(long, requires = "adapter_config")]
     trace: bool,
+    /// Also check the channel's holds (TCC: freeze, confirm, cancel; DESIGN §12). The confirmed
+    /// hold spends `--points` for good: holds cannot give back what a confirm spent.
+    #[arg(long)]
+    holds: bool,
     #[command(flatten)]
     tls: jifen_mesh::tls::TlsArgs,
 }
@@ -65,7 +70,21 @@ pub async fn run(args: CheckArgs) -> i32 {
         }),
     };
     let report = match target {
-        Ok(target) => check::run_on(target, &args.user, args.points, &prefix).await,
+        Ok(target) => {
+            let holds_target = args.holds.then(|| target.clone());
+            match check::run_on(target, &args.user, args.points, &prefix).await {
+                Ok(mut report) => match holds_target {
+                    Some(target) => check::holds_on(target, &args.user, args.points, &prefix)
+                        .await
+                        .map(|holds| {
+                            report.holds = Some(holds.unwrap_or_default());
+                            report
+                        }),
+                    None => Ok(report),
+                },
+                Err(error) => Err(error),
+            }
+        }
         Err(error) => Err(error),
     };
     match report {
@@ -75,7 +94,15 @@ pub async fn run(args: CheckArgs) -> i32 {
             } else {
                 print_table(&report, &prefix);
             }
-            if report.all_hold() { 0 } else { 1 }
+            let holds_fine = report
+                .holds
+                .as_ref()
+                .is_none_or(|h| !h.is_empty() && h.iter().all(|f| f.holds));
+            if report.all_hold() && holds_fine {
+                0
+            } else {
+                1
+            }
         }
         Err(error) => {
             eprintln!("channel-check: {error}");
@@ -102,6 +129,11 @@ fn json(report: &Report) -> serde_json::Value {
             "holds": f.holds,
             "saw": f.saw,
         })).collect::<Vec<_>>(),
+        "holds": report.holds.as_ref().map(|holds| holds.iter().map(|f| serde_json::json!({
+            "guarantee": f.guarantee,
+            "holds": f.holds,
+            "saw": f.saw,
+        })).collect::<Vec<_>>()),
         "balance_before": report.balance_before,
         "balance_after": report.balance_after,
     })
@@ -126,10 +158,35 @@ fn print_table(report: &Report, prefix: &str) {
             " (NOT all given back: see above; give the difference back by hand)"
         }
     );
+    match &report.holds {
+        None => {}
+        Some(holds) if holds.is_empty() => {
+            println!(
+                "holds            MISSING: the channel has no freeze call (it takes points by deduct only)"
+            );
+        }
+        Some(holds) => {
+            for finding in holds {
+                let verdict = if finding.holds { "holds" } else { "MISSING" };
+                println!("{:<28} {verdict}", finding.guarantee);
+                for seen in &finding.saw {
+                    println!("{:<28}   {seen}", "");
+                }
+            }
+            println!("(the hold probes spent --points once, for good: a confirmed hold)");
+        }
+    }
     println!();
     println!("# capabilities to declare for this channel:");
     println!("[capabilities]");
     for (name, value) in report.capabilities() {
         println!("{name} = {value}");
+    }
+    if report
+        .holds
+        .as_ref()
+        .is_some_and(|h| !h.is_empty() && h.iter().all(|f| f.holds))
+    {
+        println!("freeze = true");
     }
 }

@@ -157,3 +157,35 @@ async fn a_rest_api_that_refuses_the_credentials_is_said_to_refuse_not_to_be_unr
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn the_reference_channels_holds_give_all_six_hold_guarantees() {
+    let mut channel = TestChannel::start("check-holds").await;
+    credit(&mut channel, "tester", 50).await;
+    let target = check::Target::grpc(&channel.server.endpoint(), None)
+        .await
+        .expect("the channel is reachable");
+    let holds = check::holds_on(target, "tester", 7, "check-i-")
+        .await
+        .expect("the check runs")
+        .expect("the reference channel holds points");
+    let names: Vec<_> = holds.iter().map(|f| f.guarantee).collect();
+    assert_eq!(names, check::HOLD_GUARANTEES);
+    assert!(holds.iter().all(|f| f.holds), "{holds:#?}");
+    // The confirmed hold is spent; everything else was given back.
+    let user = jifen_mesh::domain::UserId::parse("user_id", "tester").unwrap();
+    assert_eq!(channel.ledger.balance(&user).await.unwrap(), 43);
+}
+
+#[tokio::test]
+async fn a_channel_without_holds_says_so() {
+    let weak = WeakChannel::start("check-noholds", &["tester"], 50).await;
+    let target = check::Target::grpc(&weak.endpoint(), None)
+        .await
+        .expect("the channel is reachable");
+    let holds = check::holds_on(target, "tester", 5, "check-j-")
+        .await
+        .expect("the check runs");
+    assert_eq!(holds, None);
+    assert_eq!(weak.balance("tester"), 50);
+}

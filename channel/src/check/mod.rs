@@ -14,7 +14,9 @@ use std::time::Duration;
 use jifen_proto::v1::channel_service_client::ChannelServiceClient;
 use tonic::transport::Channel;
 
+mod holds;
 mod probe;
+pub use holds::{HOLD_GUARANTEES, holds_on};
 use probe::Probe;
 
 /// The guarantees' names, as reported (`--json` keys).
@@ -43,6 +45,8 @@ pub struct Report {
     pub refund_call: bool,
     pub balance_before: i64,
     pub balance_after: i64,
+    /// With `--holds`: the hold probes' findings; empty when the channel holds no points.
+    pub holds: Option<Vec<Finding>>,
 }
 
 impl Report {
@@ -209,5 +213,6 @@ pub async fn run_on(
         refund_call,
         balance_before: before,
         balance_after: after,
+        holds: None,
     })
 }

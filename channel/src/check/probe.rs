@@ -58,16 +58,16 @@ async fn settled(
 }
 
 /// A `ChannelService` answer as `(state, points)`.
-fn answered(deduction: Option<jifen_proto::v1::Deduction>) -> (DeductionState, i64) {
+pub(super) fn answered(deduction: Option<jifen_proto::v1::Deduction>) -> (DeductionState, i64) {
     let d = deduction.unwrap_or_default();
     (d.state(), d.points)
 }
 
-fn wire_state(state: LedgerState) -> DeductionState {
+pub(super) fn wire_state(state: LedgerState) -> DeductionState {
     DeductionState::from(state)
 }
 
-fn status(status: &Status) -> String {
+pub(super) fn status(status: &Status) -> String {
     format!("{:?} ({})", status.code(), status.message())
 }
 

@@ -203,6 +203,7 @@ fn the_docs_show_each_example_as_the_suite_runs_it() {
         jifen_tests::partner::hmac_json::EXAMPLE,
         jifen_tests::partner::oauth::EXAMPLE,
         jifen_tests::partner::xml_api::EXAMPLE,
+        jifen_tests::partner::holds::EXAMPLE,
     ] {
         let block = format!("```toml\n{}\n```", example.trim_end());
         assert!(
@@ -235,4 +236,24 @@ async fn channel_check_runs_through_each_example_and_names_exactly_what_it_lacks
             "all given back"
         );
     }
+}
+
+#[tokio::test]
+async fn channel_check_runs_the_hold_probes_through_the_hold_example() {
+    let (api, served) = jifen_tests::partner::holds::HoldsApi::start(&["tester"], 10_000).await;
+    let target = check::Target::http(&served.config).unwrap();
+    let holds = check::holds_on(target, "tester", 5, "check-l-")
+        .await
+        .unwrap()
+        .expect("the example declares holds");
+    let missing: Vec<_> = holds
+        .iter()
+        .filter(|f| !f.holds)
+        .map(|f| f.guarantee)
+        .collect();
+    // A void names the hold's id: one never placed cannot be voided, nor a late hold refused.
+    assert_eq!(missing, ["null_cancel", "hold_anti_hanging"], "{holds:#?}");
+    // The late hold the partner let through was voided again; only the confirmed one is spent.
+    assert_eq!(api.available("tester"), Some(10_000 - 5));
+    assert_eq!(api.standing(), 0);
 }
