@@ -344,6 +344,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         mall: mall_addr,
         portal: portal_addr,
         channels: &channels,
+        holding: &args.holding,
         http: &http,
         console: console_addr,
         admin_token: &admin_token,

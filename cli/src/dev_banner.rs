@@ -14,6 +14,8 @@ pub(crate) struct Banner<'a> {
     pub(crate) mall: SocketAddr,
     pub(crate) portal: SocketAddr,
     pub(crate) channels: &'a [(&'a str, &'a str, SocketAddr)],
+    /// The channels whose connectors declare holds (TCC).
+    pub(crate) holding: &'a [String],
     pub(crate) http: &'a crate::dev_http::HttpDemo,
     pub(crate) console: Option<SocketAddr>,
     pub(crate) admin_token: &'a str,
@@ -28,6 +30,7 @@ pub(crate) fn print_banner(banner: &Banner<'_>) {
         mall,
         portal,
         channels,
+        holding,
         http,
         console,
         admin_token,
@@ -45,7 +48,12 @@ pub(crate) fn print_banner(banner: &Banner<'_>) {
     println!("  mall     {mall}   jifen.v1.MallService");
     println!("  portal   {portal}   jifen.v1.PortalService");
     for (channel_id, name, addr) in channels {
-        println!("  {channel_id:<8} {addr}   jifen.v1.ChannelService  ({name})");
+        let takes = if holding.iter().any(|h| h.trim() == *channel_id) {
+            "; holds points: lines taken by TCC"
+        } else {
+            ""
+        };
+        println!("  {channel_id:<8} {addr}   jifen.v1.ChannelService  ({name}{takes})");
     }
     println!(
         "  {:<8} {}   REST points API, driven through the adapter config {}",

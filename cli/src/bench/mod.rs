@@ -70,16 +70,45 @@ pub struct BenchArgs {
     /// this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<std::path::PathBuf>,
+    /// How the orders take points (DESIGN §12): `saga` draws lines from the channels that
+    /// deduct, `tcc` from those that hold (`--holding`), `mixed` one held line and the others
+    /// deducted.
+    #[arg(long, value_enum, default_value_t = Mode::Saga)]
+    mode: Mode,
+    /// The channels whose connectors declare holds (as `jifen dev --holding`).
+    #[arg(long, value_delimiter = ',', default_value = "gamma")]
+    holding: Vec<String>,
+}
+
+/// How a run's orders take points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Saga,
+    Tcc,
+    Mixed,
 }
 
 pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let tls = args.tls.client()?;
     let ledgers = Arc::new(Ledgers::connect(&args.portal, tls.as_ref()).await?);
     let per_order = usize::try_from(args.channels_per_order)?;
-    if ledgers.ids.len() < per_order {
+    let (held, plain): (Vec<usize>, Vec<usize>) = (0..ledgers.ids.len())
+        .partition(|i| args.holding.iter().any(|h| h.trim() == ledgers.ids[*i]));
+    let (first, rest, needed) = match args.mode {
+        Mode::Saga => (&plain, &plain, per_order),
+        Mode::Tcc => (&held, &held, per_order),
+        Mode::Mixed if per_order < 2 => {
+            bail!("--mode mixed puts one held line and at least one deducted line in each order: --channels-per-order 2 or more")
+        }
+        Mode::Mixed => (&held, &plain, 1),
+    };
+    if first.len() < needed || rest.len() < per_order.saturating_sub(needed).max(1) {
         bail!(
-            "the portal lists {} channel(s); --channels-per-order {per_order} needs as many",
-            ledgers.ids.len()
+            "--mode {:?} with --channels-per-order {per_order} needs more channels: the portal lists {} that hold ({}) and {} that deduct (jifen dev --channels and --holding set them)",
+            args.mode,
+            held.len(),
+            held.iter().map(|i| ledgers.ids[*i].as_str()).collect::<Vec<_>>().join(", "),
+            plain.len()
         );
     }
     let mall = jifen_mesh::tls_io::GrpcTarget::new(&args.mall, tls.as_ref())?
@@ -91,7 +120,8 @@ pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result
     let mut draw = Draw::new(args.seed);
     let shape = |orders: u64| Shape {
         orders: usize::try_from(orders).unwrap_or(usize::MAX),
-        channels: ledgers.ids.len(),
+        first,
+        rest,
         per_order,
         user_count: args.user_count,
         fail_pct: args.fail_pct,
@@ -124,8 +154,9 @@ pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result
     let before = ledgers.balances(&pairs).await?;
     let quota_before = ledgers.quota_used().await?;
     eprintln!(
-        "bench: {} orders, {} at once, {per_order} channel(s) each, {} users, {}% short, seed {}, against {}",
+        "bench: {} {:?} orders, {} at once, {per_order} channel(s) each, {} users, {}% short, seed {}, against {}",
         timed.len(),
+        args.mode,
         args.concurrency,
         args.user_count,
         args.fail_pct,

@@ -46,23 +46,32 @@ pub struct PlannedOrder {
 
 /// What to draw.
 #[derive(Debug, Clone, Copy)]
-pub struct Shape {
+pub struct Shape<'a> {
     pub orders: usize,
-    pub channels: usize,
+    /// The channels (by index) each line is drawn from: the first line from `first`, the others
+    /// from `rest` (both the same but in `--mode mixed`). Neither is empty.
+    pub first: &'a [usize],
+    pub rest: &'a [usize],
     pub per_order: usize,
     pub user_count: u64,
     pub fail_pct: u64,
 }
 
 /// The orders of a run, `prefix-<i>` for i in 0..orders.
-pub fn plan(draw: &mut Draw, shape: Shape, prefix: &str) -> Vec<PlannedOrder> {
+pub fn plan(draw: &mut Draw, shape: Shape<'_>, prefix: &str) -> Vec<PlannedOrder> {
+    let pick = |pool: &[usize], at: usize| pool[at % pool.len().max(1)];
     (0..shape.orders)
         .map(|i| {
             let user = format!("bench-u{}", draw.below(shape.user_count));
-            let first = usize::try_from(draw.below(shape.channels as u64)).unwrap_or(0);
+            let mixed = shape.first != shape.rest;
+            let first = usize::try_from(draw.below(shape.first.len() as u64)).unwrap_or(0);
             let lines = (0..shape.per_order)
                 .map(|k| Line {
-                    channel: (first + k) % shape.channels,
+                    channel: match (mixed, k) {
+                        (false, k) => pick(shape.first, first + k),
+                        (true, 0) => pick(shape.first, first),
+                        (true, k) => pick(shape.rest, first + k - 1),
+                    },
                     user: user.clone(),
                     points: 10 + i64::try_from(draw.below(991)).unwrap_or(0),
                 })

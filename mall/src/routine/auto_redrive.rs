@@ -3,8 +3,8 @@
 //! `retries_exhausted`) are sent again by the mall itself, a few per second, each written into
 //! its order's history as an operator's redrive would be. Never a deduct whose outcome is
 //! unknown, an invalid command or a mismatched event; never for a paused channel, one whose
-//! automatic redrive is switched off, an order already settled (nor a deduct of an order that
-//! compensates), or a message redriven
+//! automatic redrive is switched off, an order already settled (nor a deduct or a freeze of an
+//! order that compensates), or a message redriven
 //! [`MAX_GENERATIONS`] times already (something about it, not the ledger, keeps failing).
 
 use std::collections::HashSet;

@@ -253,7 +253,7 @@ pub async fn auto_redrivable(
          AND kind = $2 AND origin_msg_id NOT LIKE $3 \
          AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.order_id = d.order_id \
          AND (o.state IN ('COMPLETED', 'CANCELLED') \
-         OR (o.state = 'COMPENSATING' AND d.subject LIKE '%.deduct'))) \
+         OR (o.state = 'COMPENSATING' AND (d.subject LIKE '%.deduct' OR d.subject LIKE '%.freeze')))) \
          ORDER BY dead_at_ms, id LIMIT $4"
     ))
     .bind(consumer)
