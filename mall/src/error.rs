@@ -50,6 +50,11 @@ pub enum MallError {
          by hand (docs/operations.md)"
     )]
     Confirming(String),
+    #[error("order {order_id} is {state}: only a CONFIRMING order is settled by hand")]
+    NotConfirming {
+        order_id: String,
+        state: &'static str,
+    },
     #[error("order {order_id} has no line of channel {channel_id} and user {user_id}")]
     UnknownLine {
         order_id: String,
@@ -104,6 +109,7 @@ impl From<MallError> for Status {
             | MallError::InsufficientPoints { .. }
             | MallError::Settled { .. }
             | MallError::Confirming(_)
+            | MallError::NotConfirming { .. }
             | MallError::LineNotWaiting { .. }
             | MallError::NotFlagged(_)
             | MallError::OutcomeUnknown(_)

@@ -439,6 +439,9 @@ pub struct OrderFacts {
     /// Steps not taken yet (neither deducted nor frozen): of the outcome's kind (lines, or
     /// quotas) in a saga order, of both in a TCC order.
     pub unready: i64,
+    /// Of those, steps not asked for yet (a saga order's quotas; a TCC order's lines that
+    /// cannot be held, deducted once every hold stands).
+    pub waiting: i64,
 }
 
 /// A step as stored: its state and what the saga noted about it.

@@ -16,7 +16,7 @@ use jifen_proto::v1::{
     CompensateOrderRequest, DiscardDeadLetterRequest, GetDeadLetterRequest, GetOrderRequest,
     ListDeadLettersRequest, ListOrdersRequest, ListStuckOrdersRequest, OrderState,
     ReconcileRequest, RecordDeductOutcomeRequest, RecordManualRefundRequest,
-    RedriveDeadLetterRequest, RetryOrderRequest,
+    RedriveDeadLetterRequest, RetryOrderRequest, SettleConfirmingOrderRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -139,6 +139,22 @@ enum OrdersCommand {
         channel: String,
         #[arg(long)]
         user: String,
+        #[arg(long)]
+        note: String,
+    },
+    /// Settle by hand an order that confirms its holds (CONFIRMING), once its ledgers agree:
+    /// --completed when every hold is spent there, --cancelled when everything it took was
+    /// given back.
+    Settle {
+        order_id: String,
+        #[arg(
+            long,
+            conflicts_with = "cancelled",
+            required_unless_present = "cancelled"
+        )]
+        completed: bool,
+        #[arg(long)]
+        cancelled: bool,
         #[arg(long)]
         note: String,
     },
@@ -376,6 +392,19 @@ async fn execute(args: &AdminArgs, clients: Clients) -> Result<i32, AdminError> 
                 order_id: order_id.clone(),
                 channel_id: channel.clone(),
                 user_id: user.clone(),
+                note: note.clone(),
+            })?)
+            .await
+            .map(|r| render::order(r.into_inner().order, json)),
+        AdminCommand::Orders(OrdersCommand::Settle {
+            order_id,
+            completed,
+            cancelled: _,
+            note,
+        }) => admin
+            .settle_confirming_order(clients.authed(SettleConfirmingOrderRequest {
+                order_id: order_id.clone(),
+                completed: *completed,
                 note: note.clone(),
             })?)
             .await

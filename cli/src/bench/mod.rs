@@ -98,7 +98,9 @@ pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result
         Mode::Saga => (&plain, &plain, per_order),
         Mode::Tcc => (&held, &held, per_order),
         Mode::Mixed if per_order < 2 => {
-            bail!("--mode mixed puts one held line and at least one deducted line in each order: --channels-per-order 2 or more")
+            bail!(
+                "--mode mixed puts one held line and at least one deducted line in each order: --channels-per-order 2 or more"
+            )
         }
         Mode::Mixed => (&held, &plain, 1),
     };
@@ -107,7 +109,10 @@ pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result
             "--mode {:?} with --channels-per-order {per_order} needs more channels: the portal lists {} that hold ({}) and {} that deduct (jifen dev --channels and --holding set them)",
             args.mode,
             held.len(),
-            held.iter().map(|i| ledgers.ids[*i].as_str()).collect::<Vec<_>>().join(", "),
+            held.iter()
+                .map(|i| ledgers.ids[*i].as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             plain.len()
         );
     }

@@ -14,6 +14,7 @@ use jifen_proto::v1::{
     RecordManualRefundRequest, RecordManualRefundResponse, RedriveDeadLetterRequest,
     RedriveDeadLetterResponse, ResumeChannelRequest, ResumeChannelResponse, RetryOrderRequest,
     RetryOrderResponse, SetAutoRedriveRequest, SetAutoRedriveResponse,
+    SettleConfirmingOrderRequest, SettleConfirmingOrderResponse,
 };
 use jifen_proto::v1::{
     GetStatementReportRequest, GetStatementReportResponse, ListStatementReportsRequest,
@@ -317,6 +318,13 @@ impl AdminService for Admin {
         self.clear_attention_call(request).await
     }
 
+    async fn settle_confirming_order(
+        &self,
+        request: Request<SettleConfirmingOrderRequest>,
+    ) -> Result<Response<SettleConfirmingOrderResponse>, Status> {
+        self.settle_confirming_call(request).await
+    }
+
     async fn record_manual_refund(
         &self,
         request: Request<RecordManualRefundRequest>,
@@ -343,6 +351,35 @@ impl AdminService for Admin {
 }
 
 impl Admin {
+    pub(super) async fn settle_confirming_call(
+        &self,
+        request: Request<SettleConfirmingOrderRequest>,
+    ) -> Result<Response<SettleConfirmingOrderResponse>, Status> {
+        const ACTION: &str = "SettleConfirmingOrder";
+        let caller = self
+            .acting(&request, ACTION, &request.get_ref().order_id)
+            .await?;
+        let request = request.into_inner();
+        let order_id = jifen_mesh::domain::OrderId::parse("order_id", request.order_id)
+            .map_err(MallError::from)?;
+        let note = required_note(request.note)?;
+        let result = self
+            .settle_confirming(
+                order_id.as_str(),
+                request.completed,
+                &note,
+                &caller.operator.name,
+            )
+            .await;
+        let order = self
+            .audited(&caller, ACTION, order_id.as_str(), &note, result)
+            .await?;
+        tracing::info!(%order_id, completed = request.completed, %note, "confirming order settled by an operator");
+        Ok(Response::new(SettleConfirmingOrderResponse {
+            order: Some(order_message(order)),
+        }))
+    }
+
     pub(super) async fn clear_attention_call(
         &self,
         request: Request<ClearAttentionRequest>,

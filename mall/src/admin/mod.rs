@@ -8,6 +8,7 @@ mod acting;
 mod auth;
 mod channels;
 mod grpc;
+mod holds;
 mod reconcile;
 mod settle;
 mod statements;

@@ -10,7 +10,7 @@ use axum::response::Response;
 use jifen_proto::v1::admin_service_server::AdminService;
 use jifen_proto::v1::{
     CompensateOrderRequest, RecordDeductOutcomeRequest, RecordManualRefundRequest,
-    RetryOrderRequest,
+    RetryOrderRequest, SettleConfirmingOrderRequest,
 };
 use maud::html;
 use tonic::Status;
@@ -274,6 +274,49 @@ pub async fn manual_refund(
         result,
         "Manual refund recorded.",
     )
+}
+
+pub async fn settle(
+    State(console): State<Console>,
+    session: Session,
+    Path(order_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let page_of = order_page(&order_id);
+    let completed = form_urlencoded::parse(&body).any(|(k, v)| k == "completed" && v == "true");
+    let ask = Ask {
+        action: format!("{page_of}/settle"),
+        title: "Settle by hand",
+        what_happens: if completed {
+            html! { p { "Order " code { (order_id) } " ends " strong { "COMPLETED" } ": you say every hold is spent at its channel. Its open dead letters are closed with your note, and the reconciliation checks your word against the ledgers." } }
+        } else {
+            html! { p { "Order " code { (order_id) } " ends " strong { "CANCELLED" } ": you say everything it took was given back by hand at every channel. Its open dead letters are closed with your note, and the reconciliation checks your word against the ledgers." } }
+        },
+        back: page_of,
+    };
+    let form = match admitted_and_confirmed(
+        &console,
+        &session,
+        &body,
+        "SettleConfirmingOrder",
+        &order_id,
+        ask,
+    )
+    .await
+    {
+        Ok(form) => form,
+        Err(page) => return page,
+    };
+    let result = AdminService::settle_confirming_order(
+        &console.admin,
+        session.request(SettleConfirmingOrderRequest {
+            order_id: order_id.clone(),
+            completed: form.get("completed") == "true",
+            note: form.get("note").to_owned(),
+        }),
+    )
+    .await;
+    back(&session, &order_page(&order_id), result, "Order settled.")
 }
 
 pub(super) fn order_page(order_id: &str) -> String {

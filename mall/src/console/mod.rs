@@ -76,6 +76,7 @@ impl Console {
             .route("/orders/{id}/clear-flag", post(actions::clear_flag))
             .route("/orders/{id}/record-outcome", post(actions::record_outcome))
             .route("/orders/{id}/manual-refund", post(actions::manual_refund))
+            .route("/orders/{id}/settle", post(actions::settle))
             .route("/dead-letters", get(dead_letters::dead_letters_page))
             .route("/dead-letters/redrive", post(letter_actions::redrive_many))
             .route("/dead-letters/{id}", get(pages::dead_letter))

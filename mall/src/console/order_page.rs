@@ -19,6 +19,11 @@ fn next_step(order: &Order, letters: &[DeadLetter]) -> Option<&'static str> {
     if !order.needs_attention {
         return None;
     }
+    if order.state == crate::order::OrderState::Confirming {
+        return Some(
+            "Its holds are being confirmed and one could not be: a confirm that cannot land before its hold lapses (its dead letter below), or a hold gone when its confirm came. Look at that channel: if the hold still stands, redrive the confirm; if it is gone, take the points there by hand, or give back what the other channels spent — then settle the order below as it stands at the ledgers.",
+        );
+    }
     if letters
         .iter()
         .any(|l| l.kind == jifen_mesh::bus::subjects::OUTCOME_UNKNOWN)
@@ -147,7 +152,20 @@ pub async fn order(
                 button.quiet type="submit" { "Clear flag" }
             }
         }
-        @if open {
+        @if order.state == crate::order::OrderState::Confirming {
+            h2 { "Settle by hand" }
+            p.muted { "Once the ledgers agree: completed when every hold is spent at its channel (confirmed at last, or taken by hand); cancelled when everything the order took was given back by hand. The reconciliation then compares the order with the ledgers." }
+            form.action method="post" action={ "/orders/" (id) "/settle" } {
+                (csrf(&session))
+                select name="completed" aria-label="Settle as" {
+                    option value="true" { "completed: every hold spent" }
+                    option value="false" { "cancelled: everything given back" }
+                }
+                input.note type="text" name="note" required placeholder="note: what was done at each channel";
+                button.danger type="submit" { "Settle" }
+            }
+        }
+        @if open && order.state != crate::order::OrderState::Confirming {
             h2 { "Actions" }
             form.action method="post" action={ "/orders/" (id) "/retry" } {
                 (csrf(&session))

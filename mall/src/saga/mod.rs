@@ -29,8 +29,8 @@ use crate::store::Appends;
 
 use crate::store::steps::{
     Claimed, claim_step, compensate, complete_if_confirmed, confirm, correct, flag_hold_lost,
-    flag_manual_refund, keep_captured, keep_exchanges, keep_hold_expiry, request_quotas, set_order,
-    set_step, settle_if_done,
+    flag_manual_refund, keep_captured, keep_exchanges, keep_hold_expiry, request_deducts,
+    request_quotas, set_order, set_step, settle_if_done,
 };
 pub use machine::{Decision, Outcome, Report, StepFacts, StepKey, decide, decode, next_step_state};
 use plan::{Plan, Then};
@@ -265,6 +265,10 @@ pub(crate) async fn apply_in(
             (OrderState::Completed, false)
         }
         Then::SettleIfDone => (settle_if_done(tx, appends, order_id, now).await?, false),
+        Then::RequestDeducts => {
+            request_deducts(tx, appends, order_id, now).await?;
+            (OrderState::Pending, true)
+        }
         Then::Confirm => {
             confirm(tx, appends, order_id, now).await?;
             (OrderState::Confirming, true)

@@ -22,6 +22,8 @@ pub enum Then {
     RequestQuotas,
     /// The last quota was deducted: the order is complete.
     Complete,
+    /// Every hold of a TCC order stands: deduct its lines that cannot be held (DESIGN §12).
+    RequestDeducts,
     /// Every hold and deduct of a TCC order succeeded: confirm the holds (DESIGN §12).
     Confirm,
     /// A hold was confirmed: the order completes once none is left to confirm.
@@ -65,6 +67,7 @@ pub fn plan(order: OrderFacts, step: StepFacts, outcome: &Outcome) -> Plan {
         state: order_state,
         protocol,
         unready,
+        waiting,
     } = order;
     let order = order_state;
     let report = Report {
@@ -118,11 +121,21 @@ pub fn plan(order: OrderFacts, step: StepFacts, outcome: &Outcome) -> Plan {
             }
         }
         // This step was not taken (else the event would be ignored): it may be the last.
-        (OrderState::Pending, StepState::Deducted | StepState::Frozen) if unready == 1 => {
-            match (protocol, &outcome.step) {
-                (Protocol::Tcc, _) => Then::Confirm,
-                (Protocol::Saga, StepKey::Line { .. }) => Then::RequestQuotas,
-                (Protocol::Saga, StepKey::Quota { .. }) => Then::Complete,
+        (OrderState::Pending, StepState::Deducted | StepState::Frozen)
+            if protocol == Protocol::Tcc && unready - waiting == 1 =>
+        {
+            if waiting > 0 {
+                Then::RequestDeducts
+            } else {
+                Then::Confirm
+            }
+        }
+        (OrderState::Pending, StepState::Deducted)
+            if protocol == Protocol::Saga && unready == 1 =>
+        {
+            match outcome.step {
+                StepKey::Line { .. } => Then::RequestQuotas,
+                StepKey::Quota { .. } => Then::Complete,
             }
         }
         (OrderState::Confirming, StepState::Confirmed) => Then::CompleteIfConfirmed,
@@ -185,6 +198,7 @@ mod tests {
             state,
             protocol: Protocol::Saga,
             unready,
+            waiting: 0,
         }
     }
 
@@ -219,6 +233,7 @@ mod tests {
             state,
             protocol: Protocol::Tcc,
             unready,
+            waiting: 0,
         }
     }
 
@@ -237,7 +252,19 @@ mod tests {
             panic!("a freeze moves a pending step");
         };
         assert_eq!(not_last.then, Then::Stay);
-        // A saga line of a TCC order deducted last confirms the holds too.
+        // The last hold of an order with lines that cannot be held asks for their deducts.
+        let Plan::Move(holds_done) = plan(
+            OrderFacts {
+                waiting: 1,
+                ..tcc(OrderState::Pending, 2)
+            },
+            pending,
+            &frozen,
+        ) else {
+            panic!("a freeze moves a pending step");
+        };
+        assert_eq!(holds_done.then, Then::RequestDeducts);
+        // A saga line of a TCC order deducted last confirms the holds.
         let deducted = outcome(line(), LedgerState::Deducted, 100);
         let Plan::Move(saga_last) = plan(
             tcc(OrderState::Pending, 1),

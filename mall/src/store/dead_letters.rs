@@ -203,6 +203,22 @@ pub async fn insert(tx: &mut AnyConnection, letter: &DeadLetter) -> Result<bool,
     Ok(true)
 }
 
+/// The open dead letters of an order, in the caller's transaction.
+pub async fn open_of_order(
+    tx: &mut AnyConnection,
+    order_id: &str,
+) -> Result<Vec<DeadLetter>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM dead_letters WHERE order_id = $1 AND state = 'OPEN'"
+    ))
+    .bind(order_id)
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(from_row)
+    .collect()
+}
+
 /// The open dead letters of an order on one subject, in the caller's transaction.
 pub async fn open_on_subject(
     tx: &mut AnyConnection,

@@ -69,11 +69,14 @@ pub(crate) async fn claim_step(
     };
     let state = order_state(first.try_get("order_state")?)?;
     let order_protocol = protocol(first.try_get("order_protocol")?)?;
-    let (mut step, mut unready) = (None, 0_i64);
+    let (mut step, mut unready, mut waiting) = (None, 0_i64, 0_i64);
     for row in &rows {
         let state = step_state(row.try_get("state")?)?;
         if !state.is_ready() {
             unready += 1;
+        }
+        if state == StepState::Waiting {
+            waiting += 1;
         }
         let key: (String, String) = (row.try_get("channel_id")?, row.try_get("user_id")?);
         if (&key.0, key.1.as_str()) == wanted {
@@ -94,20 +97,23 @@ pub(crate) async fn claim_step(
             StepKey::Line { .. } => "order_quotas",
             StepKey::Quota { .. } => "order_lines",
         };
-        let others: i64 = sqlx::query(&format!(
-            "SELECT COUNT(*) FROM {other} WHERE order_id = $1 AND state NOT IN ('DEDUCTED', 'FROZEN')"
+        let others = sqlx::query(&format!(
+            "SELECT COUNT(*) AS unready, \
+             CAST(COALESCE(SUM(CASE WHEN state = 'WAITING' THEN 1 ELSE 0 END), 0) AS BIGINT) AS waiting \
+             FROM {other} WHERE order_id = $1 AND state NOT IN ('DEDUCTED', 'FROZEN')"
         ))
         .bind(&outcome.order_id)
         .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-        unready += others;
+        .await?;
+        unready += others.try_get::<i64, _>("unready")?;
+        waiting += others.try_get::<i64, _>("waiting")?;
     }
     Ok(Some(Claimed {
         order: OrderFacts {
             state,
             protocol: order_protocol,
             unready,
+            waiting,
         },
         step,
     }))
@@ -350,6 +356,49 @@ pub(crate) async fn request_quotas(
     Ok(())
 }
 
+/// Every hold of a TCC order stands: deduct its lines that cannot be held, which wait until
+/// now so that a refused hold never leaves a deduct to refund (DESIGN §12).
+pub(crate) async fn request_deducts(
+    tx: &mut AnyConnection,
+    appends: &mut Appends,
+    order_id: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let lines = sqlx::query(
+        "UPDATE order_lines SET state = 'PENDING' WHERE order_id = $1 AND state = 'WAITING' \
+         RETURNING channel_id, user_id, points",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in &lines {
+        let channel_id: String = row.try_get("channel_id")?;
+        let user_id: String = row.try_get("user_id")?;
+        appends.enqueue(
+            commands::points(
+                Step::Deduct,
+                order_id,
+                &channel_id,
+                &user_id,
+                row.try_get("points")?,
+                "",
+                0,
+            ),
+            now,
+        );
+    }
+    appends.record(
+        order_id,
+        "deducts_requested",
+        &format!(
+            "every hold stands; {} deduct(s) of lines that cannot be held sent",
+            lines.len()
+        ),
+        now,
+    );
+    Ok(())
+}
+
 /// Refunds (cancels) a step whose deduct (hold) arrived after the step stopped holding points,
 /// under a new generation of ids (the first refund's id may still be in the server's duplicate
 /// window). The step waits in `REFUNDING` (`CANCELLING`); a compensating order waits for it, a
@@ -466,12 +515,14 @@ pub(crate) async fn compensate(
         let step = undo(protocol(row.try_get("protocol")?)?);
         appends.enqueue(commands::quota(step, order_id, &channel_id, 0, 0), now);
     }
-    sqlx::query(
-        "UPDATE order_quotas SET state = 'SKIPPED' WHERE order_id = $1 AND state = 'WAITING'",
-    )
-    .bind(order_id)
-    .execute(&mut *tx)
-    .await?;
+    for table in ["order_lines", "order_quotas"] {
+        sqlx::query(&format!(
+            "UPDATE {table} SET state = 'SKIPPED' WHERE order_id = $1 AND state = 'WAITING'"
+        ))
+        .bind(order_id)
+        .execute(&mut *tx)
+        .await?;
+    }
     appends.record(
         order_id,
         "compensating",
@@ -580,6 +631,44 @@ pub(crate) async fn complete_if_confirmed(
     set_order(tx, order_id, OrderState::Completed, None, now).await?;
     appends.record(order_id, "completed", "every hold confirmed", now);
     Ok(OrderState::Completed)
+}
+
+/// Moves a confirming order's steps as an operator settled them by hand: every hold spent
+/// (`completed`), or everything the order took given back (held steps cancelled, deducted
+/// ones refunded, `settled_by` naming the operator). Returns how many steps moved.
+pub(crate) async fn settle_holds_by_hand(
+    tx: &mut AnyConnection,
+    order_id: &str,
+    completed: bool,
+    actor: &str,
+) -> Result<u64, sqlx::Error> {
+    let statements: &[&str] = if completed {
+        &[
+            "UPDATE order_lines SET state = 'CONFIRMED', settled_by = $2 WHERE order_id = $1 \
+             AND protocol = 'TCC' AND state IN ('FROZEN', 'CONFIRMING', 'CANCELLED')",
+            "UPDATE order_quotas SET state = 'CONFIRMED' WHERE order_id = $1 AND $2 <> '' \
+             AND protocol = 'TCC' AND state IN ('FROZEN', 'CONFIRMING', 'CANCELLED')",
+        ]
+    } else {
+        &[
+            "UPDATE order_lines SET state = CASE WHEN protocol = 'TCC' THEN 'CANCELLED' ELSE 'REFUNDED' END, \
+             settled_by = $2 WHERE order_id = $1 \
+             AND state IN ('FROZEN', 'CONFIRMING', 'CONFIRMED', 'DEDUCTED')",
+            "UPDATE order_quotas SET state = CASE WHEN protocol = 'TCC' THEN 'CANCELLED' ELSE 'REFUNDED' END \
+             WHERE order_id = $1 AND $2 <> '' \
+             AND state IN ('FROZEN', 'CONFIRMING', 'CONFIRMED', 'DEDUCTED')",
+        ]
+    };
+    let mut moved = 0;
+    for sql in statements {
+        moved += sqlx::query(sql)
+            .bind(order_id)
+            .bind(actor)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    }
+    Ok(moved)
 }
 
 /// Flags a confirming order whose hold was gone when confirmed: an operator's (DESIGN §12).

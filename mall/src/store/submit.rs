@@ -85,21 +85,22 @@ async fn insert_in(
     let protocol = order.protocol();
     let sql = format!(
         "INSERT INTO order_lines (order_id, position, channel_id, user_id, points, state, protocol) VALUES {}",
-        rows_of(
-            order.lines.len(),
-            "($1, ${}, ${}, ${}, ${}, 'PENDING', ${})",
-            2
-        )
+        rows_of(order.lines.len(), "($1, ${}, ${}, ${}, ${}, ${}, ${})", 2)
     );
     let mut lines = sqlx::query(&sql).bind(order_id);
     for (position, line) in order.lines.iter().enumerate() {
         let line_protocol = order.protocol_of(line);
+        let state = line_state(protocol, line_protocol);
         lines = lines
             .bind(i64::try_from(position).unwrap_or(i64::MAX))
             .bind(line.channel_id.as_str())
             .bind(line.user_id.as_str())
             .bind(line.points.get())
+            .bind(state.as_str())
             .bind(line_protocol.as_str());
+        if state == StepState::Waiting {
+            continue;
+        }
         let mut command = commands::points(
             take(line_protocol),
             order_id,
@@ -146,8 +147,8 @@ async fn insert_in(
             quotas.len()
         ),
         Protocol::Tcc => format!(
-            "{} line(s) over {} channel(s); holds (and deducts of lines that cannot be held) \
-             sent with the quota holds",
+            "{} line(s) over {} channel(s); holds sent with the quota holds (lines that cannot \
+             be held are deducted once every hold stands)",
             order.lines.len(),
             quotas.len()
         ),
@@ -170,7 +171,7 @@ async fn insert_in(
                 channel_id: line.channel_id.to_string(),
                 user_id: line.user_id.to_string(),
                 points: line.points.get(),
-                state: StepState::Pending,
+                state: line_state(protocol, order.protocol_of(line)),
                 captured: Default::default(),
                 settled_by: String::new(),
                 protocol: order.protocol_of(line),
@@ -193,6 +194,16 @@ async fn insert_in(
             actor: String::new(),
         }],
     })))
+}
+
+/// Where a new line starts: asked for at once, but for a line of a TCC order that cannot be
+/// held — deducted only once every hold stands, so that a refused hold leaves nothing to
+/// refund (DESIGN §12).
+fn line_state(order: Protocol, line: Protocol) -> StepState {
+    match (order, line) {
+        (Protocol::Tcc, Protocol::Saga) => StepState::Waiting,
+        _ => StepState::Pending,
+    }
 }
 
 /// The command that takes a line's points.

@@ -13,7 +13,8 @@ use jifen_tests::mesh::START_POINTS;
 
 use super::hold_at;
 use super::orders::channel_state;
-use crate::admin::{admin, one_dead_letter};
+use crate::admin::{admin, authed, one_dead_letter};
+use jifen_proto::v1::{CompensateOrderRequest, SettleConfirmingOrderRequest};
 
 const TTL: Duration = Duration::from_secs(600);
 
@@ -156,6 +157,7 @@ async fn a_confirm_that_cannot_land_before_its_hold_lapses_is_an_operators_dead_
     assert!(letter.subject.ends_with(".confirm"), "{letter:?}");
     let order = mesh.order("lapse-1").await;
     assert_eq!(order.state(), OrderState::Confirming, "{order:?}");
+    assert!(order.needs_attention, "{order:?}");
 
     // Back up, the channel releases the lapsed hold by itself: the points are the user's again.
     mesh.channel("alpha").restart().await;
@@ -173,6 +175,37 @@ async fn a_confirm_that_cannot_land_before_its_hold_lapses_is_an_operators_dead_
     )
     .await;
     assert_eq!(mesh.balance("alpha", "u1").await, START_POINTS);
+
+    // The operator took alpha's points by hand: every hold is spent, the order completes and
+    // its dead letter closes.
+    let mut admin = admin.clone();
+    let settled = admin
+        .settle_confirming_order(authed(SettleConfirmingOrderRequest {
+            order_id: "lapse-1".into(),
+            completed: true,
+            note: "alpha debited 100 by hand, ticket OPS-8".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    assert_eq!(settled.state(), OrderState::Completed, "{settled:?}");
+    assert!(!settled.needs_attention, "{settled:?}");
+    assert!(
+        crate::admin::dead_letters(&mut admin, "lapse-1")
+            .await
+            .is_empty()
+    );
+    let again = admin
+        .settle_confirming_order(authed(SettleConfirmingOrderRequest {
+            order_id: "lapse-1".into(),
+            completed: true,
+            note: "twice".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::FailedPrecondition, "{again:?}");
 }
 
 #[tokio::test]
@@ -233,4 +266,44 @@ async fn a_hold_gone_when_its_confirm_lands_flags_the_order_for_an_operator() {
         .unwrap();
     assert_eq!(beta.state(), StepState::Confirmed);
     assert_eq!(mesh.balance("alpha", "u1").await, START_POINTS);
+
+    // Giving up is no longer the machine's to do (beta's points are spent): refused.
+    let mut admin = admin(&mut mesh).await;
+    let refused = admin
+        .compensate_order(authed(CompensateOrderRequest {
+            order_id: "gone-1".into(),
+            reason: "give up".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    // The operator gave beta's points back by hand: the order ends cancelled as it stands.
+    let settled = admin
+        .settle_confirming_order(authed(SettleConfirmingOrderRequest {
+            order_id: "gone-1".into(),
+            completed: false,
+            note: "beta credited 40 back by hand, ticket OPS-7".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    assert_eq!(settled.state(), OrderState::Cancelled, "{settled:?}");
+    assert!(!settled.needs_attention, "{settled:?}");
+    assert!(
+        settled
+            .lines
+            .iter()
+            .all(|l| l.state() == StepState::Cancelled),
+        "{settled:?}"
+    );
+    assert!(
+        settled.history.iter().any(|h| h.kind == "admin_settle"),
+        "{settled:?}"
+    );
 }

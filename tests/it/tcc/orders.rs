@@ -244,3 +244,43 @@ async fn a_mixed_order_deducts_its_saga_line_and_confirms_its_holds() {
     assert_eq!(mesh.balance("alpha", "u1").await, START_POINTS - 100);
     assert_mesh_consistent(&mesh).await;
 }
+
+#[tokio::test]
+async fn a_mixed_order_whose_hold_is_refused_never_deducts_its_saga_line() {
+    let mut mesh = TestMesh::start(&["alpha", "beta"], &["u1"]).await;
+    hold_at(&mut mesh, "alpha", TTL).await;
+    mesh.stop_connector("alpha").await;
+    let submitted = mesh
+        .submit("mixed-3", &[("alpha", "u1", 500), ("beta", "u1", 30)])
+        .await
+        .unwrap();
+    let beta = |order: &Order| {
+        order
+            .lines
+            .iter()
+            .find(|l| l.channel_id == "beta")
+            .map(|l| l.state())
+    };
+    // The line that cannot be held waits for the holds.
+    assert_eq!(beta(&submitted), Some(StepState::Waiting), "{submitted:?}");
+    mesh.channel("alpha")
+        .client
+        .deduct_points(jifen_proto::v1::DeductPointsRequest {
+            order_id: "elsewhere".into(),
+            user_id: "u1".into(),
+            points: START_POINTS - 10,
+        })
+        .await
+        .unwrap();
+    mesh.start_connector("alpha").await;
+    let settled = mesh.settled("mixed-3").await;
+    assert_eq!(settled.state(), OrderState::Cancelled, "{settled:?}");
+    assert_eq!(beta(&settled), Some(StepState::Skipped), "{settled:?}");
+    assert_eq!(
+        channel_state(&mut mesh, "beta", "mixed-3", "u1").await,
+        None,
+        "beta never saw the order: nothing to refund"
+    );
+    assert_eq!(mesh.balance("beta", "u1").await, START_POINTS);
+    assert_mesh_consistent(&mesh).await;
+}
