@@ -33,7 +33,8 @@ const DEMO_CHANNELS: &[(&str, &str)] = &[
     ("alpha", "Alpha Airlines Miles"),
     ("beta", "Beta Bank Rewards"),
     ("gamma", "Gamma Grocers Club"),
-    ("delta", "Delta Telecom Points"),
+    // Not "delta": that is the REST demo channel's id.
+    ("theta", "Theta Theatres Club"),
     ("epsilon", "Epsilon Hotels Stars"),
     ("zeta", "Zeta Fuel Card"),
 ];
