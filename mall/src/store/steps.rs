@@ -332,25 +332,11 @@ pub(crate) async fn request_quotas(
     order_id: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let quotas = sqlx::query(
-        "UPDATE order_quotas SET state = 'PENDING' WHERE order_id = $1 AND state = 'WAITING' \
-         RETURNING channel_id, points",
-    )
-    .bind(order_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    for row in &quotas {
-        let channel_id: String = row.try_get("channel_id")?;
-        let points: i64 = row.try_get("points")?;
-        appends.enqueue(
-            commands::quota(Step::Deduct, order_id, &channel_id, points, 0),
-            now,
-        );
-    }
+    let sent = move_quotas(tx, appends, order_id, TAKE, "'WAITING'", now).await?;
     appends.record(
         order_id,
         "quota_requested",
-        &format!("every line deducted; {} quota deduct(s) sent", quotas.len()),
+        &format!("every line deducted; {sent} quota deduct(s) sent"),
         now,
     );
     Ok(())
@@ -364,39 +350,121 @@ pub(crate) async fn request_deducts(
     order_id: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let lines = sqlx::query(
-        "UPDATE order_lines SET state = 'PENDING' WHERE order_id = $1 AND state = 'WAITING' \
-         RETURNING channel_id, user_id, points",
-    )
+    let sent = move_lines(tx, appends, order_id, TAKE, "'WAITING'", now).await?;
+    appends.record(
+        order_id,
+        "deducts_requested",
+        &format!("every hold stands; {sent} deduct(s) of lines that cannot be held sent"),
+        now,
+    );
+    Ok(())
+}
+
+/// How a writer moves steps: the state they take (an SQL expression over the row) and the
+/// command each sends, by its protocol.
+struct Moving {
+    state: &'static str,
+    command: fn(Protocol) -> Step,
+}
+
+/// Asked for: a deduct, or a hold.
+const TAKE: Moving = Moving {
+    state: "'PENDING'",
+    command: take,
+};
+
+/// The command that takes a step's points: a deduct, or a hold.
+pub(crate) fn take(protocol: Protocol) -> Step {
+    match protocol {
+        Protocol::Saga => Step::Deduct,
+        Protocol::Tcc => Step::Freeze,
+    }
+}
+
+/// What a step took is given back: a refund, or a cancel.
+const UNDO: Moving = Moving {
+    state: "CASE WHEN protocol = 'TCC' THEN 'CANCELLING' ELSE 'REFUNDING' END",
+    command: |protocol| match protocol {
+        Protocol::Saga => Step::Refund,
+        Protocol::Tcc => Step::Cancel,
+    },
+};
+
+/// A hold is spent.
+const CONFIRM: Moving = Moving {
+    state: "'CONFIRMING'",
+    command: |_| Step::Confirm,
+};
+
+/// Moves an order's lines in states `from` (an SQL list) as `moving` says and sends each its
+/// command, with what it captured and when its hold lapses; returns how many moved.
+async fn move_lines(
+    tx: &mut AnyConnection,
+    appends: &mut Appends,
+    order_id: &str,
+    moving: Moving,
+    from: &str,
+    now: i64,
+) -> Result<usize, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "UPDATE order_lines SET state = {} WHERE order_id = $1 AND state IN ({from}) \
+         RETURNING channel_id, user_id, points, captured, protocol, hold_expires_at_ms",
+        moving.state
+    ))
     .bind(order_id)
     .fetch_all(&mut *tx)
     .await?;
-    for row in &lines {
+    for row in &rows {
         let channel_id: String = row.try_get("channel_id")?;
         let user_id: String = row.try_get("user_id")?;
+        let captured: String = row.try_get("captured")?;
         appends.enqueue(
             commands::points(
-                Step::Deduct,
+                (moving.command)(protocol(row.try_get("protocol")?)?),
                 order_id,
                 &channel_id,
                 &user_id,
                 row.try_get("points")?,
-                "",
-                0,
+                &captured,
+                row.try_get("hold_expires_at_ms")?,
             ),
             now,
         );
     }
-    appends.record(
-        order_id,
-        "deducts_requested",
-        &format!(
-            "every hold stands; {} deduct(s) of lines that cannot be held sent",
-            lines.len()
-        ),
-        now,
-    );
-    Ok(())
+    Ok(rows.len())
+}
+
+/// [`move_lines`] for an order's quotas.
+async fn move_quotas(
+    tx: &mut AnyConnection,
+    appends: &mut Appends,
+    order_id: &str,
+    moving: Moving,
+    from: &str,
+    now: i64,
+) -> Result<usize, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "UPDATE order_quotas SET state = {} WHERE order_id = $1 AND state IN ({from}) \
+         RETURNING channel_id, points, protocol, hold_expires_at_ms",
+        moving.state
+    ))
+    .bind(order_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in &rows {
+        let channel_id: String = row.try_get("channel_id")?;
+        appends.enqueue(
+            commands::quota(
+                (moving.command)(protocol(row.try_get("protocol")?)?),
+                order_id,
+                &channel_id,
+                row.try_get("points")?,
+                row.try_get("hold_expires_at_ms")?,
+            ),
+            now,
+        );
+    }
+    Ok(rows.len())
 }
 
 /// Refunds (cancels) a step whose deduct (hold) arrived after the step stopped holding points,
@@ -477,44 +545,9 @@ pub(crate) async fn compensate(
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     set_order(tx, order_id, OrderState::Compensating, Some(reason), now).await?;
-    let lines = sqlx::query(&format!(
-        "UPDATE order_lines SET state = {UNDOING} \
-         WHERE order_id = $1 AND state IN ('PENDING', 'DEDUCTED', 'FROZEN') \
-         RETURNING channel_id, user_id, points, captured, protocol"
-    ))
-    .bind(order_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    for row in &lines {
-        let channel_id: String = row.try_get("channel_id")?;
-        let user_id: String = row.try_get("user_id")?;
-        let captured: String = row.try_get("captured")?;
-        appends.enqueue(
-            commands::points(
-                undo(protocol(row.try_get("protocol")?)?),
-                order_id,
-                &channel_id,
-                &user_id,
-                row.try_get("points")?,
-                &captured,
-                0,
-            ),
-            now,
-        );
-    }
-    let quotas = sqlx::query(&format!(
-        "UPDATE order_quotas SET state = {UNDOING} \
-         WHERE order_id = $1 AND state IN ('PENDING', 'DEDUCTED', 'FROZEN') \
-         RETURNING channel_id, protocol"
-    ))
-    .bind(order_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    for row in &quotas {
-        let channel_id: String = row.try_get("channel_id")?;
-        let step = undo(protocol(row.try_get("protocol")?)?);
-        appends.enqueue(commands::quota(step, order_id, &channel_id, 0, 0), now);
-    }
+    let holding = "'PENDING', 'DEDUCTED', 'FROZEN'";
+    let sent = move_lines(tx, appends, order_id, UNDO, holding, now).await?
+        + move_quotas(tx, appends, order_id, UNDO, holding, now).await?;
     for table in ["order_lines", "order_quotas"] {
         sqlx::query(&format!(
             "UPDATE {table} SET state = 'SKIPPED' WHERE order_id = $1 AND state = 'WAITING'"
@@ -526,24 +559,10 @@ pub(crate) async fn compensate(
     appends.record(
         order_id,
         "compensating",
-        &format!(
-            "{reason}; {} refund(s) or cancel(s) sent",
-            lines.len() + quotas.len()
-        ),
+        &format!("{reason}; {sent} refund(s) or cancel(s) sent"),
         now,
     );
-    Ok(!lines.is_empty() || !quotas.is_empty())
-}
-
-/// The state a step takes while what it took is given back, by its protocol.
-const UNDOING: &str = "CASE WHEN protocol = 'TCC' THEN 'CANCELLING' ELSE 'REFUNDING' END";
-
-/// The command that gives back what a step of `protocol` took.
-fn undo(protocol: Protocol) -> Step {
-    match protocol {
-        Protocol::Saga => Step::Refund,
-        Protocol::Tcc => Step::Cancel,
-    }
+    Ok(sent > 0)
 }
 
 /// Every hold and deduct of a TCC order succeeded: the order confirms every held step.
@@ -554,78 +573,35 @@ pub(crate) async fn confirm(
     now: i64,
 ) -> Result<(), sqlx::Error> {
     set_order(tx, order_id, OrderState::Confirming, None, now).await?;
-    let lines = sqlx::query(
-        "UPDATE order_lines SET state = 'CONFIRMING' WHERE order_id = $1 AND state = 'FROZEN' \
-         RETURNING channel_id, user_id, points, captured, hold_expires_at_ms",
-    )
-    .bind(order_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    for row in &lines {
-        let channel_id: String = row.try_get("channel_id")?;
-        let user_id: String = row.try_get("user_id")?;
-        let captured: String = row.try_get("captured")?;
-        appends.enqueue(
-            commands::points(
-                Step::Confirm,
-                order_id,
-                &channel_id,
-                &user_id,
-                row.try_get("points")?,
-                &captured,
-                row.try_get("hold_expires_at_ms")?,
-            ),
-            now,
-        );
-    }
-    let quotas = sqlx::query(
-        "UPDATE order_quotas SET state = 'CONFIRMING' WHERE order_id = $1 AND state = 'FROZEN' \
-         RETURNING channel_id, points, hold_expires_at_ms",
-    )
-    .bind(order_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    for row in &quotas {
-        let channel_id: String = row.try_get("channel_id")?;
-        appends.enqueue(
-            commands::quota(
-                Step::Confirm,
-                order_id,
-                &channel_id,
-                row.try_get("points")?,
-                row.try_get("hold_expires_at_ms")?,
-            ),
-            now,
-        );
-    }
+    let sent = move_lines(tx, appends, order_id, CONFIRM, "'FROZEN'", now).await?
+        + move_quotas(tx, appends, order_id, CONFIRM, "'FROZEN'", now).await?;
     appends.record(
         order_id,
         "confirming",
-        &format!(
-            "every hold and deduct succeeded; {} confirm(s) sent",
-            lines.len() + quotas.len()
-        ),
+        &format!("every hold and deduct succeeded; {sent} confirm(s) sent"),
         now,
     );
     Ok(())
 }
 
-/// Completes a confirming order once no confirm is outstanding.
+/// Completes a confirming order once no confirm is outstanding and no hold was lost (a held
+/// step `CANCELLED` under a confirming order was gone when confirmed: the order waits for an
+/// operator, whatever the other confirms do).
 pub(crate) async fn complete_if_confirmed(
     tx: &mut AnyConnection,
     appends: &mut Appends,
     order_id: &str,
     now: i64,
 ) -> Result<OrderState, sqlx::Error> {
-    let confirming: i64 = sqlx::query(
-        "SELECT (SELECT COUNT(*) FROM order_lines WHERE order_id = $1 AND state = 'CONFIRMING') + \
-                (SELECT COUNT(*) FROM order_quotas WHERE order_id = $1 AND state = 'CONFIRMING')",
+    let open: i64 = sqlx::query(
+        "SELECT (SELECT COUNT(*) FROM order_lines WHERE order_id = $1 AND state IN ('CONFIRMING', 'CANCELLED')) + \
+                (SELECT COUNT(*) FROM order_quotas WHERE order_id = $1 AND state IN ('CONFIRMING', 'CANCELLED'))",
     )
     .bind(order_id)
     .fetch_one(&mut *tx)
     .await?
     .try_get(0)?;
-    if confirming > 0 {
+    if open > 0 {
         return Ok(OrderState::Confirming);
     }
     set_order(tx, order_id, OrderState::Completed, None, now).await?;

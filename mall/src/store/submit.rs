@@ -102,7 +102,7 @@ async fn insert_in(
             continue;
         }
         let mut command = commands::points(
-            take(line_protocol),
+            super::steps::take(line_protocol),
             order_id,
             line.channel_id.as_str(),
             line.user_id.as_str(),
@@ -203,14 +203,6 @@ fn line_state(order: Protocol, line: Protocol) -> StepState {
     match (order, line) {
         (Protocol::Tcc, Protocol::Saga) => StepState::Waiting,
         _ => StepState::Pending,
-    }
-}
-
-/// The command that takes a line's points.
-fn take(protocol: Protocol) -> Step {
-    match protocol {
-        Protocol::Saga => Step::Deduct,
-        Protocol::Tcc => Step::Freeze,
     }
 }
 

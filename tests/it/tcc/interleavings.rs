@@ -214,19 +214,26 @@ async fn a_hold_gone_when_its_confirm_lands_flags_the_order_for_an_operator() {
     hold_at(&mut mesh, "alpha", TTL).await;
     hold_at(&mut mesh, "beta", TTL).await;
     // Alpha's hold stands; then the partner releases it by itself (its own timeout, its
-    // operator) before the confirm reaches it.
+    // operator) before the confirm reaches it. The portal's confirms land last, after the loss
+    // is known: they must not complete the order.
     mesh.stop_connector("beta").await;
     mesh.submit("gone-1", &[("alpha", "u1", 100), ("beta", "u1", 40)])
         .await
         .unwrap();
-    mesh.order_when("gone-1", "alpha's hold to stand", |order| {
-        order
-            .lines
-            .iter()
-            .any(|l| l.channel_id == "alpha" && l.state() == StepState::Frozen)
-    })
+    mesh.order_when(
+        "gone-1",
+        "alpha's hold and the quota holds to stand",
+        |order| {
+            order
+                .lines
+                .iter()
+                .any(|l| l.channel_id == "alpha" && l.state() == StepState::Frozen)
+                && order.quotas.iter().all(|q| q.state() == StepState::Frozen)
+        },
+    )
     .await;
     mesh.stop_connector("alpha").await;
+    mesh.stop_connector("portal").await;
     let (order, user) = key("gone-1");
     let released = mesh
         .channel("alpha")
@@ -239,11 +246,29 @@ async fn a_hold_gone_when_its_confirm_lands_flags_the_order_for_an_operator() {
         (LedgerState::Cancelled, 100)
     );
     mesh.start_connector("beta").await;
-    mesh.order_when("gone-1", "to confirm", |order| {
-        order.state() == OrderState::Confirming
+    mesh.order_when("gone-1", "beta's hold to be confirmed", |order| {
+        order
+            .lines
+            .iter()
+            .any(|l| l.channel_id == "beta" && l.state() == StepState::Confirmed)
     })
     .await;
     mesh.start_connector("alpha").await;
+    mesh.order_when("gone-1", "alpha's hold to be found gone", |order| {
+        order
+            .lines
+            .iter()
+            .any(|l| l.channel_id == "alpha" && l.state() == StepState::Cancelled)
+    })
+    .await;
+    mesh.start_connector("portal").await;
+    mesh.order_when("gone-1", "the quota holds to be confirmed", |order| {
+        order
+            .quotas
+            .iter()
+            .all(|q| q.state() == StepState::Confirmed)
+    })
+    .await;
     let flagged = mesh
         .order_when("gone-1", "to be flagged", |order| order.needs_attention)
         .await;
