@@ -8,7 +8,7 @@ use jifen_mesh::time::now_unix_ms;
 use super::Admin;
 use crate::error::MallError;
 use crate::order::{Order, OrderState};
-use crate::store::{dead_letters, record, steps};
+use crate::store::{dead_letters, phases, record, steps};
 
 impl Admin {
     /// Settles a CONFIRMING order: COMPLETED (every hold spent) or CANCELLED (everything given
@@ -31,7 +31,7 @@ impl Admin {
                 state: state.as_str(),
             });
         }
-        let moved = steps::settle_holds_by_hand(&mut tx, order_id, completed, actor).await?;
+        let moved = phases::settle_holds_by_hand(&mut tx, order_id, completed, actor).await?;
         let mut closed = 0_usize;
         for letter in dead_letters::open_of_order(&mut tx, order_id).await? {
             if dead_letters::close(&mut tx, &letter.id, "DISCARDED", note, now).await? {

@@ -21,7 +21,7 @@ use sqlx::AnyConnection;
 use tokio::sync::{Notify, broadcast};
 
 use crate::store::reemit::reemit;
-use crate::store::steps;
+use crate::store::{phases, steps};
 pub(crate) use auth::constant_time_eq;
 pub use auth::{Gate, Guarded, Refusal};
 
@@ -102,7 +102,7 @@ impl Admin {
         match state {
             OrderState::Pending => {
                 let reason = format!("operator: {reason}");
-                steps::compensate(&mut tx, &mut appends, order_id, &reason, now).await?;
+                phases::compensate(&mut tx, &mut appends, order_id, &reason, now).await?;
             }
             // Confirms may have landed: giving up now would spend some holds and not others.
             OrderState::Confirming => return Err(MallError::Confirming(order_id.to_owned())),
@@ -111,7 +111,7 @@ impl Admin {
                 reemit(&mut tx, order_id, &[StepState::Refunding], now).await?;
             }
         }
-        steps::settle_if_done(&mut tx, &mut appends, order_id, now).await?;
+        phases::settle_if_done(&mut tx, &mut appends, order_id, now).await?;
         // Written before what follows, so the history keeps its order.
         appends.write(&mut tx).await?;
         dead_letters::clear_attention_if_settled(&mut tx, order_id, now).await?;

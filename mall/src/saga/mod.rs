@@ -27,10 +27,13 @@ use tokio::sync::{Notify, broadcast};
 use crate::order::{OrderState, StepState};
 use crate::store::Appends;
 
+use crate::store::phases::{
+    compensate, complete_if_confirmed, confirm, correct, request_deducts, request_quotas,
+    settle_if_done,
+};
 use crate::store::steps::{
-    Claimed, claim_step, compensate, complete_if_confirmed, confirm, correct, flag_hold_lost,
-    flag_manual_refund, keep_captured, keep_exchanges, keep_hold_expiry, request_deducts,
-    request_quotas, set_order, set_step, settle_if_done,
+    Claimed, claim_step, flag_hold_lost, flag_manual_refund, keep_captured, keep_exchanges,
+    keep_hold_expiry, set_order, set_step,
 };
 pub use machine::{Decision, Outcome, Report, StepFacts, StepKey, decide, decode, next_step_state};
 use plan::{Plan, Then};

@@ -1,8 +1,9 @@
 //! The mall's database: orders, their steps and history, and the outbox. Writers take a
 //! transaction so that a state change and the commands it causes commit together.
 //!
-//! [`submit`] stores new orders (group commit); [`steps`] moves orders and their steps (the
-//! saga's and the operator's writes); [`reemit`] sends an order's open commands again;
+//! [`submit`] stores new orders (group commit); [`steps`] reads and writes an order and its
+//! steps, [`phases`] moves them from phase to phase (the saga's and the operator's writes);
+//! [`reemit`] sends an order's open commands again;
 //! [`appends`] writes history entries, outbox rows and versions, many per statement;
 //! [`outbox`] is the relay's reading and deleting; [`dead_letters`] holds what operators settle.
 
@@ -13,6 +14,7 @@ pub mod controls;
 pub mod dead_letters;
 pub(crate) mod outbox;
 mod paging;
+pub(crate) mod phases;
 pub(crate) mod reemit;
 pub mod statements;
 pub(crate) mod steps;

@@ -102,7 +102,7 @@ async fn insert_in(
             continue;
         }
         let mut command = commands::points(
-            super::steps::take(line_protocol),
+            super::phases::take(line_protocol),
             order_id,
             line.channel_id.as_str(),
             line.user_id.as_str(),
