@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One benchmark run on a fresh `jifen dev` (SQLite) in a temp folder: builds the release
-# binary, starts the mesh, runs `jifen bench`, prints its report and the CPU seconds the mesh
-# process and its nats-server used, then stops everything. See docs/performance.md.
+# binary, starts the mesh, runs `jifen bench`, prints its report and the CPU the mesh process,
+# its nats-server and the bench used — in seconds and per settled order (completed + cancelled)
+# — then stops everything. See docs/performance.md.
 #   deploy/local/bench.sh [CONCURRENCY] [ORDERS] [DEV ARGS...]
 #   deploy/local/bench.sh 64 5000 --postgres postgres://postgres@127.0.0.1:5432/test
 set -euo pipefail
@@ -29,6 +30,15 @@ done
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 nats=$(pgrep -P $dev | head -1)
 mesh0=$(cpu $dev); nats0=$(cpu "$nats")
-"$bin" bench --orders "$orders" --concurrency "$concurrency" --user-count 10000 --fail-pct 5 --seed 42
+TIMEFORMAT='%3U %3S'
+# The bench's own CPU (user, system) from bash's `time`; its output to the terminal as usual.
+{ time "$bin" bench --orders "$orders" --concurrency "$concurrency" --user-count 10000 \
+    --fail-pct 5 --seed 42 2>&3 | tee "$dir/bench.out" ; } 3>&2 2> "$dir/bench.time"
 ticks=$(getconf CLK_TCK)
-echo "cpu: jifen dev $(( ($(cpu $dev) - mesh0) / ticks )) s, nats-server $(( ($(cpu "$nats") - nats0) / ticks )) s"
+mesh_ms=$(( ($(cpu $dev) - mesh0) * 1000 / ticks ))
+nats_ms=$(( ($(cpu "$nats") - nats0) * 1000 / ticks ))
+bench_ms=$(awk '{printf "%d", ($1 + $2) * 1000}' "$dir/bench.time")
+settled=$(sed -n 's/^bench:.* completed=\([0-9]*\) cancelled=\([0-9]*\).*/\1 \2/p' "$dir/bench.out" | awk '{print $1 + $2}')
+per() { awk -v ms="$1" -v n="${settled:-0}" 'BEGIN { if (n > 0) printf "%.2f ms", ms / n; else printf "n/a" }'; }
+echo "cpu: jifen dev $(( mesh_ms / 1000 )) s, nats-server $(( nats_ms / 1000 )) s, bench $(( bench_ms / 1000 )) s"
+echo "cpu per settled order (${settled:-0}): jifen dev $(per $mesh_ms), nats-server $(per $nats_ms), mesh + nats-server $(per $(( mesh_ms + nats_ms ))), bench $(per $bench_ms)"
