@@ -32,6 +32,7 @@ mod saga_faults;
 mod statements;
 mod tcc;
 mod tracing;
+mod watchers;
 mod weak_channels;
 
 use tonic::Code;
