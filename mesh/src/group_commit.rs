@@ -32,6 +32,8 @@ pub trait Write: Send + Sync + 'static {
     /// Rows the writes of one transaction leave to be written together at its end, one
     /// statement for many (`()` when there are none).
     type Staged: Default + Send;
+    /// What `finish` hands to `committed`.
+    type Committed: Send;
 
     /// Applies one write in `tx`, or stages part of it in `staged`; `now` is the batch's time
     /// (ms).
@@ -48,7 +50,14 @@ pub trait Write: Send + Sync + 'static {
         &self,
         tx: &mut AnyConnection,
         staged: Self::Staged,
-    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+    ) -> impl Future<Output = Result<Self::Committed, sqlx::Error>> + Send;
+
+    /// Called once the transaction that `finish` ended has committed, with what it returned:
+    /// the place for effects outside the database (metrics), which a batch that is applied
+    /// again one by one must not cause twice.
+    fn committed(&self, committed: Self::Committed) {
+        let _ = committed;
+    }
 
     /// Whether a write that succeeded changed something to commit. A write that answers `false`
     /// must have written nothing that matters, since in a batch it is not undone; on its own,
@@ -149,8 +158,9 @@ async fn together<W: Write>(
     for op in ops {
         answers.push(Ok(write.apply(&mut tx, &mut staged, op, now).await?));
     }
-    write.finish(&mut tx, staged).await?;
+    let committed = write.finish(&mut tx, staged).await?;
     tx.commit().await?;
+    write.committed(committed);
     Ok(answers)
 }
 
@@ -160,8 +170,9 @@ async fn alone<W: Write>(write: &W, db: &Database, op: &W::Op) -> Result<W::Answ
     let mut staged = W::Staged::default();
     let answer = write.apply(&mut tx, &mut staged, op, now_unix_ms()).await?;
     if write.keep(&answer) {
-        write.finish(&mut tx, staged).await?;
+        let committed = write.finish(&mut tx, staged).await?;
         tx.commit().await?;
+        write.committed(committed);
     }
     Ok(answer)
 }

@@ -167,3 +167,56 @@ async fn concurrent_submits_share_commits_and_each_gets_its_own_answer() {
         20
     );
 }
+
+/// An order settled by an event of a batch that failed and was applied again one by one counts
+/// once in `jifen_order_settle_duration_seconds`: the settle time is observed after the commit
+/// that kept it, not inside the transaction that was undone.
+#[tokio::test]
+async fn an_order_settled_in_a_retried_batch_counts_once_in_the_settle_metric() {
+    let test_db = jifen_tests::TestDatabase::create("mall").await;
+    let db = Database::open_with(test_db.url(), &jifen_mall::app::MIGRATIONS, 4)
+        .await
+        .unwrap();
+    let store = OrderStore::new(db.clone());
+    for order_id in ["a", "b"] {
+        let order = NewOrder::parse(order_request(order_id, &[("alpha", "u1", 10)])).unwrap();
+        store.insert(&order).await.unwrap();
+    }
+    // a's line is deducted and its quota asked for: its quota's deduct completes it.
+    for sql in [
+        "UPDATE order_lines SET state = 'DEDUCTED' WHERE order_id = 'a'",
+        "UPDATE order_quotas SET state = 'PENDING' WHERE order_id = 'a'",
+        // b's line holds a state no code wrote: applying its event fails the batch.
+        "UPDATE order_lines SET state = 'BOGUS' WHERE order_id = 'b'",
+    ] {
+        sqlx::query(sql).execute(db.pool()).await.unwrap();
+    }
+    let (changes, _) = tokio::sync::broadcast::channel(16);
+    let saga = Saga::new(db.clone(), Arc::new(tokio::sync::Notify::new()), changes);
+    let span = tracing::Span::none();
+    let quota = Outcome {
+        step: StepKey::Quota {
+            channel_id: "alpha".into(),
+        },
+        ..deducted("a")
+    };
+    let b = deducted("b");
+    let completed = || {
+        jifen_mesh::metrics::ORDER_SETTLE_LATENCY
+            .with_label_values(&["COMPLETED"])
+            .get_sample_count()
+    };
+    let before = completed();
+    let results = saga.apply_batch(&[(&quota, &span), (&b, &span)]).await;
+    assert!(
+        matches!(
+            results[0],
+            Ok(jifen_mall::saga::Applied::Moved {
+                order_state: jifen_mall::order::OrderState::Completed
+            })
+        ),
+        "{results:?}"
+    );
+    assert!(results[1].is_err(), "{results:?}");
+    assert_eq!(completed() - before, 1, "one settled order, one sample");
+}

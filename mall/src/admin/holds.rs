@@ -8,7 +8,7 @@ use jifen_mesh::time::now_unix_ms;
 use super::Admin;
 use crate::error::MallError;
 use crate::order::{Order, OrderState};
-use crate::store::{dead_letters, phases, record, steps};
+use crate::store::{Appends, dead_letters, phases, record, steps};
 
 impl Admin {
     /// Settles a CONFIRMING order: COMPLETED (every hold spent) or CANCELLED (everything given
@@ -59,9 +59,12 @@ impl Admin {
             now,
         )
         .await?;
-        steps::set_order(&mut tx, order_id, to, None, now).await?;
+        let mut appends = Appends::default();
+        steps::set_order(&mut tx, &mut appends, order_id, to, None, now).await?;
+        let committed = appends.write(&mut tx).await?;
         dead_letters::clear_attention_if_settled(&mut tx, order_id, now).await?;
         tx.commit().await?;
+        committed.observe();
         let _ = self.changes.send(order_id.to_owned());
         self.order(order_id).await
     }

@@ -113,9 +113,10 @@ impl Admin {
         }
         phases::settle_if_done(&mut tx, &mut appends, order_id, now).await?;
         // Written before what follows, so the history keeps its order.
-        appends.write(&mut tx).await?;
+        let committed = appends.write(&mut tx).await?;
         dead_letters::clear_attention_if_settled(&mut tx, order_id, now).await?;
         tx.commit().await?;
+        committed.observe();
         self.after_change(order_id);
         self.order(order_id).await
     }

@@ -71,6 +71,8 @@ struct Settling {
     tx: jifen_mesh::storage::Tx,
     now: i64,
     sent_commands: bool,
+    /// Left for after the commit.
+    committed: crate::store::Committed,
 }
 
 impl Admin {
@@ -246,11 +248,12 @@ impl Admin {
         }
         let mut appends = Appends::default();
         let effect = apply_in(&mut tx, &mut appends, db.backend(), &outcome(points), now).await?;
-        appends.write(&mut tx).await?;
+        let committed = appends.write(&mut tx).await?;
         Ok(Settling {
             tx,
             now,
             sent_commands: effect.sent_commands,
+            committed,
         })
     }
 
@@ -258,6 +261,7 @@ impl Admin {
     async fn finish(&self, order_id: &str, mut settling: Settling) -> Result<Order, MallError> {
         dead_letters::clear_attention_if_settled(&mut settling.tx, order_id, settling.now).await?;
         settling.tx.commit().await?;
+        settling.committed.observe();
         if settling.sent_commands {
             self.relay.notify_one();
         }

@@ -149,6 +149,7 @@ impl Write for Events {
     type Op = (Outcome, tracing::Span);
     type Answer = Effect;
     type Staged = Appends;
+    type Committed = crate::store::Committed;
 
     async fn apply(
         &self,
@@ -169,8 +170,16 @@ impl Write for Events {
         Ok(effect)
     }
 
-    async fn finish(&self, tx: &mut AnyConnection, appends: Appends) -> Result<(), sqlx::Error> {
+    async fn finish(
+        &self,
+        tx: &mut AnyConnection,
+        appends: Appends,
+    ) -> Result<crate::store::Committed, sqlx::Error> {
         appends.write(tx).await
+    }
+
+    fn committed(&self, committed: crate::store::Committed) {
+        committed.observe();
     }
 
     fn keep(&self, effect: &Effect) -> bool {
@@ -263,7 +272,7 @@ pub(crate) async fn apply_in(
             (OrderState::Pending, true)
         }
         Then::Complete => {
-            set_order(tx, order_id, OrderState::Completed, None, now).await?;
+            set_order(tx, appends, order_id, OrderState::Completed, None, now).await?;
             appends.record(order_id, "completed", "every line and quota deducted", now);
             (OrderState::Completed, false)
         }

@@ -15,6 +15,26 @@ pub struct Appends {
     outbox: Vec<(Outgoing, i64)>,
     touched: Vec<String>,
     touched_at_ms: i64,
+    settled: Vec<(&'static str, f64)>,
+}
+
+/// What a written [`Appends`] leaves to do once its transaction commits: the settle times of
+/// the orders it settled, observed then — a transaction undone (a batch applied again one by
+/// one) must not count them.
+#[derive(Debug, Default)]
+#[must_use = "observe it once the transaction commits"]
+pub struct Committed {
+    settled: Vec<(&'static str, f64)>,
+}
+
+impl Committed {
+    pub fn observe(self) {
+        for (state, seconds) in self.settled {
+            jifen_mesh::metrics::ORDER_SETTLE_LATENCY
+                .with_label_values(&[state])
+                .observe(seconds);
+        }
+    }
 }
 
 /// Rows per multi-row INSERT: far below SQLite's 32 766 bound parameters.
@@ -25,6 +45,11 @@ impl Appends {
     pub fn touch(&mut self, order_id: &str, now_ms: i64) {
         self.touched.push(order_id.to_owned());
         self.touched_at_ms = self.touched_at_ms.max(now_ms);
+    }
+
+    /// Stages an order's settle time (`state`: how it ended), observed after the commit.
+    pub fn settled(&mut self, state: &'static str, seconds: f64) {
+        self.settled.push((state, seconds));
     }
 
     /// Stages an entry of an order's history, of the machine's own doing.
@@ -59,8 +84,9 @@ impl Appends {
         self.outbox.push((message, now_ms));
     }
 
-    /// Writes what is staged, in the caller's transaction.
-    pub async fn write(mut self, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    /// Writes what is staged, in the caller's transaction; what is left for after its commit
+    /// comes back.
+    pub async fn write(mut self, tx: &mut AnyConnection) -> Result<Committed, sqlx::Error> {
         self.touched.sort_unstable();
         self.touched.dedup();
         for ids in self.touched.chunks(ROWS_PER_INSERT) {
@@ -108,7 +134,9 @@ impl Appends {
             }
             query.execute(&mut *tx).await?;
         }
-        Ok(())
+        Ok(Committed {
+            settled: self.settled,
+        })
     }
 }
 
@@ -149,7 +177,8 @@ pub async fn record(
 ) -> Result<(), sqlx::Error> {
     let mut appends = Appends::default();
     appends.record_by(order_id, kind, detail, actor, now_ms);
-    appends.write(tx).await
+    // A history entry settles nothing: nothing is left for after the commit.
+    appends.write(tx).await.map(drop)
 }
 
 /// One staged history entry.

@@ -20,7 +20,7 @@ pub mod statements;
 pub(crate) mod steps;
 mod submit;
 
-pub use appends::{Appends, record};
+pub use appends::{Appends, Committed, record};
 
 use jifen_mesh::group_commit::Writer;
 use jifen_mesh::storage::Database;

@@ -233,7 +233,15 @@ pub(crate) async fn compensate(
     reason: &str,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    set_order(tx, order_id, OrderState::Compensating, Some(reason), now).await?;
+    set_order(
+        tx,
+        appends,
+        order_id,
+        OrderState::Compensating,
+        Some(reason),
+        now,
+    )
+    .await?;
     let holding = "'PENDING', 'DEDUCTED', 'FROZEN'";
     let sent = move_lines(tx, appends, order_id, UNDO, holding, now).await?
         + move_quotas(tx, appends, order_id, UNDO, holding, now).await?;
@@ -261,7 +269,7 @@ pub(crate) async fn confirm(
     order_id: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    set_order(tx, order_id, OrderState::Confirming, None, now).await?;
+    set_order(tx, appends, order_id, OrderState::Confirming, None, now).await?;
     let sent = move_lines(tx, appends, order_id, CONFIRM, "'FROZEN'", now).await?
         + move_quotas(tx, appends, order_id, CONFIRM, "'FROZEN'", now).await?;
     appends.record(
@@ -293,7 +301,7 @@ pub(crate) async fn complete_if_confirmed(
     if open > 0 {
         return Ok(OrderState::Confirming);
     }
-    set_order(tx, order_id, OrderState::Completed, None, now).await?;
+    set_order(tx, appends, order_id, OrderState::Completed, None, now).await?;
     appends.record(order_id, "completed", "every hold confirmed", now);
     Ok(OrderState::Completed)
 }
@@ -354,7 +362,7 @@ pub(crate) async fn settle_if_done(
     if refunding > 0 {
         return Ok(OrderState::Compensating);
     }
-    set_order(tx, order_id, OrderState::Cancelled, None, now).await?;
+    set_order(tx, appends, order_id, OrderState::Cancelled, None, now).await?;
     appends.record(
         order_id,
         "cancelled",

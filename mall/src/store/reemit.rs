@@ -86,6 +86,7 @@ pub(crate) async fn reemit(
     for message in messages {
         appends.enqueue(commands::regenerated(message, generation), now);
     }
-    appends.write(tx).await?;
+    // Commands only: nothing settles here.
+    let _nothing_settled = appends.write(tx).await?;
     Ok(sent)
 }

@@ -260,6 +260,7 @@ pub(crate) async fn set_step(
 
 pub(crate) async fn set_order(
     tx: &mut AnyConnection,
+    appends: &mut super::Appends,
     order_id: &str,
     state: OrderState,
     reason: Option<&str>,
@@ -278,9 +279,7 @@ pub(crate) async fn set_order(
     let created_at_ms: i64 = row.try_get("created_at_ms")?;
     if state.is_terminal() {
         let seconds = (now - created_at_ms).max(0) as f64 / 1000.0;
-        jifen_mesh::metrics::ORDER_SETTLE_LATENCY
-            .with_label_values(&[state.as_str()])
-            .observe(seconds);
+        appends.settled(state.as_str(), seconds);
         if row.try_get::<i64, _>("needs_attention")? != 0 {
             clear_settled_flag(tx, order_id, state, now).await?;
         }

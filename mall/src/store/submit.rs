@@ -25,6 +25,7 @@ impl Write for Submits {
     type Op = Submit;
     type Answer = Inserted;
     type Staged = Appends;
+    type Committed = super::Committed;
 
     async fn apply(
         &self,
@@ -43,8 +44,16 @@ impl Write for Submits {
         .await
     }
 
-    async fn finish(&self, tx: &mut AnyConnection, appends: Appends) -> Result<(), sqlx::Error> {
+    async fn finish(
+        &self,
+        tx: &mut AnyConnection,
+        appends: Appends,
+    ) -> Result<super::Committed, sqlx::Error> {
         appends.write(tx).await
+    }
+
+    fn committed(&self, committed: super::Committed) {
+        committed.observe();
     }
 }
 

@@ -382,6 +382,7 @@ impl Write for Rules {
     type Op = BarrierOp;
     type Answer = BarrierAnswer;
     type Staged = ();
+    type Committed = ();
 
     async fn finish(&self, _tx: &mut AnyConnection, (): ()) -> Result<(), sqlx::Error> {
         Ok(())
