@@ -8,8 +8,8 @@
 use sqlx::AnyConnection;
 
 use super::{
-    Barrier, BarrierAnswer, BarrierOp, DeductClaim, DeductOutcome, LedgerEntry, LedgerState,
-    Rejection, Rules, mixed_up, replay,
+    Barrier, BarrierAnswer, BarrierOp, DeductOutcome, LedgerEntry, LedgerState, Rules, Taking,
+    mixed_up,
 };
 
 /// The rejection code of a hold released by its expiry.
@@ -133,25 +133,6 @@ impl Rules {
             .ok_or_else(|| sqlx::Error::Protocol("this ledger does not hold points".into()))
     }
 
-    /// Moves the party's balance by `sql`; the party must exist (it held these points a moment
-    /// ago, and without it they would be lost).
-    async fn shift(
-        tx: &mut AnyConnection,
-        sql: &str,
-        points: i64,
-        party: &str,
-        now: i64,
-    ) -> Result<bool, sqlx::Error> {
-        Ok(sqlx::query(sql)
-            .bind(points)
-            .bind(now)
-            .bind(party)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1)
-    }
-
     pub(super) async fn hold_in(
         &self,
         tx: &mut AnyConnection,
@@ -165,18 +146,17 @@ impl Rules {
                 party,
                 points,
                 ttl_ms,
-            } => BarrierAnswer::Deducted(
-                self.freeze_in(
-                    tx,
-                    holds,
-                    order_id,
-                    party,
-                    *points,
-                    now.saturating_add(*ttl_ms),
-                    now,
+            } => {
+                let taking = Taking {
+                    state: LedgerState::Frozen,
+                    expires_at_ms: now.saturating_add(*ttl_ms),
+                    sql: holds.freeze,
+                };
+                BarrierAnswer::Deducted(
+                    self.take_in(tx, order_id, party, *points, taking, now)
+                        .await?,
                 )
-                .await?,
-            ),
+            }
             HoldOp::Confirm { order_id, party } => {
                 BarrierAnswer::Confirmed(self.confirm_in(tx, holds, order_id, party, now).await?)
             }
@@ -195,69 +175,6 @@ impl Rules {
                 }
                 BarrierAnswer::Expired(released)
             }
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn freeze_in(
-        &self,
-        tx: &mut AnyConnection,
-        holds: HoldBalance,
-        order_id: &str,
-        party: &str,
-        points: i64,
-        expires_at_ms: i64,
-        now: i64,
-    ) -> Result<DeductOutcome, sqlx::Error> {
-        let claim = self
-            .ledger
-            .claim_deduct(
-                &mut *tx,
-                order_id,
-                party,
-                points,
-                LedgerState::Frozen,
-                expires_at_ms,
-                now,
-            )
-            .await?;
-        if let DeductClaim::Recorded(entry) = claim {
-            return replay(entry, points, true);
-        }
-        if Self::shift(tx, holds.freeze, points, party, now).await? {
-            return Ok(DeductOutcome::Deducted(LedgerEntry {
-                order_id: order_id.to_owned(),
-                party: party.to_owned(),
-                points,
-                state: LedgerState::Frozen,
-                rejection: String::new(),
-                updated_at_ms: now,
-                expires_at_ms,
-            }));
-        }
-        let rejection = self.refusal(tx, party).await?;
-        let entry = self
-            .ledger
-            .reject(&mut *tx, order_id, party, rejection.code(), now)
-            .await?;
-        Ok(DeductOutcome::Rejected(entry, rejection))
-    }
-
-    /// Why the party's balance could not give the points.
-    pub(super) async fn refusal(
-        &self,
-        tx: &mut AnyConnection,
-        party: &str,
-    ) -> Result<Rejection, sqlx::Error> {
-        let known = sqlx::query(self.balance.exists)
-            .bind(party)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        Ok(if known {
-            Rejection::Insufficient
-        } else {
-            Rejection::UnknownParty
         })
     }
 

@@ -265,13 +265,15 @@ struct Rules {
 }
 
 impl Rules {
-    /// [`Barrier::deduct`] in the caller's transaction, which commits.
-    async fn deduct_in(
+    /// [`Barrier::deduct`] (or, with a hold's `taking`, [`Barrier::freeze`]) in the caller's
+    /// transaction, which commits.
+    async fn take_in(
         &self,
         tx: &mut AnyConnection,
         order_id: &str,
         party: &str,
         points: i64,
+        taking: Taking,
         now: i64,
     ) -> Result<DeductOutcome, sqlx::Error> {
         let claim = self
@@ -281,39 +283,59 @@ impl Rules {
                 order_id,
                 party,
                 points,
-                LedgerState::Deducted,
-                0,
+                taking.state,
+                taking.expires_at_ms,
                 now,
             )
             .await?;
         if let DeductClaim::Recorded(entry) = claim {
-            return replay(entry, points, false);
+            return replay(entry, points, taking.state == LedgerState::Frozen);
         }
-        let taken = sqlx::query(self.balance.take)
+        if Self::shift(tx, taking.sql, points, party, now).await? {
+            return Ok(DeductOutcome::Deducted(LedgerEntry {
+                order_id: order_id.to_owned(),
+                party: party.to_owned(),
+                points,
+                state: taking.state,
+                rejection: String::new(),
+                updated_at_ms: now,
+                expires_at_ms: taking.expires_at_ms,
+            }));
+        }
+        let known = sqlx::query(self.balance.exists)
+            .bind(party)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        let rejection = if known {
+            Rejection::Insufficient
+        } else {
+            Rejection::UnknownParty
+        };
+        let entry = self
+            .ledger
+            .reject(&mut *tx, order_id, party, rejection.code(), now)
+            .await?;
+        Ok(DeductOutcome::Rejected(entry, rejection))
+    }
+
+    /// Moves the party's balance by `sql` (`$1` points, `$2` time, `$3` party); false when it
+    /// changed no row (a balance too short, a party unknown).
+    async fn shift(
+        tx: &mut AnyConnection,
+        sql: &str,
+        points: i64,
+        party: &str,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        Ok(sqlx::query(sql)
             .bind(points)
             .bind(now)
             .bind(party)
             .execute(&mut *tx)
             .await?
             .rows_affected()
-            == 1;
-        if taken {
-            return Ok(DeductOutcome::Deducted(LedgerEntry {
-                order_id: order_id.to_owned(),
-                party: party.to_owned(),
-                points,
-                state: LedgerState::Deducted,
-                rejection: String::new(),
-                updated_at_ms: now,
-                expires_at_ms: 0,
-            }));
-        }
-        let rejection = self.refusal(tx, party).await?;
-        let entry = self
-            .ledger
-            .reject(&mut *tx, order_id, party, rejection.code(), now)
-            .await?;
-        Ok(DeductOutcome::Rejected(entry, rejection))
+            == 1)
     }
 
     /// [`Barrier::refund`] in the caller's transaction, which commits.
@@ -331,14 +353,7 @@ impl Rules {
                 .await?
             {
                 RefundClaim::Restore(entry) => {
-                    let restored = sqlx::query(self.balance.restore)
-                        .bind(entry.points)
-                        .bind(now)
-                        .bind(party)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    if restored != 1 {
+                    if !Self::shift(tx, self.balance.restore, entry.points, party, now).await? {
                         // The party held these points a moment ago; without it they would be
                         // lost.
                         return Err(sqlx::Error::RowNotFound);
@@ -349,6 +364,15 @@ impl Rules {
             },
         )
     }
+}
+
+/// How a key takes points: the state it records (deducted, or frozen until `expires_at_ms`)
+/// and the balance's SQL that takes them.
+#[derive(Debug, Clone, Copy)]
+struct Taking {
+    state: LedgerState,
+    expires_at_ms: i64,
+    sql: &'static str,
 }
 
 /// A deduct or refund queued for group commit.
@@ -400,10 +424,16 @@ impl Write for Rules {
                 order_id,
                 party,
                 points,
-            } => self
-                .deduct_in(tx, order_id, party, *points, now)
-                .await
-                .map(BarrierAnswer::Deducted),
+            } => {
+                let taking = Taking {
+                    state: LedgerState::Deducted,
+                    expires_at_ms: 0,
+                    sql: self.balance.take,
+                };
+                self.take_in(tx, order_id, party, *points, taking, now)
+                    .await
+                    .map(BarrierAnswer::Deducted)
+            }
             BarrierOp::Refund { order_id, party } => self
                 .refund_in(tx, order_id, party, now)
                 .await
