@@ -17,15 +17,19 @@ use crate::template::Template;
 mod call;
 mod checks;
 mod headers;
+mod holds;
 mod pending;
 mod secret;
 mod signing;
 mod statement;
+mod states;
 
 pub use call::{Call, Encoding, ErrorMap, Param, Payload};
+pub use holds::Holds;
 pub(crate) use secret::RawSecretRef as SecretRef;
 pub use signing::{AnswerCanonical, Canonical, SignatureAt, Signing, Verify};
 pub use statement::StatementFormat;
+pub use states::{AnswerState, Failure};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdapterConfigError {
@@ -43,55 +47,6 @@ pub enum AdapterConfigError {
         key: String,
         message: String,
     },
-}
-
-/// What a failed call means, as the config maps it (DESIGN §9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Failure {
-    /// A business refusal (too few points, account frozen): the deduct is rejected.
-    Rejected,
-    /// The user has no account: the deduct is rejected.
-    UnknownUser,
-    /// Nothing is recorded for the key (a query, a refund of a key never deducted).
-    NotFound,
-    /// Not applied; try again later.
-    Transient,
-    /// The request can never succeed (a bug, a misconfiguration).
-    Invalid,
-    /// The key was refunded before this deduct arrived.
-    Conflict,
-    /// The key was used before with another amount (`ALREADY_EXISTS`).
-    OtherAmount,
-    /// Not a failure but a state: the key is already deducted (a "duplicate order" code
-    /// answering a repeated deduct).
-    Deducted,
-    /// Not a failure but a state: the key is already refunded ("already reversed").
-    Refunded,
-    /// Not a failure but a state: accepted, still processing (`[pending]` polls it).
-    Pending,
-    /// Not a failure but a state: the key's points are already held (a repeated freeze).
-    Frozen,
-    /// Not a failure but a state: the hold is already captured (a repeated confirm).
-    Confirmed,
-    /// Not a failure but a state: the hold is already released (a repeated cancel).
-    Cancelled,
-}
-
-/// One state of a deduction as Jifen reads it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AnswerState {
-    Deducted,
-    Refunded,
-    Rejected,
-    /// Accepted, not final: asked again on the `[pending]` schedule.
-    Pending,
-    /// Held (TCC): out of the user's balance, not spent.
-    Frozen,
-    /// A hold captured: spent.
-    Confirmed,
-    /// A hold released, voided or lapsed.
-    Cancelled,
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,15 +222,6 @@ pub struct AdapterConfig {
     pub balance: Option<Call>,
 }
 
-/// A partner's hold calls (TCC): hold, capture, release; with how long a hold lives there.
-#[derive(Debug, Clone)]
-pub struct Holds {
-    pub freeze: Call,
-    pub confirm: Call,
-    pub cancel: Call,
-    pub ttl: Duration,
-}
-
 impl AdapterConfig {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Self, AdapterConfigError> {
@@ -398,48 +344,18 @@ impl AdapterConfig {
         let refund = raw.refund.map(|c| call("refund", c)).transpose()?;
         let query = raw.query.map(|c| call("query", c)).transpose()?;
         let balance = raw.balance.map(|c| call("balance", c)).transpose()?;
-        let holds = match (
+        let holds = holds::build(
             capabilities.freeze,
-            raw.freeze,
-            raw.confirm,
-            raw.cancel,
-            raw.hold_ttl,
-        ) {
-            (false, None, None, None, None) => None,
-            (true, Some(freeze), Some(confirm), Some(cancel), Some(ttl)) => Some(Holds {
-                freeze: call("freeze", freeze)?,
-                confirm: call("confirm", confirm)?,
-                cancel: call("cancel", cancel)?,
-                ttl: duration("hold_ttl", &ttl)?,
-            }),
-            (false, ..) => {
-                return Err(invalid(
-                    "capabilities.freeze",
-                    "is false, yet the file has [freeze], [confirm], [cancel] or hold_ttl: set \
-                     freeze = true to take this channel's lines by holds, or remove them"
-                        .into(),
-                ));
-            }
-            (true, freeze, confirm, cancel, ttl) => {
-                let missing: Vec<&str> = [
-                    ("[freeze]", freeze.is_none()),
-                    ("[confirm]", confirm.is_none()),
-                    ("[cancel]", cancel.is_none()),
-                    ("hold_ttl", ttl.is_none()),
-                ]
-                .into_iter()
-                .filter_map(|(name, missing)| missing.then_some(name))
-                .collect();
-                return Err(invalid(
-                    "capabilities.freeze",
-                    format!(
-                        "is true, so the file needs {}: the calls that hold, capture and \
-                         release points, and how long the partner keeps a hold",
-                        missing.join(", ")
-                    ),
-                ));
-            }
-        };
+            holds::RawHolds {
+                freeze: raw.freeze,
+                confirm: raw.confirm,
+                cancel: raw.cancel,
+                ttl: raw.hold_ttl,
+            },
+            &call,
+            &duration,
+            &invalid,
+        )?;
         let hold_calls = holds.as_ref().map(|h| [&h.freeze, &h.confirm, &h.cancel]);
         let mut calls = vec![
             Some(&deduct),
