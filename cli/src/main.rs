@@ -72,6 +72,10 @@ enum Command {
     Operators(operators::OperatorsArgs),
 }
 
+/// glibc's allocator was a sixth of the mesh's CPU under load (docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
