@@ -20,7 +20,9 @@ use jifen_mesh::startup::StartError;
 use jifen_mesh::storage::{Database, Migrations};
 use jifen_proto::v1::admin_service_server::AdminServiceServer;
 use jifen_proto::v1::mall_service_server::MallServiceServer;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
+
+use crate::changes::OrderChanges;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::server::NamedService;
@@ -194,14 +196,13 @@ impl MallApp {
             })?),
             None => None,
         };
-        let (changes, _) = broadcast::channel(1024);
         Ok(Self {
             server,
             mall: Mall {
                 store: OrderStore::new(db),
                 registry: Arc::new(registry),
                 relay: Arc::new(Notify::new()),
-                changes,
+                changes: OrderChanges::default(),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 pauses: Arc::default(),

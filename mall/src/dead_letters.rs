@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::changes::OrderChanges;
 use jifen_mesh::bus::consume::{Delivery, Disposition, Handler};
 use jifen_mesh::bus::subjects::{
     CMD_STREAM, CONSUMER_HEADER, DEAD_LETTER_KIND_HEADER, DELIVERIES_HEADER, DLQ_INDEX_CONSUMER,
@@ -13,7 +14,6 @@ use jifen_mesh::bus::subjects::{
 };
 use jifen_mesh::storage::Database;
 use jifen_mesh::time::now_unix_ms;
-use tokio::sync::broadcast;
 
 use crate::store::dead_letters::{self, DeadLetter};
 
@@ -21,11 +21,11 @@ use crate::store::dead_letters::{self, DeadLetter};
 #[derive(Debug, Clone)]
 pub struct Indexer {
     db: Database,
-    changes: broadcast::Sender<String>,
+    changes: OrderChanges,
 }
 
 impl Indexer {
-    pub fn new(db: Database, changes: broadcast::Sender<String>) -> Arc<Self> {
+    pub fn new(db: Database, changes: OrderChanges) -> Arc<Self> {
         Arc::new(Self { db, changes })
     }
 
@@ -112,7 +112,7 @@ impl Handler for Indexer {
     async fn handle(&self, delivery: &Delivery) -> Disposition {
         match self.index(delivery).await {
             Ok(Some(order_id)) => {
-                let _ = self.changes.send(order_id);
+                self.changes.announce(&order_id);
                 Disposition::Ack
             }
             Ok(None) => Disposition::Ack,

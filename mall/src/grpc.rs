@@ -11,7 +11,9 @@ use jifen_proto::v1::{
     OrderLine, QuotaLine, SubmitOrderRequest, SubmitOrderResponse, WatchOrderRequest,
     WatchOrderResponse,
 };
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{Notify, mpsc};
+
+use crate::changes::OrderChanges;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -31,7 +33,7 @@ pub struct Mall {
     pub(crate) store: OrderStore,
     pub(crate) registry: Arc<Registry>,
     pub(crate) relay: Arc<Notify>,
-    pub(crate) changes: broadcast::Sender<String>,
+    pub(crate) changes: OrderChanges,
     /// Cancelled when the mall starts shutting down: open watches end, so that the server's
     /// graceful close does not wait for streams that would never finish by themselves.
     pub(crate) shutdown: CancellationToken,
@@ -200,7 +202,7 @@ impl Mall {
         match self.store.insert(&order).await? {
             Inserted::New(stored) => {
                 self.relay.notify_one();
-                let _ = self.changes.send(order_id.clone());
+                self.changes.announce(&order_id);
                 tracing::debug!(%order_id, lines = order.lines.len(), "order submitted");
                 Ok(*stored)
             }
@@ -308,7 +310,7 @@ impl MallService for Mall {
             OrderId::parse("order_id", request.into_inner().order_id).map_err(MallError::from)?;
         let order_id = order_id.into_string();
         // Subscribe before the first read: a change committed in between is then announced.
-        let mut changes = self.changes.subscribe();
+        let mut changes = self.changes.subscribe(&order_id);
         let first = self.load(&order_id).await?;
         let (tx, rx) = mpsc::channel(8);
         let mall = self.clone();
@@ -332,11 +334,7 @@ impl MallService for Mall {
             poll.tick().await;
             while !terminal {
                 tokio::select! {
-                    changed = changes.recv() => match changed {
-                        Ok(id) if id != order_id => continue,
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
+                    () = changes.changed() => {}
                     // A poll reads the version only; the order when it moved.
                     _ = poll.tick() => match mall.store.version(&order_id).await {
                         Ok(Some(now)) if now == version => continue,

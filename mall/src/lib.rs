@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod app;
 pub mod bus_health;
+pub mod changes;
 pub mod commands;
 pub mod console;
 pub mod dead_letters;

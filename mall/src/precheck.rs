@@ -225,7 +225,9 @@ impl Registry {
             .quotas()
             .into_iter()
             .map(|(channel_id, needed)| async move {
-                let remaining = self.remaining_quota(channel_id.as_str(), needed, asked).await?;
+                let remaining = self
+                    .remaining_quota(channel_id.as_str(), needed, asked)
+                    .await?;
                 if remaining < needed {
                     return Err(MallError::InsufficientQuota {
                         channel_id: channel_id.to_string(),

@@ -50,8 +50,11 @@ async fn a_batch_applies_each_event_once_and_a_failing_one_alone_is_left_to_retr
         .execute(db.pool())
         .await
         .unwrap();
-    let (changes, _) = tokio::sync::broadcast::channel(16);
-    let saga = Saga::new(db.clone(), Arc::new(tokio::sync::Notify::new()), changes);
+    let saga = Saga::new(
+        db.clone(),
+        Arc::new(tokio::sync::Notify::new()),
+        Default::default(),
+    );
     let span = tracing::Span::none();
     let (a, b, c) = (deducted("a"), deducted("b"), deducted("c"));
     let events = [(&a, &span), (&b, &span), (&c, &span), (&a, &span)];
@@ -191,8 +194,11 @@ async fn an_order_settled_in_a_retried_batch_counts_once_in_the_settle_metric() 
     ] {
         sqlx::query(sql).execute(db.pool()).await.unwrap();
     }
-    let (changes, _) = tokio::sync::broadcast::channel(16);
-    let saga = Saga::new(db.clone(), Arc::new(tokio::sync::Notify::new()), changes);
+    let saga = Saga::new(
+        db.clone(),
+        Arc::new(tokio::sync::Notify::new()),
+        Default::default(),
+    );
     let span = tracing::Span::none();
     let quota = Outcome {
         step: StepKey::Quota {

@@ -65,7 +65,7 @@ impl Admin {
         dead_letters::clear_attention_if_settled(&mut tx, order_id, now).await?;
         tx.commit().await?;
         committed.observe();
-        let _ = self.changes.send(order_id.to_owned());
+        self.changes.announce(order_id);
         self.order(order_id).await
     }
 }

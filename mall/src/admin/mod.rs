@@ -18,7 +18,9 @@ use std::sync::Arc;
 use jifen_mesh::bus::publish::{Outgoing, Publisher};
 use jifen_mesh::time::now_unix_ms;
 use sqlx::AnyConnection;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
+
+use crate::changes::OrderChanges;
 
 use crate::store::reemit::reemit;
 use crate::store::{phases, steps};
@@ -40,7 +42,7 @@ pub struct Admin {
     pub(crate) registry: Arc<Registry>,
     pub(crate) publisher: Publisher,
     pub(crate) relay: Arc<Notify>,
-    pub(crate) changes: broadcast::Sender<String>,
+    pub(crate) changes: OrderChanges,
     /// The ledgers' health, from their connectors' reports.
     pub(crate) health: Arc<crate::ledger_health::HealthBoard>,
     /// Pauses and maintenance windows in force or ahead.
@@ -232,6 +234,6 @@ impl Admin {
 
     fn after_change(&self, order_id: &str) {
         self.relay.notify_one();
-        let _ = self.changes.send(order_id.to_owned());
+        self.changes.announce(order_id);
     }
 }

@@ -211,7 +211,7 @@ impl Admin {
         )
         .await?;
         tx.commit().await?;
-        let _ = self.changes.send(order_id.to_owned());
+        self.changes.announce(order_id);
         self.order(order_id).await
     }
 
@@ -265,7 +265,7 @@ impl Admin {
         if settling.sent_commands {
             self.relay.notify_one();
         }
-        let _ = self.changes.send(order_id.to_owned());
+        self.changes.announce(order_id);
         self.order(order_id).await
     }
 }

@@ -22,7 +22,9 @@ use jifen_mesh::bus::consume::{Delivery, Disposition, Handler};
 use jifen_mesh::group_commit::{self, Write};
 use jifen_mesh::storage::{Backend, Database};
 use sqlx::AnyConnection;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
+
+use crate::changes::OrderChanges;
 
 use crate::order::{OrderState, StepState};
 use crate::store::Appends;
@@ -86,11 +88,11 @@ impl Effect {
 pub struct Saga {
     db: Database,
     relay: Arc<Notify>,
-    changes: broadcast::Sender<String>,
+    changes: OrderChanges,
 }
 
 impl Saga {
-    pub fn new(db: Database, relay: Arc<Notify>, changes: broadcast::Sender<String>) -> Self {
+    pub fn new(db: Database, relay: Arc<Notify>, changes: OrderChanges) -> Self {
         Self { db, relay, changes }
     }
 
@@ -136,7 +138,7 @@ impl Saga {
             self.relay.notify_one();
         }
         if effect.changed {
-            let _ = self.changes.send(order_id.to_owned());
+            self.changes.announce(order_id);
         }
     }
 }
