@@ -72,7 +72,8 @@ enum Command {
     Operators(operators::OperatorsArgs),
 }
 
-/// glibc's allocator was a sixth of the mesh's CPU under load (docs/performance.md).
+/// glibc's allocator was a sixth of the mesh's CPU under load (docs/performance.md); with
+/// `override`, SQLite's own allocations (page cache, values) go to mimalloc too.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
