@@ -16,6 +16,16 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
+/// Streams a client may reset before the server took them, at once, before the connection is
+/// closed with `ENHANCE_YOUR_CALM`. h2's default, 20, is meant for a rapid-reset attack; a web
+/// backend that opens and drops `WatchOrder`s by the thousand on one connection is not one.
+/// Still bounded: each such stream costs the server a little until it is taken.
+pub const MAX_PENDING_ACCEPT_RESETS: usize = 1_000;
+
+/// Streams the server itself may reset for a client's errors before it closes the connection:
+/// hyper's default, which tonic would otherwise lift (unbounded).
+pub const MAX_LOCAL_ERROR_RESETS: usize = 1_024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum GrpcError {
     #[error("cannot listen on {addr}")]
@@ -156,6 +166,8 @@ impl GrpcServer {
         };
         tracing::info!(%addr, services = ?services, tls = self.tls.is_some(), "gRPC server listening");
         let router = Server::builder()
+            .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESETS))
+            .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
             .layer(crate::metrics::GrpcMetricsLayer)
             .add_routes(routes.routes());
         let served = match self.tls {
