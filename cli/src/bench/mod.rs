@@ -34,9 +34,10 @@ use workload::{Draw, PlannedOrder, Shape};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// The mall's gRPC endpoint.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    mall: String,
+    /// The mall's gRPC endpoint; several, comma-separated, for replicas: orders are spread
+    /// over them in turn, each watched where it was submitted.
+    #[arg(long, default_value = "http://127.0.0.1:50051", value_delimiter = ',')]
+    mall: Vec<String>,
     /// The portal's gRPC endpoint, to find the channels.
     #[arg(long, default_value = "http://127.0.0.1:50052")]
     portal: String,
@@ -116,11 +117,14 @@ pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result
             plain.len()
         );
     }
-    let mall = jifen_mesh::tls_io::GrpcTarget::new(&args.mall, tls.as_ref())?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the mall at {}", args.mall))?;
-    let mall = MallServiceClient::new(mall);
+    let mut mall = Vec::with_capacity(args.mall.len());
+    for endpoint in &args.mall {
+        let channel = jifen_mesh::tls_io::GrpcTarget::new(endpoint, tls.as_ref())?
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach the mall at {endpoint}"))?;
+        mall.push(MallServiceClient::new(channel));
+    }
     let run_id = jifen_mesh::time::now_unix_ms();
     let mut draw = Draw::new(args.seed);
     let shape = |orders: u64| Shape {
@@ -166,7 +170,7 @@ pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result
         args.user_count,
         args.fail_pct,
         args.seed,
-        args.mall
+        args.mall.join(", ")
     );
     let started = Instant::now();
     let (samples, expected) = load(&mall, &ledgers, timed, concurrency, &shutdown).await?;
@@ -203,7 +207,7 @@ pub async fn run(args: BenchArgs, shutdown: CancellationToken) -> anyhow::Result
 /// Runs `orders` at `concurrency` to their end; returns how each went and what the ledgers
 /// must show for it.
 async fn load(
-    mall: &MallServiceClient<Channel>,
+    malls: &[MallServiceClient<Channel>],
     ledgers: &Arc<Ledgers>,
     orders: Vec<PlannedOrder>,
     concurrency: usize,
@@ -214,7 +218,7 @@ async fn load(
     let (submitted, settled) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let started = Instant::now();
     let mut tasks = JoinSet::new();
-    for order in orders {
+    for (order, mall) in orders.into_iter().zip(malls.iter().cycle()) {
         let (mall, ledgers, limit) = (mall.clone(), ledgers.clone(), limit.clone());
         let (submitted, settled) = (submitted.clone(), settled.clone());
         tasks.spawn(async move {
