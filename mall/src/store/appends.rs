@@ -87,12 +87,14 @@ impl Appends {
     /// Writes what is staged, in the caller's transaction; what is left for after its commit
     /// comes back.
     pub async fn write(mut self, tx: &mut AnyConnection) -> Result<Committed, sqlx::Error> {
+        let marks = Marks::of(tx);
         self.touched.sort_unstable();
         self.touched.dedup();
         for ids in self.touched.chunks(ROWS_PER_INSERT) {
             let sql = format!(
-                "UPDATE orders SET version = version + 1, updated_at_ms = $1 WHERE order_id IN ({})",
-                rows_of(ids.len(), "${}", 2)
+                "UPDATE orders SET version = version + 1, updated_at_ms = {} WHERE order_id IN ({})",
+                marks.values(1, 1),
+                marks.values(ids.len(), 2)
             );
             let mut query = sqlx::query(&sql).bind(self.touched_at_ms);
             for id in ids {
@@ -103,7 +105,7 @@ impl Appends {
         for rows in self.history.chunks(ROWS_PER_INSERT) {
             let sql = format!(
                 "INSERT INTO order_events (order_id, at_ms, kind, detail, actor) VALUES {}",
-                placeholders(rows.len(), 5)
+                marks.rows(rows.len(), 5)
             );
             let mut query = sqlx::query(&sql);
             for row in rows {
@@ -120,7 +122,7 @@ impl Appends {
             let sql = format!(
                 "INSERT INTO outbox (subject, msg_id, order_id, traceparent, payload, created_at_ms) \
                  VALUES {}",
-                placeholders(rows.len(), 6)
+                marks.rows(rows.len(), 6)
             );
             let mut query = sqlx::query(&sql);
             for (message, now_ms) in rows {
@@ -160,9 +162,42 @@ pub(super) fn rows_of(rows: usize, template: &str, first: usize) -> String {
     out
 }
 
-/// `($1, $2), ($3, $4)` for two rows of two columns.
-fn placeholders(rows: usize, columns: usize) -> String {
-    rows_of(rows, &format!("({})", vec!["${}"; columns].join(", ")), 1)
+/// How a statement whose values are bound in the order they appear marks them: numbered
+/// (`$1, $2`) on PostgreSQL; anonymous (`?, ?`) on SQLite, which looks every numbered or named
+/// parameter up in a list — when it parses the statement and again when sqlx binds it — so
+/// that a statement of many rows cost time quadratic in its values (a few % of the mall's CPU
+/// under load, docs/performance.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Marks {
+    Numbered,
+    Anonymous,
+}
+
+impl Marks {
+    pub(crate) fn of(conn: &AnyConnection) -> Self {
+        if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+            Self::Anonymous
+        } else {
+            Self::Numbered
+        }
+    }
+
+    /// `count` values, the first bound `first`-th: `$first, $first+1, …` or `?, ?, …`.
+    pub(crate) fn values(self, count: usize, first: usize) -> String {
+        match self {
+            Self::Numbered => rows_of(count, "${}", first),
+            Self::Anonymous => vec!["?"; count].join(", "),
+        }
+    }
+
+    /// `rows` parenthesised rows of `columns` values: `($1, $2), ($3, $4)` or `(?, ?), (?, ?)`.
+    pub(crate) fn rows(self, rows: usize, columns: usize) -> String {
+        let row = match self {
+            Self::Numbered => format!("({})", vec!["${}"; columns].join(", ")),
+            Self::Anonymous => format!("({})", vec!["?"; columns].join(", ")),
+        };
+        rows_of(rows, &row, 1)
+    }
 }
 
 /// Adds an entry to an order's history that `actor` caused (empty: the machine), in the
@@ -196,9 +231,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn multi_row_placeholders_number_on() {
-        assert_eq!(placeholders(2, 2), "($1, $2), ($3, $4)");
-        assert_eq!(placeholders(0, 3), "");
+    fn multi_row_placeholders_number_on_or_stay_anonymous() {
+        assert_eq!(Marks::Numbered.rows(2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(Marks::Numbered.rows(0, 3), "");
+        assert_eq!(Marks::Anonymous.rows(2, 2), "(?, ?), (?, ?)");
+        assert_eq!(Marks::Numbered.values(3, 2), "$2, $3, $4");
+        assert_eq!(Marks::Anonymous.values(3, 2), "?, ?, ?");
         assert_eq!(
             rows_of(2, "($1, ${}, ${}, 'X')", 2),
             "($1, $2, $3, 'X'), ($1, $4, $5, 'X')"

@@ -4,7 +4,7 @@ use jifen_mesh::bus::publish::Outgoing;
 use jifen_mesh::storage::Backend;
 use sqlx::{AnyConnection, Executor, Row};
 
-use super::appends::rows_of;
+use super::appends::Marks;
 
 /// The oldest `limit` rows, with their ids. On PostgreSQL inside the caller's transaction,
 /// claimed with `FOR UPDATE SKIP LOCKED` so that mall replicas share the work without sending
@@ -51,7 +51,7 @@ pub(crate) async fn delete(tx: &mut AnyConnection, ids: &[i64]) -> Result<(), sq
     }
     let sql = format!(
         "DELETE FROM outbox WHERE id IN ({})",
-        rows_of(ids.len(), "${}", 1)
+        Marks::of(tx).values(ids.len(), 1)
     );
     let mut query = sqlx::query(&sql);
     for id in ids {
