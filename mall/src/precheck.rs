@@ -49,10 +49,10 @@ pub struct Registry {
 /// orders' worth under load (two gRPC calls and two ledger reads fewer per order, DESIGN §6).
 pub const QUOTA_FRESH: Duration = Duration::from_millis(100);
 
-/// A channel's remaining quota, and when it was read.
-#[derive(Debug, Clone, Copy)]
+/// What the portal answered for a channel's remaining quota, and when the answer came.
+#[derive(Debug, Clone)]
 struct QuotaSeen {
-    remaining: i64,
+    read: Result<i64, Status>,
     at: Instant,
 }
 
@@ -125,6 +125,14 @@ fn lazy(
     Ok(GrpcTarget::new(endpoint, tls)?
         .timeouts(timeout, timeout)
         .lazy())
+}
+
+/// The portal's refusal to tell a channel's quota, as the mall answers it.
+fn quota_error(channel_id: &str, status: &Status) -> MallError {
+    match status.code() {
+        Code::NotFound => MallError::UnknownChannel(channel_id.to_owned()),
+        _ => upstream("the portal", status),
+    }
 }
 
 fn upstream(what: impl Into<String>, status: &Status) -> MallError {
@@ -294,29 +302,30 @@ impl Registry {
             quotas.entry(channel_id.to_owned()).or_default().clone()
         };
         let mut seen = slot.lock().await;
-        if let Some(last) = *seen {
+        if let Some(last) = seen.as_ref() {
             let fresh = last.at.elapsed() < QUOTA_FRESH;
-            if (fresh && last.remaining >= needed) || last.at >= asked {
-                return Ok(last.remaining);
+            match &last.read {
+                Ok(remaining) if (fresh && *remaining >= needed) || last.at >= asked => {
+                    return Ok(*remaining);
+                }
+                // A read that failed after this order arrived answers it too: a portal that
+                // hangs costs the checks waiting here one deadline, not one each in turn.
+                Err(status) if last.at >= asked => return Err(quota_error(channel_id, status)),
+                _ => {}
             }
         }
-        let remaining = self
+        let read = self
             .portal
             .clone()
             .get_channel_quota(jifen_mesh::trace::request(GetChannelQuotaRequest {
                 channel_id: channel_id.to_owned(),
             }))
             .await
-            .map_err(|s| match s.code() {
-                Code::NotFound => MallError::UnknownChannel(channel_id.to_owned()),
-                _ => upstream("the portal", &s),
-            })?
-            .into_inner()
-            .remaining;
+            .map(|answer| answer.into_inner().remaining);
         *seen = Some(QuotaSeen {
-            remaining,
+            read: read.clone(),
             at: Instant::now(),
         });
-        Ok(remaining)
+        read.map_err(|status| quota_error(channel_id, &status))
     }
 }

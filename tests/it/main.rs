@@ -26,6 +26,7 @@ mod operations;
 mod operators;
 mod partner_apis;
 mod portal_barrier;
+mod precheck;
 mod saga;
 mod saga_batch;
 mod saga_faults;
