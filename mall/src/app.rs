@@ -316,6 +316,12 @@ impl MallApp {
             "ledger health",
             crate::ledger_health::listen(self.client.clone(), health.clone(), workers.clone()),
         );
+        supervise(
+            &tracker,
+            &shutdown,
+            "order changes",
+            changes.clone().spread(self.client.clone(), workers.clone()),
+        );
         let admin = Admin {
             store: self.mall.store.clone(),
             registry: self.mall.registry.clone(),

@@ -123,3 +123,77 @@ async fn a_client_that_resets_ten_thousand_streams_before_they_are_served_keeps_
     assert!(bytes > 5, "an order came back");
     assert!(!connection.is_finished(), "the connection is still open");
 }
+
+/// Replicas hear each other's order changes over NATS: a change one replica announces wakes
+/// that order's watches at another at once, not at their next poll — and nothing else, however
+/// the subject is abused.
+#[tokio::test]
+async fn a_change_announced_at_one_replica_wakes_that_orders_watches_at_another() {
+    use futures_util::FutureExt;
+    use jifen_mall::changes::OrderChanges;
+    use std::time::Duration;
+
+    let nats = jifen_tests::TestNats::start().await;
+    let (here, there) = (OrderChanges::default(), OrderChanges::default());
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(here.clone().spread(nats.connect().await, stop.clone()));
+    tokio::spawn(there.clone().spread(nats.connect().await, stop.clone()));
+    let mut watched = there.subscribe("o-1");
+    let mut other = there.subscribe("o-2");
+    // The replicas subscribe as they start: announce until the other one hears.
+    let heard = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            here.announce("o-1");
+            tokio::select! {
+                () = watched.changed() => break,
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        heard.is_ok(),
+        "the other replica never heard of o-1's change"
+    );
+    assert!(
+        other.changed().now_or_never().is_none(),
+        "o-2 did not change"
+    );
+
+    // Garbage on the subject wakes nothing and stops nothing.
+    let client = nats.connect().await;
+    for payload in [
+        "o-2 with spaces\n\u{0}".as_bytes().to_vec(),
+        vec![0xff; 16],
+        "o-2\n".repeat(100_000).into_bytes(),
+    ] {
+        client
+            .publish(
+                jifen_mesh::bus::subjects::ORDER_CHANGES_SUBJECT,
+                payload.into(),
+            )
+            .await
+            .unwrap();
+    }
+    // A good message after the garbage, from the same connection, so heard after it.
+    let mut marker = there.subscribe("o-3");
+    client
+        .publish(
+            jifen_mesh::bus::subjects::ORDER_CHANGES_SUBJECT,
+            "o-3".into(),
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), marker.changed())
+        .await
+        .expect("o-3's change is heard after the garbage");
+    assert!(
+        other.changed().now_or_never().is_none(),
+        "the garbage woke o-2's watch"
+    );
+    here.announce("o-2");
+    tokio::time::timeout(Duration::from_secs(10), other.changed())
+        .await
+        .expect("o-2's change is heard after the garbage");
+    stop.cancel();
+}

@@ -5,7 +5,7 @@
 //!
 //! | identity | publishes | consumes |
 //! |---|---|---|
-//! | `mall` | commands, dead letters, redriven events | `mall-saga`, `mall-dlq`, `dlq-forwarder`; every `jifen.health.>` report |
+//! | `mall` | commands, dead letters, redriven events, `jifen.changes.orders` | `mall-saga`, `mall-dlq`, `dlq-forwarder`; every `jifen.health.>` report; `jifen.changes.orders` |
 //! | `channel-<id>` | `jifen.evt.channel.<id>.>`, its own dead letters and `jifen.health.channel-<id>` | `channel-<id>` on `jifen.cmd.channel.<id>.*` |
 //! | `portal` | `jifen.evt.portal.>`, its own dead letters | `portal` on `jifen.cmd.portal.*` |
 //! | `ops` | anything (break-glass, for the `nats` CLI; no service uses it) | anything |
@@ -17,8 +17,8 @@
 
 use super::subjects::{
     ADVISORY_STREAM, CMD_STREAM, DLQ_INDEX_CONSUMER, DLQ_STREAM, EVT_STREAM, FORWARDER_CONSUMER,
-    HEALTH_SUBJECTS, PORTAL_CONSUMER, SAGA_CONSUMER, channel_commands, channel_consumer,
-    dlq_subject, health_subject,
+    HEALTH_SUBJECTS, ORDER_CHANGES_SUBJECT, PORTAL_CONSUMER, SAGA_CONSUMER, channel_commands,
+    channel_consumer, dlq_subject, health_subject,
 };
 use crate::domain::{ChannelId, InvalidField};
 
@@ -59,7 +59,11 @@ impl Identity {
         match self {
             Self::Mall => Permissions {
                 publish: mall_publishes(),
-                subscribe: vec![inbox, HEALTH_SUBJECTS.to_owned()],
+                subscribe: vec![
+                    inbox,
+                    HEALTH_SUBJECTS.to_owned(),
+                    ORDER_CHANGES_SUBJECT.to_owned(),
+                ],
             },
             Self::Portal => Permissions {
                 publish: connector_publishes(
@@ -113,6 +117,7 @@ fn mall_publishes() -> Vec<String> {
         "jifen.cmd.>".to_owned(),
         "jifen.evt.>".to_owned(),
         "jifen.dlq.>".to_owned(),
+        ORDER_CHANGES_SUBJECT.to_owned(),
         "$JS.API.INFO".to_owned(),
     ];
     for stream in [CMD_STREAM, EVT_STREAM, DLQ_STREAM, ADVISORY_STREAM] {

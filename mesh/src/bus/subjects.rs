@@ -154,6 +154,10 @@ pub fn health_subject(consumer: &str) -> String {
 /// Every connector's health reports, which the mall reads.
 pub const HEALTH_SUBJECTS: &str = "jifen.health.>";
 
+/// The orders each mall replica changed, for the other replicas' watches (core NATS: nothing
+/// is kept; a change missed here is seen by the watch's poll).
+pub const ORDER_CHANGES_SUBJECT: &str = "jifen.changes.orders";
+
 /// The consumer group a health subject names (the inverse of [`health_subject`]).
 pub fn health_consumer(subject: &str) -> Option<&str> {
     match Subject::parse(subject)? {
