@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
-use futures_util::StreamExt;
 use jifen_mesh::bus::subjects::ORDER_CHANGES_SUBJECT;
 use jifen_mesh::domain::{MAX_ID_LEN, OrderId};
 use tokio::sync::{mpsc, watch};
@@ -76,43 +75,26 @@ impl OrderChanges {
 
     /// Wakes the watches of the orders other replicas changed.
     async fn hear(&self, client: async_nats::Client, replica: &str, shutdown: &CancellationToken) {
-        loop {
-            let mut heard = match client.subscribe(ORDER_CHANGES_SUBJECT).await {
-                Ok(subscriber) => subscriber,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot hear the other replicas' order changes yet");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
-                    }
-                }
-            };
-            loop {
-                let message = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    message = heard.next() => match message {
-                        Some(message) => message,
-                        None => break,
-                    },
-                };
-                let from = message
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(REPLICA_HEADER))
-                    .map(|v| v.as_str());
-                if from == Some(replica) || message.payload.len() > MAX_PAYLOAD {
-                    continue;
-                }
-                // Only ids that could be orders wake anything; a watch then reads its order
-                // anew and believes only the database.
-                let ids = std::str::from_utf8(&message.payload).unwrap_or_default();
-                for id in ids.split('\n').take(IDS_PER_MESSAGE) {
-                    if OrderId::parse("order_id", id).is_ok() {
-                        self.wake(id);
-                    }
+        let retry = std::time::Duration::from_secs(1);
+        jifen_mesh::bus::listen::listen(&client, ORDER_CHANGES_SUBJECT, retry, shutdown, |heard| {
+            let from = heard
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(REPLICA_HEADER))
+                .map(|v| v.as_str());
+            if from == Some(replica) || heard.payload.len() > MAX_PAYLOAD {
+                return;
+            }
+            // Only ids that could be orders wake anything; a watch then reads its order anew
+            // and believes only the database.
+            let ids = std::str::from_utf8(&heard.payload).unwrap_or_default();
+            for id in ids.split('\n').take(IDS_PER_MESSAGE) {
+                if OrderId::parse("order_id", id).is_ok() {
+                    self.wake(id);
                 }
             }
-        }
+        })
+        .await;
     }
 
     /// Starts listening for `order_id`'s changes; take it before reading the order, so that a

@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use futures_util::StreamExt as _;
 use jifen_mesh::bus::subjects::{HEALTH_SUBJECTS, consumer_channel, health_consumer};
 use jifen_mesh::connector::health::{LATENCY_BOUNDS_MS, MAX_ERROR_CHARS, MINUTES, REPORT_EVERY};
 use jifen_mesh::domain::ChannelId;
@@ -212,29 +211,16 @@ pub async fn listen(
     board: std::sync::Arc<HealthBoard>,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let mut reports = match client.subscribe(HEALTH_SUBJECTS).await {
-            Ok(subscriber) => subscriber,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the connectors' health reports yet");
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(REPORT_EVERY) => continue,
-                }
-            }
-        };
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                message = reports.next() => match message {
-                    Some(message) => {
-                        board.receive(message.subject.as_str(), &message.payload, now_unix_ms());
-                    }
-                    None => break,
-                },
-            }
-        }
-    }
+    jifen_mesh::bus::listen::listen(
+        &client,
+        HEALTH_SUBJECTS,
+        REPORT_EVERY,
+        &shutdown,
+        |report| {
+            board.receive(report.subject.as_str(), &report.payload, now_unix_ms());
+        },
+    )
+    .await;
 }
 
 #[cfg(test)]

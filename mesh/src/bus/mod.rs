@@ -8,6 +8,7 @@
 pub mod consume;
 pub mod dead_letter;
 pub mod identity;
+pub mod listen;
 pub mod nats_auth;
 pub mod publish;
 pub mod subjects;
