@@ -3,7 +3,9 @@
 //! compensate, correct a late deduct or hold, complete, settle — each a few plain writes that
 //! move steps and send their commands (the outbox), as the saga's plan or an operator says.
 
+use jifen_mesh::bus::publish::Outgoing;
 use jifen_mesh::bus::subjects::Step;
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::steps::{next_generation, set_order, set_step};
@@ -104,23 +106,47 @@ async fn move_lines(
     .fetch_all(&mut *tx)
     .await?;
     for row in &rows {
-        let channel_id: String = row.try_get("channel_id")?;
-        let user_id: String = row.try_get("user_id")?;
-        let captured: String = row.try_get("captured")?;
-        appends.enqueue(
-            commands::points(
-                (moving.command)(protocol(row.try_get("protocol")?)?),
-                order_id,
-                &channel_id,
-                &user_id,
-                row.try_get("points")?,
-                &captured,
-                row.try_get("hold_expires_at_ms")?,
-            ),
-            now,
-        );
+        let step = (moving.command)(protocol(row.try_get("protocol")?)?);
+        appends.enqueue(line_command(step, order_id, row)?, now);
     }
     Ok(rows.len())
+}
+
+/// `step`'s command for the line `row` holds (its channel, user, points, captured values and
+/// hold expiry).
+pub(crate) fn line_command(
+    step: Step,
+    order_id: &str,
+    row: &AnyRow,
+) -> Result<Outgoing, sqlx::Error> {
+    let channel_id: String = row.try_get("channel_id")?;
+    let user_id: String = row.try_get("user_id")?;
+    let captured: String = row.try_get("captured")?;
+    Ok(commands::points(
+        step,
+        order_id,
+        &channel_id,
+        &user_id,
+        row.try_get("points")?,
+        &captured,
+        row.try_get("hold_expires_at_ms")?,
+    ))
+}
+
+/// `step`'s command for the quota `row` holds (its channel, points and hold expiry).
+pub(crate) fn quota_command(
+    step: Step,
+    order_id: &str,
+    row: &AnyRow,
+) -> Result<Outgoing, sqlx::Error> {
+    let channel_id: String = row.try_get("channel_id")?;
+    Ok(commands::quota(
+        step,
+        order_id,
+        &channel_id,
+        row.try_get("points")?,
+        row.try_get("hold_expires_at_ms")?,
+    ))
 }
 
 /// [`move_lines`] for an order's quotas.
@@ -141,17 +167,8 @@ async fn move_quotas(
     .fetch_all(&mut *tx)
     .await?;
     for row in &rows {
-        let channel_id: String = row.try_get("channel_id")?;
-        appends.enqueue(
-            commands::quota(
-                (moving.command)(protocol(row.try_get("protocol")?)?),
-                order_id,
-                &channel_id,
-                row.try_get("points")?,
-                row.try_get("hold_expires_at_ms")?,
-            ),
-            now,
-        );
+        let step = (moving.command)(protocol(row.try_get("protocol")?)?);
+        appends.enqueue(quota_command(step, order_id, row)?, now);
     }
     Ok(rows.len())
 }

@@ -8,6 +8,7 @@ use sqlx::{AnyConnection, Row};
 use crate::commands;
 use crate::order::StepState;
 use crate::store::Appends;
+use crate::store::phases::{line_command, quota_command};
 use crate::store::steps::next_generation;
 
 /// The command to send again for a step stored in `raw` state and taken by `protocol`, when
@@ -48,18 +49,7 @@ pub(crate) async fn reemit(
         let Some(step) = resend(row.try_get("state")?, row.try_get("protocol")?, states)? else {
             continue;
         };
-        let (channel_id, user_id): (String, String) =
-            (row.try_get("channel_id")?, row.try_get("user_id")?);
-        let captured: String = row.try_get("captured")?;
-        messages.push(commands::points(
-            step,
-            order_id,
-            &channel_id,
-            &user_id,
-            row.try_get("points")?,
-            &captured,
-            row.try_get("hold_expires_at_ms")?,
-        ));
+        messages.push(line_command(step, order_id, &row)?);
     }
     for row in sqlx::query(
         "SELECT channel_id, points, state, protocol, hold_expires_at_ms FROM order_quotas \
@@ -72,14 +62,7 @@ pub(crate) async fn reemit(
         let Some(step) = resend(row.try_get("state")?, row.try_get("protocol")?, states)? else {
             continue;
         };
-        let channel_id: String = row.try_get("channel_id")?;
-        messages.push(commands::quota(
-            step,
-            order_id,
-            &channel_id,
-            row.try_get("points")?,
-            row.try_get("hold_expires_at_ms")?,
-        ));
+        messages.push(quota_command(step, order_id, &row)?);
     }
     let sent = messages.len();
     let mut appends = Appends::default();
