@@ -322,6 +322,14 @@ impl Registry {
             }))
             .await
             .map(|answer| answer.into_inner().remaining);
+        if matches!(&read, Err(status) if status.code() == Code::NotFound) {
+            // No such channel: keep nothing for it, or orders naming made-up channels would
+            // grow this map without end. The checks waiting here still get this answer.
+            self.quotas
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(channel_id);
+        }
         *seen = Some(QuotaSeen {
             read: read.clone(),
             at: Instant::now(),
